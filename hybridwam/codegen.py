@@ -1,0 +1,454 @@
+"""Per-model fused Warp kernels, generated from the model's structure.
+
+The tree structure (parents, joint types, actuator flags) is unrolled into straight-line code:
+every intermediate is its own SSA variable, so Warp's reverse mode is exact (no array entry is
+read and later overwritten) and all loops disappear at code-generation time. Numeric values
+(masses, axes, gains, ...) stay in arrays passed to the kernel, so models that share a structure
+share one compiled module, and parameters can be differentiated.
+
+Two kernels per structure, in one generated module (one compile, cached by Warp on disk):
+``step_kernel`` (one step per world, forward and adjoint) and ``rollout_kernel`` (T steps per
+world in one launch, forward only, for fast no-grad rollouts).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+# Joint types, as MuJoCo's mjtJoint.
+FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
+
+#: Order of the model parameter arrays in every kernel signature (name, warp type key).
+PARAM_SPEC = (
+    ("gravity", "V3"),
+    ("timestep", "T"),
+    ("body_pos", "V3"),
+    ("body_quat", "Q"),
+    ("body_ipos", "V3"),
+    ("body_iquat", "Q"),
+    ("body_mass", "T"),
+    ("body_inertia", "V3"),
+    ("jnt_pos", "V3"),
+    ("jnt_axis", "V3"),
+    ("jnt_stiffness", "T"),
+    ("qpos0", "T"),
+    ("qpos_spring", "T"),
+    ("dof_damping", "T"),
+    ("dof_armature", "T"),
+    ("actuator_gain", "T"),
+    ("actuator_bias", "V3"),
+    ("actuator_gear", "T"),
+    ("actuator_ctrlrange", "V2"),
+    ("actuator_forcerange", "V2"),
+    ("jnt_actfrcrange", "V2"),
+)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything the generated code depends on (hashable; numbers live in arrays)."""
+
+    dtype: str  # "float32" | "float64"
+    nq: int
+    nv: int
+    nu: int
+    body_parent: tuple[int, ...]
+    body_jnts: tuple[tuple[int, ...], ...]
+    jnt_type: tuple[int, ...]
+    jnt_qposadr: tuple[int, ...]
+    jnt_dofadr: tuple[int, ...]
+    jnt_actfrclimited: tuple[bool, ...]
+    act_jnt: tuple[int, ...]
+    act_ctrllimited: tuple[bool, ...]
+    act_forcelimited: tuple[bool, ...]
+    act_affine_bias: tuple[bool, ...]
+    implicit_damping: bool
+
+    def key(self) -> str:
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+
+class _Emitter:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, line: str):
+        self.lines.append("    " + line)
+
+
+def _dof_body(s: Structure) -> list[int]:
+    out = [0] * s.nv
+    for b, jnts in enumerate(s.body_jnts):
+        for j in jnts:
+            nd = {FREE: 6, BALL: 3}.get(s.jnt_type[j], 1)
+            for k in range(nd):
+                out[s.jnt_dofadr[j] + k] = b
+    return out
+
+
+def _ancestors(s: Structure, b: int) -> list[int]:
+    out = []
+    while b != 0:
+        out.append(b)
+        b = s.body_parent[b]
+    return out
+
+
+def _step_func(s: Structure) -> str:
+    """Source of ``step_world``: (q, qd, u, fx, ax, params...) -> (q', qd', qacc)."""
+    e = _Emitter()
+    nb = len(s.body_parent)
+    Z = "V3(T(0.0), T(0.0), T(0.0))"
+    # bodies that move: some dof on the path to the root
+    moving = [False] * nb
+    for b in range(1, nb):
+        moving[b] = bool(s.body_jnts[b]) or moving[s.body_parent[b]]
+    dof_body = _dof_body(s)
+
+    params = ", ".join(f"{n}: wp.array(dtype={t})" for n, t in PARAM_SPEC)
+    head = f"@wp.func\ndef step_world(q: VQ, qd: VV, u: VU, fx: VV, ax: VV, {params}):"
+    e("g = gravity[0]")
+    e("h = timestep[0]")
+    for i in range(s.nq):
+        e(f"q{i} = q[{i}]")
+    for i in range(s.nv):
+        e(f"qd{i} = qd[{i}]")
+    # ---- kinematics, velocities and velocity-product accelerations (MuJoCo mj_kinematics,
+    # mj_comPos, mj_comVel) in world-origin spatial coordinates
+    e(f"xp0 = {Z}")
+    e("xq0 = Q(T(0.0), T(0.0), T(0.0), T(1.0))")
+    e(f"vw0 = {Z}")
+    e(f"vv0 = {Z}")
+    e(f"aw0 = {Z}")
+    e("av0 = -g")
+    sdof: dict[int, tuple[str, str]] = {}
+    for b in range(1, nb):
+        p = s.body_parent[b]
+        e(f"# body {b} (parent {p})")
+        e(f"xq{b}_0 = xq{p} * body_quat[{b}]")
+        e(f"xp{b}_0 = xp{p} + wp.quat_rotate(xq{p}, body_pos[{b}])")
+        cur = 0
+        anchors = {}
+        for j in s.body_jnts[b]:
+            t, pa = s.jnt_type[j], s.jnt_qposadr[j]
+            c, n = f"{b}_{cur}", f"{b}_{cur + 1}"
+            if t == FREE:
+                e(f"xp{n} = V3(q{pa}, q{pa + 1}, q{pa + 2})")
+                e(f"xq{n} = quat_from_wxyz(q{pa + 3}, q{pa + 4}, q{pa + 5}, q{pa + 6})")
+                anchors[j] = f"xp{n}"
+            else:
+                e(f"xa{j} = wp.quat_rotate(xq{c}, jnt_axis[{j}])")
+                e(f"xn{j} = wp.quat_rotate(xq{c}, jnt_pos[{j}]) + xp{c}")
+                anchors[j] = f"xn{j}"
+                if t == SLIDE:
+                    e(f"xq{n} = xq{c}")
+                    e(f"xp{n} = xp{c} + xa{j} * (q{pa} - qpos0[{pa}])")
+                else:
+                    if t == HINGE:
+                        e(f"ql{j} = hinge_quat(jnt_axis[{j}], q{pa} - qpos0[{pa}])")
+                    else:
+                        e(f"ql{j} = quat_from_wxyz(q{pa}, q{pa + 1}, q{pa + 2}, q{pa + 3})")
+                    e(f"xq{n} = xq{c} * ql{j}")
+                    e(f"xp{n} = xn{j} - wp.quat_rotate(xq{n}, jnt_pos[{j}])")
+            cur += 1
+        e(f"xq{b} = xq{b}_{cur}")
+        e(f"xp{b} = xp{b}_{cur}")
+        if not moving[b]:
+            continue
+        # motion subspace (cdof) and its time derivative, joint by joint as MuJoCo's mj_comVel
+        e(f"vw{b}_0 = vw{p}")
+        e(f"vv{b}_0 = vv{p}")
+        e(f"aw{b}_0 = aw{p}")
+        e(f"av{b}_0 = av{p}")
+        k = 0
+
+        def add_dof(d, w_expr, v_expr, zero_dot=False):
+            nonlocal k
+            e(f"sw{d} = {w_expr}")
+            e(f"sv{d} = {v_expr}")
+            sdof[d] = (f"sw{d}", f"sv{d}")
+            if zero_dot:
+                e(f"aw{b}_{k + 1} = aw{b}_{k}")
+                e(f"av{b}_{k + 1} = av{b}_{k}")
+            else:
+                e(f"aw{b}_{k + 1} = aw{b}_{k} + cross_motion_w(vw{b}_{k}, vv{b}_{k}, sw{d}, sv{d}) * qd{d}")
+                e(f"av{b}_{k + 1} = av{b}_{k} + cross_motion_v(vw{b}_{k}, vv{b}_{k}, sw{d}, sv{d}) * qd{d}")
+            k += 1
+
+        for j in s.body_jnts[b]:
+            t, da = s.jnt_type[j], s.jnt_dofadr[j]
+            if t in (HINGE, SLIDE):
+                if t == HINGE:
+                    add_dof(da, f"xa{j}", f"motion_dof(xa{j}, {anchors[j]})")
+                else:
+                    add_dof(da, Z, f"xa{j}")
+                e(f"vw{b}_{k} = vw{b}_{k - 1} + sw{da} * qd{da}")
+                e(f"vv{b}_{k} = vv{b}_{k - 1} + sv{da} * qd{da}")
+                continue
+            if t == FREE:
+                # translation dofs: world axes, constant, so their derivative is zero
+                for i in range(3):
+                    unit = ["T(0.0)"] * 3
+                    unit[i] = "T(1.0)"
+                    k0 = k
+                    add_dof(da + i, Z, f"V3({', '.join(unit)})", zero_dot=True)
+                    e(f"vw{b}_{k} = vw{b}_{k0}")
+                    e(f"vv{b}_{k} = vv{b}_{k0} + sv{da + i} * qd{da + i}")
+                da += 3
+            # rotation dofs of ball / free: axes of the body frame, all with the same velocity
+            kb = k
+            e(f"rm{j} = wp.quat_to_matrix(xq{b})")
+            for i in range(3):
+                ax_ = f"V3(rm{j}[0, {i}], rm{j}[1, {i}], rm{j}[2, {i}])"
+                e(f"sw{da + i} = {ax_}")
+                e(f"sv{da + i} = motion_dof(sw{da + i}, {anchors[j]})")
+                sdof[da + i] = (f"sw{da + i}", f"sv{da + i}")
+                e(f"aw{b}_{k + 1} = aw{b}_{k} + cross_motion_w(vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}) * qd{da + i}")
+                e(f"av{b}_{k + 1} = av{b}_{k} + cross_motion_v(vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}) * qd{da + i}")
+                k += 1
+            # velocity update after the three rotations (vw_b_k still holds the pre-rotation velocity)
+            e(f"vw{b}_{k} = vw{b}_{kb} + sw{da} * qd{da} + sw{da + 1} * qd{da + 1} + sw{da + 2} * qd{da + 2}")
+            e(f"vv{b}_{k} = vv{b}_{kb} + sv{da} * qd{da} + sv{da + 1} * qd{da + 1} + sv{da + 2} * qd{da + 2}")
+        # joints may alternate velocity / acceleration indices; close with the last ones
+        e(f"vw{b} = vw{b}_{k}")
+        e(f"vv{b} = vv{b}_{k}")
+        e(f"aw{b} = aw{b}_{k}")
+        e(f"av{b} = av{b}_{k}")
+        # body inertia about the origin, then RNE force of the body alone
+        e(f"xiq{b} = xq{b} * body_iquat[{b}]")
+        e(f"com{b} = xp{b} + wp.quat_rotate(xq{b}, body_ipos[{b}])")
+        e(f"im{b} = body_mass[{b}]")
+        e(f"ih{b}, iJ{b} = inertia_about_origin(im{b}, com{b}, wp.quat_to_matrix(xiq{b}), body_inertia[{b}])")
+        e(f"pn{b} = inertia_apply_n(ih{b}, iJ{b}, vw{b}, vv{b})")
+        e(f"pf{b} = inertia_apply_f(im{b}, ih{b}, vw{b}, vv{b})")
+        e(f"fn{b} = inertia_apply_n(ih{b}, iJ{b}, aw{b}, av{b}) + cross_force_n(vw{b}, vv{b}, pn{b}, pf{b})")
+        e(f"ff{b} = inertia_apply_f(im{b}, ih{b}, aw{b}, av{b}) + cross_force_f(vw{b}, vv{b}, pn{b}, pf{b})")
+    # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA)
+    children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
+    for b in range(nb - 1, 0, -1):
+        if not moving[b]:
+            continue
+        ch = children[b]
+        e(f"Fn{b} = fn{b}" + "".join(f" + Fn{c}" for c in ch))
+        e(f"Ff{b} = ff{b}" + "".join(f" + Ff{c}" for c in ch))
+        e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
+        e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
+        e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
+    # ---- generalized forces: bias, passive, actuators, extra
+    f_terms: dict[int, list[str]] = {d: [] for d in range(s.nv)}
+    for d in range(s.nv):
+        b = dof_body[d]
+        f_terms[d].append(f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))")
+        f_terms[d].append(f"-dof_damping[{d}] * qd{d}")
+        f_terms[d].append(f"fx[{d}]")
+    for j, t in enumerate(s.jnt_type):
+        pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
+        if t in (HINGE, SLIDE):
+            f_terms[da].append(f"-jnt_stiffness[{j}] * (q{pa} - qpos_spring[{pa}])")
+            continue
+        if t == FREE:
+            for i in range(3):
+                f_terms[da + i].append(f"-jnt_stiffness[{j}] * (q{pa + i} - qpos_spring[{pa + i}])")
+            pa, da = pa + 3, da + 3
+        e(f"dq{j} = quat_sub(quat_from_wxyz(q{pa}, q{pa + 1}, q{pa + 2}, q{pa + 3}), "
+          f"quat_from_wxyz(qpos_spring[{pa}], qpos_spring[{pa + 1}], qpos_spring[{pa + 2}], qpos_spring[{pa + 3}]))")
+        for i in range(3):
+            f_terms[da + i].append(f"-jnt_stiffness[{j}] * dq{j}[{i}]")
+    act_terms: dict[int, list[str]] = {}
+    for a in range(s.nu):
+        j = s.act_jnt[a]
+        pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
+        e(f"c{a} = u[{a}]")
+        if s.act_ctrllimited[a]:
+            e(f"c{a} = wp.clamp(c{a}, actuator_ctrlrange[{a}][0], actuator_ctrlrange[{a}][1])")
+        e(f"af{a} = actuator_gain[{a}] * c{a}")
+        if s.act_affine_bias[a]:
+            e(f"af{a} = af{a} + actuator_bias[{a}][0] + actuator_bias[{a}][1] * actuator_gear[{a}] * q{pa}"
+              f" + actuator_bias[{a}][2] * actuator_gear[{a}] * qd{da}")
+        if s.act_forcelimited[a]:
+            e(f"af{a} = wp.clamp(af{a}, actuator_forcerange[{a}][0], actuator_forcerange[{a}][1])")
+        act_terms.setdefault(j, []).append(f"actuator_gear[{a}] * af{a}")
+    for j, terms in act_terms.items():
+        da = s.jnt_dofadr[j]
+        e(f"fa{j} = " + " + ".join(terms))
+        if s.jnt_actfrclimited[j]:
+            e(f"fa{j} = wp.clamp(fa{j}, jnt_actfrcrange[{j}][0], jnt_actfrcrange[{j}][1])")
+        f_terms[da].append(f"fa{j}")
+    for d in range(s.nv):
+        e(f"f{d} = " + " + ".join(f_terms[d]))
+    # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
+    A: dict[tuple[int, int], str | None] = {}
+    for i in range(s.nv):
+        bi = dof_body[i]
+        anc = set(_ancestors(s, bi))
+        for j in range(i + 1):
+            if dof_body[j] not in anc:
+                A[i, j] = None
+                continue
+            expr = (f"wp.dot(sw{j}, inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i}))"
+                    f" + wp.dot(sv{j}, inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i}))")
+            if i == j:
+                expr += f" + dof_armature[{i}]"
+                if s.implicit_damping:
+                    expr += f" + h * dof_damping[{i}]"
+            e(f"M{i}_{j} = {expr}")
+            A[i, j] = f"M{i}_{j}"
+    # ---- dense Cholesky with symbolic zeros, then two triangular solves
+    L: dict[tuple[int, int], str | None] = {}
+    for j in range(s.nv):
+        terms = [f"L{j}_{k} * L{j}_{k}" for k in range(j) if L[j, k]]
+        e(f"L{j}_{j} = wp.sqrt({A[j, j]}" + "".join(f" - {t}" for t in terms) + ")")
+        L[j, j] = f"L{j}_{j}"
+        for i in range(j + 1, s.nv):
+            terms = [f"L{i}_{k} * L{j}_{k}" for k in range(j) if L[i, k] and L[j, k]]
+            if A[i, j] is None and not terms:
+                L[i, j] = None
+                continue
+            num = (A[i, j] or "T(0.0)") + "".join(f" - {t}" for t in terms)
+            e(f"L{i}_{j} = ({num}) / L{j}_{j}")
+            L[i, j] = f"L{i}_{j}"
+    for i in range(s.nv):
+        terms = [f"L{i}_{k} * y{k}" for k in range(i) if L[i, k]]
+        e(f"y{i} = (f{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+    for i in range(s.nv - 1, -1, -1):
+        terms = [f"L{k}_{i} * a{k}" for k in range(i + 1, s.nv) if L[k, i]]
+        e(f"a{i} = (y{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+    # ---- semi-implicit Euler: velocity first, then positions on their manifolds
+    for d in range(s.nv):
+        e(f"qa{d} = a{d} + ax[{d}]")
+        e(f"nqd{d} = qd{d} + h * qa{d}")
+    nq_names = [f"q{i}" for i in range(s.nq)]
+    for j, t in enumerate(s.jnt_type):
+        pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
+        if t in (HINGE, SLIDE):
+            nq_names[pa] = f"(q{pa} + h * nqd{da})"
+            continue
+        if t == FREE:
+            for i in range(3):
+                nq_names[pa + i] = f"(q{pa + i} + h * nqd{da + i})"
+            pa, da = pa + 3, da + 3
+        e(f"nquat{j} = quat_integrate(Q(q{pa + 1}, q{pa + 2}, q{pa + 3}, q{pa}), "
+          f"V3(nqd{da}, nqd{da + 1}, nqd{da + 2}), h)")
+        # back to MuJoCo's (w, x, y, z)
+        for i, c in enumerate((3, 0, 1, 2)):
+            nq_names[pa + i] = f"nquat{j}[{c}]"
+    e("return (VQ(" + ", ".join(nq_names) + "), VV(" + ", ".join(f"nqd{d}" for d in range(s.nv))
+      + "), VV(" + ", ".join(f"qa{d}" for d in range(s.nv)) + "))")
+    return head + "\n" + "\n".join(e.lines) + "\n"
+
+
+def _load(n: int, arr: str, idx: str, vec: str) -> str:
+    return f"{vec}(" + ", ".join(f"{arr}[{idx}, {i}]" for i in range(n)) + ")"
+
+
+def generate_source(s: Structure) -> str:
+    """Python/Warp source of the module holding ``step_kernel`` and ``rollout_kernel``."""
+    tf = {"float32": "f", "float64": "d"}[s.dtype]
+    nu1 = max(s.nu, 1)
+    pdecl = ", ".join(f"{n}: wp.array(dtype={t})" for n, t in PARAM_SPEC)
+    pnames = ", ".join(n for n, _ in PARAM_SPEC)
+    A3 = "wp.array3d(dtype=T)"
+    u_load = (lambda idx: _load(s.nu, "ctrl", idx, "VU")) if s.nu else (lambda idx: "VU(T(0.0))")
+    src = [
+        f"# generated by hybridwam.codegen for structure {s.key()}; do not edit",
+        "import warp as wp",
+        "from hybridwam.kernels.dynamics import (cross_force_f, cross_force_n, cross_motion_v, cross_motion_w,",
+        "    inertia_about_origin, inertia_apply_f, inertia_apply_n)",
+        "from hybridwam.kernels.integration import quat_integrate, quat_sub",
+        "from hybridwam.kernels.kinematics import hinge_quat, motion_dof, quat_from_wxyz",
+        f"T = wp.float{tf == 'f' and 32 or 64}",
+        f"V2 = wp.vec2{tf}",
+        f"V3 = wp.vec3{tf}",
+        f"Q = wp.quat{tf}",
+        f"VQ = wp.types.vector(length={s.nq}, dtype=T)",
+        f"VV = wp.types.vector(length={s.nv}, dtype=T)",
+        f"VU = wp.types.vector(length={nu1}, dtype=T)",
+        "",
+        _step_func(s),
+        "",
+        "@wp.kernel",
+        f"def step_kernel(qpos_in: {A3}, qvel_in: {A3}, t_in: int, ctrl: {A3}, qfrc_extra: {A3}, "
+        f"qacc_extra: {A3}, t_ctrl: int, qpos_out: {A3}, qvel_out: {A3}, qacc_out: {A3}, t_out: int, {pdecl}):",
+        "    w = wp.tid()",
+        "    nq, nqd, nqa = step_world(" + _load(s.nq, "qpos_in", "w, t_in", "VQ") + ", "
+        + _load(s.nv, "qvel_in", "w, t_in", "VV") + ", " + u_load("w, t_ctrl") + ", "
+        + _load(s.nv, "qfrc_extra", "w, t_ctrl", "VV") + ", " + _load(s.nv, "qacc_extra", "w, t_ctrl", "VV")
+        + f", {pnames})",
+    ]
+    for i in range(s.nq):
+        src.append(f"    qpos_out[w, t_out, {i}] = nq[{i}]")
+    for i in range(s.nv):
+        src.append(f"    qvel_out[w, t_out, {i}] = nqd[{i}]")
+        src.append(f"    qacc_out[w, t_ctrl, {i}] = nqa[{i}]")
+    src += [
+        "",
+        "",
+        "@wp.kernel(enable_backward=False)",
+        f"def rollout_kernel(qpos: {A3}, qvel: {A3}, ctrl: {A3}, qfrc_extra: {A3}, qacc_extra: {A3}, "
+        f"qacc_out: {A3}, nstep: int, {pdecl}):",
+        "    w = wp.tid()",
+        "    q = " + _load(s.nq, "qpos", "w, 0", "VQ"),
+        "    qd = " + _load(s.nv, "qvel", "w, 0", "VV"),
+        "    for t in range(nstep):",
+        "        q, qd, qa = step_world(q, qd, " + u_load("w, t") + ", "
+        + _load(s.nv, "qfrc_extra", "w, t", "VV") + ", " + _load(s.nv, "qacc_extra", "w, t", "VV")
+        + f", {pnames})",
+    ]
+    for i in range(s.nq):
+        src.append(f"        qpos[w, t + 1, {i}] = q[{i}]")
+    for i in range(s.nv):
+        src.append(f"        qvel[w, t + 1, {i}] = qd[{i}]")
+        src.append(f"        qacc_out[w, t, {i}] = qa[{i}]")
+    return "\n".join(src) + "\n"
+
+
+def cache_dir() -> str:
+    """Folder of generated kernel modules (``HYBRIDWAM_CACHE`` overrides)."""
+    base = os.environ.get("HYBRIDWAM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hybridwam")
+    return os.path.join(base, "kernels")
+
+
+_MODULES: dict[Structure, object] = {}
+
+
+def get_module(s: Structure, verbose: bool = True):
+    """Import (generating on first use) the kernel module of a structure."""
+    mod = _MODULES.get(s)
+    if mod is not None:
+        return mod
+    src = generate_source(s)
+    name = f"hybridwam_gen_{s.key()}_{hashlib.sha1(src.encode()).hexdigest()[:8]}"
+    d = cache_dir()
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, name + ".py")
+    if not os.path.exists(path):
+        # atomic write: concurrent processes never import a half-written file
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(src)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    _MODULES[s] = mod
+    return mod
+
+
+def compile_module(mod, device, verbose: bool = True) -> float:
+    """Load (compile on a cache miss) the module's kernels on ``device``; returns seconds."""
+    import warp as wp
+
+    t0 = time.perf_counter()
+    wp.load_module(mod, device=device)
+    dt = time.perf_counter() - t0
+    if verbose and dt > 1.0:
+        print(f"hybridwam: compiled physics kernels for this model in {dt:.1f} s "
+              "(cached on disk for the next run)", file=sys.stderr)
+    return dt

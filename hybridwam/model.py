@@ -1,0 +1,348 @@
+"""``hw.load_model``: MJCF / URDF -> ``hw.Model`` (structure + differentiable parameters).
+
+Models are compiled by MuJoCo's own compiler (``mujoco.MjModel``: defaults, URDF, inertias from
+geoms and meshes), then copied into torch tensors on the chosen device that Warp reads zero-copy.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+import torch
+
+from .codegen import BALL, FREE, HINGE, PARAM_SPEC, SLIDE, Structure
+
+JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
+MAX_NV = 32  # fused per-world kernel: code size grows as nv^3
+
+
+class UnsupportedFeatureError(ValueError):
+    """The model uses elements hybridwam does not simulate; ``.features`` lists them all."""
+
+    def __init__(self, source: str, features: list[str]):
+        self.source = source
+        self.features = list(features)
+        lines = "\n".join(f"  - {f}" for f in self.features)
+        super().__init__(f"{source}: unsupported by hybridwam (never approximated silently):\n{lines}")
+
+
+class ModelLoadError(ValueError):
+    """The model file could not be read or compiled (missing file, malformed XML, ...)."""
+
+
+def default_device() -> str:
+    """"cuda:0" when a CUDA device is visible to both torch and Warp, else "cpu"."""
+    if torch.cuda.is_available():
+        import warp as wp
+
+        if wp.is_cuda_available():
+            return "cuda:0"
+    return "cpu"
+
+
+def _package_path(rel: str) -> str | None:
+    """Resolve "scenes/x.xml" or "x.xml" against the scenes shipped in the package."""
+    from importlib import resources
+
+    base = resources.files("hybridwam.scenes")
+    for cand in (rel, os.path.basename(rel)):
+        if rel.startswith("scenes/") or cand == os.path.basename(rel):
+            p = base / os.path.basename(cand)
+            if p.is_file():
+                return str(p)
+    return None
+
+
+def resolve_scene(path: str) -> str:
+    """A scene path as given, else a shipped scene by file name or short name ("cartpole")."""
+    if os.path.exists(path):
+        return path
+    name = path if path.endswith((".xml", ".urdf")) else path + ".xml"
+    found = _package_path(name)
+    if found is None:
+        raise ModelLoadError(f"{path}: no such file (and no shipped scene of that name; shipped: "
+                             f"{', '.join(list_scenes())})")
+    return found
+
+
+def list_scenes() -> list[str]:
+    from importlib import resources
+
+    return sorted(p.name[:-4] for p in resources.files("hybridwam.scenes").iterdir() if p.name.endswith(".xml"))
+
+
+def _compile(path_or_xml: str) -> tuple[mujoco.MjModel, str]:
+    text = path_or_xml.lstrip()
+    if text.startswith("<"):
+        source = "<xml string>"
+        try:
+            return mujoco.MjModel.from_xml_string(path_or_xml), source
+        except ValueError as e:
+            raise ModelLoadError(f"{source}: {e}") from None
+    path = resolve_scene(os.fspath(path_or_xml))
+    try:
+        return mujoco.MjModel.from_xml_path(path), os.path.abspath(path)
+    except ValueError as e:
+        raise ModelLoadError(f"{os.path.abspath(path)}: {e}") from None
+
+
+def _name(m: mujoco.MjModel, objtype, i: int, kind: str) -> str:
+    n = mujoco.mj_id2name(m, objtype, i)
+    return f"{kind} '{n}'" if n else f"{kind} #{i}"
+
+
+def unsupported_features(m: mujoco.MjModel) -> list[str]:
+    """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
+    O = mujoco.mjtObj
+    out: list[str] = []
+    if int(m.opt.integrator) != int(mujoco.mjtIntegrator.mjINT_EULER):
+        out.append(f"option integrator '{mujoco.mjtIntegrator(m.opt.integrator).name}' (only Euler)")
+    for i in range(m.ntendon):
+        out.append(_name(m, O.mjOBJ_TENDON, i, "tendon"))
+    for i in range(m.neq):
+        out.append(_name(m, O.mjOBJ_EQUALITY, i, "equality constraint"))
+    for i in range(getattr(m, "nflex", 0)):
+        out.append(_name(m, O.mjOBJ_FLEX, i, "flex"))
+    if getattr(m, "nplugin", 0):
+        out.append(f"{m.nplugin} engine plugin(s)")
+    if m.opt.density > 0 or m.opt.viscosity > 0 or np.any(m.opt.wind != 0):
+        out.append("option density/viscosity/wind (fluid forces)")
+    dis = m.opt.disableflags
+    for flag in ("mjDSBL_SPRING", "mjDSBL_DAMPER", "mjDSBL_ACTUATION"):
+        if dis & int(getattr(mujoco.mjtDisableBit, flag)):
+            out.append(f"option disable flag {flag[6:].lower()}")
+    for i in range(m.nbody):
+        if m.body_gravcomp[i] != 0:
+            out.append(_name(m, O.mjOBJ_BODY, i, "body") + " gravcomp")
+    for j in range(m.njnt):
+        jn = _name(m, O.mjOBJ_JOINT, j, "joint")
+        if m.jnt_limited[j]:
+            out.append(f"{jn} range limit (joint limits are not simulated yet)")
+        for field in ("jnt_stiffnesspoly", "jnt_springyield"):
+            if hasattr(m, field) and np.any(np.asarray(getattr(m, field))[j] != 0):
+                out.append(f"{jn} {field[4:]}")
+    for d in range(m.nv):
+        jn = _name(m, O.mjOBJ_JOINT, int(m.dof_jntid[d]), "joint")
+        if m.dof_frictionloss[d] > 0:
+            out.append(f"{jn} frictionloss")
+        if hasattr(m, "dof_dampingpoly") and np.any(np.asarray(m.dof_dampingpoly)[d] != 0):
+            out.append(f"{jn} dampingpoly")
+    A = mujoco.mjtTrn, mujoco.mjtDyn, mujoco.mjtGain, mujoco.mjtBias
+    for a in range(m.nu):
+        an = _name(m, O.mjOBJ_ACTUATOR, a, "actuator")
+        if int(m.actuator_trntype[a]) != int(A[0].mjTRN_JOINT):
+            out.append(f"{an} transmission '{A[0](m.actuator_trntype[a]).name}' (only joint)")
+        elif m.jnt_type[m.actuator_trnid[a, 0]] not in (HINGE, SLIDE):
+            out.append(f"{an} on a ball/free joint")
+        if int(m.actuator_dyntype[a]) != int(A[1].mjDYN_NONE):
+            out.append(f"{an} dynamics '{A[1](m.actuator_dyntype[a]).name}' (activation states)")
+        if int(m.actuator_gaintype[a]) != int(A[2].mjGAIN_FIXED):
+            out.append(f"{an} gain '{A[2](m.actuator_gaintype[a]).name}'")
+        if int(m.actuator_biastype[a]) not in (int(A[3].mjBIAS_NONE), int(A[3].mjBIAS_AFFINE)):
+            out.append(f"{an} bias '{A[3](m.actuator_biastype[a]).name}'")
+        for field in ("actuator_damping", "actuator_armature", "actuator_dampingpoly", "actuator_delay"):
+            if hasattr(m, field) and np.any(np.asarray(getattr(m, field))[a] != 0):
+                out.append(f"{an} {field[9:]}")
+    if m.nv > MAX_NV:
+        out.append(f"model size nv={m.nv} (the fused per-world kernel supports nv <= {MAX_NV})")
+    return out
+
+
+@dataclass
+class Model:
+    """Immutable structure plus differentiable physical parameters on one device.
+
+    ``params`` maps names to torch tensors (shapes below, SI units); set ``requires_grad`` on
+    any of them to differentiate a step or rollout with respect to it. ``mj`` is the MuJoCo
+    model it was compiled from (the exact reference, and the source of names).
+    """
+
+    mj: mujoco.MjModel
+    source: str
+    device: str
+    dtype: torch.dtype
+    structure: Structure
+    params: dict[str, torch.Tensor]
+
+    # sizes ---------------------------------------------------------------------------------
+    @property
+    def nq(self) -> int:
+        return self.mj.nq
+
+    @property
+    def nv(self) -> int:
+        return self.mj.nv
+
+    @property
+    def nu(self) -> int:
+        return self.mj.nu
+
+    @property
+    def nbody(self) -> int:
+        return self.mj.nbody
+
+    @property
+    def njnt(self) -> int:
+        return self.mj.njnt
+
+    @property
+    def timestep(self) -> float:
+        return float(self.params["timestep"][0])
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    def names(self, kind: str) -> list[str]:
+        """Names of "body", "joint", "actuator", "site" or "geom" elements, in index order."""
+        objtype, n = {"body": (mujoco.mjtObj.mjOBJ_BODY, self.mj.nbody),
+                      "joint": (mujoco.mjtObj.mjOBJ_JOINT, self.mj.njnt),
+                      "actuator": (mujoco.mjtObj.mjOBJ_ACTUATOR, self.mj.nu),
+                      "site": (mujoco.mjtObj.mjOBJ_SITE, self.mj.nsite),
+                      "geom": (mujoco.mjtObj.mjOBJ_GEOM, self.mj.ngeom)}[kind]
+        return [mujoco.mj_id2name(self.mj, objtype, i) or f"{kind}{i}" for i in range(n)]
+
+    def __getattr__(self, name):
+        # model.body_mass etc.: the parameter tensors
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(name)
+
+    def parameters(self, names=None) -> list[torch.Tensor]:
+        return [self.params[n] for n in (names or self.params)]
+
+    def default_state(self, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(qpos0, zeros) as MuJoCo's reset state, optionally with a leading batch dim."""
+        q = torch.as_tensor(self.mj.qpos0, dtype=self.dtype, device=self.device)
+        v = torch.zeros(self.nv, dtype=self.dtype, device=self.device)
+        if batch is not None:
+            q, v = q.expand(batch, -1).clone(), v.expand(batch, -1).clone()
+        return q, v
+
+    def describe(self) -> str:
+        """Human-readable summary: sizes, joints, actuators, unsupported features."""
+        m = self.mj
+        lines = [f"model   {self.source}",
+                 f"sizes   nq={m.nq} nv={m.nv} nu={m.nu} nbody={m.nbody} njnt={m.njnt} ngeom={m.ngeom}",
+                 f"option  timestep={m.opt.timestep:g} s, gravity={tuple(float(x) for x in m.opt.gravity)}, "
+                 f"integrator=Euler, device={self.device}, dtype={str(self.dtype)[6:]}"]
+        jn = self.names("joint")
+        lines.append("joints")
+        for j in range(m.njnt):
+            lines.append(f"  {jn[j]:<20} {JOINT_TYPE_NAMES[int(m.jnt_type[j])]:<6} qpos[{m.jnt_qposadr[j]}] "
+                         f"dof[{m.jnt_dofadr[j]}] body '{self.names('body')[m.jnt_bodyid[j]]}' "
+                         f"damping={m.dof_damping[m.jnt_dofadr[j]]:g} armature={m.dof_armature[m.jnt_dofadr[j]]:g} "
+                         f"stiffness={m.jnt_stiffness[j]:g}")
+        an = self.names("actuator")
+        lines.append("actuators" if m.nu else "actuators (none)")
+        for a in range(m.nu):
+            kind = _actuator_kind(m, a)
+            rng = (f"ctrlrange=[{m.actuator_ctrlrange[a, 0]:g}, {m.actuator_ctrlrange[a, 1]:g}]"
+                   if m.actuator_ctrllimited[a] else "ctrl unlimited")
+            lines.append(f"  {an[a]:<20} {kind:<9} joint '{jn[m.actuator_trnid[a, 0]]}' "
+                         f"gear={m.actuator_gear[a, 0]:g} {rng}")
+        lines.append(f"contacts  {m.ngeom} geoms; not simulated yet (collision arrives with the contact model)")
+        lines.append("unsupported  none")
+        return "\n".join(lines)
+
+
+def _actuator_kind(m: mujoco.MjModel, a: int) -> str:
+    gain, b = m.actuator_gainprm[a, 0], m.actuator_biasprm[a, :3]
+    if m.actuator_biastype[a] == 0:
+        return "motor"
+    if b[1] == -gain and b[0] == 0:
+        return "position"
+    if b[1] == 0 and b[2] == -gain and b[0] == 0:
+        return "velocity"
+    return "affine"
+
+
+def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
+    dis = m.opt.disableflags
+    return Structure(
+        dtype=dtype,
+        nq=m.nq, nv=m.nv, nu=m.nu,
+        body_parent=tuple(int(p) for p in m.body_parentid),
+        body_jnts=tuple(tuple(range(m.body_jntadr[b], m.body_jntadr[b] + m.body_jntnum[b]))
+                        for b in range(m.nbody)),
+        jnt_type=tuple(int(t) for t in m.jnt_type),
+        jnt_qposadr=tuple(int(x) for x in m.jnt_qposadr),
+        jnt_dofadr=tuple(int(x) for x in m.jnt_dofadr),
+        jnt_actfrclimited=tuple(bool(x) for x in m.jnt_actfrclimited),
+        act_jnt=tuple(int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
+                              and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
+        act_forcelimited=tuple(bool(x) for x in m.actuator_forcelimited),
+        act_affine_bias=tuple(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
+        implicit_damping=not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP) and bool(np.any(m.dof_damping > 0)),
+    )
+
+
+def _wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
+    return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
+
+
+def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """Numeric arrays in PARAM_SPEC order (never empty: Warp needs an allocation)."""
+    g = np.array(m.opt.gravity, dtype=np.float64)
+    if m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_GRAVITY):
+        g = np.zeros(3)
+
+    def nz(a, shape):
+        a = np.asarray(a, dtype=np.float64).reshape(shape)
+        return a if a.shape[0] else np.zeros((1,) + a.shape[1:])
+
+    p = {
+        "gravity": g.reshape(1, 3),
+        "timestep": np.array([m.opt.timestep]),
+        "body_pos": nz(m.body_pos, (-1, 3)),
+        "body_quat": nz(_wxyz_to_xyzw(m.body_quat), (-1, 4)),
+        "body_ipos": nz(m.body_ipos, (-1, 3)),
+        "body_iquat": nz(_wxyz_to_xyzw(m.body_iquat), (-1, 4)),
+        "body_mass": nz(m.body_mass, (-1,)),
+        "body_inertia": nz(m.body_inertia, (-1, 3)),
+        "jnt_pos": nz(m.jnt_pos, (-1, 3)),
+        "jnt_axis": nz(m.jnt_axis, (-1, 3)),
+        "jnt_stiffness": nz(m.jnt_stiffness, (-1,)),
+        "qpos0": nz(m.qpos0, (-1,)),
+        "qpos_spring": nz(m.qpos_spring, (-1,)),
+        "dof_damping": nz(m.dof_damping, (-1,)),
+        "dof_armature": nz(m.dof_armature, (-1,)),
+        "actuator_gain": nz(m.actuator_gainprm[:, 0], (-1,)),
+        "actuator_bias": nz(m.actuator_biasprm[:, :3], (-1, 3)),
+        "actuator_gear": nz(m.actuator_gear[:, 0], (-1,)),
+        "actuator_ctrlrange": nz(m.actuator_ctrlrange, (-1, 2)),
+        "actuator_forcerange": nz(m.actuator_forcerange, (-1, 2)),
+        "jnt_actfrcrange": nz(m.jnt_actfrcrange, (-1, 2)),
+    }
+    assert list(p) == [n for n, _ in PARAM_SPEC]
+    return p
+
+
+def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype = "float32") -> Model:
+    """Compile an MJCF or URDF file (or an XML string, or a shipped scene name) into a Model.
+
+    Raises ``ModelLoadError`` for a missing or malformed file and ``UnsupportedFeatureError``
+    listing every element hybridwam does not simulate. ``device``: "cpu" or "cuda:N"
+    (default: "cuda:0" when available). ``dtype``: "float32" (default) or "float64".
+    """
+    if isinstance(path_or_xml, mujoco.MjModel):
+        m, source = path_or_xml, "<MjModel>"
+    else:
+        m, source = _compile(str(path_or_xml))
+    bad = unsupported_features(m)
+    if bad:
+        raise UnsupportedFeatureError(source, bad)
+    tdtype = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
+              torch.float64: torch.float64}.get(dtype)
+    if tdtype is None:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    device = str(device or default_device())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+    params = {k: torch.as_tensor(v, dtype=tdtype, device=device).contiguous() for k, v in _params(m).items()}
+    return Model(mj=m, source=source, device=device, dtype=tdtype,
+                 structure=_structure(m, "float32" if tdtype == torch.float32 else "float64"), params=params)

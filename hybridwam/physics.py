@@ -1,0 +1,214 @@
+"""``hw.Physics``: the differentiable simulator. Torch tensors in and out, batched over worlds.
+
+Forward: one fused Warp launch for a whole rollout (``rollout_kernel``), one thread per world.
+Backward: the adjoint of ``step_kernel`` launched once per step in reverse order. The adjoint
+recomputes each step's intermediates from the stored states, so a rollout keeps only the
+trajectory, O(T * (nq + nv)) per world, never a tape of intermediates.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import warp as wp
+
+from .codegen import PARAM_SPEC, compile_module, get_module
+from .model import Model
+
+_WP_DTYPES = {
+    torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "Q": wp.quatf},
+    torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "Q": wp.quatd},
+}
+
+
+class NonFiniteError(FloatingPointError):
+    """A step produced NaN or inf; ``.worlds`` lists the affected world indices."""
+
+    def __init__(self, msg: str, worlds: list[int], step: int):
+        super().__init__(msg)
+        self.worlds = worlds
+        self.step = step
+
+
+@dataclass
+class Trajectory:
+    """A batch of rollouts: qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv]."""
+
+    qpos: torch.Tensor
+    qvel: torch.Tensor
+    qacc: torch.Tensor
+
+    @property
+    def horizon(self) -> int:
+        return self.qacc.shape[1]
+
+
+def _stream_scope(device: str):
+    if device.startswith("cuda"):
+        return wp.ScopedStream(wp.stream_from_torch(torch.cuda.current_stream(torch.device(device))))
+    return contextlib.nullcontext()
+
+
+class _Rollout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, phys, qpos0, qvel0, ctrls, qfrc, qaccx, *params):
+        B, T = ctrls.shape[0], ctrls.shape[1]
+        m = phys.model
+        Q = torch.empty(B, T + 1, m.nq, dtype=m.dtype, device=m.device)
+        V = torch.empty(B, T + 1, m.nv, dtype=m.dtype, device=m.device)
+        A = torch.empty(B, T, m.nv, dtype=m.dtype, device=m.device)
+        Q[:, 0] = qpos0
+        V[:, 0] = qvel0
+        wparams = phys._wp_params(params)
+        with _stream_scope(m.device):
+            wp.launch(phys._mod.rollout_kernel, dim=B, device=m.device,
+                      inputs=[phys._wp(Q), phys._wp(V), phys._wp(ctrls), phys._wp(qfrc), phys._wp(qaccx),
+                              phys._wp(A), T, *wparams])
+        ctx.phys = phys
+        ctx.save_for_backward(Q, V, A, ctrls, qfrc, qaccx, *params)
+        return Q, V, A
+
+    @staticmethod
+    def backward(ctx, gQ, gV, gA):
+        phys = ctx.phys
+        Q, V, A, ctrls, qfrc, qaccx, *params = ctx.saved_tensors
+        B, T = ctrls.shape[0], ctrls.shape[1]
+
+        def adj(g, like):
+            return g.contiguous().clone() if g is not None else torch.zeros_like(like)
+
+        aQ, aV, aA = adj(gQ, Q), adj(gV, V), adj(gA, A)
+        a_ctrl, a_qfrc, a_qaccx = torch.zeros_like(ctrls), torch.zeros_like(qfrc), torch.zeros_like(qaccx)
+        a_params = [torch.zeros_like(p) for p in params]
+        w = phys._wp
+        wparams = phys._wp_params(params)
+        wadj = [phys._wp_param(n, a) for (n, _), a in zip(PARAM_SPEC, a_params, strict=True)]
+        wQ, wV, wA, wc, wf, wx = w(Q), w(V), w(A), w(ctrls), w(qfrc), w(qaccx)
+        waQ, waV, waA, wac, waf, wax = w(aQ), w(aV), w(aA), w(a_ctrl), w(a_qfrc), w(a_qaccx)
+        with _stream_scope(phys.model.device):
+            for t in range(T - 1, -1, -1):
+                wp.launch(phys._mod.step_kernel, dim=B, device=phys.model.device, adjoint=True,
+                          inputs=[wQ, wV, t, wc, wf, wx, t, wQ, wV, wA, t + 1, *wparams],
+                          adj_inputs=[waQ, waV, 0, wac, waf, wax, 0, waQ, waV, waA, 0, *wadj])
+        needs = ctx.needs_input_grad
+        grads = [None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params]
+        return tuple(g if needs[i] else None for i, g in enumerate(grads))
+
+
+class Physics:
+    """Differentiable rigid-body simulator for a :class:`hw.Model`.
+
+    ``step(qpos [B, nq], qvel [B, nv], ctrl [B, nu]) -> (qpos', qvel')`` and
+    ``rollout(qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]) -> Trajectory``; unbatched inputs
+    (no leading B) give unbatched outputs. Gradients flow to the inputs and to every tensor in
+    ``model.params`` that requires grad. Contacts are not simulated yet.
+    """
+
+    def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True):
+        self.model = model
+        self.check_finite = check_finite
+        self._mod = get_module(model.structure)
+        self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose)
+        self._types = _WP_DTYPES[model.dtype]
+        self._cache: dict[tuple, wp.array] = {}
+
+    # protocol sizes (hw.WorldModel)
+    nq = property(lambda self: self.model.nq)
+    nv = property(lambda self: self.model.nv)
+    nu = property(lambda self: self.model.nu)
+
+    # ---- torch <-> warp ----------------------------------------------------------------------
+    def _wp(self, t: torch.Tensor) -> wp.array:
+        return wp.from_torch(t, dtype=self._types["T"])
+
+    def _wp_param(self, name: str, t: torch.Tensor) -> wp.array:
+        key = {n: k for n, k in PARAM_SPEC}[name]
+        return wp.from_torch(t, dtype=self._types[key])
+
+    def _wp_params(self, params) -> list[wp.array]:
+        out = []
+        for (name, _), t in zip(PARAM_SPEC, params, strict=True):
+            k = (name, t.data_ptr(), tuple(t.shape))
+            a = self._cache.get(k)
+            if a is None:
+                a = self._cache[k] = self._wp_param(name, t)
+            out.append(a)
+        return out
+
+    # ---- validation --------------------------------------------------------------------------
+    def _prep(self, x, name: str, shape: tuple, batch: int | None) -> torch.Tensor:
+        m = self.model
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+        exp = ((batch,) if batch is not None else ()) + shape
+        if tuple(x.shape) != exp:
+            want = "[" + ", ".join(("B" if i == 0 and batch is not None else str(s)) for i, s in enumerate(exp)) + "]"
+            raise ValueError(f"{name}: expected shape {want} (B={batch}), got {list(x.shape)}")
+        x = x.to(device=m.device, dtype=m.dtype)
+        if self.check_finite and not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist() if x.dim() else []
+            raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+        return x
+
+    def _check_output(self, Q: torch.Tensor, V: torch.Tensor):
+        ok = torch.isfinite(Q).flatten(1).all(1) & torch.isfinite(V).flatten(1).all(1)
+        if not bool(ok.all()):
+            worlds = (~ok).nonzero().flatten().tolist()
+            bad_t = (~(torch.isfinite(Q[worlds[0]]).all(1) & torch.isfinite(V[worlds[0]]).all(1))).nonzero()
+            step = int(bad_t[0]) if len(bad_t) else -1
+            raise NonFiniteError(
+                f"simulation produced non-finite state in {len(worlds)} world(s) {worlds[:20]} "
+                f"(world {worlds[0]} first at step {step}); check the timestep, gains and inputs",
+                worlds, step)
+
+    # ---- public API --------------------------------------------------------------------------
+    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None) -> Trajectory:
+        """Simulate T = ctrls.shape[-2] steps from (qpos0, qvel0).
+
+        qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]; optional generalized forces
+        ``qfrc_extra`` and accelerations ``qacc_extra`` [B, T, nv] added in each step.
+        Returns a Trajectory with qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv].
+        """
+        m = self.model
+        qpos0 = qpos0 if isinstance(qpos0, torch.Tensor) else torch.as_tensor(qpos0)
+        unbatched = qpos0.dim() == 1
+        if unbatched:
+            qpos0, qvel0, ctrls = qpos0[None], torch.as_tensor(qvel0)[None], torch.as_tensor(ctrls)[None]
+            qfrc_extra = None if qfrc_extra is None else torch.as_tensor(qfrc_extra)[None]
+            qacc_extra = None if qacc_extra is None else torch.as_tensor(qacc_extra)[None]
+        if qpos0.dim() != 2:
+            raise ValueError(f"qpos0: expected shape [B, {m.nq}] or [{m.nq}], got {list(qpos0.shape)}")
+        B = qpos0.shape[0]
+        ctrls = torch.as_tensor(ctrls)
+        if ctrls.dim() != 3:
+            raise ValueError(f"ctrls: expected shape [B, T, {m.nu}], got {list(ctrls.shape)}")
+        T = ctrls.shape[1]
+        if T < 1:
+            raise ValueError("ctrls: horizon T must be at least 1")
+        qpos0 = self._prep(qpos0, "qpos0", (m.nq,), B)
+        qvel0 = self._prep(qvel0, "qvel0", (m.nv,), B)
+        ctrls = self._prep(ctrls, "ctrls", (T, m.nu), B)
+        zeros = None
+        if qfrc_extra is None or qacc_extra is None:
+            zeros = torch.zeros(B, T, m.nv, dtype=m.dtype, device=m.device)
+        qfrc = zeros if qfrc_extra is None else self._prep(qfrc_extra, "qfrc_extra", (T, m.nv), B)
+        qaccx = zeros if qacc_extra is None else self._prep(qacc_extra, "qacc_extra", (T, m.nv), B)
+        if m.nu == 0:
+            ctrls = torch.zeros(B, T, 1, dtype=m.dtype, device=m.device)
+        Q, V, A = _Rollout.apply(self, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
+                                 qfrc.contiguous(), qaccx.contiguous(), *m.parameters([n for n, _ in PARAM_SPEC]))
+        if self.check_finite:
+            self._check_output(Q.detach(), V.detach())
+        if unbatched:
+            Q, V, A = Q[0], V[0], A[0]
+        return Trajectory(Q, V, A)
+
+    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
+        """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel')."""
+        ctrl = torch.as_tensor(ctrl)
+        lift = (lambda x: None if x is None else torch.as_tensor(x).unsqueeze(-2))
+        tr = self.rollout(qpos, qvel, ctrl.unsqueeze(-2), lift(qfrc_extra), lift(qacc_extra))
+        return tr.qpos[..., 1, :], tr.qvel[..., 1, :]

@@ -1,0 +1,1 @@
+"""MJCF scenes shipped with hybridwam (installed as hybridwam.scenes)."""
