@@ -8,6 +8,7 @@ trajectory, O(T * (nq + nv)) per world, never a tape of intermediates.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,10 @@ import warp as wp
 
 from .codegen import PARAM_SPEC, compile_module, get_module
 from .model import Model
+
+if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
+    # Warp's per-module load lines would drown users' output; hybridwam reports compiles itself.
+    wp.config.quiet = True
 
 _WP_DTYPES = {
     torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "Q": wp.quatf},
@@ -120,11 +125,11 @@ class Physics:
 
     # ---- torch <-> warp ----------------------------------------------------------------------
     def _wp(self, t: torch.Tensor) -> wp.array:
-        return wp.from_torch(t, dtype=self._types["T"])
+        return wp.from_torch(t, dtype=self._types["T"], requires_grad=False)
 
     def _wp_param(self, name: str, t: torch.Tensor) -> wp.array:
         key = {n: k for n, k in PARAM_SPEC}[name]
-        return wp.from_torch(t, dtype=self._types[key])
+        return wp.from_torch(t, dtype=self._types[key], requires_grad=False)
 
     def _wp_params(self, params) -> list[wp.array]:
         out = []
