@@ -73,19 +73,23 @@ def list_scenes() -> list[str]:
     return sorted(p.name[:-4] for p in resources.files("hybridwam.scenes").iterdir() if p.name.endswith(".xml"))
 
 
-def _compile(path_or_xml: str) -> tuple[mujoco.MjModel, str]:
+def _compile(path_or_xml: str) -> tuple[mujoco.MjModel, str, str | None]:
+    """(MjModel, source name, XML text when self-contained enough to rebuild from)."""
     text = path_or_xml.lstrip()
     if text.startswith("<"):
         source = "<xml string>"
         try:
-            return mujoco.MjModel.from_xml_string(path_or_xml), source
+            return mujoco.MjModel.from_xml_string(path_or_xml), source, path_or_xml
         except ValueError as e:
             raise ModelLoadError(f"{source}: {e}") from None
-    path = resolve_scene(os.fspath(path_or_xml))
+    path = os.path.abspath(resolve_scene(os.fspath(path_or_xml)))
     try:
-        return mujoco.MjModel.from_xml_path(path), os.path.abspath(path)
+        m = mujoco.MjModel.from_xml_path(path)
     except ValueError as e:
-        raise ModelLoadError(f"{os.path.abspath(path)}: {e}") from None
+        raise ModelLoadError(f"{path}: {e}") from None
+    with open(path, errors="replace") as f:
+        xml = f.read()
+    return m, path, xml
 
 
 def _name(m: mujoco.MjModel, objtype, i: int, kind: str) -> str:
@@ -161,6 +165,7 @@ class Model:
 
     mj: mujoco.MjModel
     source: str
+    xml: str | None
     device: str
     dtype: torch.dtype
     structure: Structure
@@ -330,9 +335,9 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     (default: "cuda:0" when available). ``dtype``: "float32" (default) or "float64".
     """
     if isinstance(path_or_xml, mujoco.MjModel):
-        m, source = path_or_xml, "<MjModel>"
+        m, source, xml = path_or_xml, "<MjModel>", None
     else:
-        m, source = _compile(str(path_or_xml))
+        m, source, xml = _compile(str(path_or_xml))
     bad = unsupported_features(m)
     if bad:
         raise UnsupportedFeatureError(source, bad)
@@ -344,5 +349,5 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
     params = {k: torch.as_tensor(v, dtype=tdtype, device=device).contiguous() for k, v in _params(m).items()}
-    return Model(mj=m, source=source, device=device, dtype=tdtype,
+    return Model(mj=m, source=source, xml=xml, device=device, dtype=tdtype,
                  structure=_structure(m, "float32" if tdtype == torch.float32 else "float64"), params=params)

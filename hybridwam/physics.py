@@ -20,6 +20,7 @@ from .model import Model
 if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     # Warp's per-module load lines would drown users' output; hybridwam reports compiles itself.
     wp.config.quiet = True
+    wp.config.log_level = wp.LOG_WARNING
 
 _WP_DTYPES = {
     torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "Q": wp.quatf},
