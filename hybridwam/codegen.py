@@ -167,7 +167,7 @@ def _step_func(s: Structure) -> str:
         e(f"av{b}_0 = av{p}")
         k = 0
 
-        def add_dof(d, w_expr, v_expr, zero_dot=False):
+        def add_dof(d, w_expr, v_expr, zero_dot=False, b=b):
             nonlocal k
             e(f"sw{d} = {w_expr}")
             e(f"sv{d} = {v_expr}")
@@ -208,8 +208,9 @@ def _step_func(s: Structure) -> str:
                 e(f"sw{da + i} = {ax_}")
                 e(f"sv{da + i} = motion_dof(sw{da + i}, {anchors[j]})")
                 sdof[da + i] = (f"sw{da + i}", f"sv{da + i}")
-                e(f"aw{b}_{k + 1} = aw{b}_{k} + cross_motion_w(vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}) * qd{da + i}")
-                e(f"av{b}_{k + 1} = av{b}_{k} + cross_motion_v(vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}) * qd{da + i}")
+                sv_ = f"vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}"
+                e(f"aw{b}_{k + 1} = aw{b}_{k} + cross_motion_w({sv_}) * qd{da + i}")
+                e(f"av{b}_{k + 1} = av{b}_{k} + cross_motion_v({sv_}) * qd{da + i}")
                 k += 1
             # velocity update after the three rotations (vw_b_k still holds the pre-rotation velocity)
             e(f"vw{b}_{k} = vw{b}_{kb} + sw{da} * qd{da} + sw{da + 1} * qd{da + 1} + sw{da + 2} * qd{da + 2}")

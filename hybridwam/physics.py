@@ -215,6 +215,9 @@ class Physics:
     def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
         """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel')."""
         ctrl = torch.as_tensor(ctrl)
-        lift = (lambda x: None if x is None else torch.as_tensor(x).unsqueeze(-2))
+
+        def lift(x):
+            return None if x is None else torch.as_tensor(x).unsqueeze(-2)
+
         tr = self.rollout(qpos, qvel, ctrl.unsqueeze(-2), lift(qfrc_extra), lift(qacc_extra))
         return tr.qpos[..., 1, :], tr.qvel[..., 1, :]
