@@ -40,6 +40,8 @@ PARAM_SPEC = (
     ("qpos_spring", "T"),
     ("dof_damping", "T"),
     ("dof_armature", "T"),
+    ("dof_coulomb", "T"),
+    ("dof_coulomb_vel", "T"),
     ("actuator_gain", "T"),
     ("actuator_bias", "V3"),
     ("actuator_gear", "T"),
@@ -246,6 +248,8 @@ def _step_func(s: Structure) -> str:
         b = dof_body[d]
         f_terms[d].append(f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))")
         f_terms[d].append(f"-dof_damping[{d}] * qd{d}")
+        # smooth Coulomb friction (hybridwam extra, zero unless set): -c tanh(qd / v_s)
+        f_terms[d].append(f"-dof_coulomb[{d}] * wp.tanh(qd{d} / dof_coulomb_vel[{d}])")
         f_terms[d].append(f"fx[{d}]")
     for j, t in enumerate(s.jnt_type):
         pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
@@ -267,9 +271,10 @@ def _step_func(s: Structure) -> str:
         e(f"c{a} = u[{a}]")
         if s.act_ctrllimited[a]:
             e(f"c{a} = wp.clamp(c{a}, actuator_ctrlrange[{a}][0], actuator_ctrlrange[{a}][1])")
-        e(f"af{a} = actuator_gain[{a}] * c{a}")
+        # bias[0] is a constant force offset (zero for MuJoCo motors; identifiable in calibration)
+        e(f"af{a} = actuator_gain[{a}] * c{a} + actuator_bias[{a}][0]")
         if s.act_affine_bias[a]:
-            e(f"af{a} = af{a} + actuator_bias[{a}][0] + actuator_bias[{a}][1] * actuator_gear[{a}] * q{pa}"
+            e(f"af{a} = af{a} + actuator_bias[{a}][1] * actuator_gear[{a}] * q{pa}"
               f" + actuator_bias[{a}][2] * actuator_gear[{a}] * qd{da}")
         if s.act_forcelimited[a]:
             e(f"af{a} = wp.clamp(af{a}, actuator_forcerange[{a}][0], actuator_forcerange[{a}][1])")

@@ -158,8 +158,13 @@ def unsupported_features(m: mujoco.MjModel) -> list[str]:
 class Model:
     """Immutable structure plus differentiable physical parameters on one device.
 
-    ``params`` maps names to torch tensors (shapes below, SI units); set ``requires_grad`` on
-    any of them to differentiate a step or rollout with respect to it. ``mj`` is the MuJoCo
+    ``params`` maps names to torch tensors (SI units); set ``requires_grad`` on any of them to
+    differentiate a step or rollout with respect to it. Names follow MuJoCo's fields
+    (body_mass [nbody], body_inertia [nbody, 3], body_ipos, dof_damping [nv], dof_armature,
+    jnt_stiffness [njnt], actuator_gear [nu], actuator_gain, actuator_bias [nu, 3], gravity [1, 3],
+    ...) plus two hybridwam extras that are zero/inactive for MuJoCo models: ``dof_coulomb`` [nv]
+    (smooth Coulomb friction -c tanh(qd / dof_coulomb_vel)) and ``actuator_bias[:, 0]`` on motors
+    (a constant torque offset). ``mj`` is the MuJoCo
     model it was compiled from (the exact reference, and the source of names).
     """
 
@@ -316,8 +321,12 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
         "qpos_spring": nz(m.qpos_spring, (-1,)),
         "dof_damping": nz(m.dof_damping, (-1,)),
         "dof_armature": nz(m.dof_armature, (-1,)),
+        "dof_coulomb": nz(np.zeros(m.nv), (-1,)),
+        "dof_coulomb_vel": nz(np.full(m.nv, 0.01), (-1,)),
         "actuator_gain": nz(m.actuator_gainprm[:, 0], (-1,)),
-        "actuator_bias": nz(m.actuator_biasprm[:, :3], (-1, 3)),
+        # MuJoCo ignores biasprm unless biastype is affine; zero it so the kernel can always add bias[0]
+        "actuator_bias": nz(m.actuator_biasprm[:, :3] * (m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE))[:, None],
+                            (-1, 3)),
         "actuator_gear": nz(m.actuator_gear[:, 0], (-1,)),
         "actuator_ctrlrange": nz(m.actuator_ctrlrange, (-1, 2)),
         "actuator_forcerange": nz(m.actuator_forcerange, (-1, 2)),

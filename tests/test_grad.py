@@ -11,7 +11,7 @@ import hybridwam as hw
 
 SCENES = ["pendulum", "acrobot", "cartpole", "reacher"]
 PARAMS = ["body_mass", "body_inertia", "body_ipos", "dof_damping", "dof_armature", "jnt_stiffness",
-          "actuator_gear", "actuator_gain", "gravity"]
+          "actuator_gear", "actuator_gain", "actuator_bias", "gravity", "dof_coulomb", "dof_coulomb_vel"]
 T = 50
 EPS = 1e-6
 RTOL = 1e-5
@@ -79,6 +79,9 @@ def test_state_and_control_gradients(scene):
 @pytest.mark.parametrize("scene", SCENES)
 def test_parameter_gradients(scene):
     model, loss, *_ = _setup(scene, seed=2)
+    with torch.no_grad():  # smooth Coulomb friction is off by default; switch it on to test it
+        model.params["dof_coulomb"].fill_(0.05)
+        model.params["dof_coulomb_vel"].fill_(0.5)
     for n in PARAMS:
         model.params[n].requires_grad_(True)
     try:
