@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 # Joint types, as MuJoCo's mjtJoint.
 FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
+# Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
+PLANE, SPHERE, CAPSULE, BOX = 0, 2, 3, 6
 
 #: Order of the model parameter arrays in every kernel signature (name, warp type key).
 PARAM_SPEC = (
@@ -48,6 +50,17 @@ PARAM_SPEC = (
     ("actuator_ctrlrange", "V2"),
     ("actuator_forcerange", "V2"),
     ("jnt_actfrcrange", "V2"),
+    ("geom_pos", "V3"),
+    ("geom_quat", "Q"),
+    ("geom_size", "V3"),
+    ("geom_rbound", "T"),
+    ("geom_friction", "T"),
+    ("pair_stiffness", "T"),
+    ("pair_damping", "T"),
+    ("pair_meff", "T"),
+    ("pair_iscale", "V2"),
+    ("contact_tau", "T"),
+    ("contact_eps", "T"),
 )
 
 
@@ -70,6 +83,16 @@ class Structure:
     act_forcelimited: tuple[bool, ...]
     act_affine_bias: tuple[bool, ...]
     implicit_damping: bool
+    geom_type: tuple[int, ...] = ()
+    geom_body: tuple[int, ...] = ()
+    #: candidate contact pairs (g1, g2) after static filtering, type(g1) <= type(g2)
+    pairs: tuple[tuple[int, int], ...] = ()
+    #: whether a pair's contact stiffness is treated implicitly (bodies in different trees). The
+    #: implicit term is block-diagonal per tree (each body takes a share of the contact's implicit
+    #: stiffness scaled so that two bodies in translation get the exact implicit step), so the
+    #: mass matrix keeps its tree sparsity. Only the integration scheme is approximated; the
+    #: contact forces and equilibria are exact.
+    pair_implicit: tuple[bool, ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
@@ -101,6 +124,92 @@ def _ancestors(s: Structure, b: int) -> list[int]:
     return out
 
 
+def _pair_call(s: Structure, g1: int, g2: int) -> str:
+    """Call of the pair function (kernels/contact.py) for geoms g1, g2 (type(g1) <= type(g2))."""
+    t1, t2 = s.geom_type[g1], s.geom_type[g2]
+    names = {PLANE: "plane", SPHERE: "sphere", CAPSULE: "capsule", BOX: "box"}
+
+    def geo(g):
+        t = s.geom_type[g]
+        if t == PLANE:
+            return [f"gp{g}", f"gz{g}"]
+        if t == SPHERE:
+            return [f"gp{g}", f"geom_size[{g}][0]"]
+        if t == CAPSULE:
+            return [f"gp{g} - gz{g} * geom_size[{g}][1]", f"gp{g} + gz{g} * geom_size[{g}][1]", f"geom_size[{g}][0]"]
+        return [f"gp{g}", f"gR{g}", f"geom_size[{g}]"]
+
+    if (t1, t2) not in PAIR_TYPES:
+        raise NotImplementedError(f"no narrow phase for geom types {t1}, {t2}")
+    return f"pair_{names[t1]}_{names[t2]}(" + ", ".join(geo(g1) + geo(g2)) + ", "
+
+
+PAIR_TYPES = {(PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
+              (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX)}
+
+
+def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int, str]
+                   ) -> dict[int, list[tuple[str, int]]]:
+    """Contact actions of every candidate pair; returns body -> [(sign, pair)] acting on it.
+
+    Per pair: a bounding-sphere (or plane half-space) test at ~10 flops, then the narrow phase
+    and contact law only when it passes, so the time per world is O(pairs) cheap tests plus
+    O(touching pairs) contact work. The action is computed about a point near the contact and
+    shifted to each body's tree reference point (float32 precision does not depend on the
+    distance from the world origin).
+    """
+    Z = "V3(T(0.0), T(0.0), T(0.0))"
+    ZM = "M33(T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0))"
+    used = sorted({g for p in s.pairs for g in p})
+    e("# ---- contacts")
+    e("ctau = contact_tau[0]")
+    e("ceps = contact_eps[0]")
+    e("cmargin = ctau * T(2.0)")
+    for g in used:
+        b = s.geom_body[g]
+        e(f"gp{g} = xp{b} + wp.quat_rotate(xq{b}, geom_pos[{g}])")
+        e(f"gR{g} = wp.quat_to_matrix(xq{b} * geom_quat[{g}])")
+        e(f"gz{g} = V3(gR{g}[0, 2], gR{g}[1, 2], gR{g}[2, 2])")
+    acting: dict[int, list[tuple[str, int]]] = {}
+    for i, (g1, g2) in enumerate(s.pairs):
+        b1, b2 = s.geom_body[g1], s.geom_body[g2]
+        e(f"# pair {i}: geom {g1} (body {b1}) - geom {g2} (body {b2})")
+        e(f"rc{i} = gp{g2}")
+        vel = []
+        for bb in (b1, b2):
+            if moving[bb]:
+                vel += [f"vw{bb}", f"vv{bb} + wp.cross(vw{bb}, rc{i} - {ref[bb]})"]
+            else:
+                vel += [Z, Z]
+        e(f"cN{i} = {Z}")
+        e(f"cF{i} = {Z}")
+        e(f"cA{i} = {ZM}")
+        e(f"cB{i} = {ZM}")
+        e(f"cC{i} = {ZM}")
+        if s.geom_type[g1] == PLANE:
+            e(f"if wp.dot(gp{g2} - gp{g1}, gz{g1}) < geom_rbound[{g2}] + cmargin:")
+        else:
+            e(f"if wp.length_sq(gp{g2} - gp{g1}) < wp.pow(geom_rbound[{g1}] + geom_rbound[{g2}] + cmargin, T(2.0)):")
+        e(f"    cprm{i} = VP(pair_meff[{i}], pair_stiffness[{i}], pair_damping[{i}], "
+          f"wp.max(geom_friction[{g1}], geom_friction[{g2}]), ctau, ceps, h)")
+        e(f"    cN{i}, cF{i}, cA{i}, cB{i}, cC{i} = {_pair_call(s, g1, g2)}rc{i}, {', '.join(vel)}, cprm{i})")
+        for sign, bb in (("-", b1), ("+", b2)):
+            if not moving[bb]:
+                continue
+            e(f"cd{i}_{bb} = rc{i} - {ref[bb]}")
+            e(f"cn{i}_{bb} = {sign}shift_moment(cN{i}, cF{i}, cd{i}_{bb})")
+            e(f"cf{i}_{bb} = {sign}cF{i}")
+            if s.pair_implicit[i]:
+                # per-body share of the implicit stiffness: exact for two bodies in translation
+                sc = f"pair_iscale[{i}][{0 if bb == b1 else 1}]"
+                e(f"cA{i}_{bb}_, cB{i}_{bb}_ = shift_stiffness(cA{i}, cB{i}, cC{i}, cd{i}_{bb})")
+                e(f"cA{i}_{bb} = cA{i}_{bb}_ * {sc}")
+                e(f"cB{i}_{bb} = cB{i}_{bb}_ * {sc}")
+                e(f"cC{i}_{bb} = cC{i} * {sc}")
+            acting.setdefault(bb, []).append((sign, i))
+    return acting
+
+
 def _step_func(s: Structure) -> str:
     """Source of ``step_world``: (q, qd, u, fx, ax, params...) -> (q', qd', qacc)."""
     e = _Emitter()
@@ -111,6 +220,14 @@ def _step_func(s: Structure) -> str:
     for b in range(1, nb):
         moving[b] = bool(s.body_jnts[b]) or moving[s.body_parent[b]]
     dof_body = _dof_body(s)
+    # each kinematic tree (topmost moving body and below) uses its root body's position as the
+    # reference point of its spatial quantities: float32 accuracy then does not depend on how
+    # far the model sits from the world origin (MuJoCo uses the subtree centre of mass)
+    ref: dict[int, str] = {}
+    for b in range(1, nb):
+        if moving[b]:
+            p = s.body_parent[b]
+            ref[b] = ref[p] if moving[p] else f"r{b}"
 
     params = ", ".join(f"{n}: wp.array(dtype={t})" for n, t in PARAM_SPEC)
     head = f"@wp.func\ndef step_world(q: VQ, qd: VV, u: VU, fx: VV, ax: VV, {params}):"
@@ -162,11 +279,16 @@ def _step_func(s: Structure) -> str:
         e(f"xp{b} = xp{b}_{cur}")
         if not moving[b]:
             continue
+        if ref[b] == f"r{b}":
+            e(f"r{b} = xp{b}")
+        r = ref[b]
+        anchors = {j: f"({a} - {r})" for j, a in anchors.items()}
         # motion subspace (cdof) and its time derivative, joint by joint as MuJoCo's mj_comVel
-        e(f"vw{b}_0 = vw{p}")
-        e(f"vv{b}_0 = vv{p}")
-        e(f"aw{b}_0 = aw{p}")
-        e(f"av{b}_0 = av{p}")
+        pm = p if moving[p] else 0
+        e(f"vw{b}_0 = vw{pm}")
+        e(f"vv{b}_0 = vv{pm}")
+        e(f"aw{b}_0 = aw{pm}")
+        e(f"av{b}_0 = av{pm}")
         k = 0
 
         def add_dof(d, w_expr, v_expr, zero_dot=False, b=b):
@@ -224,24 +346,36 @@ def _step_func(s: Structure) -> str:
         e(f"av{b} = av{b}_{k}")
         # body inertia about the origin, then RNE force of the body alone
         e(f"xiq{b} = xq{b} * body_iquat[{b}]")
-        e(f"com{b} = xp{b} + wp.quat_rotate(xq{b}, body_ipos[{b}])")
+        e(f"com{b} = xp{b} - {r} + wp.quat_rotate(xq{b}, body_ipos[{b}])")
         e(f"im{b} = body_mass[{b}]")
         e(f"ih{b}, iJ{b} = inertia_about_origin(im{b}, com{b}, wp.quat_to_matrix(xiq{b}), body_inertia[{b}])")
         e(f"pn{b} = inertia_apply_n(ih{b}, iJ{b}, vw{b}, vv{b})")
         e(f"pf{b} = inertia_apply_f(im{b}, ih{b}, vw{b}, vv{b})")
         e(f"fn{b} = inertia_apply_n(ih{b}, iJ{b}, aw{b}, av{b}) + cross_force_n(vw{b}, vv{b}, pn{b}, pf{b})")
         e(f"ff{b} = inertia_apply_f(im{b}, ih{b}, aw{b}, av{b}) + cross_force_f(vw{b}, vv{b}, pn{b}, pf{b})")
-    # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA)
+    acting = _emit_contacts(e, s, moving, ref) if s.pairs else {}
+    contact = bool(s.pairs)
+    # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA); contact wrenches act
+    # as external forces, their implicit stiffness as extra composite inertia (6x6 in A, B, C form)
     children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
     for b in range(nb - 1, 0, -1):
         if not moving[b]:
             continue
         ch = children[b]
-        e(f"Fn{b} = fn{b}" + "".join(f" + Fn{c}" for c in ch))
-        e(f"Ff{b} = ff{b}" + "".join(f" + Ff{c}" for c in ch))
-        e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
-        e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
-        e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
+        ext_n = "".join(f" - cn{i}_{b}" for _, i in acting.get(b, []))
+        ext_f = "".join(f" - cf{i}_{b}" for _, i in acting.get(b, []))
+        e(f"Fn{b} = fn{b}{ext_n}" + "".join(f" + Fn{c}" for c in ch))
+        e(f"Ff{b} = ff{b}{ext_f}" + "".join(f" + Ff{c}" for c in ch))
+        if contact:
+            imp = [i for _, i in acting.get(b, []) if s.pair_implicit[i]]
+            e(f"cA{b}_ = iJ{b}" + "".join(f" + cA{i}_{b}" for i in imp) + "".join(f" + cA{c}_" for c in ch))
+            e(f"cB{b}_ = skew(ih{b})" + "".join(f" + cB{i}_{b}" for i in imp) + "".join(f" + cB{c}_" for c in ch))
+            e(f"cC{b}_ = wp.identity(n=3, dtype=T) * im{b}" + "".join(f" + cC{i}_{b}" for i in imp)
+              + "".join(f" + cC{c}_" for c in ch))
+        else:
+            e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
+            e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
+            e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
     # ---- generalized forces: bias, passive, actuators, extra
     f_terms: dict[int, list[str]] = {d: [] for d in range(s.nv)}
     for d in range(s.nv):
@@ -288,6 +422,15 @@ def _step_func(s: Structure) -> str:
     for d in range(s.nv):
         e(f"f{d} = " + " + ".join(f_terms[d]))
     # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
+    # CRBA: the composite inertia of each dof's body applied to its motion axis, once per dof
+    for i in range(s.nv):
+        bi = dof_body[i]
+        if contact:
+            e(f"Fn_{i} = cA{bi}_ * sw{i} + cB{bi}_ * sv{i}")
+            e(f"Ff_{i} = wp.transpose(cB{bi}_) * sw{i} + cC{bi}_ * sv{i}")
+        else:
+            e(f"Fn_{i} = inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i})")
+            e(f"Ff_{i} = inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i})")
     A: dict[tuple[int, int], str | None] = {}
     for i in range(s.nv):
         bi = dof_body[i]
@@ -296,8 +439,7 @@ def _step_func(s: Structure) -> str:
             if dof_body[j] not in anc:
                 A[i, j] = None
                 continue
-            expr = (f"wp.dot(sw{j}, inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i}))"
-                    f" + wp.dot(sv{j}, inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i}))")
+            expr = f"wp.dot(sw{j}, Fn_{i}) + wp.dot(sv{j}, Ff_{i})"
             if i == j:
                 expr += f" + dof_armature[{i}]"
                 if s.implicit_damping:
@@ -366,11 +508,16 @@ def generate_source(s: Structure) -> str:
         "from hybridwam.kernels.dynamics import (cross_force_f, cross_force_n, cross_motion_v, cross_motion_w,",
         "    inertia_about_origin, inertia_apply_f, inertia_apply_n)",
         "from hybridwam.kernels.integration import quat_integrate, quat_sub",
+        "from hybridwam.kernels.contact import (pair_box_box, pair_capsule_box, pair_capsule_capsule,",
+        "    pair_plane_box, pair_plane_capsule, pair_plane_sphere, pair_sphere_box, pair_sphere_capsule,",
+        "    pair_sphere_sphere, shift_moment, shift_stiffness, skew)",
         "from hybridwam.kernels.kinematics import hinge_quat, motion_dof, quat_from_wxyz",
         f"T = wp.float{tf == 'f' and 32 or 64}",
         f"V2 = wp.vec2{tf}",
         f"V3 = wp.vec3{tf}",
         f"Q = wp.quat{tf}",
+        f"M33 = wp.mat33{tf}",
+        "VP = wp.types.vector(length=7, dtype=T)",
         f"VQ = wp.types.vector(length={s.nq}, dtype=T)",
         f"VV = wp.types.vector(length={s.nv}, dtype=T)",
         f"VU = wp.types.vector(length={nu1}, dtype=T)",

@@ -12,9 +12,13 @@ import mujoco
 import numpy as np
 import torch
 
-from .codegen import BALL, FREE, HINGE, PARAM_SPEC, SLIDE, Structure
+from .codegen import BALL, BOX, CAPSULE, FREE, HINGE, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
+COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX)
+#: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
+CONTACT_TAU = 5e-4
+CONTACT_EPS = 1e-3
 MAX_NV = 32  # fused per-world kernel: code size grows as nv^3
 
 
@@ -43,16 +47,14 @@ def default_device() -> str:
 
 
 def _package_path(rel: str) -> str | None:
-    """Resolve "scenes/x.xml" or "x.xml" against the scenes shipped in the package."""
+    """A shipped scene named "x.xml" or "scenes/x.xml" (never a path into another folder)."""
     from importlib import resources
 
-    base = resources.files("hybridwam.scenes")
-    for cand in (rel, os.path.basename(rel)):
-        if rel.startswith("scenes/") or cand == os.path.basename(rel):
-            p = base / os.path.basename(cand)
-            if p.is_file():
-                return str(p)
-    return None
+    head, name = os.path.split(rel)
+    if head not in ("", "scenes"):
+        return None
+    p = resources.files("hybridwam.scenes") / name
+    return str(p) if p.is_file() else None
 
 
 def resolve_scene(path: str) -> str:
@@ -149,6 +151,23 @@ def unsupported_features(m: mujoco.MjModel) -> list[str]:
         for field in ("actuator_damping", "actuator_armature", "actuator_dampingpoly", "actuator_delay"):
             if hasattr(m, field) and np.any(np.asarray(getattr(m, field))[a] != 0):
                 out.append(f"{an} {field[9:]}")
+    if getattr(m, "npair", 0):
+        out.append(f"{m.npair} explicit <contact><pair> element(s) (use contype/conaffinity and <exclude>)")
+    for g1, g2 in contact_pairs(m):
+        for g in (g1, g2):
+            gn = _name(m, O.mjOBJ_GEOM, g, "geom")
+            if int(m.geom_type[g]) not in COLLIDABLE:
+                msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[6:].lower()}' (supported: "
+                msg += "plane, sphere, capsule, box)"
+                if msg not in out:
+                    out.append(msg)
+            elif int(m.geom_condim[g]) not in (1, 3):
+                msg = f"{gn} condim {m.geom_condim[g]} (torsional/rolling friction; only condim 1 or 3)"
+                if msg not in out:
+                    out.append(msg)
+        if int(m.geom_type[g1]) == PLANE and int(m.geom_type[g2]) == PLANE:
+            names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
+            out.append(f"{names} plane-plane contact")
     if m.nv > MAX_NV:
         out.append(f"model size nv={m.nv} (the fused per-world kernel supports nv <= {MAX_NV})")
     return out
@@ -254,7 +273,11 @@ class Model:
                    if m.actuator_ctrllimited[a] else "ctrl unlimited")
             lines.append(f"  {an[a]:<20} {kind:<9} joint '{jn[m.actuator_trnid[a, 0]]}' "
                          f"gear={m.actuator_gear[a, 0]:g} {rng}")
-        lines.append(f"contacts  {m.ngeom} geoms; not simulated yet (collision arrives with the contact model)")
+        pairs = self.structure.pairs
+        gn = self.names("geom")
+        lines.append(f"contacts  {m.ngeom} geoms, {len(pairs)} candidate pair(s) after filtering"
+                     + "".join(f"\n  {gn[a]} - {gn[b]}" for a, b in pairs[:20])
+                     + (f"\n  ... {len(pairs) - 20} more" if len(pairs) > 20 else ""))
         lines.append("unsupported  none")
         return "\n".join(lines)
 
@@ -270,8 +293,80 @@ def _actuator_kind(m: mujoco.MjModel, a: int) -> str:
     return "affine"
 
 
+def _static_body(m: mujoco.MjModel, b: int) -> bool:
+    return int(m.body_weldid[b]) == 0
+
+
+def contact_pairs(m: mujoco.MjModel) -> list[tuple[int, int]]:
+    """Candidate geom pairs after MuJoCo's static filters: contype/conaffinity, same weld body,
+    weld parent-child (unless the parent is the world), both static, and <exclude>. Ordered so
+    that the first geom has the lower type (plane < sphere < capsule < box)."""
+    if m.opt.disableflags & (int(mujoco.mjtDisableBit.mjDSBL_CONTACT) | int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)):
+        return []
+    filterparent = not m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_FILTERPARENT)
+    excluded = {int(x) for x in m.exclude_signature}
+    out = []
+    for g1 in range(m.ngeom):
+        for g2 in range(g1 + 1, m.ngeom):
+            if not ((m.geom_contype[g1] & m.geom_conaffinity[g2]) or (m.geom_contype[g2] & m.geom_conaffinity[g1])):
+                continue
+            b1, b2 = int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])
+            w1, w2 = int(m.body_weldid[b1]), int(m.body_weldid[b2])
+            if w1 == w2 or (w1 == 0 and w2 == 0):
+                continue
+            p1, p2 = int(m.body_weldid[m.body_parentid[w1]]), int(m.body_weldid[m.body_parentid[w2]])
+            if filterparent and w1 != 0 and w2 != 0 and (w1 == p2 or w2 == p1):
+                continue
+            if (min(b1, b2) << 16) + max(b1, b2) in excluded:
+                continue
+            if int(m.geom_type[g1]) > int(m.geom_type[g2]):
+                g1_, g2_ = g2, g1
+            else:
+                g1_, g2_ = g1, g2
+            out.append((g1_, g2_))
+    return out
+
+
+def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
+    """Per-pair stiffness and damping (acceleration units) and effective mass.
+
+    From MuJoCo's solref/solimp: k = 1/(dmax^2 tc^2 zeta^2), b = 2/(dmax tc) (or the direct
+    negative form), tc >= 2 timestep, both scaled by d0/(1-d0) with d0 = solimp[0], which makes
+    the static penetration of a resting body equal to MuJoCo's soft-constraint equilibrium.
+    The effective mass 1/(invweight0_1 + invweight0_2) is MuJoCo's own diagonal approximation.
+    Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted.
+    """
+    k, b, meff, iscale = [], [], [], []
+    refsafe = not m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)
+    for g1, g2 in pairs:
+        if m.geom_priority[g1] != m.geom_priority[g2]:
+            g = g1 if m.geom_priority[g1] > m.geom_priority[g2] else g2
+            solref, solimp = m.geom_solref[g], m.geom_solimp[g]
+        else:
+            s1, s2 = m.geom_solmix[g1], m.geom_solmix[g2]
+            mix = 0.5 if s1 + s2 < 1e-15 else s1 / (s1 + s2)
+            solref = mix * m.geom_solref[g1] + (1 - mix) * m.geom_solref[g2]
+            solimp = mix * m.geom_solimp[g1] + (1 - mix) * m.geom_solimp[g2]
+        d0, dmax = float(np.clip(solimp[0], 1e-4, 0.9999)), float(np.clip(solimp[1], 1e-4, 0.9999))
+        scale = d0 / (1 - d0)
+        if solref[0] > 0:
+            tc = max(solref[0], 2 * m.opt.timestep) if refsafe else solref[0]
+            kk, bb = 1 / (dmax**2 * tc**2 * solref[1] ** 2), 2 / (dmax * tc)
+        else:
+            kk, bb = -solref[0] / dmax**2, -solref[1] / dmax
+        k.append(scale * kk)
+        b.append(scale * bb)
+        iw1, iw2 = m.body_invweight0[m.geom_bodyid[g1], 0], m.body_invweight0[m.geom_bodyid[g2], 0]
+        meff.append(1.0 / max(iw1 + iw2, 1e-12))
+        # share of the implicit contact stiffness each body takes (1 against a static body)
+        iscale.append([(iw1 + iw2) / max(iw1, 1e-12), (iw1 + iw2) / max(iw2, 1e-12)])
+    return {"pair_stiffness": np.array(k), "pair_damping": np.array(b), "pair_meff": np.array(meff),
+            "pair_iscale": np.array(iscale).reshape(-1, 2)}
+
+
 def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
     dis = m.opt.disableflags
+    pairs = contact_pairs(m)
     return Structure(
         dtype=dtype,
         nq=m.nq, nv=m.nv, nu=m.nu,
@@ -288,7 +383,25 @@ def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
         act_forcelimited=tuple(bool(x) for x in m.actuator_forcelimited),
         act_affine_bias=tuple(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
         implicit_damping=not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP) and bool(np.any(m.dof_damping > 0)),
+        geom_type=tuple(int(t) for t in m.geom_type),
+        geom_body=tuple(int(b) for b in m.geom_bodyid),
+        pairs=tuple(pairs),
+        pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
     )
+
+
+def _moving_ancestors(m: mujoco.MjModel, b: int) -> set[int]:
+    out = set()
+    while b != 0:
+        if m.body_jntnum[b]:
+            out.add(b)
+        b = int(m.body_parentid[b])
+    return out
+
+
+def _different_trees(m: mujoco.MjModel, b1: int, b2: int) -> bool:
+    """True when no joint moves both bodies (their contact stiffness can then be implicit)."""
+    return not (_moving_ancestors(m, b1) & _moving_ancestors(m, b2))
 
 
 def _wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
@@ -300,6 +413,8 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
     g = np.array(m.opt.gravity, dtype=np.float64)
     if m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_GRAVITY):
         g = np.zeros(3)
+
+    affine = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
 
     def nz(a, shape):
         a = np.asarray(a, dtype=np.float64).reshape(shape)
@@ -325,12 +440,19 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
         "dof_coulomb_vel": nz(np.full(m.nv, 0.01), (-1,)),
         "actuator_gain": nz(m.actuator_gainprm[:, 0], (-1,)),
         # MuJoCo ignores biasprm unless biastype is affine; zero it so the kernel can always add bias[0]
-        "actuator_bias": nz(m.actuator_biasprm[:, :3] * (m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE))[:, None],
-                            (-1, 3)),
+        "actuator_bias": nz(m.actuator_biasprm[:, :3] * affine[:, None], (-1, 3)),
         "actuator_gear": nz(m.actuator_gear[:, 0], (-1,)),
         "actuator_ctrlrange": nz(m.actuator_ctrlrange, (-1, 2)),
         "actuator_forcerange": nz(m.actuator_forcerange, (-1, 2)),
         "jnt_actfrcrange": nz(m.jnt_actfrcrange, (-1, 2)),
+        "geom_pos": nz(m.geom_pos, (-1, 3)),
+        "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
+        "geom_size": nz(m.geom_size, (-1, 3)),
+        "geom_rbound": nz(m.geom_rbound, (-1,)),
+        "geom_friction": nz(m.geom_friction[:, 0], (-1,)),
+        **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, contact_pairs(m)).items()},
+        "contact_tau": np.array([CONTACT_TAU]),
+        "contact_eps": np.array([CONTACT_EPS]),
     }
     assert list(p) == [n for n, _ in PARAM_SPEC]
     return p

@@ -1,0 +1,378 @@
+"""Narrow phase and the compliant contact law.
+
+Every narrow-phase function returns one contact as (depth, normal, point): ``depth`` > 0 when
+the two surfaces overlap (negative: separation distance), ``normal`` a unit vector pointing
+from the first geom towards the second (the direction of the force on the second), ``point``
+the midpoint between the two surfaces, all in world coordinates. Degenerate configurations
+(coincident centres, parallel segments, a point at a box centre) pick a fixed, finite answer:
+no NaN reaches the dynamics or the gradients.
+"""
+from typing import Any
+
+import warp as wp
+
+
+@wp.func
+def safe_normalize(v: Any, fallback: Any):
+    """(v / |v|, |v|), or (fallback, 0) when |v| is tiny; no sqrt(0) on any path."""
+    s2 = wp.dot(v, v)
+    n = fallback
+    length = s2 * type(s2)(0.0)
+    if s2 > type(s2)(1.0e-20):
+        length = wp.sqrt(s2)
+        n = v / length
+    return n, length
+
+
+@wp.func
+def plane_point(plane_pos: Any, plane_normal: Any, c: Any, r: Any):
+    """Plane (first) against a sphere of radius r at c (r = 0: a point)."""
+    dist = wp.dot(c - plane_pos, plane_normal)
+    depth = r - dist
+    p = c - plane_normal * ((dist + r) * type(r)(0.5))
+    return depth, plane_normal, p
+
+
+@wp.func
+def sphere_sphere(c1: Any, r1: Any, c2: Any, r2: Any):
+    """Two spheres (a capsule reduces to the sphere at its closest segment point)."""
+    n, dist = safe_normalize(c2 - c1, type(c1)(type(r1)(0.0), type(r1)(0.0), type(r1)(1.0)))
+    depth = r1 + r2 - dist
+    p = c1 + n * (r1 - depth * type(r1)(0.5))
+    return depth, n, p
+
+
+@wp.func
+def segment_point(a: Any, b: Any, c: Any):
+    """Closest point to c on the segment [a, b]."""
+    ab = b - a
+    den = wp.dot(ab, ab)
+    t = den * type(den)(0.0)
+    if den > type(den)(1.0e-20):
+        t = wp.clamp(wp.dot(c - a, ab) / den, type(den)(0.0), type(den)(1.0))
+    return a + ab * t
+
+
+@wp.func
+def segment_segment(a0: Any, a1: Any, b0: Any, b1: Any):
+    """Closest points (on [a0, a1], on [b0, b1]); parallel segments give the middle of their
+    overlap, so a capsule lying on a capsule is pushed at its centre."""
+    zero = type(a0[0])(0.0)
+    one = type(a0[0])(1.0)
+    d1 = a1 - a0
+    d2 = b1 - b0
+    r = a0 - b0
+    a = wp.dot(d1, d1)
+    e = wp.dot(d2, d2)
+    f = wp.dot(d2, r)
+    c = wp.dot(d1, r)
+    b = wp.dot(d1, d2)
+    den = a * e - b * b
+    s = zero
+    t = zero
+    if a <= type(a)(1.0e-20) and e <= type(a)(1.0e-20):
+        s = zero
+        t = zero
+    elif a <= type(a)(1.0e-20):
+        t = wp.clamp(f / e, zero, one)
+    elif e <= type(a)(1.0e-20):
+        s = wp.clamp(-c / a, zero, one)
+    else:
+        if den > type(a)(1.0e-9) * a * e:
+            s = wp.clamp((b * f - c * e) / den, zero, one)
+        else:
+            # parallel: middle of the overlap of b's projection onto a
+            s0 = wp.clamp(-c / a, zero, one)
+            s1 = wp.clamp((b - c) / a, zero, one)
+            s = (s0 + s1) * type(a)(0.5)
+        t = (b * s + f) / e
+        if t < zero:
+            t = zero
+            s = wp.clamp(-c / a, zero, one)
+        elif t > one:
+            t = one
+            s = wp.clamp((b - c) / a, zero, one)
+    return a0 + d1 * s, b0 + d2 * t
+
+
+@wp.func
+def box_point(box_pos: Any, box_rot: Any, half: Any, c: Any, r: Any):
+    """Box (first) against a sphere of radius r at c (r = 0: a point, e.g. another box's corner).
+    Inside the box the normal is the face of least penetration."""
+    zero = type(r)(0.0)
+    loc = wp.transpose(box_rot) * (c - box_pos)
+    cl = wp.vector(wp.clamp(loc[0], -half[0], half[0]), wp.clamp(loc[1], -half[1], half[1]),
+                   wp.clamp(loc[2], -half[2], half[2]))
+    diff = loc - cl
+    s2 = wp.dot(diff, diff)
+    depth = zero
+    nl = wp.vector(zero, zero, type(r)(1.0))
+    surf = cl
+    if s2 > type(r)(1.0e-20):
+        dist = wp.sqrt(s2)
+        nl = diff / dist
+        depth = r - dist
+    else:
+        # inside: leave through the nearest face
+        dx = half[0] - wp.abs(loc[0])
+        dy = half[1] - wp.abs(loc[1])
+        dz = half[2] - wp.abs(loc[2])
+        sx = wp.where(loc[0] < zero, type(r)(-1.0), type(r)(1.0))
+        sy = wp.where(loc[1] < zero, type(r)(-1.0), type(r)(1.0))
+        sz = wp.where(loc[2] < zero, type(r)(-1.0), type(r)(1.0))
+        if dx <= dy and dx <= dz:
+            nl = wp.vector(sx, zero, zero)
+            depth = r + dx
+            surf = wp.vector(sx * half[0], loc[1], loc[2])
+        elif dy <= dz:
+            nl = wp.vector(zero, sy, zero)
+            depth = r + dy
+            surf = wp.vector(loc[0], sy * half[1], loc[2])
+        else:
+            nl = wp.vector(zero, zero, sz)
+            depth = r + dz
+            surf = wp.vector(loc[0], loc[1], sz * half[2])
+    n = box_rot * nl
+    ps = box_pos + box_rot * surf
+    # midpoint between the box surface point ps and the sphere's deepest point c - n r
+    p = (ps + c - n * r) * type(r)(0.5)
+    return depth, n, p
+
+
+@wp.func
+def capsule_capsule(a0: Any, a1: Any, ra: Any, b0: Any, b1: Any, rb: Any):
+    """Two capsules: spheres at the closest points of their segments."""
+    pa, pb = segment_segment(a0, a1, b0, b1)
+    return sphere_sphere(pa, ra, pb, rb)
+
+
+@wp.func
+def box_corner(box_pos: Any, box_rot: Any, half: Any, k: int):
+    """Corner k (0..7) of a box in world coordinates."""
+    one = type(half[0])(1.0)
+    sx = wp.where((k & 1) == 0, -one, one)
+    sy = wp.where((k & 2) == 0, -one, one)
+    sz = wp.where((k & 4) == 0, -one, one)
+    return box_pos + box_rot * wp.vector(sx * half[0], sy * half[1], sz * half[2])
+
+
+@wp.func
+def skew(p: Any):
+    z = type(p[0])(0.0)
+    return wp.matrix(z, -p[2], p[1], p[2], z, -p[0], -p[1], p[0], z, shape=(3, 3))
+
+
+@wp.func
+def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: Any, mu: Any,
+                  tau: Any, eps: Any, h: Any):
+    """Compliant contact law: force on the second geom (at p) and its implicit-Euler matrix.
+
+    Normal: meff * (k * s(depth) - (b + h k) * s'(depth) * v_n), a spring-damper in
+    acceleration units scaled by the effective mass (MuJoCo's solref convention). s is the
+    depth with a C1 onset over the length ``tau`` (0 when separated, depth^2 / 2 tau, then
+    depth - tau / 2), so the force has a continuous gradient through the onset of contact
+    and none at a distance. Friction: regularised Coulomb, -mu * f_spring * v_t / sqrt(|v_t|^2 + eps^2),
+    smooth in the slip velocity on the scale ``eps`` (m/s). ``rel_v`` is the velocity of the
+    second body's point relative to the first's. Returns (force, K) with K the 3x3 velocity
+    coefficient (h (b + h k) sigma meff along n, h * friction viscosity across n) that the step
+    treats implicitly, which keeps stiff contacts and small eps stable at large time steps.
+    """
+    zero = type(k)(0.0)
+    # C1 onset: no force while separated, quadratic over the first tau of overlap, then linear
+    sp = zero
+    sig = zero
+    if depth > zero:
+        sp = depth - type(k)(0.5) * tau
+        sig = type(k)(1.0)
+        if depth < tau:
+            sp = depth * depth / (type(k)(2.0) * tau)
+            sig = depth / tau
+    vn = wp.dot(rel_v, n)
+    vt = rel_v - n * vn
+    fs = meff * k * sp
+    fn = fs - meff * (b + h * k) * sig * vn
+    ct = mu * fs / wp.sqrt(wp.dot(vt, vt) + eps * eps)
+    force = n * fn - vt * ct
+    an = h * (b + h * k) * sig * meff
+    at = h * ct
+    eye = wp.identity(n=3, dtype=type(k))
+    nn = wp.outer(n, n)
+    K = nn * an + (eye - nn) * at
+    return force, K
+
+
+# ---- pair functions ------------------------------------------------------------------------
+# Each returns the summed contact action of one geom pair about the reference point rc (near the
+# contact): (N, F, A, B, C), with F the total force on the second geom, N its moment about rc,
+# and (A, B, C) the 6x6 implicit stiffness P^T K P summed over the contact points, all in world
+# axes about rc. ``vw*`` / ``vc*``: angular velocity of each body and the velocity of its point
+# at rc. ``prm`` = (meff, k, b, mu, tau, eps, h).
+
+
+@wp.func
+def _accumulate(depth: Any, n: Any, p: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any, prm: Any,
+                N: Any, F: Any, A: Any, B: Any, C: Any):
+    d = p - rc
+    rel = (vc2 + wp.cross(vw2, d)) - (vc1 + wp.cross(vw1, d))
+    f, K = contact_force(depth, n, p, rel, prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6])
+    X = skew(d)
+    return N + wp.cross(d, f), F + f, A - X * K * X, B + X * K, C + K
+
+
+@wp.func
+def _zero_action(rc: Any):
+    z = rc * type(rc[0])(0.0)
+    Zm = wp.outer(z, z)
+    return z, z, Zm, Zm, Zm
+
+
+@wp.func
+def pair_plane_sphere(pp: Any, pz: Any, c: Any, r: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any,
+                      prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = plane_point(pp, pz, c, r)
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_plane_capsule(pp: Any, pz: Any, e0: Any, e1: Any, r: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                       vc2: Any, prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = plane_point(pp, pz, e0, r)
+    N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    depth1, n1, p1 = plane_point(pp, pz, e1, r)
+    return _accumulate(depth1, n1, p1, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_plane_box(pp: Any, pz: Any, bp: Any, bR: Any, half: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                   vc2: Any, prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    for k in range(8):
+        depth, n, p = plane_point(pp, pz, box_corner(bp, bR, half, k), type(prm[0])(0.0))
+        N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    return N, F, A, B, C
+
+
+@wp.func
+def pair_sphere_sphere(c1: Any, r1: Any, c2: Any, r2: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any,
+                       prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = sphere_sphere(c1, r1, c2, r2)
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_sphere_capsule(c1: Any, r1: Any, e0: Any, e1: Any, r2: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                        vc2: Any, prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = sphere_sphere(c1, r1, segment_point(e0, e1, c1), r2)
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_sphere_box(c1: Any, r1: Any, bp: Any, bR: Any, half: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                    vc2: Any, prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = box_point(bp, bR, half, c1, r1)
+    # box_point's normal points from the box (second geom here) to the sphere: flip it
+    return _accumulate(depth, -n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_capsule_capsule(a0: Any, a1: Any, ra: Any, b0: Any, b1: Any, rb: Any, rc: Any, vw1: Any, vc1: Any,
+                         vw2: Any, vc2: Any, prm: Any):
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = capsule_capsule(a0, a1, ra, b0, b1, rb)
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def pair_capsule_box(a0: Any, a1: Any, ra: Any, bp: Any, bR: Any, half: Any, rc: Any, vw1: Any, vc1: Any,
+                     vw2: Any, vc2: Any, prm: Any):
+    """Spheres at both capsule ends and at the segment point nearest the box centre."""
+    N, F, A, B, C = _zero_action(rc)
+    depth, n, p = box_point(bp, bR, half, a0, ra)
+    N, F, A, B, C = _accumulate(depth, -n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    depth1, n1, p1 = box_point(bp, bR, half, a1, ra)
+    N, F, A, B, C = _accumulate(depth1, -n1, p1, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    depth2, n2, p2 = box_point(bp, bR, half, segment_point(a0, a1, bp), ra)
+    return _accumulate(depth2, -n2, p2, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def box_extent(R: Any, half: Any, u: Any):
+    """Half-length of a box's projection on the unit axis u."""
+    return (half[0] * wp.abs(R[0, 0] * u[0] + R[1, 0] * u[1] + R[2, 0] * u[2])
+            + half[1] * wp.abs(R[0, 1] * u[0] + R[1, 1] * u[1] + R[2, 1] * u[2])
+            + half[2] * wp.abs(R[0, 2] * u[0] + R[1, 2] * u[1] + R[2, 2] * u[2]))
+
+
+@wp.func
+def face_clamp(R: Any, half: Any, center: Any, axis: int, c: Any):
+    """c with its coordinates along the reference box's two face axes (all but ``axis``)
+    clamped into the face: a point of the face rectangle, in world coordinates."""
+    loc = wp.transpose(R) * (c - center)
+    x = wp.where(axis == 0, loc[0], wp.clamp(loc[0], -half[0], half[0]))
+    y = wp.where(axis == 1, loc[1], wp.clamp(loc[1], -half[1], half[1]))
+    z = wp.where(axis == 2, loc[2], wp.clamp(loc[2], -half[2], half[2]))
+    return center + R * wp.vector(x, y, z)
+
+
+@wp.func
+def pair_box_box(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                 vc2: Any, prm: Any):
+    """Face-based box-box contact. The normal is the face axis (of either box) of least overlap
+    (separating-axis test over the 6 face normals); that face is the reference face. Each corner
+    of the other (incident) box is clamped into the reference face rectangle and gives a
+    contact with the corner's depth below the face: for parallel faces these are exactly the
+    corners of the overlap polygon, so a box resting on another is supported over the whole
+    overlap. Edge-edge contacts between tilted boxes are not detected."""
+    N, F, A, B, C = _zero_action(rc)
+    zero = type(prm[0])(0.0)
+    dp = p2 - p1
+    best = type(prm[0])(1.0e30)
+    n = wp.vector(zero, zero, type(prm[0])(1.0))
+    best_a = 0
+    for a in range(6):
+        u = wp.vector(R1[0, a % 3], R1[1, a % 3], R1[2, a % 3])
+        if a >= 3:
+            u = wp.vector(R2[0, a - 3], R2[1, a - 3], R2[2, a - 3])
+        proj = wp.dot(dp, u)
+        overlap = box_extent(R1, h1, u) + box_extent(R2, h2, u) - wp.abs(proj)
+        if overlap < best:
+            best = overlap
+            best_a = a
+            n = wp.where(proj < zero, -u, u)
+    if best_a < 3:
+        # reference face on box 1 (its face towards box 2), incident corners of box 2
+        top = wp.dot(p1, n) + box_extent(R1, h1, n)
+        for k in range(8):
+            c = box_corner(p2, R2, h2, k)
+            depth = top - wp.dot(c, n)
+            x = face_clamp(R1, h1, p1, best_a, c)
+            p = x + n * (top - wp.dot(x, n) - depth * type(prm[0])(0.5))
+            N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    else:
+        # reference face on box 2 (its face towards box 1), incident corners of box 1
+        bot = wp.dot(p2, n) - box_extent(R2, h2, n)
+        for k in range(8):
+            c = box_corner(p1, R1, h1, k)
+            depth = wp.dot(c, n) - bot
+            x = face_clamp(R2, h2, p2, best_a - 3, c)
+            p = x + n * (bot - wp.dot(x, n) + depth * type(prm[0])(0.5))
+            N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+    return N, F, A, B, C
+
+
+@wp.func
+def shift_moment(N: Any, F: Any, d: Any):
+    """Moment about a point displaced by -d from rc (d = rc - r): N + d x F."""
+    return N + wp.cross(d, F)
+
+
+@wp.func
+def shift_stiffness(A: Any, B: Any, C: Any, d: Any):
+    """(A, B) of a 6x6 P^T K P about rc re-expressed about r = rc - d (C is unchanged)."""
+    R = skew(-d)
+    return A + B * R - R * wp.transpose(B) - R * C * R, B - R * C
