@@ -331,8 +331,9 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
     """Per-pair stiffness and damping (acceleration units) and effective mass.
 
     From MuJoCo's solref/solimp: k = 1/(dmax^2 tc^2 zeta^2), b = 2/(dmax tc) (or the direct
-    negative form), tc >= 2 timestep, both scaled by d0/(1-d0) with d0 = solimp[0], which makes
-    the static penetration of a resting body equal to MuJoCo's soft-constraint equilibrium.
+    negative form), tc >= 2 timestep; k is scaled by d0/(1-d0) with d0 = solimp[0], which makes
+    the static penetration of a resting body equal to MuJoCo's soft-constraint equilibrium, and b
+    by its square root, which keeps the damping ratio (the bounce) of solref.
     The effective mass 1/(invweight0_1 + invweight0_2) is MuJoCo's own diagonal approximation.
     Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted.
     """
@@ -355,7 +356,8 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
         else:
             kk, bb = -solref[0] / dmax**2, -solref[1] / dmax
         k.append(scale * kk)
-        b.append(scale * bb)
+        # damping scaled by sqrt(scale): the damping ratio (hence the restitution) stays MuJoCo's
+        b.append(np.sqrt(scale) * bb)
         iw1, iw2 = m.body_invweight0[m.geom_bodyid[g1], 0], m.body_invweight0[m.geom_bodyid[g2], 0]
         meff.append(1.0 / max(iw1 + iw2, 1e-12))
         # share of the implicit contact stiffness each body takes (1 against a static body)

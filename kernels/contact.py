@@ -171,11 +171,11 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: 
     acceleration units scaled by the effective mass (MuJoCo's solref convention). s is the
     depth with a C1 onset over the length ``tau`` (0 when separated, depth^2 / 2 tau, then
     depth - tau / 2), so the force has a continuous gradient through the onset of contact
-    and none at a distance. Friction: regularised Coulomb, -mu * f_spring * v_t / sqrt(|v_t|^2 + eps^2),
+    and none at a distance. Friction: regularised Coulomb, -mu * max(f_n, 0) * v_t / sqrt(|v_t|^2 + eps^2),
     smooth in the slip velocity on the scale ``eps`` (m/s). ``rel_v`` is the velocity of the
     second body's point relative to the first's. Returns (force, K) with K the 3x3 velocity
-    coefficient (h (b + h k) sigma meff along n, h * friction viscosity across n) that the step
-    treats implicitly, which keeps stiff contacts and small eps stable at large time steps.
+    coefficient (h (b + theta h k) s' meff along n, h * friction viscosity across n) that the
+    step treats implicitly, which keeps stiff contacts and small eps stable at large time steps.
     """
     zero = type(k)(0.0)
     # C1 onset: no force while separated, quadratic over the first tau of overlap, then linear
@@ -190,10 +190,15 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: 
     vn = wp.dot(rel_v, n)
     vt = rel_v - n * vn
     fs = meff * k * sp
-    fn = fs - meff * (b + h * k) * sig * vn
-    ct = mu * fs / wp.sqrt(wp.dot(vt, vt) + eps * eps)
+    # the spring is integrated explicitly (symplectic, little numerical damping) while the step
+    # resolves it (h^2 k <= 1); stiffer springs get the implicit share theta that keeps it stable
+    theta = wp.max(zero, type(k)(1.0) - type(k)(1.0) / (h * h * k + type(k)(1.0e-30)))
+    bh = b + theta * h * k
+    fn = fs - meff * bh * sig * vn
+    # friction bound from the whole normal force (spring and damper), never negative
+    ct = mu * wp.max(fn, zero) / wp.sqrt(wp.dot(vt, vt) + eps * eps)
     force = n * fn - vt * ct
-    an = h * (b + h * k) * sig * meff
+    an = h * bh * sig * meff
     at = h * ct
     eye = wp.identity(n=3, dtype=type(k))
     nn = wp.outer(n, n)
@@ -290,13 +295,14 @@ def pair_capsule_capsule(a0: Any, a1: Any, ra: Any, b0: Any, b1: Any, rb: Any, r
 @wp.func
 def pair_capsule_box(a0: Any, a1: Any, ra: Any, bp: Any, bR: Any, half: Any, rc: Any, vw1: Any, vc1: Any,
                      vw2: Any, vc2: Any, prm: Any):
-    """Spheres at both capsule ends and at the segment point nearest the box centre."""
+    """Spheres at both capsule ends and at the capsule centre (catches a capsule lying across
+    a box edge; a capsule crossing a box face far from all three is not detected)."""
     N, F, A, B, C = _zero_action(rc)
     depth, n, p = box_point(bp, bR, half, a0, ra)
     N, F, A, B, C = _accumulate(depth, -n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
     depth1, n1, p1 = box_point(bp, bR, half, a1, ra)
     N, F, A, B, C = _accumulate(depth1, -n1, p1, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
-    depth2, n2, p2 = box_point(bp, bR, half, segment_point(a0, a1, bp), ra)
+    depth2, n2, p2 = box_point(bp, bR, half, (a0 + a1) * type(ra)(0.5), ra)
     return _accumulate(depth2, -n2, p2, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
 
 

@@ -1,0 +1,248 @@
+"""Contact physics against MuJoCo's behaviour on the same MJCF (not identical numbers: MuJoCo
+solves a soft-constraint problem, hybridwam integrates a compliant law), plus conservation
+and gradient checks through contact."""
+import math
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+import hybridwam as hw
+
+DROP_XML = """<mujoco><compiler angle="radian"/><option integrator="Euler" timestep="0.002"/>
+<worldbody><geom name="floor" type="plane" size="5 5 .1"/>
+  <body name="box" pos="0 0 0.3" euler="0.3 0.2 0.1"><freejoint/><geom type="box" size=".1 .15 .05" mass="1"/></body>
+  <body name="ball" pos="1 0 0.4"><freejoint/><geom type="sphere" size=".1" mass="0.5"/></body>
+  <body name="capsule" pos="-1 0 0.4" euler="0.4 0 0"><freejoint/><geom type="capsule" size=".05 .2" mass="1"/></body>
+</worldbody></mujoco>"""
+
+INCLINE_XML = """<mujoco><compiler angle="radian"/><option integrator="Euler" timestep="0.002"/>
+<worldbody><geom name="slope" type="plane" size="5 5 .1" friction="0.5 0.005 0.0001"/>
+  <body name="box" pos="0 0 0.05"><freejoint/><geom type="box" size=".1 .1 .05" mass="1" friction="0.5 0.005 0.0001"/></body>
+</worldbody></mujoco>"""
+
+STACK_XML = """<mujoco><option integrator="Euler" timestep="0.002"/>
+<worldbody><geom name="floor" type="plane" size="5 5 .1"/>
+  <body name="b1" pos="0 0 0.1"><freejoint/><geom type="box" size=".1 .1 .1" mass="1"/></body>
+  <body name="b2" pos="0.01 0 0.3"><freejoint/><geom type="box" size=".1 .1 .1" mass="1"/></body>
+  <body name="b3" pos="-0.01 0.01 0.5"><freejoint/><geom type="box" size=".1 .1 .1" mass="1"/></body>
+</worldbody></mujoco>"""
+
+
+def _mujoco_rollout(m, qpos, qvel, steps):
+    d = mujoco.MjData(m)
+    d.qpos[:], d.qvel[:] = qpos, qvel
+    out = [d.qpos.copy()]
+    for _ in range(steps):
+        mujoco.mj_step(m, d)
+        out.append(d.qpos.copy())
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def drop():
+    model = hw.load_model(DROP_XML, device="cpu")
+    return model, hw.Physics(model)
+
+
+def test_dropped_bodies_rest_within_2mm_of_mujoco(drop):
+    model, phys = drop
+    q0, v0 = model.default_state(1)
+    tr = phys.rollout(q0, v0, torch.zeros(1, 1500, 0))
+    ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(model.nv), 1500)
+    heights = tr.qpos[0, -1, [2, 9, 16]].numpy()
+    np.testing.assert_allclose(heights, ref[-1, [2, 9, 16]], atol=2e-3)
+    assert tr.qvel[0, -1].abs().max() < 1e-2  # at rest
+    # the box settles flat, face down, like MuJoCo's
+    up = _zaxis(tr.qpos[0, -1, 3:7].numpy())
+    assert abs(up[2]) > 0.999
+
+
+def _zaxis(q):
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
+
+@pytest.fixture(scope="module")
+def incline():
+    model = hw.load_model(INCLINE_XML, device="cpu")
+    return model, hw.Physics(model)
+
+
+def _incline_run(model, phys, angle, steps=1000):
+    """Tilt the plane by `angle` about y (geom_quat is a parameter, no recompile) and place the
+    box resting on it; returns the distance slid along the slope [T+1] (hybridwam, MuJoCo)."""
+    q = [math.cos(angle / 2), 0, math.sin(angle / 2), 0]  # wxyz
+    with torch.no_grad():
+        model.params["geom_quat"][0] = torch.tensor([q[1], q[2], q[3], q[0]])
+    normal = np.array([math.sin(angle), 0, math.cos(angle)])
+    downhill = np.array([math.cos(angle), 0, -math.sin(angle)])
+    qpos = np.concatenate([normal * 0.05, q])
+    tr = phys.rollout(torch.tensor(qpos, dtype=torch.float32)[None], torch.zeros(1, 6), torch.zeros(1, steps, 0))
+    ours = (tr.qpos[0, :, :3].numpy() - qpos[:3]) @ downhill
+    # MuJoCo bakes static geom poses at compile time: compile the tilted slope for the reference
+    m = mujoco.MjModel.from_xml_string(INCLINE_XML.replace('name="slope"', f'name="slope" euler="0 {angle} 0"'))
+    ref = (_mujoco_rollout(m, qpos, np.zeros(6), steps)[:, :3] - qpos[:3]) @ downhill
+    return ours, ref
+
+
+@pytest.mark.parametrize("ratio", [0.7, 0.9])
+def test_box_sticks_on_incline_below_friction_angle(incline, ratio):
+    model, phys = incline
+    mu = 0.5
+    ours, ref = _incline_run(model, phys, math.atan(ratio * mu))
+    # 2 s: a sliding box travels metres (next test); regularised friction (and MuJoCo's soft
+    # constraints) let a sticking box creep by millimetres at most
+    assert abs(ours[-1]) < 1e-2, f"slid {ours[-1]:.4f} m"
+    assert abs(ref[-1]) < 1e-2  # MuJoCo agrees it sticks
+
+
+@pytest.mark.parametrize("ratio", [1.3, 1.8])
+def test_box_slides_on_incline_above_friction_angle(incline, ratio):
+    model, phys = incline
+    mu, g, h = 0.5, 9.81, 0.002
+    theta = math.atan(ratio * mu)
+    ours, ref = _incline_run(model, phys, theta)
+    expected = g * (math.sin(theta) - mu * math.cos(theta))
+    # fit s = s0 + v0 t + a t^2 / 2 over the second half (after the contact settles)
+    t = np.arange(len(ours)) * h
+    half = len(t) // 2
+    acc = 2 * np.polyfit(t[half:], ours[half:], 2)[0]
+    acc_ref = 2 * np.polyfit(t[half:], ref[half:], 2)[0]
+    assert acc == pytest.approx(expected, rel=0.10), f"ours {acc:.3f} vs g(sin - mu cos) {expected:.3f}"
+    assert acc_ref == pytest.approx(expected, rel=0.10)
+
+
+@pytest.fixture(scope="module")
+def ball64():
+    model = hw.load_model("ball_toss", device="cpu", dtype="float64")
+    return model, hw.Physics(model)
+
+
+def _energy(model, qpos, qvel):
+    m, g = 0.1, 9.81
+    inertia = float(model.mj.body_inertia[1, 0])
+    return 0.5 * m * (qvel[..., :3] ** 2).sum(-1) + 0.5 * inertia * (qvel[..., 3:] ** 2).sum(-1) + m * g * qpos[..., 2]
+
+
+def test_bounce_apex_decreases_monotonically(ball64):
+    model, phys = ball64
+    q0, v0 = model.default_state(1)  # 1 m above the ground, away from the wall, at rest
+    tr = phys.rollout(q0, v0, torch.zeros(1, 2500, 0))
+    z = tr.qpos[0, :, 2].numpy()
+    vz = tr.qvel[0, :, 2].numpy()
+    apex = [z[i] for i in range(1, len(z)) if vz[i - 1] > 0 >= vz[i]]
+    assert len(apex) >= 3, f"expected several bounces, got apexes {apex}"
+    assert all(a > b for a, b in zip(apex, apex[1:], strict=False)), apex
+    assert apex[0] < 1.0
+    # MuJoCo's ball bounces too (same MJCF, its own restitution)
+    ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(6), 2500)
+    assert ref[:, 2][600:].max() > 0.06
+
+
+def _contact_potential(model, depth):
+    """Energy stored in the contact spring: meff k * integral of the C1 onset profile s(d)."""
+    k = model.params["pair_stiffness"][0].item()
+    meff = model.params["pair_meff"][0].item()
+    tau = model.params["contact_tau"][0].item()
+    d = np.clip(depth, 0, None)
+    small = d**3 / (6 * tau)
+    large = tau**2 / 6 + (d**2 - tau**2) / 2 - tau * (d - tau) / 2
+    return meff * k * np.where(d < tau, small, large)
+
+
+def test_energy_never_grows_in_a_passive_contact_scene(ball64):
+    model, phys = ball64
+    assert torch.allclose(model.params["pair_stiffness"], model.params["pair_stiffness"][0])
+    q0, v0 = model.default_state(1)
+    v0[0, :3] = torch.tensor([3.0, 0.5, 2.0], dtype=torch.float64)  # thrown at the wall
+    v0[0, 3:] = torch.tensor([0.0, 5.0, 1.0], dtype=torch.float64)  # with spin
+    tr = phys.rollout(q0, v0, torch.zeros(1, 2500, 0))
+    q = tr.qpos[0].numpy()
+    r = 0.05
+    ground, wall = r - q[:, 2], r - (2.0 - q[:, 0])
+    E = (_energy(model, tr.qpos[0], tr.qvel[0]).numpy() + _contact_potential(model, ground)
+         + _contact_potential(model, wall))
+    assert q[:, 0].max() > 1.9  # it reached the wall (at x = 2, radius 0.05)
+    # mechanical energy, contact springs included, never exceeds what the throw started with,
+    # beyond the bounded O(h omega) wobble of symplectic Euler inside a contact (h omega = 0.45) ...
+    assert E.max() <= E[0] * 1.005, f"energy rose to {E.max():.6f} J from {E[0]:.6f} J"
+    # ... and after each contact episode the free-flight energy is lower than before it
+    free = (ground < 0) & (wall < 0)
+    starts = [i for i in range(1, len(free)) if free[i] and not free[i - 1]]
+    flights = [E[0]] + [E[i] for i in starts]
+    assert len(flights) >= 3, "expected several contacts"
+    assert all(a > b for a, b in zip(flights, flights[1:], strict=False)), flights
+    assert E[-1] < 0.5 * E[0]
+
+
+def test_stack_of_three_boxes_stays_stacked_for_5s():
+    model = hw.load_model(STACK_XML, device="cpu")
+    phys = hw.Physics(model)
+    q0, v0 = model.default_state(1)
+    tr = phys.rollout(q0, v0, torch.zeros(1, 2500, 0))
+    q = tr.qpos[0].numpy()
+    ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(model.nv), 2500)
+    for i, adr in enumerate((0, 7, 14)):
+        np.testing.assert_allclose(q[-1, adr:adr + 2], q[0, adr:adr + 2], atol=5e-3, err_msg=f"box {i} slid")
+        assert abs(q[-1, adr + 2] - ref[-1, adr + 2]) < 2e-3, f"box {i} height off MuJoCo's"
+        assert abs(_zaxis(q[-1, adr + 3:adr + 7])[2]) > 0.999, f"box {i} tipped"
+
+
+# ---- gradients through contact ---------------------------------------------------------------
+
+def _fd_check(loss, x, idx, eps=1e-6, rtol=1e-4):
+    with torch.no_grad():
+        old = x[idx].item()
+        x[idx] = old + eps
+        lp = loss().item()
+        x[idx] = old - eps
+        lm = loss().item()
+        x[idx] = old
+    fd = (lp - lm) / (2 * eps)
+    assert abs(x.grad[idx].item() - fd) <= 1e-6 + rtol * abs(fd), f"{idx}: autodiff {x.grad[idx].item()} fd {fd}"
+    return fd
+
+
+def test_gradient_through_a_bounce_off_the_wall(ball64):
+    model, phys = ball64
+    q0, v0 = model.default_state(1)
+    v0[0, :3] = torch.tensor([3.0, 0.3, 1.5], dtype=torch.float64)
+    v0.requires_grad_(True)
+    w = torch.tensor([1.0, 0.3, -0.7], dtype=torch.float64)
+
+    def loss():
+        tr = phys.rollout(q0, v0, torch.zeros(1, 400, 0))
+        return (tr.qpos[0, -1, :3] * w).sum()
+
+    L = loss()
+    L.backward()
+    assert loss().item() == L.item()
+    tr = phys.rollout(q0, v0.detach(), torch.zeros(1, 400, 0))
+    assert tr.qvel[0, -1, 0] < 0  # it did bounce back off the wall
+    fds = [_fd_check(loss, v0, (0, i)) for i in range(6)]
+    assert abs(fds[0]) > 0.1  # the bounce makes the final x depend on the throw speed
+
+
+def test_gradient_through_pushing_contact():
+    model = hw.load_model("pusher", device="cpu", dtype="float64")
+    phys = hw.Physics(model)
+    q0, v0 = model.default_state(1)
+    T = 120
+    # sweep the arm towards the box so that the fingertip pushes it
+    u = torch.zeros(1, T, 2, dtype=torch.float64)
+    u[0, :, 0] = 0.6
+    u[0, :, 1] = 0.3
+    u.requires_grad_(True)
+
+    def loss():
+        tr = phys.rollout(q0, v0, u)
+        return tr.qpos[0, -1, 2] * 0 + tr.qpos[0, -1, 2:4].sum() + tr.qpos[0, -1, 3]
+
+    box0 = q0[0, 2:4].clone()
+    tr = phys.rollout(q0, v0, u.detach())
+    assert (tr.qpos[0, -1, 2:4] - box0).norm() > 0.01, "the arm must move the box for this test to mean anything"
+    loss().backward()
+    for idx in [(0, 10, 0), (0, 60, 1), (0, 100, 0)]:
+        _fd_check(loss, u, idx)
