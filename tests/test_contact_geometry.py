@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import warp as wp
-
 from hybridwam.kernels import contact as C
 
 wp.config.quiet = True
