@@ -19,7 +19,8 @@ DROP_XML = """<mujoco><compiler angle="radian"/><option integrator="Euler" times
 
 INCLINE_XML = """<mujoco><compiler angle="radian"/><option integrator="Euler" timestep="0.002"/>
 <worldbody><geom name="slope" type="plane" size="5 5 .1" friction="0.5 0.005 0.0001"/>
-  <body name="box" pos="0 0 0.05"><freejoint/><geom type="box" size=".1 .1 .05" mass="1" friction="0.5 0.005 0.0001"/></body>
+  <body name="box" pos="0 0 0.05"><freejoint/>
+    <geom type="box" size=".1 .1 .05" mass="1" friction="0.5 0.005 0.0001"/></body>
 </worldbody></mujoco>"""
 
 STACK_XML = """<mujoco><option integrator="Euler" timestep="0.002"/>
