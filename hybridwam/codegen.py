@@ -23,7 +23,7 @@ from dataclasses import dataclass
 # Joint types, as MuJoCo's mjtJoint.
 FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
 # Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
-PLANE, SPHERE, CAPSULE, BOX = 0, 2, 3, 6
+PLANE, SPHERE, CAPSULE, BOX, MESH = 0, 2, 3, 6, 7
 
 #: Order of the model parameter arrays in every kernel signature (name, warp type key).
 PARAM_SPEC = (
@@ -59,6 +59,8 @@ PARAM_SPEC = (
     ("pair_damping", "T"),
     ("pair_meff", "T"),
     ("pair_iscale", "V2"),
+    ("hull_planes", "V4"),
+    ("hull_verts", "V3"),
     ("contact_tau", "T"),
     ("contact_eps", "T"),
 )
@@ -93,6 +95,8 @@ class Structure:
     #: mass matrix keeps its tree sparsity. Only the integration scheme is approximated; the
     #: contact forces and equilibria are exact.
     pair_implicit: tuple[bool, ...] = ()
+    #: per geom: (first plane, plane count, first vertex, vertex count) of its convex hull, or ()
+    geom_hull: tuple[tuple[int, ...], ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
@@ -139,13 +143,53 @@ def _pair_call(s: Structure, g1: int, g2: int) -> str:
             return [f"gp{g} - gz{g} * geom_size[{g}][1]", f"gp{g} + gz{g} * geom_size[{g}][1]", f"geom_size[{g}][0]"]
         return [f"gp{g}", f"gR{g}", f"geom_size[{g}]"]
 
+    if t2 == MESH:
+        return None
     if (t1, t2) not in PAIR_TYPES:
         raise NotImplementedError(f"no narrow phase for geom types {t1}, {t2}")
     return f"pair_{names[t1]}_{names[t2]}(" + ", ".join(geo(g1) + geo(g2)) + ", "
 
 
 PAIR_TYPES = {(PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
-              (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX)}
+              (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
+              (CAPSULE, MESH), (BOX, MESH), (MESH, MESH)}
+
+
+def _mesh_pair_lines(s: Structure, i: int, g1: int, g2: int, vel: list[str]) -> list[str]:
+    """Unrolled contact points of a pair whose second geom is a convex mesh (one call per hull
+    vertex or sampled point, so that every accumulation is straight-line code)."""
+    t1 = s.geom_type[g1]
+    acc = f"cN{i}, cF{i}, cA{i}, cB{i}, cC{i}"
+    tail = f"rc{i}, {', '.join(vel)}, cprm{i}, {acc}"
+    ps2, pc2, vs2, vc2 = s.geom_hull[g2]
+
+    def vert(g, k):
+        return f"gp{g} + gR{g} * hull_verts[{s.geom_hull[g][2] + k}]"
+
+    def vs_mesh(g, c, r, flip):
+        ps, pc = s.geom_hull[g][:2]
+        return f"{acc} = accumulate_point_mesh(hull_planes, {ps}, {pc}, gp{g}, gR{g}, {c}, {r}, {flip}, {tail})"
+
+    out = [f"{acc} = zero_action(rc{i})"]
+    if t1 == PLANE:
+        out += [f"{acc} = accumulate_vertex_plane(gp{g1}, gz{g1}, {vert(g2, k)}, {tail})" for k in range(vc2)]
+    elif t1 == SPHERE:
+        out.append(vs_mesh(g2, f"gp{g1}", f"geom_size[{g1}][0]", 1))
+    elif t1 == CAPSULE:
+        a0, a1 = f"gp{g1} - gz{g1} * geom_size[{g1}][1]", f"gp{g1} + gz{g1} * geom_size[{g1}][1]"
+        for c in (a0, a1, f"gp{g1}"):
+            out.append(vs_mesh(g2, c, f"geom_size[{g1}][0]", 1))
+        out += [f"{acc} = accumulate_point_capsule({a0}, {a1}, geom_size[{g1}][0], {vert(g2, k)}, {tail})"
+                for k in range(vc2)]
+    elif t1 == BOX:
+        for k in range(8):
+            out.append(vs_mesh(g2, f"box_corner(gp{g1}, gR{g1}, geom_size[{g1}], {k})", "T(0.0)", 1))
+        out += [f"{acc} = accumulate_point_box(gp{g1}, gR{g1}, geom_size[{g1}], {vert(g2, k)}, 0, {tail})"
+                for k in range(vc2)]
+    elif t1 == MESH:
+        out += [vs_mesh(g2, vert(g1, k), "T(0.0)", 1) for k in range(s.geom_hull[g1][3])]
+        out += [vs_mesh(g1, vert(g2, k), "T(0.0)", 0) for k in range(vc2)]
+    return out
 
 
 def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int, str]
@@ -192,7 +236,12 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
             e(f"if wp.length_sq(gp{g2} - gp{g1}) < wp.pow(geom_rbound[{g1}] + geom_rbound[{g2}] + cmargin, T(2.0)):")
         e(f"    cprm{i} = VP(pair_meff[{i}], pair_stiffness[{i}], pair_damping[{i}], "
           f"wp.max(geom_friction[{g1}], geom_friction[{g2}]), ctau, ceps, h)")
-        e(f"    cN{i}, cF{i}, cA{i}, cB{i}, cC{i} = {_pair_call(s, g1, g2)}rc{i}, {', '.join(vel)}, cprm{i})")
+        call = _pair_call(s, g1, g2)
+        if call is None:
+            for line in _mesh_pair_lines(s, i, g1, g2, vel):
+                e("    " + line)
+        else:
+            e(f"    cN{i}, cF{i}, cA{i}, cB{i}, cC{i} = {call}rc{i}, {', '.join(vel)}, cprm{i})")
         for sign, bb in (("-", b1), ("+", b2)):
             if not moving[bb]:
                 continue
@@ -510,11 +559,13 @@ def generate_source(s: Structure) -> str:
         "from hybridwam.kernels.integration import quat_integrate, quat_sub",
         "from hybridwam.kernels.contact import (pair_box_box, pair_capsule_box, pair_capsule_capsule,",
         "    pair_plane_box, pair_plane_capsule, pair_plane_sphere, pair_sphere_box, pair_sphere_capsule,",
-        "    pair_sphere_sphere, shift_moment, shift_stiffness, skew)",
+        "    pair_sphere_sphere, shift_moment, shift_stiffness, skew, zero_action, accumulate_vertex_plane,",
+        "    accumulate_point_mesh, accumulate_point_box, accumulate_point_capsule, box_corner)",
         "from hybridwam.kernels.kinematics import hinge_quat, motion_dof, quat_from_wxyz",
         f"T = wp.float{tf == 'f' and 32 or 64}",
         f"V2 = wp.vec2{tf}",
         f"V3 = wp.vec3{tf}",
+        f"V4 = wp.vec4{tf}",
         f"Q = wp.quat{tf}",
         f"M33 = wp.mat33{tf}",
         "VP = wp.types.vector(length=7, dtype=T)",

@@ -12,10 +12,12 @@ import mujoco
 import numpy as np
 import torch
 
-from .codegen import BALL, BOX, CAPSULE, FREE, HINGE, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
+from .codegen import BALL, BOX, CAPSULE, FREE, HINGE, MESH, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
-COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX)
+COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX, MESH)
+#: hull vertices a mesh contributes as contact points (farthest-point subset beyond this)
+MAX_HULL_VERTS = 32
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
 CONTACT_TAU = 5e-4
 CONTACT_EPS = 1e-3
@@ -158,7 +160,7 @@ def unsupported_features(m: mujoco.MjModel) -> list[str]:
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
             if int(m.geom_type[g]) not in COLLIDABLE:
                 msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[6:].lower()}' (supported: "
-                msg += "plane, sphere, capsule, box)"
+                msg += "plane, sphere, capsule, box, mesh)"
                 if msg not in out:
                     out.append(msg)
             elif int(m.geom_condim[g]) not in (1, 3):
@@ -293,6 +295,33 @@ def _actuator_kind(m: mujoco.MjModel, a: int) -> str:
     return "affine"
 
 
+def mesh_hulls(m: mujoco.MjModel) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Convex hull of every mesh geom that takes part in a contact pair, in the geom frame:
+    (face planes [F, 4] as n . x <= d, contact vertices [V, 3]). Computed with trimesh; coplanar
+    triangles are merged into one plane; hulls with more than MAX_HULL_VERTS vertices contribute
+    a farthest-point subset of them as contact points (their planes are all kept)."""
+    import trimesh
+
+    out = {}
+    for g in sorted({g for p in contact_pairs(m) for g in p if int(m.geom_type[g]) == MESH}):
+        mid = int(m.geom_dataid[g])
+        adr, num = int(m.mesh_vertadr[mid]), int(m.mesh_vertnum[mid])
+        hull = trimesh.convex.convex_hull(np.asarray(m.mesh_vert[adr:adr + num], dtype=np.float64))
+        normals = np.asarray(hull.face_normals)
+        offsets = np.einsum("ij,ij->i", normals, np.asarray(hull.triangles_center))
+        planes = np.unique(np.round(np.c_[normals, offsets], 9), axis=0)
+        verts = np.asarray(hull.vertices)
+        if len(verts) > MAX_HULL_VERTS:
+            keep = [int(np.argmax(np.linalg.norm(verts, axis=1)))]
+            dist = np.linalg.norm(verts - verts[keep[0]], axis=1)
+            while len(keep) < MAX_HULL_VERTS:
+                keep.append(int(np.argmax(dist)))
+                dist = np.minimum(dist, np.linalg.norm(verts - verts[keep[-1]], axis=1))
+            verts = verts[keep]
+        out[g] = (planes, verts)
+    return out
+
+
 def _static_body(m: mujoco.MjModel, b: int) -> bool:
     return int(m.body_weldid[b]) == 0
 
@@ -369,6 +398,15 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
 def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
     dis = m.opt.disableflags
     pairs = contact_pairs(m)
+    hull_index, ps, vs = [], 0, 0
+    hulls = mesh_hulls(m)
+    for g in range(m.ngeom):
+        if g in hulls:
+            planes, verts = hulls[g]
+            hull_index.append((ps, len(planes), vs, len(verts)))
+            ps, vs = ps + len(planes), vs + len(verts)
+        else:
+            hull_index.append(())
     return Structure(
         dtype=dtype,
         nq=m.nq, nv=m.nv, nu=m.nu,
@@ -389,6 +427,7 @@ def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),
         pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
+        geom_hull=tuple(hull_index),
     )
 
 
@@ -417,6 +456,7 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
         g = np.zeros(3)
 
     affine = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
+    hulls = mesh_hulls(m)
 
     def nz(a, shape):
         a = np.asarray(a, dtype=np.float64).reshape(shape)
@@ -453,6 +493,8 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
         "geom_rbound": nz(m.geom_rbound, (-1,)),
         "geom_friction": nz(m.geom_friction[:, 0], (-1,)),
         **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, contact_pairs(m)).items()},
+        "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
+        "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
         "contact_tau": np.array([CONTACT_TAU]),
         "contact_eps": np.array([CONTACT_EPS]),
     }

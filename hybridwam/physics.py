@@ -23,8 +23,8 @@ if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     wp.config.log_level = wp.LOG_WARNING
 
 _WP_DTYPES = {
-    torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "Q": wp.quatf},
-    torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "Q": wp.quatd},
+    torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "V4": wp.vec4f, "Q": wp.quatf},
+    torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "V4": wp.vec4d, "Q": wp.quatd},
 }
 
 

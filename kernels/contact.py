@@ -382,3 +382,81 @@ def shift_stiffness(A: Any, B: Any, C: Any, d: Any):
     """(A, B) of a 6x6 P^T K P about rc re-expressed about r = rc - d (C is unchanged)."""
     R = skew(-d)
     return A + B * R - R * wp.transpose(B) - R * C * R, B - R * C
+
+
+# ---- convex meshes ----------------------------------------------------------------------------
+# A mesh geom collides as the convex hull of its vertices (MuJoCo does the same): hull vertices
+# and face planes (n, d) with n . x <= d inside, in the geom frame. Inside a convex polytope the
+# signed distance max_f (n_f . x - d_f) is exact, so penetration depths and normals are exact;
+# outside it is a lower bound of the distance (exact over faces), which only delays the onset
+# of contact by nothing (no force is applied at positive distance).
+
+
+@wp.func
+def hull_face(planes: Any, start: int, count: int, x: Any):
+    """Index of the face plane of greatest signed distance from the local point x (no gradient
+    flows through the choice; the caller evaluates that plane)."""
+    best = type(x[0])(-1.0e30)
+    best_f = start
+    for f in range(start, start + count):
+        p = planes[f]
+        s = p[0] * x[0] + p[1] * x[1] + p[2] * x[2] - p[3]
+        if s > best:
+            best = s
+            best_f = f
+    return best_f
+
+
+@wp.func
+def mesh_point(planes: Any, start: int, count: int, mp: Any, mR: Any, c: Any, r: Any):
+    """Convex mesh (first) against a sphere of radius r at c (r = 0: a point). Returns
+    (depth, normal mesh -> point, contact point)."""
+    x = wp.transpose(mR) * (c - mp)
+    f = hull_face(planes, start, count, x)
+    p = planes[f]
+    nl = wp.vector(p[0], p[1], p[2])
+    sd = wp.dot(nl, x) - p[3]
+    n = mR * nl
+    depth = r - sd
+    return depth, n, c - n * (r - depth * type(r)(0.5))
+
+
+@wp.func
+def accumulate_vertex_plane(pp: Any, pz: Any, v: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any,
+                            prm: Any, N: Any, F: Any, A: Any, B: Any, C: Any):
+    """One hull vertex v (world) of a mesh (second geom) against a plane (first)."""
+    depth, n, p = plane_point(pp, pz, v, type(prm[0])(0.0))
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def accumulate_point_mesh(planes: Any, start: int, count: int, mp: Any, mR: Any, c: Any, r: Any, flip: int,
+                          rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any, prm: Any,
+                          N: Any, F: Any, A: Any, B: Any, C: Any):
+    """A sphere (or point, r = 0) at c against a convex mesh. flip = 0: the mesh is the first
+    geom; flip = 1: the mesh is the second geom (normal reversed)."""
+    depth, n, p = mesh_point(planes, start, count, mp, mR, c, r)
+    sgn = wp.where(flip == 1, type(r)(-1.0), type(r)(1.0))
+    return _accumulate(depth, n * sgn, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def accumulate_point_box(bp: Any, bR: Any, half: Any, c: Any, flip: int, rc: Any, vw1: Any, vc1: Any,
+                         vw2: Any, vc2: Any, prm: Any, N: Any, F: Any, A: Any, B: Any, C: Any):
+    """A point c (a mesh vertex) against a box; flip as in accumulate_point_mesh for the box."""
+    depth, n, p = box_point(bp, bR, half, c, type(prm[0])(0.0))
+    sgn = wp.where(flip == 1, type(prm[0])(-1.0), type(prm[0])(1.0))
+    return _accumulate(depth, n * sgn, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def accumulate_point_capsule(a0: Any, a1: Any, ra: Any, c: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                             vc2: Any, prm: Any, N: Any, F: Any, A: Any, B: Any, C: Any):
+    """A point c (a vertex of the second geom) against a capsule (first geom)."""
+    depth, n, p = sphere_sphere(segment_point(a0, a1, c), ra, c, type(ra)(0.0))
+    return _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+
+
+@wp.func
+def zero_action(rc: Any):
+    return _zero_action(rc)

@@ -23,6 +23,18 @@ INCLINE_XML = """<mujoco><compiler angle="radian"/><option integrator="Euler" ti
     <geom type="box" size=".1 .1 .05" mass="1" friction="0.5 0.005 0.0001"/></body>
 </worldbody></mujoco>"""
 
+_PHI = (1 + 5**0.5) / 2
+_ICO = np.array([[-1, _PHI, 0], [1, _PHI, 0], [-1, -_PHI, 0], [1, -_PHI, 0], [0, -1, _PHI], [0, 1, _PHI],
+                 [0, -1, -_PHI], [0, 1, -_PHI], [_PHI, 0, -1], [_PHI, 0, 1], [-_PHI, 0, -1], [-_PHI, 0, 1]]) * 0.05
+MESH_XML = f"""<mujoco><compiler angle="radian"/><option integrator="Euler" timestep="0.002"/>
+<asset><mesh name="ico" vertex="{' '.join(f'{v:.6f}' for v in _ICO.ravel())}"/>
+  <mesh name="wedge" vertex="0 0 0  .2 0 0  0 .1 0  0 0 .08  .2 0 .08  0 .1 .08"/></asset>
+<worldbody><geom name="floor" type="plane" size="5 5 .1"/>
+  <body name="rock" pos="0 0 0.3" euler="0.3 0.2 0.1"><freejoint/><geom type="mesh" mesh="ico" mass="1"/></body>
+  <body name="wedge" pos="1 0 0.1"><freejoint/><geom type="mesh" mesh="wedge" mass="1"/></body>
+  <body name="ball" pos="1 0 0.4"><freejoint/><geom type="sphere" size="0.04" mass="0.2"/></body>
+</worldbody></mujoco>"""
+
 STACK_XML = """<mujoco><option integrator="Euler" timestep="0.002"/>
 <worldbody><geom name="floor" type="plane" size="5 5 .1"/>
   <body name="b1" pos="0 0 0.1"><freejoint/><geom type="box" size=".1 .1 .1" mass="1"/></body>
@@ -58,6 +70,19 @@ def test_dropped_bodies_rest_within_2mm_of_mujoco(drop):
     # the box settles flat, face down, like MuJoCo's
     up = _zaxis(tr.qpos[0, -1, 3:7].numpy())
     assert abs(up[2]) > 0.999
+
+
+def test_convex_meshes_rest_like_mujoco():
+    """Mesh geoms collide as convex hulls (as in MuJoCo): an icosahedron and a wedge dropped on
+    the floor (the wedge flat), and a ball dropped onto the wedge, come to rest within 2 mm of
+    MuJoCo's heights."""
+    model = hw.load_model(MESH_XML, device="cpu")
+    phys = hw.Physics(model)
+    q0, v0 = model.default_state(1)
+    tr = phys.rollout(q0, v0, torch.zeros(1, 2000, 0))
+    ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(model.nv), 2000)
+    np.testing.assert_allclose(tr.qpos[0, -1, [2, 9, 16]].numpy(), ref[-1, [2, 9, 16]], atol=2e-3)
+    assert tr.qvel[0, -1, :12].abs().max() < 5e-2  # rock and wedge at rest (the ball may roll)
 
 
 def _zaxis(q):

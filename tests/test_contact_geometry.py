@@ -252,3 +252,31 @@ def test_random_configurations_are_finite(kind):
                       rot(rng.normal(size=3), rng.uniform(0, 6)), rng.uniform(0.05, 0.3, 3), rng.uniform(0.05, 0.3, 3)))
     F, N = run(kind, cases)
     assert np.abs(F).max() < 10 and np.abs(N).max() < 10
+
+
+@wp.kernel
+def _mesh_point(planes: wp.array(dtype=wp.vec4d), count: int, c: wp.array(dtype=V), r: wp.array(dtype=wp.float64),
+                out_d: wp.array(dtype=wp.float64), out_n: wp.array(dtype=V)):
+    i = wp.tid()
+    R = wp.identity(n=3, dtype=wp.float64)
+    mp = V(wp.float64(1.0), wp.float64(2.0), wp.float64(3.0))
+    d, n, p = C.mesh_point(planes, 0, count, mp, R, c[i] + mp, r[i])
+    out_d[i] = d
+    out_n[i] = n
+
+
+def test_convex_mesh_point_queries():
+    """A cube hull (|x|, |y|, |z| <= 0.1 as 6 planes) against points and spheres."""
+    planes = np.array([[1, 0, 0, .1], [-1, 0, 0, .1], [0, 1, 0, .1], [0, -1, 0, .1], [0, 0, 1, .1], [0, 0, -1, .1]])
+    cases = [((0.05, 0, 0), 0.0, 0.05, (1, 0, 0)),        # inside: nearest face +x
+             ((0, -0.08, 0.01), 0.0, 0.02, (0, -1, 0)),   # inside near -y
+             ((0.15, 0, 0), 0.1, 0.05, (1, 0, 0)),        # sphere overlapping the +x face
+             ((0, 0, 0.5), 0.1, -0.3, (0, 0, 1)),         # separated above
+             ((0, 0, 0.2), 0.1, 0.0, (0, 0, 1))]          # touching
+    c = wp.array(np.array([x[0] for x in cases], float), dtype=V)
+    r = wp.array(np.array([x[1] for x in cases], float), dtype=wp.float64)
+    d = wp.zeros(len(cases), dtype=wp.float64)
+    n = wp.zeros(len(cases), dtype=V)
+    wp.launch(_mesh_point, dim=len(cases), inputs=[wp.array(planes, dtype=wp.vec4d), 6, c, r, d, n], device="cpu")
+    np.testing.assert_allclose(d.numpy(), [x[2] for x in cases], atol=1e-12)
+    np.testing.assert_allclose(n.numpy(), [x[3] for x in cases], atol=1e-12)
