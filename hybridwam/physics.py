@@ -85,19 +85,32 @@ class _Rollout(torch.autograd.Function):
             return g.contiguous().clone() if g is not None else torch.zeros_like(like)
 
         aQ, aV, aA = adj(gQ, Q), adj(gV, V), adj(gA, A)
-        a_ctrl, a_qfrc, a_qaccx = torch.zeros_like(ctrls), torch.zeros_like(qfrc), torch.zeros_like(qaccx)
-        a_params = [torch.zeros_like(p) for p in params]
-        w = phys._wp
-        wparams = phys._wp_params(params)
-        wadj = [phys._wp_param(n, a) for (n, _), a in zip(PARAM_SPEC, a_params, strict=True)]
-        wQ, wV, wA, wc, wf, wx = w(Q), w(V), w(A), w(ctrls), w(qfrc), w(qaccx)
-        waQ, waV, waA, wac, waf, wax = w(aQ), w(aV), w(aA), w(a_ctrl), w(a_qfrc), w(a_qaccx)
-        with _stream_scope(phys.model.device):
-            for t in range(T - 1, -1, -1):
-                wp.launch(phys._mod.step_kernel, dim=B, device=phys.model.device, adjoint=True,
-                          inputs=[wQ, wV, t, wc, wf, wx, t, wQ, wV, wA, t + 1, *wparams],
-                          adj_inputs=[waQ, waV, 0, wac, waf, wax, 0, waQ, waV, waA, 0, *wadj])
         needs = ctx.needs_input_grad
+        # adjoints only for what needs them: Warp skips accumulation into a null gradient array
+        a_ctrl = torch.zeros_like(ctrls) if needs[3] else None
+        a_qfrc = torch.zeros_like(qfrc) if needs[4] else None
+        a_qaccx = torch.zeros_like(qaccx) if needs[5] else None
+        a_params = [torch.zeros_like(p) if needs[6 + i] else None for i, p in enumerate(params)]
+        w = phys._wp
+
+        def wopt(t):
+            return None if t is None else w(t)
+
+        wparams = phys._wp_params(params)
+        wadj = [None if a is None else phys._wp_param(n, a) for (n, _), a in zip(PARAM_SPEC, a_params, strict=True)]
+        wQ, wV, wA, wc, wf, wx = w(Q), w(V), w(A), w(ctrls), w(qfrc), w(qaccx)
+        waQ, waV, waA = w(aQ), w(aV), w(aA)
+        with _stream_scope(phys.model.device):
+            # record the launch once; per step only the three time indices change
+            cmd = wp.launch(phys._mod.step_kernel, dim=B, device=phys.model.device, adjoint=True, record_cmd=True,
+                            inputs=[wQ, wV, T - 1, wc, wf, wx, T - 1, wQ, wV, wA, T, *wparams],
+                            adj_inputs=[waQ, waV, 0, wopt(a_ctrl), wopt(a_qfrc), wopt(a_qaccx), 0, waQ, waV, waA, 0,
+                                        *wadj])
+            for t in range(T - 1, -1, -1):
+                cmd.set_param_at_index(2, t)
+                cmd.set_param_at_index(6, t)
+                cmd.set_param_at_index(10, t + 1)
+                cmd.launch()
         grads = [None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params]
         return tuple(g if needs[i] else None for i, g in enumerate(grads))
 
