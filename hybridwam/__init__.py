@@ -1,10 +1,15 @@
 """hybridwam: a differentiable hybrid world model (Warp rigid-body physics + PyTorch residual)."""
-from .model import Model, ModelLoadError, UnsupportedFeatureError, list_scenes, load_model
 from .hybrid import HybridModel, WorldModel
+from .model import Model, ModelLoadError, UnsupportedFeatureError, list_scenes, load_model
 from .physics import NonFiniteError, Physics, Trajectory
+from .planning import MPC, PlanResult, bench_plan, optimize_trajectory, run_mpc_mujoco, scaled_mass_model
 from .residual import Residual
+from .tasks import Task, list_tasks
 
 __version__ = "0.1.0"
 
-__all__ = ["HybridModel", "Model", "Residual", "WorldModel", "ModelLoadError", "NonFiniteError", "Physics", "Trajectory", "UnsupportedFeatureError",
-           "list_scenes", "load_model"]
+__all__ = [
+    "MPC", "HybridModel", "Model", "ModelLoadError", "NonFiniteError", "Physics", "PlanResult", "Residual", "Task",
+    "Trajectory", "UnsupportedFeatureError", "WorldModel", "bench_plan", "list_scenes", "list_tasks", "load_model",
+    "optimize_trajectory", "run_mpc_mujoco", "scaled_mass_model",
+]
