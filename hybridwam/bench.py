@@ -1,0 +1,457 @@
+"""Benchmarks: hybridwam against MuJoCo on the same model, inputs and machine.
+
+``BENCHMARKS`` is the registry the ``hybridwam bench`` command is built from: each entry names a
+function that adds its command-line options, one that runs it from parsed arguments, and one
+that runs its default set for the whole suite (``hybridwam bench`` with no subcommand). Every
+benchmark returns result rows (flat dicts) that ``write_report`` turns into Markdown and CSV.
+To add one (``grad``, ``plan``): write ``bench_x`` plus the three small adapters and register a
+``Benchmark`` under its name.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+#: Scenes the suite's ``step`` benchmark runs on (all contact-free).
+SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher")
+DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
+#: Untimed pause before each timed run, so idle worker threads of the other side (torch's OpenMP
+#: pool spins for a while after each parallel op) have gone to sleep and do not steal its cores.
+PAUSE_S = 0.05
+
+
+# ---- shared inputs ---------------------------------------------------------------------------
+def random_inputs(model, batch: int, steps: int, seed: int = 0, scale: float = 0.1):
+    """Random initial states near the reset state and random controls, as float64 numpy arrays.
+
+    qpos: hinge/slide coordinates and free-joint positions get N(0, scale^2) noise (quaternions are
+    kept, so every state is valid); qvel: N(0, scale^2) on every dof. ctrls: uniform in each
+    actuator's ctrlrange ([-1, 1] for an unlimited actuator). Values are rounded to the model's
+    dtype, so a float32 hybridwam and a float64 MuJoCo start from exactly the same numbers.
+    Returns (qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]).
+    """
+    from .codegen import BALL, FREE
+
+    m = model.mj
+    rng = np.random.default_rng(seed)
+    qpos = np.tile(np.asarray(m.qpos0, dtype=np.float64), (batch, 1))
+    for j in range(m.njnt):
+        a, t = int(m.jnt_qposadr[j]), int(m.jnt_type[j])
+        n = 3 if t == FREE else 0 if t == BALL else 1
+        qpos[:, a:a + n] += scale * rng.standard_normal((batch, n))
+    qvel = scale * rng.standard_normal((batch, m.nv))
+    lo = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 0], -1.0) if m.nu else np.zeros(0)
+    hi = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 1], 1.0) if m.nu else np.zeros(0)
+    ctrls = rng.uniform(lo, hi, size=(batch, steps, m.nu))
+    np_dtype = np.float32 if model.dtype == torch.float32 else np.float64
+    return tuple(x.astype(np_dtype).astype(np.float64) for x in (qpos, qvel, ctrls))
+
+
+def _sync(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+# ---- machine description ---------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """CPU model, cores, library versions, device and date (UTC) of a benchmark run."""
+    import mujoco
+    import warp as wp
+
+    cores = os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cores": cores,
+        "usable_cores": usable,
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "warp": wp.config.version,
+        "mujoco": mujoco.__version__,
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+# ---- step benchmark --------------------------------------------------------------------------
+def _mujoco_rollout_setup(m, qpos, qvel, nthread: int):
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+    d = mujoco.MjData(m)
+    s0 = np.empty(mujoco.mj_stateSize(m, spec))
+    mujoco.mj_getState(m, d, s0, spec)
+    state0 = np.tile(s0, (qpos.shape[0], 1))
+    iq = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_TIME.value)
+    iv = iq + m.nq
+    state0[:, iq:iv] = qpos
+    state0[:, iv:iv + m.nv] = qvel
+    datas = [mujoco.MjData(m) for _ in range(max(nthread, 1))]
+    return np.ascontiguousarray(state0), datas, iq, iv
+
+
+def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repeat: int = 5,
+               device: str | None = "cpu", seed: int = 0, nthread: int | None = None) -> dict:
+    """World-steps per second of a no-grad batched rollout, hybridwam vs ``mujoco.rollout``.
+
+    Both simulate the same MjModel (``model.mj``) from the same initial states with the same
+    controls ([batch, steps, nu]); MuJoCo runs on ``nthread`` threads (default: all cores).
+    Each side is warmed up once (hybridwam's kernel compile is reported separately, never
+    timed), then both are timed ``repeat`` times, interleaved; the median is the figure, the
+    best is kept too.
+    The final states are compared (``max_abs_dq``, ``max_abs_dv``) so the race is honest.
+    """
+    import mujoco
+    from mujoco import rollout as mj_rollout
+
+    from .model import load_model
+    from .physics import Physics
+
+    if batch < 1 or steps < 1 or repeat < 1:
+        raise ValueError("batch, steps and repeat must be positive")
+    model = load_model(scene, device=device)
+    physics = Physics(model, verbose=False)
+    nthread = (os.cpu_count() or 1) if nthread is None else nthread
+    qpos, qvel, ctrls = random_inputs(model, batch, steps, seed)
+    dev, dt = model.device, model.dtype
+    tq, tv, tc = (torch.as_tensor(x, dtype=dt, device=dev) for x in (qpos, qvel, ctrls))
+
+    m = model.mj
+    state0, datas, iq, iv = _mujoco_rollout_setup(m, qpos, qvel, nthread)
+    out = np.empty((batch, steps, state0.shape[1]))
+    sens = np.empty((batch, steps, m.nsensordata))
+    control = np.ascontiguousarray(ctrls)
+
+    def run_hw():
+        with torch.no_grad():
+            tr = physics.rollout(tq, tv, tc)
+        _sync(dev)
+        return tr
+
+    hw_times, mj_times = [], []
+    with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
+        datas = datas if nthread > 1 else datas[:1]
+
+        def run_mj():
+            pool.rollout(m, datas, state0, control, state=out, sensordata=sens)
+
+        traj = run_hw()  # warm-ups: first launch, allocator, thread pool
+        run_mj()
+        for _ in range(repeat):  # interleaved, so a change in machine load hits both sides alike
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            traj = run_hw()
+            hw_times.append(time.perf_counter() - t0)
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            run_mj()
+            mj_times.append(time.perf_counter() - t0)
+    hw_q = traj.qpos[:, -1].double().cpu().numpy()
+    hw_v = traj.qvel[:, -1].double().cpu().numpy()
+    mj_q, mj_v = out[:, -1, iq:iv], out[:, -1, iv:iv + m.nv]
+
+    work = batch * steps
+    hw_rate, mj_rate = work / statistics.median(hw_times), work / statistics.median(mj_times)
+    return {
+        "benchmark": "step",
+        "scene": scene,
+        "nq": m.nq, "nv": m.nv, "nu": m.nu,
+        "batch": batch,
+        "steps": steps,
+        "repeat": repeat,
+        "device": dev,
+        "dtype": str(dt).replace("torch.", ""),
+        "hybridwam_steps_per_s": hw_rate,
+        "hybridwam_best_steps_per_s": work / min(hw_times),
+        "mujoco_steps_per_s": mj_rate,
+        "mujoco_best_steps_per_s": work / min(mj_times),
+        "mujoco_threads": max(nthread, 1),
+        "ratio": hw_rate / mj_rate,
+        "max_abs_dq": float(np.max(np.abs(hw_q - mj_q))),
+        "max_abs_dv": float(np.max(np.abs(hw_v - mj_v))),
+        "compile_seconds": physics.compile_seconds,
+        "mujoco_integrator": mujoco.mjtIntegrator(m.opt.integrator).name,
+    }
+
+
+# ---- reports ---------------------------------------------------------------------------------
+def _fmt_rate(x: float) -> str:
+    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Step-benchmark rows as a Markdown table (rates: median world-steps per second)."""
+    head = ("| scene | batch | steps | hybridwam world-steps/s | MuJoCo world-steps/s (threads) | "
+            "hybridwam / MuJoCo | max abs final-state diff |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        diff = max(r["max_abs_dq"], r["max_abs_dv"])
+        lines.append(f"| {r['scene']} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} | "
+                     f"{_fmt_rate(r['mujoco_steps_per_s'])} ({r['mujoco_threads']}) | {r['ratio']:.1f}x | "
+                     f"{diff:.1e} |")
+    return "\n".join(lines)
+
+
+def machine_lines(info: dict) -> list[str]:
+    dev = info["device"] + (f" ({info['gpu']})" if "gpu" in info else "")
+    return [f"- date: {info['date']}",
+            f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+            f"- device: {dev}",
+            f"- versions: python {info['python']}, torch {info['torch']}, warp {info['warp']}, "
+            f"mujoco {info['mujoco']}",
+            f"- load average (1 min) at start: {info.get('load_average_1min')}"]
+
+
+def write_report(name: str, rows: list[dict], info: dict, out_dir: str,
+                 table: Callable[[list[dict]], str] = markdown_table, note: str = "") -> tuple[str, str, str]:
+    """Write ``<out_dir>/<name>.md`` and ``<name>.csv``; returns (md_path, csv_path, markdown)."""
+    os.makedirs(out_dir, exist_ok=True)
+    md = "\n".join([f"# hybridwam benchmark: {name}", "", *machine_lines(info), "", note, "", table(rows), ""])
+    md_path = os.path.join(out_dir, f"{name}.md")
+    csv_path = os.path.join(out_dir, f"{name}.csv")
+    with open(md_path, "w") as f:
+        f.write(md)
+    keys = list(dict.fromkeys([*(k for r in rows for k in r), *info]))
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, **info})
+    return md_path, csv_path, md
+
+
+# ---- grad -----------------------------------------------------------------------------------
+def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, repeat: int = 3,
+               fd_worlds: int | None = None, device: str | None = None, seed: int = 0, dtype: str = "float32") -> dict:
+    """Time of the gradient of a scalar rollout loss w.r.t. all controls [B, T, nu]:
+    hybridwam forward alone, hybridwam forward + backward, and MuJoCo finite differences
+    (mujoco.mjd_transitionFD per step, centred, chained backwards through the Jacobians) for the
+    same gradient. ``fd_worlds``: MuJoCo runs on that many worlds and is scaled linearly to
+    ``batch`` (it is a loop of independent per-world work); default: all worlds."""
+    import mujoco
+    import numpy as np
+    import torch
+
+    import hybridwam as hw
+
+    model = hw.load_model(scene, device=device, dtype=dtype)
+    phys = hw.Physics(model, verbose=False)
+    m = model.mj
+    fdt = model.dtype
+    g = torch.Generator().manual_seed(seed)
+    q0, v0 = model.default_state(batch)
+    q0 = q0 + 0.1 * torch.randn(q0.shape, generator=g, dtype=torch.float64).to(fdt)
+    lo, hi = (torch.as_tensor(m.actuator_ctrlrange[:, i], dtype=torch.float64) for i in (0, 1))
+    noise = 2 * torch.rand(batch, horizon, m.nu, generator=g, dtype=torch.float64) - 1
+    u = (lo + hi) / 2 + (hi - lo) / 2 * 0.5 * noise
+    q0, v0, u = (x.to(device=model.device, dtype=fdt) for x in (q0, v0, u))
+
+    def loss_of(tr):
+        return (tr.qpos[:, -1] ** 2).sum()
+
+    def forward():
+        with torch.no_grad():
+            phys.rollout(q0, v0, u)
+
+    def forward_backward():
+        uu = u.clone().requires_grad_(True)
+        loss_of(phys.rollout(q0, v0, uu)).backward()
+        return uu.grad
+
+    forward()
+    grad = forward_backward()
+    t_fwd = min(_time(forward) for _ in range(repeat))
+    t_fb = min(_time(forward_backward) for _ in range(repeat))
+
+    # MuJoCo: per world, roll out, then chain transition Jacobians backwards
+    nw = batch if fd_worlds is None else min(fd_worlds, batch)
+    d = mujoco.MjData(m)
+    nx = 2 * m.nv + m.na
+    A = np.zeros((nx, nx))
+    B = np.zeros((nx, m.nu))
+    U = u.double().cpu().numpy()
+    grads = np.zeros((nw, horizon, m.nu))
+
+    def mujoco_fd():
+        for w in range(nw):
+            mujoco.mj_resetData(m, d)
+            d.qpos[:] = q0[w].double().cpu().numpy()
+            d.qvel[:] = v0[w].double().cpu().numpy()
+            As, Bs = [], []
+            for t in range(horizon):
+                d.ctrl[:] = U[w, t]
+                mujoco.mjd_transitionFD(m, d, 1e-6, 1, A, B, None, None)
+                As.append(A.copy())
+                Bs.append(B.copy())
+                mujoco.mj_step(m, d)
+            lam = np.zeros(nx)
+            lam[: m.nv] = 2 * d.qpos  # hinge/slide models: the position tangent is qpos itself
+            for t in range(horizon - 1, -1, -1):
+                grads[w, t] = Bs[t].T @ lam
+                lam = As[t].T @ lam
+
+    t_fd = _time(mujoco_fd) * batch / nw
+    ours = grad[:nw].double().cpu().numpy()
+    agree = float(np.abs(ours - grads).max() / max(np.abs(grads).max(), 1e-12))
+    return {
+        "benchmark": "grad", "scene": scene, "batch": batch, "horizon": horizon, "device": model.device,
+        "dtype": dtype,
+        "forward_s": t_fwd, "forward_backward_s": t_fb, "backward_over_forward": (t_fb - t_fwd) / t_fwd,
+        "mujoco_fd_s": t_fd, "mujoco_fd_worlds_measured": nw, "speedup_vs_mujoco_fd": t_fd / t_fb,
+        "max_rel_diff_vs_mujoco_fd": agree,
+    }
+
+
+def _time(fn) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ---- registry --------------------------------------------------------------------------------
+@dataclass
+class Benchmark:
+    """One entry of ``hybridwam bench``.
+
+    ``add_args(parser)`` adds the subcommand's options; ``run(args) -> rows`` runs it from parsed
+    arguments; ``suite(args) -> rows`` runs its default set for ``hybridwam bench`` (args then
+    holds only the common options: device, out, seed); ``table(rows) -> str`` renders Markdown.
+    """
+
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], list[dict]]
+    suite: Callable[[argparse.Namespace], list[dict]]
+    table: Callable[[list[dict]], str] = field(default=markdown_table)
+    #: what the figures mean, printed above the table
+    note: str = ""
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _step_args(p: argparse.ArgumentParser):
+    p.add_argument("--scene", nargs="+", default=["acrobot"], metavar="S",
+                   help="shipped scene name or MJCF path; several may be given (default: acrobot)")
+    p.add_argument("--batch", type=_positive, default=1024, metavar="B", help="worlds (default: 1024)")
+    p.add_argument("--steps", type=_positive, default=100, metavar="T", help="steps per rollout (default: 100)")
+    p.add_argument("--repeat", type=_positive, default=5, metavar="R", help="timed runs (default: 5)")
+
+
+def _step_run(args) -> list[dict]:
+    rows = []
+    for scene in args.scene:
+        rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed))
+        r = rows[-1]
+        print(f"step {scene} B={r['batch']} T={r['steps']}: hybridwam {_fmt_rate(r['hybridwam_steps_per_s'])}, "
+              f"MuJoCo {_fmt_rate(r['mujoco_steps_per_s'])} world-steps/s ({r['mujoco_threads']} threads), "
+              f"ratio {r['ratio']:.1f}x, final-state diff {max(r['max_abs_dq'], r['max_abs_dv']):.1e}", flush=True)
+    return rows
+
+
+def _step_suite(args) -> list[dict]:
+    ns = argparse.Namespace(**vars(args))
+    ns.scene, ns.batch, ns.steps, ns.repeat = list(SUITE_STEP_SCENES), 1024, 100, 5
+    return _step_run(ns)
+
+
+def _grad_args(p: argparse.ArgumentParser):
+    p.add_argument("--scene", default="acrobot", metavar="S", help="hinge/slide scene (default: acrobot)")
+    p.add_argument("--batch", type=_positive, default=256, metavar="B", help="worlds (default: 256)")
+    p.add_argument("--horizon", type=_positive, default=100, metavar="T", help="steps (default: 100)")
+    p.add_argument("--repeat", type=_positive, default=3, metavar="R", help="timed runs (default: 3)")
+    p.add_argument("--fd-worlds", type=_positive, default=None, metavar="K",
+                   help="worlds MuJoCo finite differences run on, scaled to B (default: all)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+
+
+def _grad_run(args) -> list[dict]:
+    r = bench_grad(args.scene, args.batch, args.horizon, args.repeat, fd_worlds=args.fd_worlds,
+                   device=args.device, seed=args.seed, dtype=args.dtype)
+    print(f"grad {r['scene']} B={r['batch']} T={r['horizon']} {r['dtype']}: forward {r['forward_s'] * 1e3:.1f} ms, "
+          f"forward+backward {r['forward_backward_s'] * 1e3:.1f} ms (backward/forward "
+          f"{r['backward_over_forward']:.2f}), MuJoCo FD {r['mujoco_fd_s'] * 1e3:.0f} ms "
+          f"({r['speedup_vs_mujoco_fd']:.1f}x slower), gradients agree to {r['max_rel_diff_vs_mujoco_fd']:.1e}",
+          flush=True)
+    return [r]
+
+
+def _grad_suite(args) -> list[dict]:
+    ns = argparse.Namespace(**vars(args))
+    ns.scene, ns.batch, ns.horizon, ns.repeat, ns.fd_worlds, ns.dtype = "acrobot", 256, 100, 3, 64, "float32"
+    return _grad_run(ns)
+
+
+def _grad_table(rows: list[dict]) -> str:
+    lines = ["| scene | B | T | dtype | forward | forward+backward | backward / forward | MuJoCo FD (mjd_transitionFD) "
+             "| hybridwam speed-up | max rel. gradient diff |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['scene']} | {r['batch']} | {r['horizon']} | {r['dtype']} | {r['forward_s'] * 1e3:.1f} ms "
+                     f"| {r['forward_backward_s'] * 1e3:.1f} ms | {r['backward_over_forward']:.2f} "
+                     f"| {r['mujoco_fd_s'] * 1e3:.0f} ms ({r['mujoco_fd_worlds_measured']} worlds, scaled) "
+                     f"| {r['speedup_vs_mujoco_fd']:.1f}x | {r['max_rel_diff_vs_mujoco_fd']:.1e} |")
+    return "\n".join(lines)
+
+
+def _plan_benchmark() -> Benchmark:
+    from .planning.bench import plan_args, plan_run, plan_suite, plan_table
+
+    return Benchmark(help="trajectory optimisation: Adam / L-BFGS vs CEM at equal wall time",
+                     add_args=plan_args, run=plan_run, suite=plan_suite, table=plan_table,
+                     note="Each method gets the same wall-clock budget on the same task; the final cost is the "
+                          "task's own cost of the best plan, and 'solved' replays it in MuJoCo.")
+
+
+#: name -> Benchmark; ``hybridwam bench NAME`` runs one, ``hybridwam bench`` runs every suite.
+BENCHMARKS: dict[str, Benchmark] = {
+    "step": Benchmark(
+        help="forward rollout throughput (world-steps/s), hybridwam vs mujoco.rollout",
+        add_args=_step_args, run=_step_run, suite=_step_suite,
+        note="Rates are the median of the timed runs (warm-up and kernel compile excluded); MuJoCo is "
+             "`mujoco.rollout` on the same MjModel, initial states and controls, with all cores."),
+    "grad": Benchmark(
+        help="gradient of a rollout loss w.r.t. all controls: backward vs forward, vs MuJoCo finite differences",
+        add_args=_grad_args, run=_grad_run, suite=_grad_suite, table=_grad_table,
+        note="Gradient of sum(qpos_T^2) w.r.t. every control. Times are the best of the timed runs; MuJoCo "
+             "finite differences are `mjd_transitionFD` (centred) at every step of every world, chained "
+             "backwards through the transition Jacobians (one core)."),
+    "plan": _plan_benchmark(),
+}

@@ -1,0 +1,98 @@
+"""The command line, run in-process through ``hybridwam.cli.main``."""
+
+import pytest
+
+from hybridwam.cli import main
+
+TENDON_XML = """
+<mujoco model="with_tendon">
+  <worldbody>
+    <body name="link">
+      <joint name="j1" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.02" mass="1"/>
+    </body>
+  </worldbody>
+  <tendon>
+    <fixed name="my_tendon"><joint joint="j1" coef="1"/></fixed>
+  </tendon>
+</mujoco>
+"""
+
+
+def test_info_shipped_scene(capsys):
+    assert main(["info", "cartpole"]) == 0
+    out = capsys.readouterr().out
+    assert "nq=2 nv=2 nu=1" in out
+    assert "cart_slide" in out and "pole_hinge" in out and "cart_motor" in out
+
+
+def test_info_without_scene_lists_shipped_scenes(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "cartpole" in out and "acrobot" in out
+
+
+def test_info_unsupported_tendon_exits_2_and_names_it(tmp_path, capsys):
+    path = tmp_path / "tendon.xml"
+    path.write_text(TENDON_XML)
+    assert main(["info", str(path)]) == 2
+    cap = capsys.readouterr()
+    err = cap.out + cap.err
+    assert "tendon 'my_tendon'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "no_such_scene"],
+    ["simulate", "no_such_scene", "--steps", "5"],
+    ["simulate", "pendulum", "--batch", "0"],
+    ["simulate", "pendulum", "--steps", "-3"],
+    ["simulate", "pendulum", "--batch", "many"],
+    ["simulate", "pendulum", "--device", "gpu"],
+    ["bench", "step", "--scene", "no_such_scene", "--batch", "4"],
+    ["bench", "step", "--batch", "0"],
+])
+def test_user_errors_exit_nonzero_without_traceback(argv, capsys):
+    code = main(argv)
+    cap = capsys.readouterr()
+    assert code != 0
+    assert "Traceback" not in cap.out + cap.err
+    assert "error" in cap.err
+
+
+def test_malformed_xml_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.xml"
+    path.write_text("<mujoco><worldbody><body></worldbody>")
+    assert main(["info", str(path)]) == 2
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.out + cap.err
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert "hybridwam" in capsys.readouterr().out
+
+
+def test_simulate_writes_plot(tmp_path, capsys):
+    png = tmp_path / "traj.png"
+    assert main(["simulate", "acrobot", "--steps", "50", "--batch", "8", "--seed", "1",
+                 "--device", "cpu", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "world-steps/s" in out
+    assert png.is_file() and png.stat().st_size > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_quick_solves_and_writes_outputs(tmp_path, capsys):
+    """The README's main job, reduced: exit 0 means the swing-up succeeded when replayed in MuJoCo."""
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert str(out_dir) in out
+    pngs = list(out_dir.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 0 for p in pngs)
+
+
+def test_optimize_missing_config_exits_2(tmp_path, capsys):
+    assert main(["optimize", str(tmp_path / "nope.yaml")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
