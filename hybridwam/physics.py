@@ -11,6 +11,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import warp as wp
 
@@ -26,6 +27,30 @@ _WP_DTYPES = {
     torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "V4": wp.vec4f, "Q": wp.quatf},
     torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "V4": wp.vec4d, "Q": wp.quatd},
 }
+
+
+# On the CPU, large torch element-wise ops run on OpenMP threads that keep spinning after the op;
+# they then compete with Warp's kernel for the cores (measured 5-7x slower rollouts on a busy
+# 2-core machine). The hot path therefore does its CPU fills and checks with numpy.
+def _zeros(shape, like: torch.Tensor) -> torch.Tensor:
+    if like.device.type == "cpu":
+        return torch.from_numpy(np.zeros(shape, dtype=np.float32 if like.dtype == torch.float32 else np.float64))
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.device.type == "cpu":
+        return torch.from_numpy(np.array(t.numpy(), copy=True))
+    return t.contiguous().clone()
+
+
+def _finite_rows(t: torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Per leading index: all entries finite."""
+    t = t.detach()
+    if t.device.type == "cpu":
+        return np.isfinite(t.numpy()).reshape(t.shape[0], -1).all(1)
+    return torch.isfinite(t).reshape(t.shape[0], -1).all(1)
 
 
 class NonFiniteError(FloatingPointError):
@@ -82,15 +107,15 @@ class _Rollout(torch.autograd.Function):
         B, T = ctrls.shape[0], ctrls.shape[1]
 
         def adj(g, like):
-            return g.contiguous().clone() if g is not None else torch.zeros_like(like)
+            return _copy(g).to(like.device) if g is not None else _zeros(like.shape, like)
 
         aQ, aV, aA = adj(gQ, Q), adj(gV, V), adj(gA, A)
         needs = ctx.needs_input_grad
         # adjoints only for what needs them: Warp skips accumulation into a null gradient array
-        a_ctrl = torch.zeros_like(ctrls) if needs[3] else None
-        a_qfrc = torch.zeros_like(qfrc) if needs[4] else None
-        a_qaccx = torch.zeros_like(qaccx) if needs[5] else None
-        a_params = [torch.zeros_like(p) if needs[6 + i] else None for i, p in enumerate(params)]
+        a_ctrl = _zeros(ctrls.shape, ctrls) if needs[3] else None
+        a_qfrc = _zeros(qfrc.shape, qfrc) if needs[4] else None
+        a_qaccx = _zeros(qaccx.shape, qaccx) if needs[5] else None
+        a_params = [_zeros(p.shape, p) if needs[6 + i] else None for i, p in enumerate(params)]
         w = phys._wp
 
         def wopt(t):
@@ -167,17 +192,19 @@ class Physics:
             want = "[" + ", ".join(("B" if i == 0 and batch is not None else str(s)) for i, s in enumerate(exp)) + "]"
             raise ValueError(f"{name}: expected shape {want} (B={batch}), got {list(x.shape)}")
         x = x.to(device=m.device, dtype=m.dtype)
-        if self.check_finite and not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist() if x.dim() else []
-            raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+        if self.check_finite and x.dim():
+            ok = _finite_rows(x)
+            if not bool(ok.all()):
+                bad = [i for i, good in enumerate(ok.tolist()) if not good]
+                raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
         return x
 
     def _check_output(self, Q: torch.Tensor, V: torch.Tensor):
-        ok = torch.isfinite(Q).flatten(1).all(1) & torch.isfinite(V).flatten(1).all(1)
+        ok = _finite_rows(Q) & _finite_rows(V)
         if not bool(ok.all()):
-            worlds = (~ok).nonzero().flatten().tolist()
-            bad_t = (~(torch.isfinite(Q[worlds[0]]).all(1) & torch.isfinite(V[worlds[0]]).all(1))).nonzero()
-            step = int(bad_t[0]) if len(bad_t) else -1
+            worlds = [i for i, good in enumerate(ok.tolist()) if not good]
+            steps_ok = (_finite_rows(Q[worlds[0]]) & _finite_rows(V[worlds[0]])).tolist()
+            step = steps_ok.index(False) if False in steps_ok else -1
             raise NonFiniteError(
                 f"simulation produced non-finite state in {len(worlds)} world(s) {worlds[:20]} "
                 f"(world {worlds[0]} first at step {step}); check the timestep, gains and inputs",
@@ -212,11 +239,11 @@ class Physics:
         ctrls = self._prep(ctrls, "ctrls", (T, m.nu), B)
         zeros = None
         if qfrc_extra is None or qacc_extra is None:
-            zeros = torch.zeros(B, T, m.nv, dtype=m.dtype, device=m.device)
+            zeros = _zeros((B, T, m.nv), qpos0)
         qfrc = zeros if qfrc_extra is None else self._prep(qfrc_extra, "qfrc_extra", (T, m.nv), B)
         qaccx = zeros if qacc_extra is None else self._prep(qacc_extra, "qacc_extra", (T, m.nv), B)
         if m.nu == 0:
-            ctrls = torch.zeros(B, T, 1, dtype=m.dtype, device=m.device)
+            ctrls = _zeros((B, T, 1), qpos0)
         Q, V, A = _Rollout.apply(self, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
                                  qfrc.contiguous(), qaccx.contiguous(), *m.parameters([n for n, _ in PARAM_SPEC]))
         if self.check_finite:
