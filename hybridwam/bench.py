@@ -286,10 +286,18 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
         loss_of(phys.rollout(q0, v0, uu)).backward()
         return uu.grad
 
-    forward()
-    grad = forward_backward()
-    t_fwd = min(_time(forward) for _ in range(repeat))
-    t_fb = min(_time(forward_backward) for _ in range(repeat))
+    # one torch intra-op thread, as hybridwam's planners use on the CPU: torch's OpenMP threads
+    # (the loss and its backward are torch ops) otherwise spin and compete with Warp's kernel
+    threads = torch.get_num_threads()
+    if model.device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        forward()
+        grad = forward_backward()
+        t_fwd = min(_time(forward) for _ in range(repeat))
+        t_fb = min(_time(forward_backward) for _ in range(repeat))
+    finally:
+        torch.set_num_threads(threads)
 
     # MuJoCo: per world, roll out, then chain transition Jacobians backwards
     nw = batch if fd_worlds is None else min(fd_worlds, batch)
@@ -452,6 +460,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         add_args=_grad_args, run=_grad_run, suite=_grad_suite, table=_grad_table,
         note="Gradient of sum(qpos_T^2) w.r.t. every control. Times are the best of the timed runs; MuJoCo "
              "finite differences are `mjd_transitionFD` (centred) at every step of every world, chained "
-             "backwards through the transition Jacobians (one core)."),
+             "backwards through the transition Jacobians (one core). hybridwam runs with one torch "
+             "intra-op thread on the CPU (its loss and autograd bookkeeping are torch ops)."),
     "plan": _plan_benchmark(),
 }

@@ -7,8 +7,9 @@ read and later overwritten) and all loops disappear at code-generation time. Num
 share one compiled module, and parameters can be differentiated.
 
 Two kernels per structure, in one generated module (one compile, cached by Warp on disk):
-``step_kernel`` (one step per world, forward and adjoint) and ``rollout_kernel`` (T steps per
-world in one launch, forward only, for fast no-grad rollouts).
+``rollout_kernel`` (T steps per world in one launch, state in registers, forward only) and
+``rollout_grad_kernel`` (the same rollout with the state carried through the trajectory arrays,
+launched once in adjoint mode for the whole backward pass).
 """
 from __future__ import annotations
 
@@ -544,7 +545,7 @@ def _load(n: int, arr: str, idx: str, vec: str) -> str:
 
 
 def generate_source(s: Structure) -> str:
-    """Python/Warp source of the module holding ``step_kernel`` and ``rollout_kernel``."""
+    """Python/Warp source of the module holding ``rollout_kernel`` and ``rollout_grad_kernel``."""
     tf = {"float32": "f", "float64": "d"}[s.dtype]
     nu1 = max(s.nu, 1)
     pdecl = ", ".join(f"{n}: wp.array(dtype={t})" for n, t in PARAM_SPEC)
@@ -576,19 +577,22 @@ def generate_source(s: Structure) -> str:
         _step_func(s),
         "",
         "@wp.kernel",
-        f"def step_kernel(qpos_in: {A3}, qvel_in: {A3}, t_in: int, ctrl: {A3}, qfrc_extra: {A3}, "
-        f"qacc_extra: {A3}, t_ctrl: int, qpos_out: {A3}, qvel_out: {A3}, qacc_out: {A3}, t_out: int, {pdecl}):",
+        f"def rollout_grad_kernel(qpos: {A3}, qvel: {A3}, ctrl: {A3}, qfrc_extra: {A3}, qacc_extra: {A3}, "
+        f"qacc_out: {A3}, nstep: int, {pdecl}):",
+        "    # the state is carried through the arrays, never through loop-carried locals: Warp's",
+        "    # adjoint of this dynamic loop then replays each step in reverse order, exactly",
         "    w = wp.tid()",
-        "    nq, nqd, nqa = step_world(" + _load(s.nq, "qpos_in", "w, t_in", "VQ") + ", "
-        + _load(s.nv, "qvel_in", "w, t_in", "VV") + ", " + u_load("w, t_ctrl") + ", "
-        + _load(s.nv, "qfrc_extra", "w, t_ctrl", "VV") + ", " + _load(s.nv, "qacc_extra", "w, t_ctrl", "VV")
+        "    for t in range(nstep):",
+        "        nq, nqd, nqa = step_world(" + _load(s.nq, "qpos", "w, t", "VQ") + ", "
+        + _load(s.nv, "qvel", "w, t", "VV") + ", " + u_load("w, t") + ", "
+        + _load(s.nv, "qfrc_extra", "w, t", "VV") + ", " + _load(s.nv, "qacc_extra", "w, t", "VV")
         + f", {pnames})",
     ]
     for i in range(s.nq):
-        src.append(f"    qpos_out[w, t_out, {i}] = nq[{i}]")
+        src.append(f"        qpos[w, t + 1, {i}] = nq[{i}]")
     for i in range(s.nv):
-        src.append(f"    qvel_out[w, t_out, {i}] = nqd[{i}]")
-        src.append(f"    qacc_out[w, t_ctrl, {i}] = nqa[{i}]")
+        src.append(f"        qvel[w, t + 1, {i}] = nqd[{i}]")
+        src.append(f"        qacc_out[w, t, {i}] = nqa[{i}]")
     src += [
         "",
         "",

@@ -1,8 +1,8 @@
 """``hw.Physics``: the differentiable simulator. Torch tensors in and out, batched over worlds.
 
 Forward: one fused Warp launch for a whole rollout (``rollout_kernel``), one thread per world.
-Backward: the adjoint of ``step_kernel`` launched once per step in reverse order. The adjoint
-recomputes each step's intermediates from the stored states, so a rollout keeps only the
+Backward: one adjoint launch of ``rollout_grad_kernel``, which replays the steps in reverse order
+and recomputes each step's intermediates from the stored states, so a rollout keeps only the
 trajectory, O(T * (nq + nv)) per world, never a tape of intermediates.
 """
 from __future__ import annotations
@@ -126,16 +126,10 @@ class _Rollout(torch.autograd.Function):
         wQ, wV, wA, wc, wf, wx = w(Q), w(V), w(A), w(ctrls), w(qfrc), w(qaccx)
         waQ, waV, waA = w(aQ), w(aV), w(aA)
         with _stream_scope(phys.model.device):
-            # record the launch once; per step only the three time indices change
-            cmd = wp.launch(phys._mod.step_kernel, dim=B, device=phys.model.device, adjoint=True, record_cmd=True,
-                            inputs=[wQ, wV, T - 1, wc, wf, wx, T - 1, wQ, wV, wA, T, *wparams],
-                            adj_inputs=[waQ, waV, 0, wopt(a_ctrl), wopt(a_qfrc), wopt(a_qaccx), 0, waQ, waV, waA, 0,
-                                        *wadj])
-            for t in range(T - 1, -1, -1):
-                cmd.set_param_at_index(2, t)
-                cmd.set_param_at_index(6, t)
-                cmd.set_param_at_index(10, t + 1)
-                cmd.launch()
+            # one adjoint launch for all T steps: the kernel's loop is replayed in reverse order
+            wp.launch(phys._mod.rollout_grad_kernel, dim=B, device=phys.model.device, adjoint=True,
+                      inputs=[wQ, wV, wc, wf, wx, wA, T, *wparams],
+                      adj_inputs=[waQ, waV, wopt(a_ctrl), wopt(a_qfrc), wopt(a_qaccx), waA, 0, *wadj])
         grads = [None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params]
         return tuple(g if needs[i] else None for i, g in enumerate(grads))
 
