@@ -8,6 +8,16 @@ from .tasks import Task, list_tasks
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # the Gymnasium environments need the optional extra "gym"; import them on first use
+    if name in ("HybridWamEnv", "HybridWamVecEnv", "make_vec_env"):
+        from . import envs
+
+        return getattr(envs, name)
+    raise AttributeError(f"module 'hybridwam' has no attribute {name!r}")
+
+
 __all__ = [
     "MPC", "HybridModel", "Model", "ModelLoadError", "NonFiniteError", "Physics", "PlanResult", "Residual", "Task",
     "Trajectory", "UnsupportedFeatureError", "WorldModel", "bench_plan", "list_scenes", "list_tasks", "load_model",
