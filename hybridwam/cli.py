@@ -206,9 +206,20 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """Fit physical parameters and a residual to logs; report, plots and checkpoint in --out."""
     from .calibration import run_calibrate_cli
 
-    return run_calibrate_cli(args)
+    extra = {}
+    if args.trajectory_offsets is not None:
+        extra["trajectory_offsets"] = None if args.trajectory_offsets == "none" else args.trajectory_offsets
+    try:
+        run_calibrate_cli(args.logs, args.scene, args.out, qpos=args.qpos, qvel=args.qvel, ctrl=args.ctrl,
+                          time=args.time, epochs=args.epochs, val=args.val, test=args.test, seed=args.seed,
+                          resume=args.resume, device=args.device or "cpu", **extra)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hybridwam: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -267,6 +278,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"output folder (default: {DEFAULT_DEMO_OUT})")
     s.add_argument("--quick", action="store_true", help="fewer iterations (for tests and CI)")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("calibrate", help="fit physical parameters and a residual to robot logs (CSV/NPZ/HDF5)")
+    s.add_argument("logs", nargs="+", metavar="LOGS", help="log files, folders or globs")
+    s.add_argument("--scene", required=True, metavar="S", help="shipped scene name or MJCF/URDF path")
+    s.add_argument("--out", default=os.path.join(DEFAULT_OUT, "calibration"), metavar="DIR",
+                   help="report, plots and checkpoint folder (default: hybridwam_out/calibration)")
+    s.add_argument("--qpos", default=None, metavar="COLS", help="comma-separated qpos columns (default: detected)")
+    s.add_argument("--qvel", default=None, metavar="COLS", help="qvel columns, or 'derive' from positions")
+    s.add_argument("--ctrl", default=None, metavar="COLS", help="ctrl columns")
+    s.add_argument("--time", default="time", metavar="COL", help="time column (default: time)")
+    s.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="epochs per stage")
+    s.add_argument("--val", default=None, help="validation trajectories: names, a count or a fraction")
+    s.add_argument("--test", default=None, help="held-out test trajectories: names, a count or a fraction")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--trajectory-offsets", default=None, choices=("qpos", "none"),
+                   help="fit a constant joint-angle offset per training run (default: detected)")
+    s.add_argument("--device", type=_device, default=None, help="cpu or cuda[:N] (default: cpu)")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("optimize", help="optimise a task's actions (YAML config or shipped task name)")
     s.add_argument("config", metavar="CONFIG", help="task YAML path or shipped task name (e.g. acrobot_swingup)")

@@ -96,3 +96,28 @@ def test_demo_quick_solves_and_writes_outputs(tmp_path, capsys):
 def test_optimize_missing_config_exits_2(tmp_path, capsys):
     assert main(["optimize", str(tmp_path / "nope.yaml")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_calibrate_bad_logs_exit_2_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "run.csv"
+    bad.write_text("time,pos_a\n0.0,1.0\n0.1,nan\n")
+    assert main(["calibrate", str(bad), "--scene", "double_pendulum", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" in err
+
+
+def test_calibrate_real_logs_writes_checkpoint_and_report(tmp_path, capsys):
+    """One epoch per stage on the real double pendulum logs: the command runs end to end."""
+    from hybridwam.logs import data_root
+
+    logs = data_root() / "double_pendulum"
+    if not logs.is_dir():
+        pytest.skip(f"real logs not found at {logs} (set HYBRIDWAM_DATA)")
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(logs), "--scene", "double_pendulum", "--epochs", "1", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "weights.safetensors", "report.md", "predictions.png"} <= names
+    import hybridwam as hw
+
+    world = hw.HybridModel.load(str(out))
+    assert world.residual is not None and world.nv == 2
