@@ -162,9 +162,16 @@ def test_bounce_apex_decreases_monotonically(ball64):
     assert len(apex) >= 3, f"expected several bounces, got apexes {apex}"
     assert all(a > b for a, b in zip(apex, apex[1:], strict=False)), apex
     assert apex[0] < 1.0
-    # MuJoCo's ball bounces too (same MJCF, its own restitution)
-    ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(6), 2500)
-    assert ref[:, 2][600:].max() > 0.06
+    # MuJoCo's ball on the same MJCF bounces as high: the contact damping keeps solref's ratio
+    m = model.mj
+    d = mujoco.MjData(m)
+    zr, vr = [], []
+    for _ in range(2500):
+        mujoco.mj_step(m, d)
+        zr.append(d.qpos[2])
+        vr.append(d.qvel[2])
+    ref_apex = [zr[i] for i in range(1, len(zr)) if vr[i - 1] > 0 >= vr[i]]
+    np.testing.assert_allclose(apex[:3], ref_apex[:3], atol=0.03)
 
 
 def _contact_potential(model, depth):
