@@ -369,7 +369,8 @@ class Benchmark:
     note: str = ""
 
 
-def _positive(s: str) -> int:
+def positive_int(s: str) -> int:
+    """argparse type: an integer >= 1, with a one-line error otherwise."""
     try:
         v = int(s)
     except ValueError:
@@ -382,9 +383,9 @@ def _positive(s: str) -> int:
 def _step_args(p: argparse.ArgumentParser):
     p.add_argument("--scene", nargs="+", default=["acrobot"], metavar="S",
                    help="shipped scene name or MJCF path; several may be given (default: acrobot)")
-    p.add_argument("--batch", type=_positive, default=1024, metavar="B", help="worlds (default: 1024)")
-    p.add_argument("--steps", type=_positive, default=100, metavar="T", help="steps per rollout (default: 100)")
-    p.add_argument("--repeat", type=_positive, default=5, metavar="R", help="timed runs (default: 5)")
+    p.add_argument("--batch", type=positive_int, default=1024, metavar="B", help="worlds (default: 1024)")
+    p.add_argument("--steps", type=positive_int, default=100, metavar="T", help="steps per rollout (default: 100)")
+    p.add_argument("--repeat", type=positive_int, default=5, metavar="R", help="timed runs (default: 5)")
 
 
 def _step_run(args) -> list[dict]:
@@ -406,10 +407,10 @@ def _step_suite(args) -> list[dict]:
 
 def _grad_args(p: argparse.ArgumentParser):
     p.add_argument("--scene", default="acrobot", metavar="S", help="hinge/slide scene (default: acrobot)")
-    p.add_argument("--batch", type=_positive, default=256, metavar="B", help="worlds (default: 256)")
-    p.add_argument("--horizon", type=_positive, default=100, metavar="T", help="steps (default: 100)")
-    p.add_argument("--repeat", type=_positive, default=3, metavar="R", help="timed runs (default: 3)")
-    p.add_argument("--fd-worlds", type=_positive, default=None, metavar="K",
+    p.add_argument("--batch", type=positive_int, default=256, metavar="B", help="worlds (default: 256)")
+    p.add_argument("--horizon", type=positive_int, default=100, metavar="T", help="steps (default: 100)")
+    p.add_argument("--repeat", type=positive_int, default=3, metavar="R", help="timed runs (default: 3)")
+    p.add_argument("--fd-worlds", type=positive_int, default=None, metavar="K",
                    help="worlds MuJoCo finite differences run on, scaled to B (default: all)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
 

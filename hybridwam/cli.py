@@ -1,4 +1,4 @@
-"""``hybridwam`` command line: info, simulate, bench, demo.
+"""``hybridwam`` command line: info, simulate, demo, optimize, calibrate, bench.
 
 ``main(argv)`` returns the exit code (0 ok, 1 failed check or simulation error, 2 user error) and
 never shows a traceback for a user error (bad scene, bad number, unsupported model element).
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .bench import positive_int as _positive_int  # one definition for the CLI and the benchmarks
 
 DEFAULT_OUT = "hybridwam_out"
 
@@ -23,15 +24,6 @@ class UserError(Exception):
 
 
 # ---- argument types --------------------------------------------------------------------------
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
 
 def _device(s: str) -> str:
     d = s.strip().lower()
@@ -196,10 +188,7 @@ def cmd_optimize(args) -> int:
 
     try:
         result = run_optimize(args.config, out_dir=args.out, iters=args.iters, optimizer=args.optimizer)
-    except FileNotFoundError as e:
-        print(f"hybridwam: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
+    except (FileNotFoundError, ValueError) as e:  # missing or invalid task file, named in the message
         print(f"hybridwam: error: {e}", file=sys.stderr)
         return 2
     return 0 if result["success"] else 1
