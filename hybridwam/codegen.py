@@ -295,7 +295,6 @@ def _step_func(s: Structure) -> str:
     e(f"vv0 = {Z}")
     e(f"aw0 = {Z}")
     e("av0 = -g")
-    sdof: dict[int, tuple[str, str]] = {}
     for b in range(1, nb):
         p = s.body_parent[b]
         e(f"# body {b} (parent {p})")
@@ -345,7 +344,6 @@ def _step_func(s: Structure) -> str:
             nonlocal k
             e(f"sw{d} = {w_expr}")
             e(f"sv{d} = {v_expr}")
-            sdof[d] = (f"sw{d}", f"sv{d}")
             if zero_dot:
                 e(f"aw{b}_{k + 1} = aw{b}_{k}")
                 e(f"av{b}_{k + 1} = av{b}_{k}")
@@ -381,7 +379,6 @@ def _step_func(s: Structure) -> str:
                 ax_ = f"V3(rm{j}[0, {i}], rm{j}[1, {i}], rm{j}[2, {i}])"
                 e(f"sw{da + i} = {ax_}")
                 e(f"sv{da + i} = motion_dof(sw{da + i}, {anchors[j]})")
-                sdof[da + i] = (f"sw{da + i}", f"sv{da + i}")
                 sv_ = f"vw{b}_{kb}, vv{b}_{kb}, sw{da + i}, sv{da + i}"
                 e(f"aw{b}_{k + 1} = aw{b}_{k} + cross_motion_w({sv_}) * qd{da + i}")
                 e(f"av{b}_{k + 1} = av{b}_{k} + cross_motion_v({sv_}) * qd{da + i}")

@@ -322,10 +322,6 @@ def mesh_hulls(m: mujoco.MjModel) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _static_body(m: mujoco.MjModel, b: int) -> bool:
-    return int(m.body_weldid[b]) == 0
-
-
 def contact_pairs(m: mujoco.MjModel) -> list[tuple[int, int]]:
     """Candidate geom pairs after MuJoCo's static filters: contype/conaffinity, same weld body,
     weld parent-child (unless the parent is the world), both static, and <exclude>. Ordered so

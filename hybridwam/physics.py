@@ -140,7 +140,7 @@ class Physics:
     ``step(qpos [B, nq], qvel [B, nv], ctrl [B, nu]) -> (qpos', qvel')`` and
     ``rollout(qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]) -> Trajectory``; unbatched inputs
     (no leading B) give unbatched outputs. Gradients flow to the inputs and to every tensor in
-    ``model.params`` that requires grad. Contacts are not simulated yet.
+    ``model.params`` that requires grad, through contacts too.
     """
 
     def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True):
@@ -170,6 +170,8 @@ class Physics:
             k = (name, t.data_ptr(), tuple(t.shape))
             a = self._cache.get(k)
             if a is None:
+                if len(self._cache) > 4 * len(PARAM_SPEC):  # parameters replaced, not edited in place
+                    self._cache.clear()
                 a = self._cache[k] = self._wp_param(name, t)
             out.append(a)
         return out
