@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .bench import positive_int as _positive_int  # one definition for the CLI and the benchmarks
+from .bench import _fmt_rate, _sync  # one definition each for the CLI and the benchmarks
+from .bench import positive_int as _positive_int
 
 DEFAULT_OUT = "hybridwam_out"
 
@@ -56,15 +57,6 @@ def _load(scene: str, device: str | None = None, dtype: str = "float32"):
         raise
     except ValueError as e:  # bad device / dtype
         raise UserError(str(e)) from None
-
-
-def _fmt_rate(x: float) -> str:
-    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
-
-
-def _sync(device: str):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(torch.device(device))
 
 
 def _check_memory(model, batch: int, steps: int):

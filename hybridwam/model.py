@@ -101,7 +101,7 @@ def _name(m: mujoco.MjModel, objtype, i: int, kind: str) -> str:
     return f"{kind} '{n}'" if n else f"{kind} #{i}"
 
 
-def unsupported_features(m: mujoco.MjModel) -> list[str]:
+def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None) -> list[str]:
     """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
     O = mujoco.mjtObj
     out: list[str] = []
@@ -155,7 +155,7 @@ def unsupported_features(m: mujoco.MjModel) -> list[str]:
                 out.append(f"{an} {field[9:]}")
     if getattr(m, "npair", 0):
         out.append(f"{m.npair} explicit <contact><pair> element(s) (use contype/conaffinity and <exclude>)")
-    for g1, g2 in contact_pairs(m):
+    for g1, g2 in contact_pairs(m) if pairs is None else pairs:
         for g in (g1, g2):
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
             if int(m.geom_type[g]) not in COLLIDABLE:
@@ -295,7 +295,8 @@ def _actuator_kind(m: mujoco.MjModel, a: int) -> str:
     return "affine"
 
 
-def mesh_hulls(m: mujoco.MjModel) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def mesh_hulls(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None
+               ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Convex hull of every mesh geom that takes part in a contact pair, in the geom frame:
     (face planes [F, 4] as n . x <= d, contact vertices [V, 3]). Computed with trimesh; coplanar
     triangles are merged into one plane; hulls with more than MAX_HULL_VERTS vertices contribute
@@ -303,7 +304,8 @@ def mesh_hulls(m: mujoco.MjModel) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     import trimesh
 
     out = {}
-    for g in sorted({g for p in contact_pairs(m) for g in p if int(m.geom_type[g]) == MESH}):
+    pairs = contact_pairs(m) if pairs is None else pairs
+    for g in sorted({g for p in pairs for g in p if int(m.geom_type[g]) == MESH}):
         mid = int(m.geom_dataid[g])
         adr, num = int(m.mesh_vertadr[mid]), int(m.mesh_vertnum[mid])
         hull = trimesh.convex.convex_hull(np.asarray(m.mesh_vert[adr:adr + num], dtype=np.float64))
@@ -391,11 +393,9 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
             "pair_iscale": np.array(iscale).reshape(-1, 2)}
 
 
-def _structure(m: mujoco.MjModel, dtype: str) -> Structure:
+def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
     dis = m.opt.disableflags
-    pairs = contact_pairs(m)
     hull_index, ps, vs = [], 0, 0
-    hulls = mesh_hulls(m)
     for g in range(m.ngeom):
         if g in hulls:
             planes, verts = hulls[g]
@@ -445,14 +445,13 @@ def _wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
     return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
 
 
-def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
+def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dict[str, np.ndarray]:
     """Numeric arrays in PARAM_SPEC order (never empty: Warp needs an allocation)."""
     g = np.array(m.opt.gravity, dtype=np.float64)
     if m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_GRAVITY):
         g = np.zeros(3)
 
     affine = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
-    hulls = mesh_hulls(m)
 
     def nz(a, shape):
         a = np.asarray(a, dtype=np.float64).reshape(shape)
@@ -488,7 +487,7 @@ def _params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
         "geom_size": nz(m.geom_size, (-1, 3)),
         "geom_rbound": nz(m.geom_rbound, (-1,)),
         "geom_friction": nz(m.geom_friction[:, 0], (-1,)),
-        **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, contact_pairs(m)).items()},
+        **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, pairs).items()},
         "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
         "contact_tau": np.array([CONTACT_TAU]),
@@ -509,7 +508,8 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
         m, source, xml = path_or_xml, "<MjModel>", None
     else:
         m, source, xml = _compile(str(path_or_xml))
-    bad = unsupported_features(m)
+    pairs = contact_pairs(m)  # filtered once; the hulls, structure and parameters all use them
+    bad = unsupported_features(m, pairs)
     if bad:
         raise UnsupportedFeatureError(source, bad)
     tdtype = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
@@ -519,6 +519,9 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     device = str(device or default_device())
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    params = {k: torch.as_tensor(v, dtype=tdtype, device=device).contiguous() for k, v in _params(m).items()}
+    hulls = mesh_hulls(m, pairs)
+    params = {k: torch.as_tensor(v, dtype=tdtype, device=device).contiguous()
+              for k, v in _params(m, pairs, hulls).items()}
     return Model(mj=m, source=source, xml=xml, device=device, dtype=tdtype,
-                 structure=_structure(m, "float32" if tdtype == torch.float32 else "float64"), params=params)
+                 structure=_structure(m, "float32" if tdtype == torch.float32 else "float64", pairs, hulls),
+                 params=params)
