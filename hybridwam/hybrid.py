@@ -61,6 +61,14 @@ def _atomic_write(path: str, write):
             os.remove(tmp)
 
 
+def _atomic_write_text(path: str, text: str):
+    def write(p):
+        with open(p, "w") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
+
+
 class HybridModel(torch.nn.Module):
     """Physics plus a learned residual; the same ``step`` / ``rollout`` as :class:`Physics`.
 
@@ -142,8 +150,7 @@ class HybridModel(torch.nn.Module):
             tensors.update({f"residual.{k}": v.detach().contiguous().cpu()
                             for k, v in self.residual.state_dict().items()})
         _atomic_write(os.path.join(path, "weights.safetensors"), lambda p: save_file(tensors, p))
-        _atomic_write(os.path.join(path, "config.json"),
-                      lambda p: open(p, "w").write(json.dumps(cfg, indent=2)))
+        _atomic_write_text(os.path.join(path, "config.json"), json.dumps(cfg, indent=2))
         return path
 
     @classmethod

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..hybrid import HybridModel, _atomic_write
+from ..hybrid import HybridModel, _atomic_write, _atomic_write_text
 from ..logs import Logs
 from ..residual import Residual
 from . import checkpoint as ckpt
@@ -749,10 +749,8 @@ def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, prog
                 {k: v.detach().contiguous().cpu() for k, v in run.neural.state_dict().items()}, p,
                 metadata={"hidden": json.dumps(list(cfg.neural_hidden))}))
         if complete:
-            _atomic_write(os.path.join(out, "metrics.json"),
-                          lambda p: open(p, "w").write(json.dumps(report.to_dict(), indent=2)))
-            _atomic_write(os.path.join(out, "report.md"), lambda p: open(p, "w").write(
-                f"# hybridwam calibration\n\n{report.table()}\n"))
+            _atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(report.to_dict(), indent=2))
+            _atomic_write_text(os.path.join(out, "report.md"), f"# hybridwam calibration\n\n{report.table()}\n")
             if plots and run.curves:
                 from .plots import save_plots
 
