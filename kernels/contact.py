@@ -293,16 +293,72 @@ def pair_capsule_capsule(a0: Any, a1: Any, ra: Any, b0: Any, b1: Any, rb: Any, r
 
 
 @wp.func
+def slab_clip(la: Any, d: Any, h: Any, lo: Any, hi: Any):
+    """Narrow [lo, hi] to the parameters t where la + t d lies in the slab |x| <= h (one axis)."""
+    one = type(h)(1.0)
+    if wp.abs(d) > type(h)(1.0e-12):
+        ta = (-h - la) / d
+        tb = (h - la) / d
+        lo = wp.max(lo, wp.min(ta, tb))
+        hi = wp.min(hi, wp.max(ta, tb))
+    elif wp.abs(la) > h:
+        lo = one
+        hi = -one  # parallel to the slab and outside it: empty
+    return lo, hi
+
+
+@wp.func
+def capsule_box_params(a0: Any, a1: Any, ra: Any, bp: Any, bR: Any, half: Any):
+    """Segment parameters (t0, t1) of the capsule's contact stretch with a box: the axis (in [0, 1])
+    clipped to the box's extent across the face it meets, so that a capsule lying along a face
+    touches it over the face only, with the face's normal (not the edges' diagonals) where it
+    overhangs. The face is the one of the box's outward normal at the segment point closest to the
+    box centre; a segment that misses the face's extent collapses to that point."""
+    zero = type(ra)(0.0)
+    one = type(ra)(1.0)
+    RT = wp.transpose(bR)
+    la = RT * (a0 - bp)
+    d = RT * (a1 - a0)
+    den = wp.dot(d, d)
+    tc = zero
+    if den > type(ra)(1.0e-20):
+        tc = wp.clamp(-wp.dot(la, d) / den, zero, one)
+    depth, nl, p = box_point(bp, bR, half, a0 + (a1 - a0) * tc, ra)
+    nl = RT * nl
+    ax = wp.abs(nl[0])
+    ay = wp.abs(nl[1])
+    az = wp.abs(nl[2])
+    lo = zero
+    hi = one
+    # clip across the face: by the slabs of the two axes other than its normal's
+    if ax < ay or ax < az:
+        lo, hi = slab_clip(la[0], d[0], half[0], lo, hi)
+    if ay <= ax or ay < az:
+        lo, hi = slab_clip(la[1], d[1], half[1], lo, hi)
+    if az <= ax or az <= ay:
+        lo, hi = slab_clip(la[2], d[2], half[2], lo, hi)
+    if lo > hi:
+        lo = tc
+        hi = tc
+    return lo, hi
+
+
+@wp.func
 def pair_capsule_box(a0: Any, a1: Any, ra: Any, bp: Any, bR: Any, half: Any, rc: Any, vw1: Any, vc1: Any,
                      vw2: Any, vc2: Any, prm: Any):
-    """Spheres at both capsule ends and at the capsule centre (catches a capsule lying across
-    a box edge; a capsule crossing a box face far from all three is not detected)."""
+    """Spheres at both ends and the middle of the capsule's contact stretch (``capsule_box_params``):
+    a capsule lying on a face presses with 3 springs spread over the face, one crossing a face or an
+    edge is caught where it crosses, one overhanging a face is pushed along the face normal."""
     N, F, A, B, C = _zero_action(rc)
-    depth, n, p = box_point(bp, bR, half, a0, ra)
+    t0, t1 = capsule_box_params(a0, a1, ra, bp, bR, half)
+    ab = a1 - a0
+    c0 = a0 + ab * t0
+    c1 = a0 + ab * t1
+    depth, n, p = box_point(bp, bR, half, c0, ra)
     N, F, A, B, C = _accumulate(depth, -n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
-    depth1, n1, p1 = box_point(bp, bR, half, a1, ra)
+    depth1, n1, p1 = box_point(bp, bR, half, c1, ra)
     N, F, A, B, C = _accumulate(depth1, -n1, p1, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
-    depth2, n2, p2 = box_point(bp, bR, half, (a0 + a1) * type(ra)(0.5), ra)
+    depth2, n2, p2 = box_point(bp, bR, half, (c0 + c1) * type(ra)(0.5), ra)
     return _accumulate(depth2, -n2, p2, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
 
 

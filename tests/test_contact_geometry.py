@@ -207,18 +207,33 @@ def test_capsule_capsule():
 
 def test_capsule_box():
     along_x = rot([0, 1, 0], math.pi / 2)
+    along_y = rot([1, 0, 0], math.pi / 2)
     half = [0.3, 0.3, 0.1]
-    F, _ = run("capsule-box", [
+    F, N = run("capsule-box", [
         (z(0.14), z(0), along_x, I3, [0.05, 0.2, 0], half),   # lying on the top face, 0.01 deep: 3 spheres
         (z(0.5), z(0), along_x, I3, [0.05, 0.2, 0], half),    # separated
         (z(0.34), z(0), I3, I3, [0.05, 0.2, 0], half),        # upright, lower end cap 0.01 into the top
         (np.array([0.3, 0, 0.14]), z(0), along_x, I3, [0.05, 0.2, 0], half),  # across the +x edge
+        # a paddle pressed 0.01 into the +x side face, 0.1 longer than the face on either side
+        (np.array([0.34, 0, 0]), z(0), along_y, I3, [0.05, 0.4, 0], half),
+        # the same paddle 0.01 into the face but shifted along y: it overhangs one edge by 0.3
+        (np.array([0.34, 0.2, 0]), z(0), along_y, I3, [0.05, 0.4, 0], half),
+        # a long capsule across the top, ends and centre far outside the box's extent
+        (np.array([0.0, 0.0, 0.14]), z(0), along_x, I3, [0.05, 1.0, 0], half),
     ])
     np.testing.assert_allclose(F[0], z(-0.03), atol=1e-9)
     np.testing.assert_allclose(F[1], 0, atol=1e-12)
     np.testing.assert_allclose(F[2], z(-0.01), atol=1e-9)
-    # centre over the edge and the inner end on the face: 2 contacts of 0.01, the outer end is off
-    np.testing.assert_allclose(F[3], z(-0.02), atol=1e-9)
+    # the stretch over the face (inner end to the edge), 3 contacts of 0.01
+    np.testing.assert_allclose(F[3], z(-0.03), atol=1e-9)
+    # overhanging a face: pushed along the face normal only, over the face's extent (MuJoCo's
+    # capsule-box collider does the same); the overhanging ends do not pull it sideways
+    np.testing.assert_allclose(F[4], [-0.03, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(F[5], [-0.03, 0, 0], atol=1e-9)
+    # 3 equal contacts at y = -0.2, 0.3 (the clipped stretch's ends) and 0.05: the moment about
+    # the box centre is that of the total force at y = 0.05
+    np.testing.assert_allclose(N[5], np.cross([0.3, 0.05, 0], [-0.03, 0, 0]), atol=1e-9)
+    np.testing.assert_allclose(F[6], z(-0.03), atol=1e-9)
 
 
 def test_box_box():
