@@ -21,6 +21,8 @@ MAX_HULL_VERTS = 32
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
 CONTACT_TAU = 5e-4
 CONTACT_EPS = 1e-3
+#: MJCF ``<custom><numeric name=... data=.../></custom>`` entries a scene may set to override them
+CONTACT_NUMERICS = {"hybridwam_contact_tau": CONTACT_TAU, "hybridwam_contact_eps": CONTACT_EPS}
 MAX_NV = 32  # fused per-world kernel: code size grows as nv^3
 
 
@@ -445,6 +447,25 @@ def _wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
     return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
 
 
+def contact_smoothing(m: mujoco.MjModel) -> dict[str, float]:
+    """The contact law's smoothing lengths: the defaults, or a scene's own from its MJCF
+    ``<custom><numeric name="hybridwam_contact_eps" data="0.02"/></custom>`` (friction slip
+    velocity scale, m/s) and ``hybridwam_contact_tau`` (onset length, m). Other simulators ignore
+    these entries. Raises ``ModelLoadError`` for a value that is not one positive number."""
+    out = {}
+    for name, default in CONTACT_NUMERICS.items():
+        i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_NUMERIC, name)
+        value = default
+        if i >= 0:
+            adr, size = int(m.numeric_adr[i]), int(m.numeric_size[i])
+            data = np.asarray(m.numeric_data[adr:adr + size], dtype=float)
+            if size != 1 or not np.isfinite(data).all() or data[0] <= 0:
+                raise ModelLoadError(f"custom numeric {name!r}: expected one positive number, got {data.tolist()}")
+            value = float(data[0])
+        out[name[len("hybridwam_"):]] = value
+    return out
+
+
 def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dict[str, np.ndarray]:
     """Numeric arrays in PARAM_SPEC order (never empty: Warp needs an allocation)."""
     g = np.array(m.opt.gravity, dtype=np.float64)
@@ -490,8 +511,7 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, pairs).items()},
         "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
-        "contact_tau": np.array([CONTACT_TAU]),
-        "contact_eps": np.array([CONTACT_EPS]),
+        **{k: np.array([v]) for k, v in contact_smoothing(m).items()},
     }
     assert list(p) == [n for n, _ in PARAM_SPEC]
     return p

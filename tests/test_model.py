@@ -258,3 +258,24 @@ def test_model_with_several_problems_lists_all_of_them(tmp_path):
         assert _has_entry(err.features, UNSUPPORTED[case][1]), (case, err.features)
     assert len(err.features) >= len(cases)
     assert str(path) in str(err)
+
+
+CUSTOM_EPS_XML = """
+<mujoco>
+  <custom><numeric name="hybridwam_contact_eps" data="{eps}"/></custom>
+  <worldbody>
+    <geom type="plane" size="1 1 0.1"/>
+    <body pos="0 0 0.2"><freejoint/><geom type="sphere" size="0.1" mass="1"/></body>
+  </worldbody>
+</mujoco>
+"""
+
+
+def test_scene_sets_the_contact_smoothing_through_a_custom_numeric():
+    assert float(hw.load_model("pendulum", device="cpu").params["contact_eps"][0]) == pytest.approx(1e-3)
+    assert float(hw.load_model("pusher", device="cpu").params["contact_eps"][0]) == pytest.approx(0.02)
+    m = hw.load_model(CUSTOM_EPS_XML.format(eps="0.005"), device="cpu", dtype="float64")
+    assert float(m.params["contact_eps"][0]) == 0.005 and float(m.params["contact_tau"][0]) == 5e-4
+    for bad in ("-0.01", "0.01 0.02", "0"):
+        with pytest.raises(hw.ModelLoadError, match="hybridwam_contact_eps"):
+            hw.load_model(CUSTOM_EPS_XML.format(eps=bad), device="cpu")
