@@ -19,6 +19,7 @@ A task file (see ``configs/tasks/*.yaml``; every key is checked, unknown keys ar
     success: {qpos_tol: [null, 0.1], qvel_tol: [null, 0.5], site_tol: {fingertip: 0.02}}
     bounds: {ctrl: [[-30, 30]]}                     # default: the scene's ctrlrange
     planner: {optimizer: adam, iters: 200, restarts: 8, lr: 0.05, init_std: 0.5}  # optional defaults
+    # (also lr_final, knots and init: see ``hw.optimize_trajectory``; init is one constant action)
 
 Per-coordinate lists (``qpos``, ``qvel``, weights, tolerances) may also be mappings from joint
 names of hinge / slide joints to numbers (missing joints: 0, or "not checked" for tolerances).
@@ -175,7 +176,7 @@ _SITE_KEYS = ("site", "target", "target_site", "weight", "terminal")
 _SUCCESS_KEYS = ("qpos_tol", "qvel_tol", "site_tol")
 _BOUNDS_KEYS = ("ctrl",)
 #: optional ``planner:`` section: defaults for ``optimize_trajectory`` when the call leaves them out
-PLANNER_KEYS = ("optimizer", "iters", "restarts", "lr", "init_std", "bounds", "population")
+PLANNER_KEYS = ("optimizer", "iters", "restarts", "lr", "lr_final", "init_std", "init", "knots", "bounds", "population")
 
 
 def list_tasks() -> list[str]:
@@ -457,8 +458,16 @@ class Task:
                 raise ck.error("planner.bounds", f"expected tanh or clip, got {v!r}")
             if k in ("iters", "restarts", "population") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ck.error(f"planner.{k}", f"expected a positive integer, got {v!r}")
-            if k in ("lr", "init_std"):
+            if k == "knots" and (isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= horizon):
+                raise ck.error("planner.knots", f"expected an integer from 2 to the horizon ({horizon}), got {v!r}")
+            if k in ("lr", "init_std", "lr_final"):
                 ck.number(v, f"planner.{k}", positive=True)
+            if k == "init":
+                init_u = np.asarray(v, dtype=float) if isinstance(v, list) else None
+                if init_u is None or init_u.shape != (nu,) or not np.isfinite(init_u).all() \
+                        or np.any(init_u < lo) or np.any(init_u > hi):
+                    raise ck.error("planner.init", f"expected {nu} numbers within the control bounds (one "
+                                   f"constant action to start from), got {v!r}")
         desc = cfg.get("description", "")
         if not isinstance(desc, str):
             raise ck.error("description", f"expected a string, got {desc!r}")

@@ -12,7 +12,7 @@ import torch
 
 from hybridwam.demo import replay_mujoco
 from hybridwam.planning import MPC, bench_plan, optimize_trajectory, plan_table, run_mpc_mujoco, scaled_mass_model
-from hybridwam.planning.optimize import shift_plan
+from hybridwam.planning.optimize import knot_matrix, shift_plan
 from hybridwam.tasks import Task
 
 _TASKS: dict[str, Task] = {}
@@ -137,6 +137,45 @@ def test_clip_bounds_warm_start_and_time_budget(sim):
         optimize_trajectory(world, task, iters=1, optimizer="sgd")
     with pytest.raises(ValueError, match="init"):
         optimize_trajectory(world, task, iters=1, init=torch.zeros(3, 1))
+
+
+def test_knot_matrix_interpolates_linearly():
+    W = knot_matrix(13, 4)  # knots at control steps 0, 4, 8, 12
+    np.testing.assert_allclose(W.sum(1).numpy(), 1.0, atol=1e-12)
+    at = torch.tensor([0.0, 4.0, 8.0, 12.0], dtype=torch.float64)
+    f = lambda t: 0.3 - 2.0 * t  # noqa: E731  (linear: reproduced exactly)
+    np.testing.assert_allclose((W @ f(at)).numpy(), f(torch.arange(13.0, dtype=torch.float64)).numpy(), atol=1e-12)
+    np.testing.assert_allclose(W[[0, 4, 8, 12]].numpy(), np.eye(4), atol=1e-12)
+    for bad in (1, 14):
+        with pytest.raises(ValueError, match="knots"):
+            knot_matrix(13, bad)
+
+
+def test_knots_give_piecewise_linear_plans_and_a_constant_init(sim):
+    task, world = task_and_world(sim, "pendulum_swingup")
+    hold = torch.tensor([0.3])
+    res = optimize_trajectory(world, task, iters=30, restarts=2, knots=6, init=hold, lr=0.1, progress=False)
+    assert res.cost < res.cost_history[0]
+    # tanh-squashed interpolation: the pre-squash values are linear between knots, so the
+    # second difference of atanh(ctrl / bound) vanishes away from the 6 knots
+    lo, hi = float(task.ctrl_low[0]), float(task.ctrl_high[0])
+    z = torch.atanh(((res.actions[:, 0].double() - (lo + hi) / 2) / ((hi - lo) / 2)).clamp(-0.999999, 0.999999))
+    at = torch.linspace(0, task.horizon - 1, 6)
+    inner = [t for t in range(1, task.horizon - 1) if bool((at - t).abs().min() >= 1.0)]
+    d2 = (z[2:] - 2 * z[1:-1] + z[:-2])[[t - 1 for t in inner]]
+    assert float(d2.abs().max()) < 1e-4 * float(z.abs().max())
+    # a constant init [nu]: restart 0 starts by holding it
+    rec = RecordingWorld(world)
+    first = optimize_trajectory(rec, task, iters=1, restarts=2, knots=6, init=hold, progress=False)
+    cost0 = task.cost(*_rollout_states(world, task, hold.expand(task.horizon, 1)), hold.expand(task.horizon, 1)[None])
+    assert float(first.restart_costs[0]) == pytest.approx(float(cost0), rel=1e-5)
+    with pytest.raises(ValueError, match="init"):
+        optimize_trajectory(world, task, iters=1, init=torch.zeros(2))
+
+
+def _rollout_states(world, task, actions):
+    tr = world.rollout(task.qpos0[None].float(), task.qvel0[None].float(), task.expand(actions.float())[None])
+    return tr.qpos, tr.qvel
 
 
 def test_task_from_other_scene_is_rejected(sim):

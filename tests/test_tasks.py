@@ -248,6 +248,10 @@ def _write(tmp_path, cfg, name="task.yaml"):
     (lambda c: c["success"].update(site_tol={"pole_tip": 0.1}), "success.site_tol.pole_tip"),
     (lambda c: c.update(bounds={"ctrl": [[-1, 1], [-1, 1]]}), "bounds.ctrl"),
     (lambda c: c.update(planner={"optimizer": "sgd"}), "planner.optimizer"),
+    (lambda c: c.update(planner={"knots": 1}), "planner.knots"),
+    (lambda c: c.update(planner={"init": [0.0, 0.0]}), "planner.init"),
+    (lambda c: c.update(planner={"init": [1e6]}), "planner.init"),
+    (lambda c: c.update(planner={"lr_final": -1}), "planner.lr_final"),
     (lambda c: c["cost"]["terminal"].update(steps=10_000), "cost.terminal.steps"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, mutate, key):

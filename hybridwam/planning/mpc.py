@@ -33,6 +33,7 @@ class MPC:
     world) or "cem" (``population`` sampled worlds per no-grad rollout). init: actions [N, nu]
     to start from, e.g. an offline plan (``PlanResult.actions``); when the plan shifts, the
     actions after the window are taken from ``init`` while it lasts (then the last is repeated).
+    Default: the task's ``planner.init`` action held, else the middle of the bounds.
     threads: torch intra-op threads while solving on the CPU (see ``optimize.torch_threads``).
     """
 
@@ -60,6 +61,8 @@ class MPC:
         self.lr = lr if lr is not None else (pl.get("lr", 0.05) if pl.get("optimizer", "adam") == "adam" else 0.05)
         self.problem = Problem(world, self.task, bounds="clip" if optimizer == "cem" else bounds)
         self.gen = torch.Generator().manual_seed(seed)
+        if init is None and pl.get("init") is not None:
+            init = torch.as_tensor(pl["init"], dtype=torch.float64)[None]  # one action, held
         self.reset(init)
 
     # ---- state ---------------------------------------------------------------------------------

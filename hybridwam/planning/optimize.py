@@ -184,15 +184,38 @@ def colored_noise(shape: tuple[int, int, int], beta: float, generator: torch.Gen
     return x.transpose(1, 2).to(dtype=dtype, device=device)
 
 
-class Problem:
-    """A task bound to a world: batched cost of normalised action sequences."""
+def knot_matrix(horizon: int, knots: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """[horizon, knots] weights of piecewise-linear interpolation between ``knots`` values spread
+    evenly over the control steps 0 .. horizon - 1 (the first and last steps sit on knots)."""
+    if not 2 <= knots <= horizon:
+        raise ValueError(f"knots must be an integer from 2 to the horizon ({horizon}), got {knots!r}")
+    t = torch.arange(horizon, dtype=torch.float64)
+    at = torch.linspace(0, horizon - 1, knots, dtype=torch.float64)
+    W = (1 - (t[:, None] - at[None, :]).abs() / (at[1] - at[0])).clamp_min(0)
+    return W.to(dtype=dtype, device=device)
 
-    def __init__(self, world, task: Task, bounds: str = "tanh"):
+
+class Problem:
+    """A task bound to a world: batched cost of normalised decision variables z [K, n, nu], with
+    n = horizon (one action per control step) or n = ``knots`` (actions interpolated between them)."""
+
+    def __init__(self, world, task: Task, bounds: str = "tanh", knots: int | None = None):
         check_compatible(world, task)
         self.world, self.task = world, task
         self.dtype, self.device = world_dtype_device(world)
         self.amap = ActionMap(task, self.dtype, self.device, bounds)
+        self.W = None if knots is None else knot_matrix(task.horizon, knots, self.dtype, self.device)
+        self.n = task.horizon if knots is None else knots
         self.set_state(task.qpos0, task.qvel0)
+
+    def actions_z(self, z: torch.Tensor) -> torch.Tensor:
+        """Decision variables [K, n, nu] -> per-control-step normalised actions [K, H, nu]."""
+        return z if self.W is None else torch.einsum("hk,bkn->bhn", self.W, z)
+
+    def from_actions(self, u: torch.Tensor) -> torch.Tensor:
+        """Actions [H, nu] -> decision variables [n, nu] (least squares through the knots)."""
+        z = self.amap.from_ctrl(u)
+        return z if self.W is None else torch.linalg.lstsq(self.W, z).solution
 
     def set_state(self, qpos, qvel):
         self.qpos0 = torch.as_tensor(qpos).to(dtype=self.dtype, device=self.device).reshape(-1)
@@ -205,7 +228,7 @@ class Problem:
 
     def evaluate(self, z: torch.Tensor, terminal_scale: float = 1.0):
         """z [K, H, nu] -> (cost [K], actions [K, H, nu], trajectory)."""
-        u = self.amap.to_ctrl(z)
+        u = self.amap.to_ctrl(self.actions_z(z))
         tr = self.rollout(u)
         terms = self.task.cost_terms(tr.qpos, tr.qvel, u)
         cost = terms["state"] + terms["control"] + terminal_scale * terms["terminal"]
@@ -230,16 +253,26 @@ class _Best:
         return ci
 
 
+def _init_actions(init, H: int, nu: int, dtype, device) -> torch.Tensor | None:
+    """``init`` as actions [H, nu]: given per control step, or one constant action [nu]."""
+    if init is None:
+        return None
+    init = torch.as_tensor(init).to(dtype=dtype, device=device)
+    if tuple(init.shape) == (nu,):
+        return init.expand(H, nu).clone()
+    if tuple(init.shape) != (H, nu):
+        raise ValueError(f"init: expected actions of shape [{H}, {nu}] or one action [{nu}], got {list(init.shape)}")
+    return init
+
+
 def _init_z(problem: Problem, K: int, H: int, init, init_std: float, gen: torch.Generator) -> torch.Tensor:
-    task, amap = problem.task, problem.amap
-    knots = max(2, int(math.ceil(H * task.dt / 0.25)) + 1)
-    noise = smooth_noise((K, H, task.nu), knots, gen, problem.dtype, problem.device) * init_std
+    task, n = problem.task, problem.n
+    knots = min(n, max(2, int(math.ceil(H * task.dt / 0.25)) + 1))
+    noise = smooth_noise((K, n, task.nu), knots, gen, problem.dtype, problem.device) * init_std
+    init = _init_actions(init, H, task.nu, problem.dtype, problem.device)
     if init is None:
         return noise
-    init = torch.as_tensor(init).to(dtype=problem.dtype, device=problem.device)
-    if tuple(init.shape) != (H, task.nu):
-        raise ValueError(f"init: expected actions of shape [{H}, {task.nu}], got {list(init.shape)}")
-    z0 = amap.from_ctrl(init)
+    z0 = problem.from_actions(init)
     noise[0] = 0  # restart 0 starts exactly at the given actions
     return z0 + 0.3 * noise
 
@@ -248,15 +281,19 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
                         restarts: int | None = None, lr: float | None = None, seed: int = 0,
                         progress: bool = True, init=None, init_std: float | None = None, bounds: str | None = None,
                         population: int | None = None, elite_frac: float = 0.1, time_budget: float | None = None,
-                        qpos0=None, qvel0=None, threads: int | None = 1, lr_final: float = 1.0) -> PlanResult:
+                        qpos0=None, qvel0=None, threads: int | None = 1, lr_final: float | None = None,
+                        knots: int | None = None) -> PlanResult:
     """Optimise the task's action sequence [horizon, nu] through ``world`` (any ``hw.WorldModel``).
 
     optimizer: "adam" (default), "lbfgs" (both gradient-based, ``restarts`` K worlds per batched
     rollout, default K = 8) or "cem" (sampling: ``population`` worlds per no-grad rollout, default
     256, ``restarts`` independent sampling distributions sharing them, default 1). Control bounds
     are the task's: tanh squashing (``bounds="tanh"``) or projection (``bounds="clip"``, Adam only).
-    ``init``: initial actions [horizon, nu] (restart 0 starts there, the others nearby); otherwise
-    smooth random sequences with std ``init_std`` (default 0.5) in normalised units. ``lr``: step
+    ``init``: initial actions [horizon, nu], or one action [nu] held throughout (restart 0 starts
+    there, the others nearby); otherwise smooth random sequences with std ``init_std`` (default
+    0.5) in normalised units. ``knots``: optimise the actions at that many evenly spaced control
+    steps and interpolate linearly in between (smooth plans with fewer unknowns, e.g. targets of
+    position servos); default: every control step is free. ``lr``: step
     size in normalised units (Adam 0.05, L-BFGS 1). ``iters`` defaults to 200. Arguments left as
     None take the task's ``planner:`` section first, then these defaults (a given ``optimizer``
     other than the task's ignores the task's ``lr``). ``time_budget``: stop after that many
@@ -265,7 +302,8 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
     call on the CPU (default 1, see :func:`torch_threads`; None leaves torch's setting).
     ``lr_final``: Adam's step size decays along a cosine from ``lr`` to ``lr * lr_final`` over the
     iterations (or the time budget); the default 1.0 keeps it constant, which explored better on
-    the shipped swing-ups.
+    the shipped swing-ups. ``init``, ``knots`` and ``lr_final`` also come from the task's planner
+    section when left as None.
     Returns a :class:`PlanResult`.
     """
     if isinstance(task, str):
@@ -283,6 +321,9 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
     if bounds is None:
         bounds = (pl.get("bounds") if same else None) or "tanh"
     population = pl.get("population", 256) if population is None else population
+    lr_final = pl.get("lr_final", 1.0) if lr_final is None else lr_final
+    knots = pl.get("knots") if knots is None else knots
+    init = pl.get("init") if init is None else init
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if optimizer == "lbfgs" and bounds != "tanh":
@@ -292,7 +333,7 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
     K = restarts if restarts is not None else (1 if optimizer == "cem" else 8)
     if K < 1:
         raise ValueError(f"restarts must be positive, got {K}")
-    problem = Problem(world, task, bounds="clip" if optimizer == "cem" else bounds)
+    problem = Problem(world, task, bounds="clip" if optimizer == "cem" else bounds, knots=knots)
     if qpos0 is not None or qvel0 is not None:
         problem.set_state(task.qpos0 if qpos0 is None else qpos0, task.qvel0 if qvel0 is None else qvel0)
     gen = torch.Generator().manual_seed(seed)
@@ -362,7 +403,7 @@ def _lbfgs(problem: Problem, K, H, iters, lr, init, init_std, gen, memory: int =
     """Batched L-BFGS: each restart has its own curvature memory and backtracking (Armijo) line
     search; every trial step of every restart is evaluated in one batched rollout with gradients."""
     z = _init_z(problem, K, H, init, init_std, gen).reshape(K, -1)
-    shape = (K, H, problem.task.nu)
+    shape = (K, problem.n, problem.task.nu)
 
     def fg(x):
         xx = x.detach().reshape(shape).requires_grad_(True)
@@ -437,11 +478,10 @@ def _cem(problem: Problem, K, H, iters, population, elite_frac, init, init_std, 
     P = max(population // K, 4)
     n_elite = max(2, int(round(elite_frac * P)))
     n_keep = int(round(keep_elites * n_elite))
+    init = _init_actions(init, H, nu, dt, dev)
+    H = problem.n  # decision steps: the horizon, or the knots
     if init is not None:
-        init = torch.as_tensor(init).to(dtype=dt, device=dev)
-        if tuple(init.shape) != (H, nu):
-            raise ValueError(f"init: expected actions of shape [{H}, {nu}], got {list(init.shape)}")
-        mean = amap.from_ctrl(init).expand(K, H, nu).clone()
+        mean = problem.from_actions(init).expand(K, H, nu).clone()
     else:
         mean = torch.zeros(K, H, nu, dtype=dt, device=dev)
     std = torch.full((K, H, nu), max(init_std, min_std) * 1.0, dtype=dt, device=dev)
