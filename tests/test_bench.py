@@ -43,3 +43,32 @@ def test_bench_grad_gradients_agree_with_mujoco_finite_differences():
     assert r["mujoco_fd_worlds_measured"] == 4
     assert r["max_rel_diff_vs_mujoco_fd"] < 1e-5
     assert r["forward_s"] > 0 and r["forward_backward_s"] > 0 and r["mujoco_fd_s"] > 0
+
+
+def test_newton_peer_simulates_the_same_pendulum_as_mujoco():
+    """Newton's Featherstone solver, fed the same MJCF, states and motor torques, ends where MuJoCo
+    ends (up to the integrators' different treatment of damping): the peer races the same system."""
+    import pytest
+
+    pytest.importorskip("newton")
+    r = bench_step("pendulum", batch=16, steps=50, repeat=1, device="cpu", seed=3)
+    assert r["newton"].startswith("Featherstone, newton ")
+    assert r["newton_steps_per_s"] > 0 and r["ratio_newton"] > 0
+    assert r["newton_max_abs_dq"] < 1e-2 and r["newton_max_abs_dv"] < 1e-2, r
+    md = markdown_table([r])
+    assert "Newton Featherstone world-steps/s" in md and f"{r['ratio_newton']:.1f}x" in md
+
+
+def test_peers_say_why_they_did_not_run(monkeypatch):
+    import hybridwam as hw
+    from hybridwam import peers
+
+    assert "contacts" in peers.newton_unsupported(hw.load_model("pusher", device="cpu"))
+    assert "ball or free" in peers.newton_unsupported(hw.load_model("spinning_box", device="cpu"))
+    assert peers.newton_unsupported(hw.load_model("acrobot", device="cpu")) is None
+    monkeypatch.setattr(peers, "newton_version", lambda: None)
+    r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu")
+    assert r["newton"] == "not installed" and "newton_steps_per_s" not in r
+    assert "not run: not installed" in markdown_table([r])
+    r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu", peers=False)
+    assert "newton" not in r and "Newton" not in markdown_table([r])
