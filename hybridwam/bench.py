@@ -121,7 +121,8 @@ def _mujoco_rollout_setup(m, qpos, qvel, nthread: int):
 
 
 def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repeat: int = 5,
-               device: str | None = "cpu", seed: int = 0, nthread: int | None = None, peers: bool = True) -> dict:
+               device: str | None = "cpu", seed: int = 0, nthread: int | None = None,
+               peers: tuple[str, ...] | None = None) -> dict:
     """World-steps per second of a no-grad batched rollout, hybridwam vs ``mujoco.rollout``.
 
     Both simulate the same MjModel (``model.mj``) from the same initial states with the same
@@ -130,9 +131,10 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
     timed), then both are timed ``repeat`` times, interleaved; the median is the figure, the
     best is kept too.
     The final states are compared (``max_abs_dq``, ``max_abs_dv``) so the race is honest.
-    ``peers``: also time Newton's Featherstone solver on the same MJCF and inputs when Newton is
-    installed and the model suits it (``hybridwam.peers``), interleaved with the other two; the
-    row says why a peer did not run.
+    ``peers``: names from ``hybridwam.peers.PEERS`` to time on the same model and inputs,
+    interleaved with the other two (default: ``default_peers(device)``, i.e. Newton, plus MuJoCo
+    Warp on CUDA; ``()``: none). Each peer's rate, hybridwam / peer and final-state difference to
+    MuJoCo go in the row under its name, or the reason it did not run (not installed, model).
     """
     import mujoco
     from mujoco import rollout as mj_rollout
@@ -161,15 +163,22 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         _sync(dev)
         return tr
 
-    peer, peer_note = None, None
-    if peers:
-        from .peers import NewtonFeatherstone, newton_unsupported, newton_version
+    from .peers import PEERS, default_peers
 
-        peer_note = ("not installed" if newton_version() is None else newton_unsupported(model))
-        if peer_note is None:
-            peer = NewtonFeatherstone(model, qpos, qvel, ctrls, device=dev)
-            peer.run()  # warm-up: Newton's kernels compile on first use
-    hw_times, mj_times, nt_times = [], [], []
+    peers = default_peers(dev) if peers is None else tuple(peers)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {unknown}; known: {', '.join(PEERS)}")
+    runners, notes = {}, {}
+    for name in peers:
+        p = PEERS[name]
+        notes[name] = "not installed" if p.version() is None else p.unsupported(model)
+        if notes[name] is None:
+            runners[name] = p.runner(model, qpos, qvel, ctrls, device=dev)
+            runners[name].run()  # warm-up: the peer's kernels compile on first use
+    peer_times = {name: [] for name in runners}
+    peer_final = {}
+    hw_times, mj_times = [], []
     with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
         datas = datas if nthread > 1 else datas[:1]
 
@@ -187,17 +196,24 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
             t0 = time.perf_counter()
             run_mj()
             mj_times.append(time.perf_counter() - t0)
-            if peer is not None:
+            for name, runner in runners.items():
                 time.sleep(PAUSE_S)
                 t0 = time.perf_counter()
-                nt_q, nt_v = peer.run()
-                nt_times.append(time.perf_counter() - t0)
+                peer_final[name] = runner.run()
+                peer_times[name].append(time.perf_counter() - t0)
     hw_q = traj.qpos[:, -1].double().cpu().numpy()
     hw_v = traj.qvel[:, -1].double().cpu().numpy()
     mj_q, mj_v = out[:, -1, iq:iv], out[:, -1, iv:iv + m.nv]
 
     work = batch * steps
     hw_rate, mj_rate = work / statistics.median(hw_times), work / statistics.median(mj_times)
+    peer_cols = {}
+    for name in peers:
+        if name in runners:
+            q, v = peer_final[name]
+            peer_cols.update(_peer_columns(name, work, peer_times[name], hw_rate, q - mj_q, v - mj_v))
+        else:
+            peer_cols[name] = notes[name]
     return {"contact_pairs": len(model.structure.pairs),
         "benchmark": "step",
         "scene": scene,
@@ -217,20 +233,20 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         "max_abs_dv": float(np.max(np.abs(hw_v - mj_v))),
         "compile_seconds": physics.compile_seconds,
         "mujoco_integrator": mujoco.mjtIntegrator(m.opt.integrator).name,
-        **({} if not peers else {"newton": peer_note} if not nt_times else
-           _newton_columns(work, nt_times, hw_rate, nt_q - mj_q, nt_v - mj_v)),
+        **peer_cols,
     }
 
 
-def _newton_columns(work: int, times: list[float], hw_rate: float, dq: np.ndarray, dv: np.ndarray) -> dict:
-    """A step row's Newton columns: its rate, hybridwam / Newton, and its final-state difference
-    to MuJoCo (dq, dv: Newton minus MuJoCo)."""
-    from .peers import newton_version
+def _peer_columns(name: str, work: int, times: list[float], hw_rate: float, dq: np.ndarray, dv: np.ndarray) -> dict:
+    """A step row's columns for peer ``name``: what ran, its rate, hybridwam / peer, and its
+    final-state difference to MuJoCo (dq, dv: peer minus MuJoCo)."""
+    from .peers import PEERS
 
+    p = PEERS[name]
     rate = work / statistics.median(times)
-    return {"newton": f"Featherstone, newton {newton_version()}", "newton_steps_per_s": rate,
-            "newton_best_steps_per_s": work / min(times), "ratio_newton": hw_rate / rate,
-            "newton_max_abs_dq": float(np.max(np.abs(dq))), "newton_max_abs_dv": float(np.max(np.abs(dv)))}
+    return {name: f"{p.label} {p.version()}", f"{name}_steps_per_s": rate,
+            f"{name}_best_steps_per_s": work / min(times), f"ratio_{name}": hw_rate / rate,
+            f"{name}_max_abs_dq": float(np.max(np.abs(dq))), f"{name}_max_abs_dv": float(np.max(np.abs(dv)))}
 
 
 # ---- reports ---------------------------------------------------------------------------------
@@ -240,13 +256,16 @@ def _fmt_rate(x: float) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Step-benchmark rows as a Markdown table (rates: median world-steps per second); with
-    Newton's columns when the rows have them (its rate, or why it did not run)."""
-    newton = any("newton" in r for r in rows)
+    three columns per peer the rows name (its rate, or why it did not run)."""
+    from .peers import PEERS
+
+    peers = [n for n in PEERS if any(n in r for r in rows)]
     head = ("| scene | batch | steps | hybridwam world-steps/s | MuJoCo world-steps/s (threads) | "
             "hybridwam / MuJoCo | max abs final-state diff |")
     rule = "|---|---:|---:|---:|---:|---:|---:|"
-    if newton:
-        head += " Newton Featherstone world-steps/s | hybridwam / Newton | Newton's max abs diff to MuJoCo |"
+    for n in peers:
+        label = PEERS[n].label
+        head += f" {label} world-steps/s | hybridwam / {label} | {label}: max abs diff to MuJoCo |"
         rule += "---:|---:|---:|"
     lines = [head, rule]
     for r in rows:
@@ -255,11 +274,12 @@ def markdown_table(rows: list[dict]) -> str:
             diff += " (contact: different laws, not comparable)"
         line = (f"| {r['scene']} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} | "
                 f"{_fmt_rate(r['mujoco_steps_per_s'])} ({r['mujoco_threads']}) | {r['ratio']:.1f}x | {diff} |")
-        if newton and "newton_steps_per_s" in r:
-            line += (f" {_fmt_rate(r['newton_steps_per_s'])} | {r['ratio_newton']:.1f}x | "
-                     f"{max(r['newton_max_abs_dq'], r['newton_max_abs_dv']):.1e} |")
-        elif newton:
-            line += f" not run: {r.get('newton', 'peers off')} | | |"
+        for n in peers:
+            if f"{n}_steps_per_s" in r:
+                line += (f" {_fmt_rate(r[f'{n}_steps_per_s'])} | {r[f'ratio_{n}']:.1f}x | "
+                         f"{max(r[f'{n}_max_abs_dq'], r[f'{n}_max_abs_dv']):.1e} |")
+            else:
+                line += f" not run: {r.get(n, 'not requested')} | | |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -426,18 +446,22 @@ def _step_args(p: argparse.ArgumentParser):
     p.add_argument("--batch", type=positive_int, default=1024, metavar="B", help="worlds (default: 1024)")
     p.add_argument("--steps", type=positive_int, default=100, metavar="T", help="steps per rollout (default: 100)")
     p.add_argument("--repeat", type=positive_int, default=5, metavar="R", help="timed runs (default: 5)")
-    p.add_argument("--no-peers", action="store_true",
-                   help="skip the optional peers (Newton's Featherstone solver, when installed)")
+    p.add_argument("--peers", nargs="*", default=None, metavar="NAME",
+                   help="peers to time beside MuJoCo: newton, mjwarp, or none at all with no name "
+                        "(default: newton, plus mjwarp on CUDA; each only when installed)")
 
 
 def _step_run(args) -> list[dict]:
     rows = []
     for scene in args.scene:
         rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed,
-                               peers=not getattr(args, "no_peers", False)))
+                               peers=getattr(args, "peers", None)))
         r = rows[-1]
-        peer = (f"; Newton {_fmt_rate(r['newton_steps_per_s'])} ({r['ratio_newton']:.1f}x)"
-                if "newton_steps_per_s" in r else f"; Newton not run: {r['newton']}" if "newton" in r else "")
+        from .peers import PEERS
+
+        peer = "".join(f"; {p.label} {_fmt_rate(r[f'{n}_steps_per_s'])} ({r[f'ratio_{n}']:.1f}x)"
+                       if f"{n}_steps_per_s" in r else f"; {p.label} not run: {r[n]}"
+                       for n, p in PEERS.items() if n in r)
         print(f"step {scene} B={r['batch']} T={r['steps']}: hybridwam {_fmt_rate(r['hybridwam_steps_per_s'])}, "
               f"MuJoCo {_fmt_rate(r['mujoco_steps_per_s'])} world-steps/s ({r['mujoco_threads']} threads), "
               f"ratio {r['ratio']:.1f}x, final-state diff {max(r['max_abs_dq'], r['max_abs_dv']):.1e}{peer}",

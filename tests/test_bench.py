@@ -1,6 +1,8 @@
 """The step benchmark: both simulators run, and they simulate the same thing."""
 import argparse
 
+import pytest
+
 from hybridwam.bench import BENCHMARKS, bench_step, machine_info, markdown_table, write_report
 
 
@@ -48,11 +50,9 @@ def test_bench_grad_gradients_agree_with_mujoco_finite_differences():
 def test_newton_peer_simulates_the_same_pendulum_as_mujoco():
     """Newton's Featherstone solver, fed the same MJCF, states and motor torques, ends where MuJoCo
     ends (up to the integrators' different treatment of damping): the peer races the same system."""
-    import pytest
-
     pytest.importorskip("newton")
-    r = bench_step("pendulum", batch=16, steps=50, repeat=1, device="cpu", seed=3)
-    assert r["newton"].startswith("Featherstone, newton ")
+    r = bench_step("pendulum", batch=16, steps=50, repeat=1, device="cpu", seed=3, peers=("newton",))
+    assert r["newton"].startswith("Newton Featherstone ")
     assert r["newton_steps_per_s"] > 0 and r["ratio_newton"] > 0
     assert r["newton_max_abs_dq"] < 1e-2 and r["newton_max_abs_dv"] < 1e-2, r
     md = markdown_table([r])
@@ -66,9 +66,26 @@ def test_peers_say_why_they_did_not_run(monkeypatch):
     assert "contacts" in peers.newton_unsupported(hw.load_model("pusher", device="cpu"))
     assert "ball or free" in peers.newton_unsupported(hw.load_model("spinning_box", device="cpu"))
     assert peers.newton_unsupported(hw.load_model("acrobot", device="cpu")) is None
-    monkeypatch.setattr(peers, "newton_version", lambda: None)
+    assert peers.default_peers("cpu") == ("newton",) and peers.default_peers("cuda:0") == ("newton", "mjwarp")
+    monkeypatch.setitem(peers.PEERS, "newton", peers.PEERS["newton"].__class__(
+        "Newton Featherstone", lambda: None, peers.newton_unsupported, peers.NewtonFeatherstone, ("cpu",)))
     r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu")
     assert r["newton"] == "not installed" and "newton_steps_per_s" not in r
     assert "not run: not installed" in markdown_table([r])
-    r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu", peers=False)
+    r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu", peers=())
     assert "newton" not in r and "Newton" not in markdown_table([r])
+    with pytest.raises(ValueError, match="unknown peer"):
+        bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu", peers=("brax",))
+
+
+def test_mujoco_warp_peer_simulates_what_mujoco_simulates():
+    """MuJoCo Warp (MuJoCo's algorithms in Warp, float32) from the same states and controls ends
+    where mujoco.rollout (float64) ends, on a contact-free model and on the pusher's contacts."""
+    pytest.importorskip("mujoco_warp")
+    r = bench_step("pendulum", batch=8, steps=50, repeat=1, device="cpu", seed=3, peers=("mjwarp",))
+    assert r["mjwarp"].startswith("MuJoCo Warp ")
+    assert r["mjwarp_max_abs_dq"] < 1e-4 and r["mjwarp_max_abs_dv"] < 1e-3, r
+    # contacts (box on the table, paddle on the box, servo targets at random): MuJoCo's contact
+    # model in both, so the states agree too (measured: 2e-6 / 1e-4 after 100 steps)
+    r = bench_step("pusher", batch=4, steps=20, repeat=1, device="cpu", seed=3, peers=("mjwarp",))
+    assert r["mjwarp_max_abs_dq"] < 1e-4 and r["mjwarp_max_abs_dv"] < 1e-2, r
