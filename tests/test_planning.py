@@ -171,6 +171,12 @@ def test_knots_give_piecewise_linear_plans_and_a_constant_init(sim):
     assert float(first.restart_costs[0]) == pytest.approx(float(cost0), rel=1e-5)
     with pytest.raises(ValueError, match="init"):
         optimize_trajectory(world, task, iters=1, init=torch.zeros(2))
+    # CEM samples the knots too: its plan is piecewise linear in ctrl (projection keeps the knots
+    # inside the bounds, so the interpolation never clips)
+    cem = optimize_trajectory(world, task, iters=3, optimizer="cem", population=16, knots=6, progress=False)
+    u = cem.actions[:, 0].double()
+    d2 = (u[2:] - 2 * u[1:-1] + u[:-2])[[t - 1 for t in inner]]
+    assert cem.actions.shape == (task.horizon, 1) and float(d2.abs().max()) < 1e-5
 
 
 def _rollout_states(world, task, actions):

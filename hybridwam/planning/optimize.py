@@ -227,7 +227,7 @@ class Problem:
         return self.world.rollout(self.qpos0.expand(K, -1), self.qvel0.expand(K, -1), self.task.expand(actions))
 
     def evaluate(self, z: torch.Tensor, terminal_scale: float = 1.0):
-        """z [K, H, nu] -> (cost [K], actions [K, H, nu], trajectory)."""
+        """z [K, n, nu] -> (cost [K], actions [K, H, nu], trajectory)."""
         u = self.amap.to_ctrl(self.actions_z(z))
         tr = self.rollout(u)
         terms = self.task.cost_terms(tr.qpos, tr.qvel, u)
