@@ -213,9 +213,14 @@ class Problem:
         return z if self.W is None else torch.einsum("hk,bkn->bhn", self.W, z)
 
     def from_actions(self, u: torch.Tensor) -> torch.Tensor:
-        """Actions [H, nu] -> decision variables [n, nu] (least squares through the knots)."""
+        """Actions [H, nu] -> decision variables [n, nu] (least squares through the knots, by the
+        normal equations in float64: torch.linalg.lstsq differs by an ulp from call to call on
+        the CPU, and through contact an ulp grows into a different plan)."""
         z = self.amap.from_ctrl(u)
-        return z if self.W is None else torch.linalg.lstsq(self.W, z).solution
+        if self.W is None:
+            return z
+        W = self.W.double()
+        return torch.linalg.solve(W.T @ W, W.T @ z.double()).to(z.dtype)
 
     def set_state(self, qpos, qvel):
         self.qpos0 = torch.as_tensor(qpos).to(dtype=self.dtype, device=self.device).reshape(-1)
