@@ -87,13 +87,14 @@ def run_optimize(config: str, out_dir: str | None = None, iters: int | None = No
     mq, mv = replay_mujoco(task.mj, task.qpos0.numpy(), task.qvel0.numpy(), ctrls)
     hq = res.rollout.qpos.detach().double().cpu().numpy()
     hv = res.rollout.qvel.detach().double().cpu().numpy()
-    deviation = float(max(np.abs(hq - mq).max(), np.abs(hv - mv).max()))
+    dev_q, dev_v = float(np.abs(hq - mq).max()), float(np.abs(hv - mv).max())
+    deviation = max(dev_q, dev_v)
     q_end, v_end = torch.as_tensor(mq[-1]), torch.as_tensor(mv[-1])
     success = bool(task.success(q_end, v_end))
     errors = {k: v.double().numpy().tolist() if v.dim() else float(v) for k, v in task.errors(q_end, v_end).items()}
     print(f"  MuJoCo replay (open loop, {len(ctrls)} x mj_step): {'SUCCESS' if success else 'FAILED'}; final error: "
           f"{task.describe_errors(q_end, v_end)}")
-    print(f"  max |hybridwam - MuJoCo| over the trajectory: {deviation:.2e}")
+    print(f"  max |hybridwam - MuJoCo| over the trajectory: qpos {dev_q:.2e}, qvel {dev_v:.2e}")
 
     os.makedirs(out_dir, exist_ok=True)
     plot = plot_result(task, res, mq, os.path.join(out_dir, f"{task.name}.png"), success=success)
