@@ -282,6 +282,11 @@ class Model:
         lines.append(f"contacts  {m.ngeom} geoms, {len(pairs)} candidate pair(s) after filtering"
                      + "".join(f"\n  {gn[a]} - {gn[b]}" for a, b in pairs[:20])
                      + (f"\n  ... {len(pairs) - 20} more" if len(pairs) > 20 else ""))
+        if pairs:
+            eps, tau = (float(self.params[k].reshape(-1)[0]) for k in ("contact_eps", "contact_tau"))
+            own = [n for n in CONTACT_NUMERICS if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_NUMERIC, n) >= 0]
+            lines.append(f"contact law  friction slip scale {eps:.3g} m/s, onset length {tau:.3g} m"
+                         + (f" (the scene sets {', '.join(own)})" if own else ""))
         lines.append("unsupported  none")
         return "\n".join(lines)
 

@@ -24,6 +24,16 @@ def test_info_shipped_scene(capsys):
     out = capsys.readouterr().out
     assert "nq=2 nv=2 nu=1" in out
     assert "cart_slide" in out and "pole_hinge" in out and "cart_motor" in out
+    assert "contact law" not in out  # no contact pairs
+
+
+def test_info_shows_the_contact_law_and_a_scene_override(capsys):
+    assert main(["info", "pusher"]) == 0
+    out = capsys.readouterr().out
+    assert "contact law  friction slip scale 0.02 m/s, onset length 0.0005 m (the scene sets hybridwam_contact_eps)" in out
+    assert main(["info", "ball_toss"]) == 0
+    out = capsys.readouterr().out
+    assert "friction slip scale 0.001 m/s" in out and "the scene sets" not in out
 
 
 def test_info_without_scene_lists_shipped_scenes(capsys):
