@@ -30,7 +30,8 @@ def test_info_shipped_scene(capsys):
 def test_info_shows_the_contact_law_and_a_scene_override(capsys):
     assert main(["info", "pusher"]) == 0
     out = capsys.readouterr().out
-    assert "contact law  friction slip scale 0.02 m/s, onset length 0.0005 m (the scene sets hybridwam_contact_eps)" in out
+    assert ("contact law  friction slip scale 0.02 m/s, onset length 0.0005 m "
+            "(the scene sets hybridwam_contact_eps)") in out
     assert main(["info", "ball_toss"]) == 0
     out = capsys.readouterr().out
     assert "friction slip scale 0.001 m/s" in out and "the scene sets" not in out
