@@ -22,6 +22,19 @@ FREE, BALL, SLIDE, HINGE = (int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint
                             int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE))
 
 
+# ---- finite differences -----------------------------------------------------------------------
+def central_difference(loss, t: torch.Tensor, idx, eps: float) -> float:
+    """(loss(t[idx] + eps) - loss(t[idx] - eps)) / (2 eps), with t edited in place and restored."""
+    with torch.no_grad():
+        old = t[idx].item()
+        t[idx] = old + eps
+        lp = loss().item()
+        t[idx] = old - eps
+        lm = loss().item()
+        t[idx] = old
+    return (lp - lm) / (2 * eps)
+
+
 # ---- random states and controls -----------------------------------------------------------------
 def random_unit_quat(rng: np.random.Generator, n: int) -> np.ndarray:
     """n uniformly distributed unit quaternions in MuJoCo's (w, x, y, z) order."""

@@ -7,6 +7,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
+from conftest import central_difference
 
 import hybridwam as hw
 
@@ -226,14 +227,7 @@ def test_stack_of_three_boxes_stays_stacked_for_5s():
 # ---- gradients through contact ---------------------------------------------------------------
 
 def _fd_check(loss, x, idx, eps=1e-6, rtol=1e-4):
-    with torch.no_grad():
-        old = x[idx].item()
-        x[idx] = old + eps
-        lp = loss().item()
-        x[idx] = old - eps
-        lm = loss().item()
-        x[idx] = old
-    fd = (lp - lm) / (2 * eps)
+    fd = central_difference(loss, x, idx, eps)
     assert abs(x.grad[idx].item() - fd) <= 1e-6 + rtol * abs(fd), f"{idx}: autodiff {x.grad[idx].item()} fd {fd}"
     return fd
 

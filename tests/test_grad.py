@@ -6,6 +6,7 @@ acrobot, cartpole and reacher.
 """
 import pytest
 import torch
+from conftest import central_difference
 
 import hybridwam as hw
 
@@ -40,17 +41,6 @@ def _setup(scene, dtype="float64", seed=0):
     return model, loss, q0, v0, u
 
 
-def _fd(loss, t, idx, eps=EPS):
-    with torch.no_grad():
-        old = t[idx].item()
-        t[idx] = old + eps
-        lp = loss().item()
-        t[idx] = old - eps
-        lm = loss().item()
-        t[idx] = old
-    return (lp - lm) / (2 * eps)
-
-
 def _assert_close(ad, fd, what, rtol=RTOL, atol=1e-7):
     assert abs(ad - fd) <= atol + rtol * abs(fd), f"{what}: autodiff {ad:.9e} vs finite differences {fd:.9e}"
 
@@ -63,10 +53,11 @@ def test_state_and_control_gradients(scene):
     loss().backward()
     for name, x in (("qpos0", q0), ("qvel0", v0)):
         for idx in torch.cartesian_prod(torch.arange(x.shape[0]), torch.arange(x.shape[1])).tolist():
-            _assert_close(x.grad[tuple(idx)].item(), _fd(loss, x, tuple(idx)), f"{scene} d/d{name}{idx}")
+            fd = central_difference(loss, x, tuple(idx), EPS)
+            _assert_close(x.grad[tuple(idx)].item(), fd, f"{scene} d/d{name}{idx}")
     # single controls early, middle and late in the horizon
     for idx in [(0, 0, 0), (1, T // 2, model.nu - 1), (0, T - 1, 0), (1, 1, 0)]:
-        _assert_close(u.grad[idx].item(), _fd(loss, u, idx), f"{scene} d/dctrl{idx}")
+        _assert_close(u.grad[idx].item(), central_difference(loss, u, idx, EPS), f"{scene} d/dctrl{idx}")
     # directional derivatives cover every control entry at once
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
@@ -94,7 +85,7 @@ def test_parameter_gradients(scene):
                 idx = tuple(idx)
                 if n.startswith("body_") and idx[0] == 0:
                     continue
-                _assert_close(p.grad[idx].item(), _fd(loss, p, idx), f"{scene} d/d{n}{list(idx)}",
+                _assert_close(p.grad[idx].item(), central_difference(loss, p, idx, EPS), f"{scene} d/d{n}{list(idx)}",
                               atol=1e-6)
                 checked += 1
         assert checked > 10
