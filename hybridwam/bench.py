@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .peers import PEERS, default_peers
+
 #: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without).
 SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher")
 DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
@@ -163,8 +165,6 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         _sync(dev)
         return tr
 
-    from .peers import PEERS, default_peers
-
     peers = default_peers(dev) if peers is None else tuple(peers)
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
@@ -240,8 +240,6 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
 def _peer_columns(name: str, work: int, times: list[float], hw_rate: float, dq: np.ndarray, dv: np.ndarray) -> dict:
     """A step row's columns for peer ``name``: what ran, its rate, hybridwam / peer, and its
     final-state difference to MuJoCo (dq, dv: peer minus MuJoCo)."""
-    from .peers import PEERS
-
     p = PEERS[name]
     rate = work / statistics.median(times)
     return {name: f"{p.label} {p.version()}", f"{name}_steps_per_s": rate,
@@ -257,8 +255,6 @@ def _fmt_rate(x: float) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """Step-benchmark rows as a Markdown table (rates: median world-steps per second); with
     three columns per peer the rows name (its rate, or why it did not run)."""
-    from .peers import PEERS
-
     peers = [n for n in PEERS if any(n in r for r in rows)]
     head = ("| scene | batch | steps | hybridwam world-steps/s | MuJoCo world-steps/s (threads) | "
             "hybridwam / MuJoCo | max abs final-state diff |")
@@ -457,8 +453,6 @@ def _step_run(args) -> list[dict]:
         rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed,
                                peers=getattr(args, "peers", None)))
         r = rows[-1]
-        from .peers import PEERS
-
         peer = "".join(f"; {p.label} {_fmt_rate(r[f'{n}_steps_per_s'])} ({r[f'ratio_{n}']:.1f}x)"
                        if f"{n}_steps_per_s" in r else f"; {p.label} not run: {r[n]}"
                        for n, p in PEERS.items() if n in r)
