@@ -284,7 +284,7 @@ class Model:
                      + (f"\n  ... {len(pairs) - 20} more" if len(pairs) > 20 else ""))
         if pairs:
             eps, tau = (float(self.params[k].reshape(-1)[0]) for k in ("contact_eps", "contact_tau"))
-            own = [n for n in CONTACT_NUMERICS if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_NUMERIC, n) >= 0]
+            own = list(scene_contact_numerics(m))
             lines.append(f"contact law  friction slip scale {eps:.3g} m/s, onset length {tau:.3g} m"
                          + (f" (the scene sets {', '.join(own)})" if own else ""))
         lines.append("unsupported  none")
@@ -452,23 +452,29 @@ def _wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
     return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
 
 
-def contact_smoothing(m: mujoco.MjModel) -> dict[str, float]:
-    """The contact law's smoothing lengths: the defaults, or a scene's own from its MJCF
-    ``<custom><numeric name="hybridwam_contact_eps" data="0.02"/></custom>`` (friction slip
-    velocity scale, m/s) and ``hybridwam_contact_tau`` (onset length, m). Other simulators ignore
-    these entries. Raises ``ModelLoadError`` for a value that is not one positive number."""
+def scene_contact_numerics(m: mujoco.MjModel) -> dict[str, float]:
+    """The entries of ``CONTACT_NUMERICS`` that the scene sets in its MJCF
+    ``<custom><numeric name="hybridwam_contact_eps" data="0.02"/></custom>``, by full name.
+    Raises ``ModelLoadError`` for a value that is not one positive number."""
     out = {}
-    for name, default in CONTACT_NUMERICS.items():
+    for name in CONTACT_NUMERICS:
         i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_NUMERIC, name)
-        value = default
-        if i >= 0:
-            adr, size = int(m.numeric_adr[i]), int(m.numeric_size[i])
-            data = np.asarray(m.numeric_data[adr:adr + size], dtype=float)
-            if size != 1 or not np.isfinite(data).all() or data[0] <= 0:
-                raise ModelLoadError(f"custom numeric {name!r}: expected one positive number, got {data.tolist()}")
-            value = float(data[0])
-        out[name[len("hybridwam_"):]] = value
+        if i < 0:
+            continue
+        adr, size = int(m.numeric_adr[i]), int(m.numeric_size[i])
+        data = np.asarray(m.numeric_data[adr:adr + size], dtype=float)
+        if size != 1 or not np.isfinite(data).all() or data[0] <= 0:
+            raise ModelLoadError(f"custom numeric {name!r}: expected one positive number, got {data.tolist()}")
+        out[name] = float(data[0])
     return out
+
+
+def contact_smoothing(m: mujoco.MjModel) -> dict[str, float]:
+    """The contact law's smoothing lengths, "contact_tau" (onset length, m) and "contact_eps"
+    (friction slip velocity scale, m/s): the defaults, or the scene's own
+    (:func:`scene_contact_numerics`; other simulators ignore these entries)."""
+    own = scene_contact_numerics(m)
+    return {name[len("hybridwam_"):]: own.get(name, default) for name, default in CONTACT_NUMERICS.items()}
 
 
 def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dict[str, np.ndarray]:
