@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybridwam.demo import replay_mujoco
 from hybridwam.planning import optimize_trajectory
 from hybridwam.tasks import Task
 
@@ -53,17 +54,9 @@ def planar_goal_distance(mj: mujoco.MjModel, qpos: np.ndarray) -> float:
 def replay_in_mujoco(task: Task, actions: np.ndarray, mj: mujoco.MjModel | None = None) -> np.ndarray:
     """MuJoCo's qpos [H + 1, nq] at the control steps, under the actions [H, nu] held for
     ``task.repeat`` physics steps each, from the task's start (on ``mj``, default the task's)."""
-    mj = mj or task.mj
-    d = mujoco.MjData(mj)
-    d.qpos[:] = task.qpos0.numpy()
-    d.qvel[:] = task.qvel0.numpy()
-    out = [d.qpos.copy()]
-    for u in actions:
-        d.ctrl[:] = u
-        for _ in range(task.repeat):
-            mujoco.mj_step(mj, d)
-        out.append(d.qpos.copy())
-    return np.array(out)
+    ctrls = task.expand(torch.as_tensor(actions)).numpy()
+    Q, _ = replay_mujoco(mj or task.mj, task.qpos0.numpy(), task.qvel0.numpy(), ctrls)
+    return Q[::task.repeat]
 
 
 def test_task_matches_the_scene(task):
