@@ -3,7 +3,7 @@ from .calibration import CalibrationReport, calibrate
 from .hybrid import HybridModel, WorldModel
 from .logs import LogError, Logs, load_logs
 from .model import Model, ModelLoadError, UnsupportedFeatureError, list_scenes, load_model
-from .physics import NonFiniteError, Physics, Trajectory
+from .physics import CapturedRollout, NonFiniteError, Physics, Trajectory
 from .planning import MPC, PlanResult, bench_plan, optimize_trajectory, run_mpc_mujoco, scaled_mass_model
 from .residual import Residual
 from .tasks import Task, list_tasks
@@ -21,8 +21,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "MPC", "CalibrationReport", "HybridModel", "LogError", "Logs", "Model", "ModelLoadError", "NonFiniteError",
-    "Physics", "PlanResult", "Residual", "Task", "Trajectory", "UnsupportedFeatureError", "WorldModel", "bench_plan",
-    "calibrate", "list_scenes", "list_tasks", "load_logs", "load_model", "optimize_trajectory", "run_mpc_mujoco",
-    "scaled_mass_model",
+    "MPC", "CalibrationReport", "CapturedRollout", "HybridModel", "LogError", "Logs", "Model", "ModelLoadError",
+    "NonFiniteError", "Physics", "PlanResult", "Residual", "Task", "Trajectory", "UnsupportedFeatureError",
+    "WorldModel", "bench_plan", "calibrate", "list_scenes", "list_tasks", "load_logs", "load_model",
+    "optimize_trajectory", "run_mpc_mujoco", "scaled_mass_model",
 ]

@@ -247,6 +247,86 @@ def _peer_columns(name: str, work: int, times: list[float], hw_rate: float, dq: 
             f"{name}_max_abs_dq": float(np.max(np.abs(dq))), f"{name}_max_abs_dv": float(np.max(np.abs(dv)))}
 
 
+# ---- per-call stepping --------------------------------------------------------------------------
+def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repeat: int = 3,
+                device: str | None = "cpu", seed: int = 0, nthread: int = 1) -> dict:
+    """Cost of one control step per call, as an environment or an MPC plant steps: ``calls``
+    consecutive calls, each advancing ``batch`` worlds by one step from the previous call's state.
+
+    Three ways: ``Physics.step`` (validation, allocation, autograd wrapper, one launch),
+    ``Physics.capture(batch).step`` (the launch replayed from a captured graph: CUDA graph on GPUs,
+    Warp's CPU graph on the CPU; with its default finite checks and output copies) and
+    ``mujoco.rollout`` called with one step per call on ``nthread`` threads (default 1: for small
+    batches MuJoCo's thread hand-off costs more than it saves). Times are the median over
+    ``repeat`` interleaved runs; all three start from the same states and controls, and their final
+    states are compared (captured vs ``Physics.step`` must agree exactly).
+    """
+    from mujoco import rollout as mj_rollout
+
+    from .model import load_model
+    from .physics import Physics
+
+    if batch < 1 or calls < 1 or repeat < 1:
+        raise ValueError("batch, calls and repeat must be positive")
+    model = load_model(scene, device=device)
+    physics = Physics(model, verbose=False)
+    captured = physics.capture(batch, 1)
+    qpos, qvel, ctrls = random_inputs(model, batch, calls, seed)
+    dev, dt = model.device, model.dtype
+    tq, tv, tc = (torch.as_tensor(x, dtype=dt, device=dev) for x in (qpos, qvel, ctrls))
+    u = [tc[:, t].contiguous() for t in range(calls)]
+
+    def loop(step):
+        def run():
+            q, v = tq, tv
+            with torch.no_grad():
+                for t in range(calls):
+                    q, v = step(q, v, u[t])
+            _sync(dev)
+            return q, v
+        return run
+
+    m = model.mj
+    state, datas, iq, iv = _mujoco_rollout_setup(m, qpos, qvel, nthread)
+    ctrl_mj = [np.ascontiguousarray(ctrls[:, t:t + 1]) for t in range(calls)]
+    out = np.empty((batch, 1, state.shape[1]))
+    runs = {"step": loop(physics.step), "captured": loop(captured.step)}
+    times = {k: [] for k in (*runs, "mujoco")}
+    finals = {}
+    with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
+        datas = datas if nthread > 1 else datas[:1]
+
+        def run_mj():
+            s = state
+            for t in range(calls):
+                pool.rollout(m, datas, s, ctrl_mj[t], state=out)
+                s = np.ascontiguousarray(out[:, -1])
+            return s
+
+        runs["mujoco"] = run_mj
+        for fn in runs.values():  # warm-ups: first launch, capture, thread pool
+            fn()
+        for _ in range(repeat):
+            for k, fn in runs.items():
+                time.sleep(PAUSE_S)
+                t0 = time.perf_counter()
+                finals[k] = fn()
+                times[k].append(time.perf_counter() - t0)
+    per_call = {k: statistics.median(v) / calls for k, v in times.items()}
+    (sq, sv), (cq, cv), s_mj = finals["step"], finals["captured"], finals["mujoco"]
+    mq, mv = s_mj[:, iq:iv], s_mj[:, iv:iv + m.nv]
+    hq, hv = sq.double().cpu().numpy(), sv.double().cpu().numpy()
+    return {"benchmark": "calls", "scene": scene, "contact_pairs": len(model.structure.pairs),
+            "batch": batch, "calls": calls, "repeat": repeat, "device": dev, "dtype": str(dt).replace("torch.", ""),
+            "step_us_per_call": per_call["step"] * 1e6, "captured_us_per_call": per_call["captured"] * 1e6,
+            "mujoco_us_per_call": per_call["mujoco"] * 1e6, "mujoco_threads": max(nthread, 1),
+            "captured_speedup_vs_step": per_call["step"] / per_call["captured"],
+            "captured_vs_mujoco": per_call["mujoco"] / per_call["captured"],
+            "captured_equals_step": bool(torch.equal(sq, cq) and torch.equal(sv, cv)),
+            "max_abs_diff_vs_mujoco": float(max(np.abs(hq - mq).max(), np.abs(hv - mv).max())),
+            "graph": repr(captured)}
+
+
 # ---- reports ---------------------------------------------------------------------------------
 def _fmt_rate(x: float) -> str:
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
@@ -508,6 +588,49 @@ def _grad_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _calls_args(p: argparse.ArgumentParser):
+    p.add_argument("--scene", nargs="+", default=["acrobot"], metavar="S",
+                   help="shipped scene name or MJCF path; several may be given (default: acrobot)")
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[64], metavar="B",
+                   help="worlds per call; several may be given (default: 64)")
+    p.add_argument("--calls", type=positive_int, default=200, metavar="N", help="consecutive calls (default: 200)")
+    p.add_argument("--repeat", type=positive_int, default=3, metavar="R", help="timed runs (default: 3)")
+
+
+def _calls_run(args) -> list[dict]:
+    rows = []
+    for scene in args.scene:
+        for batch in args.batch:
+            r = bench_calls(scene, batch, args.calls, args.repeat, device=args.device, seed=args.seed)
+            rows.append(r)
+            print(f"calls {scene} B={batch}: Physics.step {r['step_us_per_call']:.0f} us, captured "
+                  f"{r['captured_us_per_call']:.0f} us ({r['captured_speedup_vs_step']:.1f}x), MuJoCo "
+                  f"{r['mujoco_us_per_call']:.0f} us per call; captured == step: {r['captured_equals_step']}",
+                  flush=True)
+    return rows
+
+
+def _calls_suite(args) -> list[dict]:
+    ns = argparse.Namespace(**vars(args))
+    ns.scene, ns.batch, ns.calls, ns.repeat = ["acrobot", "pusher"], [1, 64, 1024], 200, 3
+    return _calls_run(ns)
+
+
+def _calls_table(rows: list[dict]) -> str:
+    lines = ["| scene | batch | Physics.step per call | captured step per call | captured speed-up "
+             "| MuJoCo per call (threads) | MuJoCo / captured | captured == step | max abs diff to MuJoCo |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        diff = f"{r['max_abs_diff_vs_mujoco']:.1e}"
+        if r.get("contact_pairs"):
+            diff += " (contact: different laws)"
+        lines.append(f"| {r['scene']} | {r['batch']} | {r['step_us_per_call']:.0f} us | "
+                     f"{r['captured_us_per_call']:.0f} us | {r['captured_speedup_vs_step']:.1f}x | "
+                     f"{r['mujoco_us_per_call']:.0f} us ({r['mujoco_threads']}) | {r['captured_vs_mujoco']:.1f}x | "
+                     f"{'yes' if r['captured_equals_step'] else 'NO'} | {diff} |")
+    return "\n".join(lines)
+
+
 def _plan_benchmark() -> Benchmark:
     from .planning.bench import plan_args, plan_run, plan_suite, plan_table
 
@@ -531,5 +654,13 @@ BENCHMARKS: dict[str, Benchmark] = {
              "finite differences are `mjd_transitionFD` (centred) at every step of every world, chained "
              "backwards through the transition Jacobians (one core). hybridwam runs with one torch "
              "intra-op thread on the CPU (its loss and autograd bookkeeping are torch ops)."),
+    "calls": Benchmark(
+        help="one control step per call (environments, MPC plants): Physics.step vs a captured graph vs MuJoCo",
+        add_args=_calls_args, run=_calls_run, suite=_calls_suite, table=_calls_table,
+        note="Microseconds per call of one step for the whole batch, each call continuing from the last "
+             "one's state (the median of the timed runs over 200 calls). 'captured' is "
+             "`Physics.capture(B).step` (a graph of the launch, replayed; CUDA graph on GPUs, Warp's CPU "
+             "graph on the CPU), with its default finite checks and output copies; MuJoCo is "
+             "`mujoco.rollout` called with one step per call."),
     "plan": _plan_benchmark(),
 }

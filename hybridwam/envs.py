@@ -1,7 +1,8 @@
 """Gymnasium environments over any hybridwam scene + task: a batched ``VectorEnv`` and a one-world ``Env``.
 
-``make_vec_env(task, num_envs)`` steps all worlds in ONE batched ``world.rollout`` call (one fused
-Warp launch for :class:`hw.Physics`), on the world model's device; ``world=`` swaps the physics for
+``make_vec_env(task, num_envs)`` steps all worlds in ONE batched ``world.rollout`` call (for
+:class:`hw.Physics`: one fused Warp launch, replayed from a graph captured on the first step, see
+``Physics.capture``), on the world model's device; ``world=`` swaps the physics for
 any ``hw.WorldModel`` (e.g. a calibrated :class:`hw.HybridModel`). Needs ``gymnasium`` (the
 ``gym`` extra: ``pip install "hybridwam[gym]"``). Conventions:
 
@@ -139,6 +140,7 @@ class HybridWamVecEnv(VectorEnv):
         if wm is not None and hasattr(wm, "names") and wm.names("joint") != task.names("joint"):
             raise ValueError(f"world model joints {wm.names('joint')} differ from the task's {task.names('joint')}")
         self.world = world
+        self._captured = None  # Physics worlds: a CapturedRollout, made on the first step
         self.device, self.dtype = _world_device_dtype(world)
         self.torch_output = bool(torch_output)
         self.num_envs = int(num_envs)
@@ -293,9 +295,15 @@ class HybridWamVecEnv(VectorEnv):
         ctrl = self._ctrl(actions)
         q0, v0 = self._qpos, self._qvel
         with torch.no_grad():
-            ctrls = ctrl.unsqueeze(1).expand(B, self.frame_skip, self.task.nu).contiguous()
-            traj = self.world.rollout(q0, v0, ctrls)
-            q1, v1 = traj.qpos[:, -1].contiguous(), traj.qvel[:, -1].contiguous()
+            if isinstance(self.world, Physics):
+                # the same launch every step: replay it from a captured graph (CUDA or Warp CPU graph)
+                if self._captured is None:
+                    self._captured = self.world.capture(B, self.frame_skip)
+                q1, v1 = self._captured.step(q0, v0, ctrl)
+            else:
+                ctrls = ctrl.unsqueeze(1).expand(B, self.frame_skip, self.task.nu).contiguous()
+                traj = self.world.rollout(q0, v0, ctrls)
+                q1, v1 = traj.qpos[:, -1].contiguous(), traj.qvel[:, -1].contiguous()
             elapsed = self._elapsed + 1
             wterm = np.where(elapsed > self.max_episode_steps - self.terminal_steps, 1.0 / self.terminal_steps, 0.0)
             wterm_t = torch.as_tensor(wterm, dtype=self.dtype).to(self.device)

@@ -4,6 +4,8 @@ Forward: one fused Warp launch for a whole rollout (``rollout_kernel``), one thr
 Backward: one adjoint launch of ``rollout_grad_kernel``, which replays the steps in reverse order
 and recomputes each step's intermediates from the stored states, so a rollout keeps only the
 trajectory, O(T * (nq + nv)) per world, never a tape of intermediates.
+Repeated fixed-shape forward calls (environments, MPC plants): ``Physics.capture`` records the
+launch once as a graph (CUDA graph on GPUs, Warp's CPU graph on the CPU) and replays it.
 """
 from __future__ import annotations
 
@@ -43,6 +45,11 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
     if t.device.type == "cpu":
         return torch.from_numpy(np.array(t.numpy(), copy=True))
     return t.contiguous().clone()
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    t = t.detach()
+    return bool(np.isfinite(t.numpy()).all()) if t.device.type == "cpu" else bool(torch.isfinite(t).all())
 
 
 def _finite_rows(t: torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -248,6 +255,13 @@ class Physics:
             Q, V, A = Q[0], V[0], A[0]
         return Trajectory(Q, V, A)
 
+    def capture(self, batch: int, horizon: int = 1, *, check_finite: bool | None = None,
+                copy_outputs: bool = True, graph: bool = True) -> CapturedRollout:
+        """A :class:`CapturedRollout` for ``batch`` worlds and ``horizon`` steps per call: the
+        same numbers as :meth:`rollout`, replayed from a captured graph, without gradients."""
+        return CapturedRollout(self, batch, horizon, check_finite=check_finite, copy_outputs=copy_outputs,
+                               graph=graph)
+
     def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
         """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel')."""
         ctrl = torch.as_tensor(ctrl)
@@ -257,3 +271,149 @@ class Physics:
 
         tr = self.rollout(qpos, qvel, ctrl.unsqueeze(-2), lift(qfrc_extra), lift(qacc_extra))
         return tr.qpos[..., 1, :], tr.qvel[..., 1, :]
+
+
+class CapturedRollout:
+    """Fixed-shape, forward-only rollouts replayed from a captured graph (``physics.capture``).
+
+    The rollout launch is recorded once over buffers this object owns: a CUDA graph on GPUs,
+    Warp's CPU graph on the CPU. Each call copies the inputs into those buffers and replays the
+    graph, skipping the allocation, autograd and launch set-up of :meth:`Physics.rollout`, which
+    dominate when a small batch is stepped one control step per call. The numbers are those of
+    ``Physics.rollout`` bit for bit; there are no gradients (use ``Physics.rollout`` for those).
+
+    ``rollout(qpos0 [B, nq], qvel0 [B, nv], ctrls [B, H, nu]) -> Trajectory`` and
+    ``step(qpos, qvel, ctrl [B, nu]) -> (qpos', qvel')``, which holds ctrl for the H steps
+    (a frame skip) and returns the final state. Optional ``qfrc_extra`` / ``qacc_extra``
+    [B, H, nv] as in ``Physics.rollout``. ``copy_outputs=False`` returns views of the internal
+    buffers, overwritten by the next call. Physical parameters edited in place are used by the
+    next call; parameter tensors replaced by new ones trigger a new capture. ``graph=False``
+    launches the kernel directly (same buffers, no capture).
+    """
+
+    def __init__(self, physics: Physics, batch: int, horizon: int = 1, *, check_finite: bool | None = None,
+                 copy_outputs: bool = True, graph: bool = True):
+        for name, v in (("batch", batch), ("horizon", horizon)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.physics = physics
+        self.batch, self.horizon = B, T = int(batch), int(horizon)
+        self.check_finite = physics.check_finite if check_finite is None else bool(check_finite)
+        self.copy_outputs = bool(copy_outputs)
+        self.use_graph = bool(graph)
+        m = physics.model
+        like = torch.empty(0, dtype=m.dtype, device=m.device)
+        self._Q = _zeros((B, T + 1, m.nq), like)
+        self._V = _zeros((B, T + 1, m.nv), like)
+        self._C = _zeros((B, T, max(m.nu, 1)), like)
+        self._F = _zeros((B, T, m.nv), like)
+        self._X = _zeros((B, T, m.nv), like)
+        self._A = _zeros((B, T, m.nv), like)
+        self._extras_set = False
+        self._params_key: tuple | None = None
+        self.graph = None
+        self.captures = 0  # how many times the launch was (re)recorded
+
+    # ---- launch ------------------------------------------------------------------------------
+    def _launch(self, params, stream=None):
+        ph, m = self.physics, self.physics.model
+        w = ph._wp
+        wp.launch(ph._mod.rollout_kernel, dim=self.batch, device=m.device, stream=stream,
+                  inputs=[w(self._Q), w(self._V), w(self._C), w(self._F), w(self._X), w(self._A), self.horizon,
+                          *ph._wp_params(params)])
+
+    def _run(self):
+        m = self.physics.model
+        params = m.parameters([n for n, _ in PARAM_SPEC])
+        key = tuple(map(torch.Tensor.data_ptr, params))
+        if not self.use_graph:
+            with _stream_scope(m.device):
+                self._launch(params)
+            return
+        cuda = m.device.startswith("cuda")
+        if self.graph is None or key != self._params_key:
+            # graphs bake in array addresses: record again when a parameter tensor was replaced
+            self.graph = None
+            stream = wp.Stream(m.device) if cuda else None
+            if cuda:
+                torch.cuda.synchronize(torch.device(m.device))
+            try:
+                with wp.ScopedCapture(device=m.device, stream=stream) as cap:
+                    self._launch(params, stream=stream)
+            except RuntimeError as e:
+                raise RuntimeError(f"graph capture of the rollout failed on {m.device} ({e}); "
+                                   "physics.capture(..., graph=False) launches without a graph") from e
+            self.graph, self._params_key = cap.graph, key
+            self.captures += 1
+        if cuda:
+            wp.capture_launch(self.graph, stream=wp.stream_from_torch(torch.device(m.device)))
+        else:
+            wp.capture_launch(self.graph)
+
+    # ---- inputs / outputs ----------------------------------------------------------------------
+    def _load(self, dst: torch.Tensor, x, name: str, shape: tuple):
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name}: expected shape {list(shape)} (this capture is for batch={self.batch}, "
+                             f"horizon={self.horizon}), got {list(x.shape)}")
+        if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{name} requires grad, but a captured rollout has no gradients; "
+                               "use physics.rollout (or detach the input)")
+        if self.check_finite and x.numel() and not _all_finite(x):
+            bad = [i for i, good in enumerate(_finite_rows(x).tolist()) if not good]
+            raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+        if x.numel():
+            if dst.device.type == "cpu" and x.device.type == "cpu":
+                np.copyto(dst.numpy(), x.detach().numpy(), casting="unsafe")  # no torch OpenMP threads
+            else:
+                dst.copy_(x.detach())
+
+    def _load_extras(self, qfrc_extra, qacc_extra):
+        B, T, nv = self.batch, self.horizon, self.physics.model.nv
+        given = qfrc_extra is not None or qacc_extra is not None
+        if given or self._extras_set:
+            for dst, x, name in ((self._F, qfrc_extra, "qfrc_extra"), (self._X, qacc_extra, "qacc_extra")):
+                if x is None:
+                    dst.zero_()
+                else:
+                    self._load(dst, x, name, (B, T, nv))
+            self._extras_set = given
+
+    def _check(self):
+        if self.check_finite and not (_all_finite(self._Q) and _all_finite(self._V)):
+            self.physics._check_output(self._Q, self._V)  # names the worlds and the step
+
+    def _out(self, t: torch.Tensor) -> torch.Tensor:
+        return _copy(t) if self.copy_outputs else t
+
+    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None) -> Trajectory:
+        """qpos0 [B, nq], qvel0 [B, nv], ctrls [B, H, nu] -> Trajectory (qpos [B, H+1, nq], ...)."""
+        m, B, T = self.physics.model, self.batch, self.horizon
+        self._load(self._Q[:, 0], qpos0, "qpos0", (B, m.nq))
+        self._load(self._V[:, 0], qvel0, "qvel0", (B, m.nv))
+        self._load(self._C[..., :m.nu], ctrls, "ctrls", (B, T, m.nu))
+        self._load_extras(qfrc_extra, qacc_extra)
+        self._run()
+        self._check()
+        return Trajectory(self._out(self._Q), self._out(self._V), self._out(self._A))
+
+    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
+        """qpos [B, nq], qvel [B, nv], ctrl [B, nu] held for the H steps -> final (qpos', qvel')."""
+        m, B, T = self.physics.model, self.batch, self.horizon
+        self._load(self._Q[:, 0], qpos, "qpos", (B, m.nq))
+        self._load(self._V[:, 0], qvel, "qvel", (B, m.nv))
+        c = ctrl if isinstance(ctrl, torch.Tensor) else torch.as_tensor(np.asarray(ctrl))
+        if tuple(c.shape) != (B, m.nu):
+            raise ValueError(f"ctrl: expected shape [{B}, {m.nu}] (this capture is for batch={B}), got {list(c.shape)}")
+        self._load(self._C[..., :m.nu], c.unsqueeze(1).expand(B, T, m.nu), "ctrl", (B, T, m.nu))
+        self._load_extras(qfrc_extra, qacc_extra)
+        self._run()
+        self._check()
+        return self._out(self._Q[:, -1]), self._out(self._V[:, -1])
+
+    def __repr__(self) -> str:
+        dev = self.physics.model.device
+        kind = "no graph" if not self.use_graph else "CUDA graph" if dev.startswith("cuda") else "Warp CPU graph"
+        return f"CapturedRollout(batch={self.batch}, horizon={self.horizon}, device={dev}, {kind})"

@@ -89,3 +89,15 @@ def test_mujoco_warp_peer_simulates_what_mujoco_simulates():
     # model in both, so the states agree too (measured: 2e-6 / 1e-4 after 100 steps)
     r = bench_step("pusher", batch=4, steps=20, repeat=1, device="cpu", seed=3, peers=("mjwarp",))
     assert r["mjwarp_max_abs_dq"] < 1e-4 and r["mjwarp_max_abs_dv"] < 1e-2, r
+
+
+def test_bench_calls_three_ways_simulate_the_same_steps(tmp_path):
+    """Per-call stepping: the captured graph gives exactly Physics.step's states, and both follow
+    MuJoCo's one-step-per-call rollout; no timing assertion."""
+    from hybridwam.bench import _calls_table, bench_calls
+
+    r = bench_calls("acrobot", batch=4, calls=30, repeat=1, device="cpu")
+    assert r["captured_equals_step"] is True
+    assert r["max_abs_diff_vs_mujoco"] < 1e-4, r
+    assert min(r["step_us_per_call"], r["captured_us_per_call"], r["mujoco_us_per_call"]) > 0
+    assert "| acrobot | 4 |" in _calls_table([r]) and "Warp CPU graph" in r["graph"]

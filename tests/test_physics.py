@@ -621,3 +621,107 @@ def test_spinning_box_conserves_angular_momentum(sim):
         np.testing.assert_allclose(Q[:, :3], Q[0, :3] + t[:, None] * V[0, :3], atol=1e-4)
     ratio = drifts[0] / drifts[1]
     assert 1.9 < ratio < 2.1, f"drift not first order in h: {drifts}"
+
+
+# ==== 7. captured rollouts (Physics.capture) =======================================================
+# A captured rollout replays one recorded launch over its own buffers; the pitfalls it must avoid
+# are stale buffers (inputs of an earlier call, extras left set) and stale addresses (parameter
+# tensors replaced after the capture). Each test checks against MuJoCo or against Physics.rollout,
+# which section 1-3 check against MuJoCo.
+def _capture_inputs(model, B, T, rng, seed_shift=0.0):
+    qpos, qvel = random_free_state(model.mj, B, rng, vel_scale=1.0)
+    ctrls = np.stack([random_ctrl(model.mj, B, rng) for _ in range(T)], 1)
+    return (to_torch(x) for x in as_float32(qpos + seed_shift, qvel, ctrls))
+
+
+@pytest.mark.parametrize("scene", ["acrobot", "pusher"])
+def test_captured_rollout_equals_rollout_bit_for_bit(sim, rng, scene):
+    """Three calls with fresh inputs (the pusher's box on the table: contacts), as a graph and
+    without one: every output equals Physics.rollout exactly; one capture serves all calls."""
+    model, physics = sim(scene)
+    B, T = 16, 4
+    cap, direct = physics.capture(B, T), physics.capture(B, T, graph=False)
+    for _ in range(3):
+        q, v, u = _capture_inputs(model, B, T, rng)
+        ref = physics.rollout(q, v, u)
+        for tr in (cap.rollout(q, v, u), direct.rollout(q, v, u)):
+            for a, b in ((tr.qpos, ref.qpos), (tr.qvel, ref.qvel), (tr.qacc, ref.qacc)):
+                assert torch.equal(a, b)
+        q1, v1 = cap.step(q, v, u[:, 0])  # ctrl held for the horizon (a frame skip)
+        held = physics.rollout(q, v, u[:, :1].expand(B, T, model.nu))
+        assert torch.equal(q1, held.qpos[:, -1]) and torch.equal(v1, held.qvel[:, -1])
+    assert cap.captures == 1 and cap.graph is not None and direct.graph is None
+
+
+def test_captured_step_matches_mujoco_and_follows_parameter_edits(sim, rng):
+    """In-place edits of model.params reach the next call through the same graph; a parameter
+    tensor replaced by a new one is captured again. Both checked against mj_step with the same
+    edit in the MjModel."""
+    model, physics = sim(("actuated_capture", mujoco.MjModel.from_xml_string(ACTUATED_XML)), "float64")
+    mj, B = model.mj, 8
+    cap = physics.capture(B, 1)
+
+    def check():
+        qpos, qvel = random_state(mj, B, rng)
+        ctrl = random_ctrl(mj, B, rng)
+        q1, v1 = cap.step(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64),
+                          to_torch(ctrl, torch.float64))
+        mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
+        assert rel_err(q1, mq) <= TOL64 and rel_err(v1, mv) <= TOL64
+
+    check()
+    with torch.no_grad():
+        model.params["body_mass"][2] *= 1.7
+    mj.body_mass[2] *= 1.7
+    check()
+    assert cap.captures == 1
+    model.params["actuator_gain"] = torch.full_like(model.params["actuator_gain"], 3.0)
+    mj.actuator_gainprm[:, 0] = 3.0
+    check()
+    assert cap.captures == 2
+
+
+def test_captured_extras_do_not_stick_and_outputs_copy_or_alias(sim, rng):
+    model, physics = sim("acrobot")
+    B, T = 8, 3
+    q, v, u = _capture_inputs(model, B, T, rng)
+    frc = torch.full((B, T, model.nv), 2.0)
+    cap = physics.capture(B, T)
+    assert torch.equal(cap.rollout(q, v, u, qfrc_extra=frc).qvel, physics.rollout(q, v, u, qfrc_extra=frc).qvel)
+    plain = physics.rollout(q, v, u)
+    first = cap.rollout(q, v, u)
+    assert torch.equal(first.qvel, plain.qvel)  # the extra force of the previous call is gone
+    cap.rollout(q, v, -u)
+    assert torch.equal(first.qvel, plain.qvel)  # copies by default: the next call changed nothing here
+    view = physics.capture(B, T, copy_outputs=False)
+    out = view.rollout(q, v, u).qvel
+    assert torch.equal(out, plain.qvel)
+    view.rollout(q, v, -u)
+    assert not torch.equal(out, plain.qvel)  # views of the buffers, as documented
+
+
+def test_captured_rollout_errors(sim, rng):
+    model, physics = sim("acrobot")
+    cap = physics.capture(4, 2)
+    q, v, u = _capture_inputs(model, 4, 2, rng)
+    with pytest.raises(ValueError, match=r"ctrls: expected shape \[4, 2, 1\].*batch=4, horizon=2"):
+        cap.rollout(q, v, u[:, :1])
+    with pytest.raises(ValueError, match=r"qpos0: expected shape \[4, 2\]"):
+        cap.rollout(q[:3], v, u)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        cap.rollout(q, v * float("nan"), u)
+    with pytest.raises(RuntimeError, match="no gradients"):
+        cap.rollout(q, v, u.clone().requires_grad_(True))
+    with pytest.raises(hw.NonFiniteError):
+        cap.rollout(q, v + 1e38, u)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            physics.capture(bad)
+
+
+def test_captured_model_without_actuators(sim):
+    model, physics = sim("spinning_box")
+    q, v = model.default_state(3)
+    v[:, 3:] = torch.tensor([0.0, 5.0, 0.0])
+    tr = physics.capture(3, 5).rollout(q, v, torch.zeros(3, 5, 0))
+    assert torch.equal(tr.qpos, physics.rollout(q, v, torch.zeros(3, 5, 0)).qpos)
