@@ -102,6 +102,8 @@ def machine_info(device: str = "cpu") -> dict:
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    peers = {n: p.version() for n, p in PEERS.items()}
+    info["peers"] = ", ".join(f"{PEERS[n].label} {v}" for n, v in peers.items() if v) or "none installed"
     return info
 
 
@@ -366,7 +368,7 @@ def machine_lines(info: dict) -> list[str]:
             f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
             f"- device: {dev}",
             f"- versions: python {info['python']}, torch {info['torch']}, warp {info['warp']}, "
-            f"mujoco {info['mujoco']}",
+            f"mujoco {info['mujoco']}; peers: {info.get('peers', 'not recorded')}",
             f"- load average (1 min) at start: {info.get('load_average_1min')}"]
 
 
@@ -374,7 +376,7 @@ def write_report(name: str, rows: list[dict], info: dict, out_dir: str,
                  table: Callable[[list[dict]], str] = markdown_table, note: str = "") -> tuple[str, str, str]:
     """Write ``<out_dir>/<name>.md`` and ``<name>.csv``; returns (md_path, csv_path, markdown)."""
     os.makedirs(out_dir, exist_ok=True)
-    md = "\n".join([f"# hybridwam benchmark: {name}", "", *machine_lines(info), "", note, "", table(rows), ""])
+    md = "\n".join([f"# hybridwam benchmark: {name}", "", report_body(rows, info, table, note), ""])
     md_path = os.path.join(out_dir, f"{name}.md")
     csv_path = os.path.join(out_dir, f"{name}.csv")
     with open(md_path, "w") as f:
@@ -386,6 +388,42 @@ def write_report(name: str, rows: list[dict], info: dict, out_dir: str,
         for r in rows:
             w.writerow({**r, **info})
     return md_path, csv_path, md
+
+
+def readme_key(name: str, device: str) -> str:
+    """Marker key of a benchmark's README section: ``step:cpu``, ``grad:cuda``, ..."""
+    return f"{name}:{'cuda' if device.startswith('cuda') else 'cpu'}"
+
+
+def readme_markers(key: str) -> tuple[str, str]:
+    return f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+
+
+def check_readme(path: str, keys: list[str]) -> str:
+    """The README's text, after checking that it has both markers of every section in ``keys``
+    (so a long benchmark run cannot end in a README it cannot update)."""
+    with open(path) as f:
+        text = f.read()
+    missing = [m for k in keys for m in readme_markers(k) if text.count(m) != 1]
+    if missing:
+        raise ValueError(f"{path}: needs each of these markers exactly once (the benchmark's table goes "
+                         f"between a pair): {', '.join(missing)}")
+    return text
+
+
+def update_readme(path: str, key: str, markdown: str) -> None:
+    """Replace what lies between the README's markers of ``key`` with ``markdown``."""
+    text = check_readme(path, [key])
+    start, end = readme_markers(key)
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{start}\n{markdown.strip()}\n{end}{tail}")
+
+
+def report_body(rows: list[dict], info: dict, table: Callable[[list[dict]], str], note: str) -> str:
+    """A report without its title: machine lines, what the figures mean, the table."""
+    return "\n".join([*machine_lines(info), "", note, "", table(rows)])
 
 
 # ---- grad -----------------------------------------------------------------------------------

@@ -144,11 +144,18 @@ def cmd_simulate(args) -> int:
 
 # ---- bench -----------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
-    from .bench import BENCHMARKS, machine_info, write_report
+    from .bench import BENCHMARKS, check_readme, machine_info, readme_key, report_body, update_readme, write_report
 
     names = [args.bench_name] if args.bench_name else list(BENCHMARKS)
     device = args.device or "cpu"
     args.device = device
+    readme = getattr(args, "readme", None)
+    if readme:
+        try:
+            check_readme(readme, [readme_key(n, device) for n in names])
+        except (OSError, ValueError) as e:
+            print(f"hybridwam: error: --readme: {e}", file=sys.stderr)
+            return 2
     info = machine_info(device)
     print(f"machine: {info['cpu']}, {info['cores']} cores; device {device}; torch {info['torch']}, "
           f"warp {info['warp']}, mujoco {info['mujoco']}", flush=True)
@@ -163,6 +170,9 @@ def cmd_bench(args) -> int:
         print()
         print(md)
         print(f"written: {os.path.abspath(md_path)}, {os.path.abspath(csv_path)}")
+        if readme:
+            update_readme(readme, readme_key(name, device), report_body(rows, info, bm.table, bm.note))
+            print(f"updated: {os.path.abspath(readme)} (section {readme_key(name, device)})")
     return 0
 
 
@@ -240,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", type=_device, default=None, help="cpu or cuda[:N] (default: cpu)")
     common.add_argument("--out", default=BENCH_OUT, metavar="DIR", help=f"report folder (default: {BENCH_OUT})")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    common.add_argument("--readme", default=None, metavar="MD",
+                        help="also write each benchmark's table into this Markdown file, between its markers "
+                             "<!-- bench:NAME:DEV --> and <!-- /bench:NAME:DEV --> (DEV: cpu or cuda)")
     common_sub = argparse.ArgumentParser(add_help=False)
     for a in common._actions:
         common_sub.add_argument(*a.option_strings, type=a.type, default=argparse.SUPPRESS, help=a.help,

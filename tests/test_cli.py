@@ -132,3 +132,30 @@ def test_calibrate_real_logs_writes_checkpoint_and_report(tmp_path, capsys):
 
     world = hw.HybridModel.load(str(out))
     assert world.residual is not None and world.nv == 2
+
+
+def test_bench_writes_its_table_into_the_readme_between_markers(tmp_path, capsys):
+    """--readme replaces only the benchmark's own section; prose around it stays. Without the
+    markers the command stops before it benchmarks anything, naming the markers it needs."""
+    readme = tmp_path / "README.md"
+    before = "# Title\n\nprose above\n<!-- bench:calls:cpu -->\nold table\n<!-- /bench:calls:cpu -->\nprose below\n"
+    readme.write_text(before)
+    argv = ["bench", "calls", "--scene", "pendulum", "--batch", "2", "--calls", "5", "--repeat", "1",
+            "--device", "cpu", "--out", str(tmp_path / "out"), "--readme", str(readme)]
+    assert main(argv) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nprose above\n<!-- bench:calls:cpu -->\n- date: ")
+    assert text.endswith("<!-- /bench:calls:cpu -->\nprose below\n") and "old table" not in text
+    section = text.split("<!-- bench:calls:cpu -->")[1].split("<!-- /bench:calls:cpu -->")[0]
+    assert "| pendulum | 2 |" in section and "- machine: " in section and "peers: " in section
+    # the section is the report the benchmark wrote, minus its title
+    report = (tmp_path / "out" / "calls.md").read_text()
+    assert section.strip() == report.split("\n", 2)[2].strip()
+    capsys.readouterr()
+    stamp = (tmp_path / "out" / "calls.md").stat().st_mtime_ns
+    readme.write_text("# no markers\n")
+    assert main([*argv[:-2], "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert "<!-- bench:calls:cpu -->" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "calls.md").stat().st_mtime_ns == stamp  # nothing ran
+    assert readme.read_text() == "# no markers\n"

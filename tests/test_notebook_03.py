@@ -1,6 +1,7 @@
 """notebooks/03_physics_backend.ipynb runs end to end (nbclient, kernel "python3") with its parameter
 cell overridden to small settings: model loading, batched rollouts against MuJoCo, timing against
-mujoco.rollout, gradients against finite differences, the vector env, and a HybridModel swapped in."""
+mujoco.rollout and per-call stepping with a captured graph, gradients against finite differences,
+the vector env, and a HybridModel swapped in."""
 from __future__ import annotations
 
 import re
@@ -17,6 +18,8 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_physics_backe
 SMALL = """BATCH_SIZES = [16, 128]
 TIMING_STEPS = 20
 TIMING_REPEAT = 1
+CALL_BATCHES = [4]
+CALLS = 20
 NUM_ENVS = 8
 ENV_STEPS = 310
 TRAIN_ITERS = 20
@@ -44,6 +47,8 @@ def test_notebook_03_runs(tmp_path):
     assert _number(r"max \|hybridwam - MuJoCo\| over \d+ steps of world 0: (\S+)", text) < 1e-3
     assert _number(r"relative difference (\S+)", text) < 1e-2  # adjoint vs finite difference
     assert re.search(r"^\s+128\s+\d", text, re.M), "timing row for 128 worlds"
+    assert "equal to physics.step after 50 calls: True" in text  # the captured graph's numbers
+    assert re.search(r"^\s+4\s+\d+\s+\d+\s+\d+\s+[\d.]+x$", text, re.M), "per-call timing row for 4 worlds"
     assert "episodes finished" in text  # the vector env ran past the horizon and autoreset
     assert "gym.make_vec with torch_output: Tensor" in text
     assert _number(r"zero residual == physics in the env: max \|obs diff\| = (\S+)", text) == 0.0
