@@ -344,6 +344,7 @@ class CapturedRollout:
                 raise RuntimeError(f"graph capture of the rollout failed on {m.device} ({e}); "
                                    "physics.capture(..., graph=False) launches without a graph") from e
             self.graph, self._params_key = cap.graph, key
+            self._capture_stream = stream  # kept alive with the graph
             self.captures += 1
         if cuda:
             wp.capture_launch(self.graph, stream=wp.stream_from_torch(torch.device(m.device)))
