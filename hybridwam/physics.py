@@ -312,6 +312,7 @@ class CapturedRollout:
         self._extras_set = False
         self._params_key: tuple | None = None
         self.graph = None
+        self._capture_stream = None
         self.captures = 0  # how many times the launch was (re)recorded
 
     # ---- launch ------------------------------------------------------------------------------
