@@ -193,7 +193,7 @@ def _mesh_pair_lines(s: Structure, i: int, g1: int, g2: int, vel: list[str]) -> 
     return out
 
 
-def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int, str]
+def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int, str], second: bool = False
                    ) -> dict[int, list[tuple[str, int]]]:
     """Contact actions of every candidate pair; returns body -> [(sign, pair)] acting on it.
 
@@ -201,31 +201,45 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
     and contact law only when it passes, so the time per world is O(pairs) cheap tests plus
     O(touching pairs) contact work. The action is computed about a point near the contact and
     shifted to each body's tree reference point (float32 precision does not depend on the
-    distance from the world origin).
+    distance from the world origin). Body velocities go to the contact law as 2x3 matrices (start
+    of the step; predicted end): ``second`` is the second solve, where implicitly treated pairs
+    get the first solve's predicted velocities ``vwp`` / ``vvp`` (the friction limit of
+    kernels/contact.contact_force); in the first solve both rows are the start velocities.
     """
     Z = "V3(T(0.0), T(0.0), T(0.0))"
     ZM = "M33(T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0), T(0.0))"
     used = sorted({g for p in s.pairs for g in p})
-    e("# ---- contacts")
-    e("ctau = contact_tau[0]")
-    e("ceps = contact_eps[0]")
-    e("cmargin = ctau * T(2.0)")
-    for g in used:
-        b = s.geom_body[g]
-        e(f"gp{g} = xp{b} + wp.quat_rotate(xq{b}, geom_pos[{g}])")
-        e(f"gR{g} = wp.quat_to_matrix(xq{b} * geom_quat[{g}])")
-        e(f"gz{g} = V3(gR{g}[0, 2], gR{g}[1, 2], gR{g}[2, 2])")
+    e(f"# ---- contacts ({'second solve, with predicted velocities' if second else 'first solve'})")
+    if not second:
+        e("ctau = contact_tau[0]")
+        e("ceps = contact_eps[0]")
+        e("cmargin = ctau * T(2.0)")
+        for g in used:
+            b = s.geom_body[g]
+            e(f"gp{g} = xp{b} + wp.quat_rotate(xq{b}, geom_pos[{g}])")
+            e(f"gR{g} = wp.quat_to_matrix(xq{b} * geom_quat[{g}])")
+            e(f"gz{g} = V3(gR{g}[0, 2], gR{g}[1, 2], gR{g}[2, 2])")
     acting: dict[int, list[tuple[str, int]]] = {}
     for i, (g1, g2) in enumerate(s.pairs):
         b1, b2 = s.geom_body[g1], s.geom_body[g2]
         e(f"# pair {i}: geom {g1} (body {b1}) - geom {g2} (body {b2})")
-        e(f"rc{i} = gp{g2}")
+        if not second:
+            e(f"rc{i} = gp{g2}")
         vel = []
         for bb in (b1, b2):
-            if moving[bb]:
-                vel += [f"vw{bb}", f"vv{bb} + wp.cross(vw{bb}, rc{i} - {ref[bb]})"]
+            if not moving[bb]:
+                vel += [f"wp.matrix_from_rows({Z}, {Z})"] * 2
+                continue
+            if not second:
+                e(f"cv{i}_{bb} = vv{bb} + wp.cross(vw{bb}, rc{i} - {ref[bb]})")
+            if second and s.pair_implicit[i]:
+                e(f"cvp{i}_{bb} = vvp{bb} + wp.cross(vwp{bb}, rc{i} - {ref[bb]})")
+                vel += [f"wp.matrix_from_rows(vw{bb}, vwp{bb})", f"wp.matrix_from_rows(cv{i}_{bb}, cvp{i}_{bb})"]
             else:
-                vel += [Z, Z]
+                vel += [f"wp.matrix_from_rows(vw{bb}, vw{bb})", f"wp.matrix_from_rows(cv{i}_{bb}, cv{i}_{bb})"]
+        # the first solve's total force of the pair: its normal load, shared by the pair's points
+        # in the second solve's friction limit (zero in the first solve: no sharing)
+        e(f"cFp{i} = {'cF' + str(i) if second and s.pair_implicit[i] else Z}")
         e(f"cN{i} = {Z}")
         e(f"cF{i} = {Z}")
         e(f"cA{i} = {ZM}")
@@ -236,7 +250,7 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
         else:
             e(f"if wp.length_sq(gp{g2} - gp{g1}) < wp.pow(geom_rbound[{g1}] + geom_rbound[{g2}] + cmargin, T(2.0)):")
         e(f"    cprm{i} = VP(pair_meff[{i}], pair_stiffness[{i}], pair_damping[{i}], "
-          f"wp.max(geom_friction[{g1}], geom_friction[{g2}]), ctau, ceps, h)")
+          f"wp.max(geom_friction[{g1}], geom_friction[{g2}]), ctau, ceps, h, cFp{i}[0], cFp{i}[1], cFp{i}[2])")
         call = _pair_call(s, g1, g2)
         if call is None:
             for line in _mesh_pair_lines(s, i, g1, g2, vel):
@@ -258,6 +272,22 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
                 e(f"cC{i}_{bb} = cC{i} * {sc}")
             acting.setdefault(bb, []).append((sign, i))
     return acting
+
+
+def _emit_predicted_velocities(e: _Emitter, s: Structure, moving: list[bool], dof_body: list[int]):
+    """Velocities at the end of the step that the first solve predicts: qdp = qd + h (a + ax),
+    then each moving body's (vwp, vvp), propagated down the tree as (vw, vv) are."""
+    for d in range(s.nv):
+        e(f"qdp{d} = qd{d} + h * (a{d} + ax[{d}])")
+    for b in range(1, len(s.body_parent)):
+        if not moving[b]:
+            continue
+        p = s.body_parent[b]
+        pm = p if moving[p] else 0
+        dofs = [d for d in range(s.nv) if dof_body[d] == b]
+        base_w, base_v = (f"vwp{pm}", f"vvp{pm}") if pm else ("vw0", "vv0")
+        e(f"vwp{b} = {base_w}" + "".join(f" + sw{d} * qdp{d}" for d in dofs))
+        e(f"vvp{b} = {base_v}" + "".join(f" + sv{d} * qdp{d}" for d in dofs))
 
 
 def _step_func(s: Structure) -> str:
@@ -400,34 +430,9 @@ def _step_func(s: Structure) -> str:
         e(f"pf{b} = inertia_apply_f(im{b}, ih{b}, vw{b}, vv{b})")
         e(f"fn{b} = inertia_apply_n(ih{b}, iJ{b}, aw{b}, av{b}) + cross_force_n(vw{b}, vv{b}, pn{b}, pf{b})")
         e(f"ff{b} = inertia_apply_f(im{b}, ih{b}, aw{b}, av{b}) + cross_force_f(vw{b}, vv{b}, pn{b}, pf{b})")
-    acting = _emit_contacts(e, s, moving, ref) if s.pairs else {}
-    contact = bool(s.pairs)
-    # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA); contact wrenches act
-    # as external forces, their implicit stiffness as extra composite inertia (6x6 in A, B, C form)
-    children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
-    for b in range(nb - 1, 0, -1):
-        if not moving[b]:
-            continue
-        ch = children[b]
-        ext_n = "".join(f" - cn{i}_{b}" for _, i in acting.get(b, []))
-        ext_f = "".join(f" - cf{i}_{b}" for _, i in acting.get(b, []))
-        e(f"Fn{b} = fn{b}{ext_n}" + "".join(f" + Fn{c}" for c in ch))
-        e(f"Ff{b} = ff{b}{ext_f}" + "".join(f" + Ff{c}" for c in ch))
-        if contact:
-            imp = [i for _, i in acting.get(b, []) if s.pair_implicit[i]]
-            e(f"cA{b}_ = iJ{b}" + "".join(f" + cA{i}_{b}" for i in imp) + "".join(f" + cA{c}_" for c in ch))
-            e(f"cB{b}_ = skew(ih{b})" + "".join(f" + cB{i}_{b}" for i in imp) + "".join(f" + cB{c}_" for c in ch))
-            e(f"cC{b}_ = wp.identity(n=3, dtype=T) * im{b}" + "".join(f" + cC{i}_{b}" for i in imp)
-              + "".join(f" + cC{c}_" for c in ch))
-        else:
-            e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
-            e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
-            e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
-    # ---- generalized forces: bias, passive, actuators, extra
+    # ---- generalized force terms that do not depend on contact: passive, actuators, extra
     f_terms: dict[int, list[str]] = {d: [] for d in range(s.nv)}
     for d in range(s.nv):
-        b = dof_body[d]
-        f_terms[d].append(f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))")
         f_terms[d].append(f"-dof_damping[{d}] * qd{d}")
         # smooth Coulomb friction (hybridwam extra, zero unless set): -c tanh(qd / v_s)
         f_terms[d].append(f"-dof_coulomb[{d}] * wp.tanh(qd{d} / dof_coulomb_vel[{d}])")
@@ -466,53 +471,83 @@ def _step_func(s: Structure) -> str:
         if s.jnt_actfrclimited[j]:
             e(f"fa{j} = wp.clamp(fa{j}, jnt_actfrcrange[{j}][0], jnt_actfrcrange[{j}][1])")
         f_terms[da].append(f"fa{j}")
-    for d in range(s.nv):
-        e(f"f{d} = " + " + ".join(f_terms[d]))
-    # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
-    # CRBA: the composite inertia of each dof's body applied to its motion axis, once per dof
-    for i in range(s.nv):
-        bi = dof_body[i]
-        if contact:
-            e(f"Fn_{i} = cA{bi}_ * sw{i} + cB{bi}_ * sv{i}")
-            e(f"Ff_{i} = wp.transpose(cB{bi}_) * sw{i} + cC{bi}_ * sv{i}")
-        else:
-            e(f"Fn_{i} = inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i})")
-            e(f"Ff_{i} = inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i})")
-    A: dict[tuple[int, int], str | None] = {}
-    for i in range(s.nv):
-        bi = dof_body[i]
-        anc = set(_ancestors(s, bi))
-        for j in range(i + 1):
-            if dof_body[j] not in anc:
-                A[i, j] = None
+    contact = bool(s.pairs)
+    children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
+    # one solve, or two when some contact is treated implicitly: the second limits each contact's
+    # friction to mu f_n using the velocities the first predicted (kernels/contact.contact_force)
+    for second in ((False, True) if contact and any(s.pair_implicit) else (False,)):
+        if second:
+            _emit_predicted_velocities(e, s, moving, dof_body)
+        acting = _emit_contacts(e, s, moving, ref, second) if contact else {}
+        # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA); contact wrenches
+        # act as external forces, their implicit stiffness as extra composite inertia (A, B, C)
+        for b in range(nb - 1, 0, -1):
+            if not moving[b]:
                 continue
-            expr = f"wp.dot(sw{j}, Fn_{i}) + wp.dot(sv{j}, Ff_{i})"
-            if i == j:
-                expr += f" + dof_armature[{i}]"
-                if s.implicit_damping:
-                    expr += f" + h * dof_damping[{i}]"
-            e(f"M{i}_{j} = {expr}")
-            A[i, j] = f"M{i}_{j}"
-    # ---- dense Cholesky with symbolic zeros, then two triangular solves
-    L: dict[tuple[int, int], str | None] = {}
-    for j in range(s.nv):
-        terms = [f"L{j}_{k} * L{j}_{k}" for k in range(j) if L[j, k]]
-        e(f"L{j}_{j} = wp.sqrt({A[j, j]}" + "".join(f" - {t}" for t in terms) + ")")
-        L[j, j] = f"L{j}_{j}"
-        for i in range(j + 1, s.nv):
-            terms = [f"L{i}_{k} * L{j}_{k}" for k in range(j) if L[i, k] and L[j, k]]
-            if A[i, j] is None and not terms:
-                L[i, j] = None
-                continue
-            num = (A[i, j] or "T(0.0)") + "".join(f" - {t}" for t in terms)
-            e(f"L{i}_{j} = ({num}) / L{j}_{j}")
-            L[i, j] = f"L{i}_{j}"
-    for i in range(s.nv):
-        terms = [f"L{i}_{k} * y{k}" for k in range(i) if L[i, k]]
-        e(f"y{i} = (f{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
-    for i in range(s.nv - 1, -1, -1):
-        terms = [f"L{k}_{i} * a{k}" for k in range(i + 1, s.nv) if L[k, i]]
-        e(f"a{i} = (y{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+            ch = children[b]
+            ext_n = "".join(f" - cn{i}_{b}" for _, i in acting.get(b, []))
+            ext_f = "".join(f" - cf{i}_{b}" for _, i in acting.get(b, []))
+            e(f"Fn{b} = fn{b}{ext_n}" + "".join(f" + Fn{c}" for c in ch))
+            e(f"Ff{b} = ff{b}{ext_f}" + "".join(f" + Ff{c}" for c in ch))
+            if contact:
+                imp = [i for _, i in acting.get(b, []) if s.pair_implicit[i]]
+                e(f"cA{b}_ = iJ{b}" + "".join(f" + cA{i}_{b}" for i in imp) + "".join(f" + cA{c}_" for c in ch))
+                e(f"cB{b}_ = skew(ih{b})" + "".join(f" + cB{i}_{b}" for i in imp) + "".join(f" + cB{c}_" for c in ch))
+                e(f"cC{b}_ = wp.identity(n=3, dtype=T) * im{b}" + "".join(f" + cC{i}_{b}" for i in imp)
+                  + "".join(f" + cC{c}_" for c in ch))
+            else:
+                e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
+                e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
+                e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
+        # generalized forces: bias (RNE, with contact wrenches), then the terms above
+        for d in range(s.nv):
+            b = dof_body[d]
+            e(f"f{d} = " + " + ".join([f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))", *f_terms[d]]))
+        # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
+        # CRBA: the composite inertia of each dof's body applied to its motion axis, once per dof
+        for i in range(s.nv):
+            bi = dof_body[i]
+            if contact:
+                e(f"Fn_{i} = cA{bi}_ * sw{i} + cB{bi}_ * sv{i}")
+                e(f"Ff_{i} = wp.transpose(cB{bi}_) * sw{i} + cC{bi}_ * sv{i}")
+            else:
+                e(f"Fn_{i} = inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i})")
+                e(f"Ff_{i} = inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i})")
+        A: dict[tuple[int, int], str | None] = {}
+        for i in range(s.nv):
+            bi = dof_body[i]
+            anc = set(_ancestors(s, bi))
+            for j in range(i + 1):
+                if dof_body[j] not in anc:
+                    A[i, j] = None
+                    continue
+                expr = f"wp.dot(sw{j}, Fn_{i}) + wp.dot(sv{j}, Ff_{i})"
+                if i == j:
+                    expr += f" + dof_armature[{i}]"
+                    if s.implicit_damping:
+                        expr += f" + h * dof_damping[{i}]"
+                e(f"M{i}_{j} = {expr}")
+                A[i, j] = f"M{i}_{j}"
+        # ---- dense Cholesky with symbolic zeros, then two triangular solves
+        L: dict[tuple[int, int], str | None] = {}
+        for j in range(s.nv):
+            terms = [f"L{j}_{k} * L{j}_{k}" for k in range(j) if L[j, k]]
+            e(f"L{j}_{j} = wp.sqrt({A[j, j]}" + "".join(f" - {t}" for t in terms) + ")")
+            L[j, j] = f"L{j}_{j}"
+            for i in range(j + 1, s.nv):
+                terms = [f"L{i}_{k} * L{j}_{k}" for k in range(j) if L[i, k] and L[j, k]]
+                if A[i, j] is None and not terms:
+                    L[i, j] = None
+                    continue
+                num = (A[i, j] or "T(0.0)") + "".join(f" - {t}" for t in terms)
+                e(f"L{i}_{j} = ({num}) / L{j}_{j}")
+                L[i, j] = f"L{i}_{j}"
+        for i in range(s.nv):
+            terms = [f"L{i}_{k} * y{k}" for k in range(i) if L[i, k]]
+            e(f"y{i} = (f{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+        for i in range(s.nv - 1, -1, -1):
+            terms = [f"L{k}_{i} * a{k}" for k in range(i + 1, s.nv) if L[k, i]]
+            e(f"a{i} = (y{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
     # ---- semi-implicit Euler: velocity first, then positions on their manifolds
     for d in range(s.nv):
         e(f"qa{d} = a{d} + ax[{d}]")
@@ -566,7 +601,7 @@ def generate_source(s: Structure) -> str:
         f"V4 = wp.vec4{tf}",
         f"Q = wp.quat{tf}",
         f"M33 = wp.mat33{tf}",
-        "VP = wp.types.vector(length=7, dtype=T)",
+        "VP = wp.types.vector(length=10, dtype=T)",
         f"VQ = wp.types.vector(length={s.nq}, dtype=T)",
         f"VV = wp.types.vector(length={s.nv}, dtype=T)",
         f"VU = wp.types.vector(length={nu1}, dtype=T)",

@@ -163,8 +163,8 @@ def skew(p: Any):
 
 
 @wp.func
-def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: Any, mu: Any,
-                  tau: Any, eps: Any, h: Any):
+def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any, k: Any, b: Any, mu: Any,
+                  tau: Any, eps: Any, h: Any, fpair: Any):
     """Compliant contact law: force on the second geom (at p) and its implicit-Euler matrix.
 
     Normal: meff * (k * s(depth) - (b + h k) * s'(depth) * v_n), a spring-damper in
@@ -176,6 +176,18 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: 
     second body's point relative to the first's. Returns (force, K) with K the 3x3 velocity
     coefficient (h (b + theta h k) s' meff along n, h * friction viscosity across n) that the
     step treats implicitly, which keeps stiff contacts and small eps stable at large time steps.
+
+    The implicit step applies the friction viscosity c to the slip at the END of the step, so
+    with c taken from the slip at its start (c = mu f_n / |v_t| ~ mu f_n / eps at rest) a body
+    breaking away is held back by more than mu f_n. ``rel_vp`` is the end-of-step velocity that
+    a first solve with that c predicted (equal to ``rel_v`` in the first solve). When the
+    friction c |v_t'| it implied exceeds mu f_n, c is lowered to the value whose friction is
+    exactly mu f_n for a point of effective mass m: the predicted slip without friction is
+    |v_t'| (1 + h c / m), and c' = mu f_n / (|v_t'| (1 + h c / m) - h mu f_n / m). c' is
+    continuous with c where the two meet (|v_t'|^2 = |v_t|^2 + eps^2). A pair's points (a box's
+    corners) slide together, so each takes the share m = meff f_n / F_n of the pair's effective
+    mass, with F_n = n . ``fpair`` the pair's normal load in the first solve (``fpair`` = 0 there);
+    then a pair sliding in translation gets exactly Coulomb's friction mu F_n.
     """
     zero = type(k)(0.0)
     # C1 onset: no force while separated, quadratic over the first tau of overlap, then linear
@@ -196,7 +208,17 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: 
     bh = b + theta * h * k
     fn = fs - meff * bh * sig * vn
     # friction bound from the whole normal force (spring and damper), never negative
-    ct = mu * wp.max(fn, zero) / wp.sqrt(wp.dot(vt, vt) + eps * eps)
+    fmax = mu * wp.max(fn, zero)
+    s2 = wp.dot(vt, vt) + eps * eps
+    ct = fmax / wp.sqrt(s2)
+    vtp = rel_vp - n * wp.dot(rel_vp, n)
+    sp2 = wp.dot(vtp, vtp)
+    if sp2 > s2 and fmax > zero:
+        # the predicted slip exceeds the regularised one: c |v_t'| > mu f_n (see the docstring);
+        # sp2 > eps^2 > 0 here, so the square root is never taken at zero
+        sp = wp.sqrt(sp2)
+        m = meff * fn / wp.max(wp.dot(n, fpair), fn)
+        ct = fmax / (sp * (type(k)(1.0) + h * ct / m) - h * fmax / m)
     force = n * fn - vt * ct
     an = h * bh * sig * meff
     at = h * ct
@@ -211,15 +233,19 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, meff: Any, k: Any, b: 
 # contact): (N, F, A, B, C), with F the total force on the second geom, N its moment about rc,
 # and (A, B, C) the 6x6 implicit stiffness P^T K P summed over the contact points, all in world
 # axes about rc. ``vw*`` / ``vc*``: angular velocity of each body and the velocity of its point
-# at rc. ``prm`` = (meff, k, b, mu, tau, eps, h).
+# at rc, as 2x3 matrices (row 0: start of the step, row 1: predicted end, see contact_force).
+# ``prm`` = (meff, k, b, mu, tau, eps, h, the pair's force in the first solve [3]).
 
 
 @wp.func
 def _accumulate(depth: Any, n: Any, p: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any, vc2: Any, prm: Any,
                 N: Any, F: Any, A: Any, B: Any, C: Any):
     d = p - rc
-    rel = (vc2 + wp.cross(vw2, d)) - (vc1 + wp.cross(vw1, d))
-    f, K = contact_force(depth, n, p, rel, prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6])
+    # each velocity is a 2x3 matrix: row 0 at the start of the step, row 1 the predicted end
+    rel = (vc2[0] + wp.cross(vw2[0], d)) - (vc1[0] + wp.cross(vw1[0], d))
+    relp = (vc2[1] + wp.cross(vw2[1], d)) - (vc1[1] + wp.cross(vw1[1], d))
+    f, K = contact_force(depth, n, p, rel, relp, prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6],
+                         wp.vector(prm[7], prm[8], prm[9]))
     X = skew(d)
     return N + wp.cross(d, f), F + f, A - X * K * X, B + X * K, C + K
 

@@ -15,13 +15,13 @@ from hybridwam.kernels import contact as C
 wp.config.quiet = True
 V = wp.vec3d
 M = wp.mat33d
-VP = wp.types.vector(length=7, dtype=wp.float64)
+VP = wp.types.vector(length=10, dtype=wp.float64)
 
 
 @wp.func
 def _prm():
     return VP(wp.float64(1.0), wp.float64(1.0), wp.float64(0.0), wp.float64(0.0), wp.float64(1.0e-12),
-              wp.float64(1.0), wp.float64(0.0))
+              wp.float64(1.0), wp.float64(0.0), wp.float64(0.0), wp.float64(0.0), wp.float64(0.0))
 
 
 @wp.kernel
@@ -31,7 +31,8 @@ def _pairs(kind: int, a: wp.array(dtype=V), b: wp.array(dtype=V), Ra: wp.array(d
     5 sphere-box 6 capsule-capsule 7 capsule-box 8 box-box. Capsules: axis = R column 2,
     half-length sa/sb[1], radius [0]. Boxes: half sizes. Planes: normal = R column 2."""
     i = wp.tid()
-    z = V(wp.float64(0.0), wp.float64(0.0), wp.float64(0.0))
+    z3 = V(wp.float64(0.0), wp.float64(0.0), wp.float64(0.0))
+    z = wp.matrix_from_rows(z3, z3)  # body velocities (start of step; predicted end): at rest
     za = V(Ra[i][0, 2], Ra[i][1, 2], Ra[i][2, 2])
     zb = V(Rb[i][0, 2], Rb[i][1, 2], Rb[i][2, 2])
     a0 = a[i] - za * sa[i][1]
@@ -39,8 +40,8 @@ def _pairs(kind: int, a: wp.array(dtype=V), b: wp.array(dtype=V), Ra: wp.array(d
     b0 = b[i] - zb * sb[i][1]
     b1 = b[i] + zb * sb[i][1]
     rc = b[i]
-    N = z
-    F = z
+    N = z3
+    F = z3
     if kind == 0:
         N, F, A_, B_, C_ = C.pair_plane_sphere(a[i], za, b[i], sb[i][0], rc, z, z, z, z, _prm())
     elif kind == 1:
