@@ -111,6 +111,16 @@ class _Emitter:
         self.lines.append("    " + line)
 
 
+class _Indented:
+    """An emitter whose lines go one block deeper (the body of an ``if``)."""
+
+    def __init__(self, e):
+        self.e = e
+
+    def __call__(self, line: str):
+        self.e("    " + line)
+
+
 def _dof_body(s: Structure) -> list[int]:
     out = [0] * s.nv
     for b, jnts in enumerate(s.body_jnts):
@@ -240,6 +250,8 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
         # the first solve's total force of the pair: its normal load, shared by the pair's points
         # in the second solve's friction limit (zero in the first solve: no sharing)
         e(f"cFp{i} = {'cF' + str(i) if second and s.pair_implicit[i] else Z}")
+        if second and s.pair_implicit[i]:
+            e(f"cTp{i} = wp.trace(cC{i})")
         e(f"cN{i} = {Z}")
         e(f"cF{i} = {Z}")
         e(f"cA{i} = {ZM}")
@@ -479,6 +491,14 @@ def _step_func(s: Structure) -> str:
         if second:
             _emit_predicted_velocities(e, s, moving, dof_body)
         acting = _emit_contacts(e, s, moving, ref, second) if contact else {}
+        out = e
+        if second:
+            # where no contact's friction was limited, the second solve would repeat the first
+            # exactly (same viscosities, so the same implicit stiffness trace): skip it there
+            imp = [i for i in range(len(s.pairs)) if s.pair_implicit[i]]
+            e("climited = " + " + ".join(f"wp.abs(wp.trace(cC{i}) - cTp{i})" for i in imp))
+            e("if climited > T(0.0):")
+            out = _Indented(e)
         # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA); contact wrenches
         # act as external forces, their implicit stiffness as extra composite inertia (A, B, C)
         for b in range(nb - 1, 0, -1):
@@ -487,32 +507,32 @@ def _step_func(s: Structure) -> str:
             ch = children[b]
             ext_n = "".join(f" - cn{i}_{b}" for _, i in acting.get(b, []))
             ext_f = "".join(f" - cf{i}_{b}" for _, i in acting.get(b, []))
-            e(f"Fn{b} = fn{b}{ext_n}" + "".join(f" + Fn{c}" for c in ch))
-            e(f"Ff{b} = ff{b}{ext_f}" + "".join(f" + Ff{c}" for c in ch))
+            out(f"Fn{b} = fn{b}{ext_n}" + "".join(f" + Fn{c}" for c in ch))
+            out(f"Ff{b} = ff{b}{ext_f}" + "".join(f" + Ff{c}" for c in ch))
             if contact:
                 imp = [i for _, i in acting.get(b, []) if s.pair_implicit[i]]
-                e(f"cA{b}_ = iJ{b}" + "".join(f" + cA{i}_{b}" for i in imp) + "".join(f" + cA{c}_" for c in ch))
-                e(f"cB{b}_ = skew(ih{b})" + "".join(f" + cB{i}_{b}" for i in imp) + "".join(f" + cB{c}_" for c in ch))
-                e(f"cC{b}_ = wp.identity(n=3, dtype=T) * im{b}" + "".join(f" + cC{i}_{b}" for i in imp)
+                out(f"cA{b}_ = iJ{b}" + "".join(f" + cA{i}_{b}" for i in imp) + "".join(f" + cA{c}_" for c in ch))
+                out(f"cB{b}_ = skew(ih{b})" + "".join(f" + cB{i}_{b}" for i in imp) + "".join(f" + cB{c}_" for c in ch))
+                out(f"cC{b}_ = wp.identity(n=3, dtype=T) * im{b}" + "".join(f" + cC{i}_{b}" for i in imp)
                   + "".join(f" + cC{c}_" for c in ch))
             else:
-                e(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
-                e(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
-                e(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
+                out(f"cm{b} = im{b}" + "".join(f" + cm{c}" for c in ch))
+                out(f"ch{b} = ih{b}" + "".join(f" + ch{c}" for c in ch))
+                out(f"cJ{b} = iJ{b}" + "".join(f" + cJ{c}" for c in ch))
         # generalized forces: bias (RNE, with contact wrenches), then the terms above
         for d in range(s.nv):
             b = dof_body[d]
-            e(f"f{d} = " + " + ".join([f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))", *f_terms[d]]))
+            out(f"f{d} = " + " + ".join([f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))", *f_terms[d]]))
         # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
         # CRBA: the composite inertia of each dof's body applied to its motion axis, once per dof
         for i in range(s.nv):
             bi = dof_body[i]
             if contact:
-                e(f"Fn_{i} = cA{bi}_ * sw{i} + cB{bi}_ * sv{i}")
-                e(f"Ff_{i} = wp.transpose(cB{bi}_) * sw{i} + cC{bi}_ * sv{i}")
+                out(f"Fn_{i} = cA{bi}_ * sw{i} + cB{bi}_ * sv{i}")
+                out(f"Ff_{i} = wp.transpose(cB{bi}_) * sw{i} + cC{bi}_ * sv{i}")
             else:
-                e(f"Fn_{i} = inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i})")
-                e(f"Ff_{i} = inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i})")
+                out(f"Fn_{i} = inertia_apply_n(ch{bi}, cJ{bi}, sw{i}, sv{i})")
+                out(f"Ff_{i} = inertia_apply_f(cm{bi}, ch{bi}, sw{i}, sv{i})")
         A: dict[tuple[int, int], str | None] = {}
         for i in range(s.nv):
             bi = dof_body[i]
@@ -526,13 +546,13 @@ def _step_func(s: Structure) -> str:
                     expr += f" + dof_armature[{i}]"
                     if s.implicit_damping:
                         expr += f" + h * dof_damping[{i}]"
-                e(f"M{i}_{j} = {expr}")
+                out(f"M{i}_{j} = {expr}")
                 A[i, j] = f"M{i}_{j}"
         # ---- dense Cholesky with symbolic zeros, then two triangular solves
         L: dict[tuple[int, int], str | None] = {}
         for j in range(s.nv):
             terms = [f"L{j}_{k} * L{j}_{k}" for k in range(j) if L[j, k]]
-            e(f"L{j}_{j} = wp.sqrt({A[j, j]}" + "".join(f" - {t}" for t in terms) + ")")
+            out(f"L{j}_{j} = wp.sqrt({A[j, j]}" + "".join(f" - {t}" for t in terms) + ")")
             L[j, j] = f"L{j}_{j}"
             for i in range(j + 1, s.nv):
                 terms = [f"L{i}_{k} * L{j}_{k}" for k in range(j) if L[i, k] and L[j, k]]
@@ -540,14 +560,14 @@ def _step_func(s: Structure) -> str:
                     L[i, j] = None
                     continue
                 num = (A[i, j] or "T(0.0)") + "".join(f" - {t}" for t in terms)
-                e(f"L{i}_{j} = ({num}) / L{j}_{j}")
+                out(f"L{i}_{j} = ({num}) / L{j}_{j}")
                 L[i, j] = f"L{i}_{j}"
         for i in range(s.nv):
             terms = [f"L{i}_{k} * y{k}" for k in range(i) if L[i, k]]
-            e(f"y{i} = (f{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+            out(f"y{i} = (f{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
         for i in range(s.nv - 1, -1, -1):
             terms = [f"L{k}_{i} * a{k}" for k in range(i + 1, s.nv) if L[k, i]]
-            e(f"a{i} = (y{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
+            out(f"a{i} = (y{i}" + "".join(f" - {t}" for t in terms) + f") / L{i}_{i}")
     # ---- semi-implicit Euler: velocity first, then positions on their manifolds
     for d in range(s.nv):
         e(f"qa{d} = a{d} + ax[{d}]")
