@@ -309,6 +309,13 @@ class CapturedRollout:
         self._F = _zeros((B, T, m.nv), like)
         self._X = _zeros((B, T, m.nv), like)
         self._A = _zeros((B, T, m.nv), like)
+        # destinations of the inputs: (tensor view, its numpy view on the CPU, where copies and
+        # checks go through numpy: no torch OpenMP threads and less per-call overhead)
+        cpu = m.device == "cpu"
+        self._dst = {k: (t, t.numpy() if cpu else None) for k, t in (
+            ("q", self._Q[:, 0]), ("v", self._V[:, 0]), ("u", self._C[..., :m.nu]), ("f", self._F), ("x", self._X))}
+        self._QVn = (self._Q.numpy(), self._V.numpy()) if cpu else None
+        self._param_names = [n for n, _ in PARAM_SPEC]
         self._extras_set = False
         self._params_key: tuple | None = None
         self.graph = None
@@ -325,7 +332,7 @@ class CapturedRollout:
 
     def _run(self):
         m = self.physics.model
-        params = m.parameters([n for n, _ in PARAM_SPEC])
+        params = m.parameters(self._param_names)
         key = tuple(map(torch.Tensor.data_ptr, params))
         if not self.use_graph:
             with _stream_scope(m.device):
@@ -353,38 +360,55 @@ class CapturedRollout:
             wp.capture_launch(self.graph)
 
     # ---- inputs / outputs ----------------------------------------------------------------------
-    def _load(self, dst: torch.Tensor, x, name: str, shape: tuple):
-        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-        if tuple(x.shape) != shape:
+    def _load(self, dst: str, x, name: str, shape: tuple):
+        """Check input ``x`` (tensor or array) and copy it into the buffer ``dst`` names."""
+        dst_t, dst_n = self._dst[dst]
+        if isinstance(x, torch.Tensor):
+            if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+                raise TypeError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+            if x.requires_grad and torch.is_grad_enabled():
+                raise RuntimeError(f"{name} requires grad, but a captured rollout has no gradients; "
+                                   "use physics.rollout (or detach the input)")
+            x = x.detach()
+            xn = x.numpy() if dst_n is not None and x.device.type == "cpu" else None
+        else:
+            xn = np.asarray(x)
+            if not (np.issubdtype(xn.dtype, np.floating) or np.issubdtype(xn.dtype, np.integer)):
+                raise TypeError(f"{name}: expected real numbers, got dtype {xn.dtype}")
+            if dst_n is None:
+                x, xn = torch.as_tensor(xn), None
+        if tuple(x.shape if xn is None else xn.shape) != shape:
+            got = list(x.shape if xn is None else xn.shape)
             raise ValueError(f"{name}: expected shape {list(shape)} (this capture is for batch={self.batch}, "
-                             f"horizon={self.horizon}), got {list(x.shape)}")
-        if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
-            raise TypeError(f"{name}: expected a real tensor, got dtype {x.dtype}")
-        if x.requires_grad and torch.is_grad_enabled():
-            raise RuntimeError(f"{name} requires grad, but a captured rollout has no gradients; "
-                               "use physics.rollout (or detach the input)")
-        if self.check_finite and x.numel() and not _all_finite(x):
-            bad = [i for i, good in enumerate(_finite_rows(x).tolist()) if not good]
+                             f"horizon={self.horizon}), got {got}")
+        if not shape[-1]:
+            return
+        if self.check_finite and not (np.isfinite(xn).all() if xn is not None else _all_finite(x)):
+            rows = np.isfinite(xn).reshape(shape[0], -1).all(1) if xn is not None else _finite_rows(x)
+            bad = [i for i, good in enumerate(rows.tolist()) if not good]
             raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
-        if x.numel():
-            if dst.device.type == "cpu" and x.device.type == "cpu":
-                np.copyto(dst.numpy(), x.detach().numpy(), casting="unsafe")  # no torch OpenMP threads
-            else:
-                dst.copy_(x.detach())
+        if xn is not None:
+            np.copyto(dst_n, xn, casting="unsafe")
+        else:
+            dst_t.copy_(x)
 
     def _load_extras(self, qfrc_extra, qacc_extra):
         B, T, nv = self.batch, self.horizon, self.physics.model.nv
         given = qfrc_extra is not None or qacc_extra is not None
         if given or self._extras_set:
-            for dst, x, name in ((self._F, qfrc_extra, "qfrc_extra"), (self._X, qacc_extra, "qacc_extra")):
+            for dst, x, name in (("f", qfrc_extra, "qfrc_extra"), ("x", qacc_extra, "qacc_extra")):
                 if x is None:
-                    dst.zero_()
+                    self._dst[dst][0].zero_()
                 else:
                     self._load(dst, x, name, (B, T, nv))
             self._extras_set = given
 
     def _check(self):
-        if self.check_finite and not (_all_finite(self._Q) and _all_finite(self._V)):
+        if not self.check_finite:
+            return
+        ok = (np.isfinite(self._QVn[0]).all() and np.isfinite(self._QVn[1]).all()) if self._QVn is not None \
+            else (_all_finite(self._Q) and _all_finite(self._V))
+        if not ok:
             self.physics._check_output(self._Q, self._V)  # names the worlds and the step
 
     def _out(self, t: torch.Tensor) -> torch.Tensor:
@@ -393,9 +417,9 @@ class CapturedRollout:
     def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None) -> Trajectory:
         """qpos0 [B, nq], qvel0 [B, nv], ctrls [B, H, nu] -> Trajectory (qpos [B, H+1, nq], ...)."""
         m, B, T = self.physics.model, self.batch, self.horizon
-        self._load(self._Q[:, 0], qpos0, "qpos0", (B, m.nq))
-        self._load(self._V[:, 0], qvel0, "qvel0", (B, m.nv))
-        self._load(self._C[..., :m.nu], ctrls, "ctrls", (B, T, m.nu))
+        self._load("q", qpos0, "qpos0", (B, m.nq))
+        self._load("v", qvel0, "qvel0", (B, m.nv))
+        self._load("u", ctrls, "ctrls", (B, T, m.nu))
         self._load_extras(qfrc_extra, qacc_extra)
         self._run()
         self._check()
@@ -404,12 +428,16 @@ class CapturedRollout:
     def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
         """qpos [B, nq], qvel [B, nv], ctrl [B, nu] held for the H steps -> final (qpos', qvel')."""
         m, B, T = self.physics.model, self.batch, self.horizon
-        self._load(self._Q[:, 0], qpos, "qpos", (B, m.nq))
-        self._load(self._V[:, 0], qvel, "qvel", (B, m.nv))
-        c = ctrl if isinstance(ctrl, torch.Tensor) else torch.as_tensor(np.asarray(ctrl))
+        self._load("q", qpos, "qpos", (B, m.nq))
+        self._load("v", qvel, "qvel", (B, m.nv))
+        c = ctrl if isinstance(ctrl, torch.Tensor) else np.asarray(ctrl)
         if tuple(c.shape) != (B, m.nu):
             raise ValueError(f"ctrl: expected shape [{B}, {m.nu}] (this capture is for batch={B}), got {list(c.shape)}")
-        self._load(self._C[..., :m.nu], c.unsqueeze(1).expand(B, T, m.nu), "ctrl", (B, T, m.nu))
+        if isinstance(c, torch.Tensor):
+            held = c.unsqueeze(1).expand(B, T, m.nu)
+        else:
+            held = np.broadcast_to(c[:, None], (B, T, m.nu))
+        self._load("u", held, "ctrl", (B, T, m.nu))
         self._load_extras(qfrc_extra, qacc_extra)
         self._run()
         self._check()

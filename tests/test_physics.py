@@ -725,3 +725,19 @@ def test_captured_model_without_actuators(sim):
     v[:, 3:] = torch.tensor([0.0, 5.0, 0.0])
     tr = physics.capture(3, 5).rollout(q, v, torch.zeros(3, 5, 0))
     assert torch.equal(tr.qpos, physics.rollout(q, v, torch.zeros(3, 5, 0)).qpos)
+
+
+def test_captured_step_takes_numpy_arrays(sim, rng):
+    """numpy inputs (float64 here) go straight into the buffers: the same numbers as torch
+    inputs through Physics.step, and the same checks."""
+    model, physics = sim("acrobot")
+    qpos, qvel = random_state(model.mj, 4, rng)
+    ctrl = random_ctrl(model.mj, 4, rng)
+    cap = physics.capture(4)
+    q1, v1 = cap.step(qpos, qvel, ctrl)
+    r1, w1 = physics.step(to_torch(qpos), to_torch(qvel), to_torch(ctrl))
+    assert torch.equal(q1, r1) and torch.equal(v1, w1)
+    with pytest.raises(ValueError, match=r"qvel: contains NaN or inf \(worlds \[2\]\)"):
+        cap.step(qpos, np.where(np.arange(4)[:, None] == 2, np.nan, qvel), ctrl)
+    with pytest.raises(TypeError, match="real numbers"):
+        cap.step(qpos.astype(bool), qvel, ctrl)
