@@ -47,17 +47,30 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().clone()
 
 
-def _all_finite(t: torch.Tensor) -> bool:
-    t = t.detach()
-    return bool(np.isfinite(t.numpy()).all()) if t.device.type == "cpu" else bool(torch.isfinite(t).all())
+def _host(t: torch.Tensor | np.ndarray) -> np.ndarray | None:
+    """A numpy view of a CPU tensor (or the array itself); None for a tensor on a GPU."""
+    if isinstance(t, np.ndarray):
+        return t
+    return t.detach().numpy() if t.device.type == "cpu" else None
 
 
-def _finite_rows(t: torch.Tensor) -> np.ndarray | torch.Tensor:
+def _all_finite(t: torch.Tensor | np.ndarray) -> bool:
+    a = _host(t)
+    return bool(np.isfinite(a).all()) if a is not None else bool(torch.isfinite(t).all())
+
+
+def _non_finite_input(name: str, rows_ok) -> ValueError:
+    """The error for input ``name`` whose rows (worlds) ``rows_ok`` [B] are not all finite."""
+    bad = [i for i, good in enumerate(rows_ok.tolist()) if not good]
+    return ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+
+
+def _finite_rows(t: torch.Tensor | np.ndarray) -> np.ndarray | torch.Tensor:
     """Per leading index: all entries finite."""
-    t = t.detach()
-    if t.device.type == "cpu":
-        return np.isfinite(t.numpy()).reshape(t.shape[0], -1).all(1)
-    return torch.isfinite(t).reshape(t.shape[0], -1).all(1)
+    a = _host(t)
+    if a is not None:
+        return np.isfinite(a).reshape(a.shape[0], -1).all(1)
+    return torch.isfinite(t.detach()).reshape(t.shape[0], -1).all(1)
 
 
 class NonFiniteError(FloatingPointError):
@@ -98,11 +111,8 @@ class _Rollout(torch.autograd.Function):
         A = torch.empty(B, T, m.nv, dtype=m.dtype, device=m.device)
         Q[:, 0] = qpos0
         V[:, 0] = qvel0
-        wparams = phys._wp_params(params)
         with _stream_scope(m.device):
-            wp.launch(phys._mod.rollout_kernel, dim=B, device=m.device,
-                      inputs=[phys._wp(Q), phys._wp(V), phys._wp(ctrls), phys._wp(qfrc), phys._wp(qaccx),
-                              phys._wp(A), T, *wparams])
+            phys._launch_forward(Q, V, ctrls, qfrc, qaccx, A, params)
         ctx.phys = phys
         ctx.save_for_backward(Q, V, A, ctrls, qfrc, qaccx, *params)
         return Q, V, A
@@ -183,6 +193,13 @@ class Physics:
             out.append(a)
         return out
 
+    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None):
+        """One launch of ``rollout_kernel``: from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
+        steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place."""
+        w = self._wp
+        wp.launch(self._mod.rollout_kernel, dim=Q.shape[0], device=self.model.device, stream=stream,
+                  inputs=[w(Q), w(V), w(ctrls), w(qfrc), w(qaccx), w(A), ctrls.shape[1], *self._wp_params(params)])
+
     # ---- validation --------------------------------------------------------------------------
     def _prep(self, x, name: str, shape: tuple, batch: int | None) -> torch.Tensor:
         m = self.model
@@ -198,8 +215,7 @@ class Physics:
         if self.check_finite and x.dim():
             ok = _finite_rows(x)
             if not bool(ok.all()):
-                bad = [i for i, good in enumerate(ok.tolist()) if not good]
-                raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+                raise _non_finite_input(name, ok)
         return x
 
     def _check_output(self, Q: torch.Tensor, V: torch.Tensor):
@@ -314,7 +330,7 @@ class CapturedRollout:
         cpu = m.device == "cpu"
         self._dst = {k: (t, t.numpy() if cpu else None) for k, t in (
             ("q", self._Q[:, 0]), ("v", self._V[:, 0]), ("u", self._C[..., :m.nu]), ("f", self._F), ("x", self._X))}
-        self._QVn = (self._Q.numpy(), self._V.numpy()) if cpu else None
+        self._outputs = (self._Q.numpy(), self._V.numpy()) if cpu else (self._Q, self._V)  # for the finite check
         self._param_names = [n for n, _ in PARAM_SPEC]
         self._extras_set = False
         self._params_key: tuple | None = None
@@ -324,20 +340,16 @@ class CapturedRollout:
 
     # ---- launch ------------------------------------------------------------------------------
     def _launch(self, params, stream=None):
-        ph, m = self.physics, self.physics.model
-        w = ph._wp
-        wp.launch(ph._mod.rollout_kernel, dim=self.batch, device=m.device, stream=stream,
-                  inputs=[w(self._Q), w(self._V), w(self._C), w(self._F), w(self._X), w(self._A), self.horizon,
-                          *ph._wp_params(params)])
+        self.physics._launch_forward(self._Q, self._V, self._C, self._F, self._X, self._A, params, stream)
 
     def _run(self):
         m = self.physics.model
         params = m.parameters(self._param_names)
-        key = tuple(map(torch.Tensor.data_ptr, params))
         if not self.use_graph:
             with _stream_scope(m.device):
                 self._launch(params)
             return
+        key = tuple(map(torch.Tensor.data_ptr, params))
         cuda = m.device.startswith("cuda")
         if self.graph is None or key != self._params_key:
             # graphs bake in array addresses: record again when a parameter tensor was replaced
@@ -383,10 +395,8 @@ class CapturedRollout:
                              f"horizon={self.horizon}), got {got}")
         if not shape[-1]:
             return
-        if self.check_finite and not (np.isfinite(xn).all() if xn is not None else _all_finite(x)):
-            rows = np.isfinite(xn).reshape(shape[0], -1).all(1) if xn is not None else _finite_rows(x)
-            bad = [i for i, good in enumerate(rows.tolist()) if not good]
-            raise ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+        if self.check_finite and not _all_finite(x if xn is None else xn):
+            raise _non_finite_input(name, _finite_rows(x if xn is None else xn))
         if xn is not None:
             np.copyto(dst_n, xn, casting="unsafe")
         else:
@@ -404,11 +414,7 @@ class CapturedRollout:
             self._extras_set = given
 
     def _check(self):
-        if not self.check_finite:
-            return
-        ok = (np.isfinite(self._QVn[0]).all() and np.isfinite(self._QVn[1]).all()) if self._QVn is not None \
-            else (_all_finite(self._Q) and _all_finite(self._V))
-        if not ok:
+        if self.check_finite and not all(map(_all_finite, self._outputs)):
             self.physics._check_output(self._Q, self._V)  # names the worlds and the step
 
     def _out(self, t: torch.Tensor) -> torch.Tensor:
