@@ -182,7 +182,6 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
     peer_final = {}
     hw_times, mj_times = [], []
     with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
-        datas = datas if nthread > 1 else datas[:1]
 
         def run_mj():
             pool.rollout(m, datas, state0, control, state=out, sensordata=sens)
@@ -296,7 +295,6 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
     times = {k: [] for k in (*runs, "mujoco")}
     finals = {}
     with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
-        datas = datas if nthread > 1 else datas[:1]
 
         def run_mj():
             s = state
@@ -696,7 +694,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         help="one control step per call (environments, MPC plants): Physics.step vs a captured graph vs MuJoCo",
         add_args=_calls_args, run=_calls_run, suite=_calls_suite, table=_calls_table,
         note="Microseconds per call of one step for the whole batch, each call continuing from the last "
-             "one's state (the median of the timed runs over 200 calls). 'captured' is "
+             "one's state (a timed run's time over its calls, the median of the runs; the suite makes 200 "
+             "calls per run). 'captured' is "
              "`Physics.capture(B).step` (a graph of the launch, replayed; CUDA graph on GPUs, Warp's CPU "
              "graph on the CPU), with its default finite checks and output copies; MuJoCo is "
              "`mujoco.rollout` called with one step per call."),
