@@ -48,6 +48,7 @@ from safetensors.torch import load_file, save_file
 
 from ..hybrid import HybridModel, _atomic_write, _atomic_write_text
 from ..logs import Logs
+from ..planning.optimize import cosine_lr
 from ..residual import Residual
 from . import checkpoint as ckpt
 from .data import Segments, make_segments
@@ -163,10 +164,6 @@ def _steps(seconds: float, dt: float) -> int:
 def _seed(seed: int, *tag) -> int:
     h = hashlib.sha256(json.dumps([seed, *tag]).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 62) - 1)
-
-
-def _cosine(lr: float, epoch: int, n: int) -> float:
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / max(n, 1))))
 
 
 def seg_loss(Q: torch.Tensor, V: torch.Tensor, seg: Segments, vel_weight: float) -> torch.Tensor:
@@ -327,7 +324,7 @@ class _Run:
                     return
                 e = st["epoch"]
                 for g in self.opt.param_groups:
-                    g["lr"] = _cosine(g["base_lr"], e, n_epochs)
+                    g["lr"] = cosine_lr(g["base_lr"], 0.1, e / max(n_epochs, 1))
                 gen = torch.Generator().manual_seed(_seed(cfg.seed, stage, e))
                 perm = torch.randperm(n_train, generator=gen)
                 losses = []

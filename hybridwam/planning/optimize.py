@@ -388,13 +388,19 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
                       restart_costs=last_costs, optimizer=optimizer, iters=done, wall_time=wall, task=task)
 
 
+def cosine_lr(lr: float, final: float, frac: float) -> float:
+    """A step size along a half cosine from ``lr`` (frac = 0) down to ``lr * final`` (frac >= 1);
+    the planners' Adam (``lr_final``) and calibration's epochs use it."""
+    return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
 # ---- methods: generators of (cost [N], actions [N, H, nu], trajectory) per iteration ------------
 def _adam(problem: Problem, K, H, iters, lr, init, init_std, gen, frac=None, lr_final: float = 1.0):
     z = _init_z(problem, K, H, init, init_std, gen)
     opt = Adam(z, lr)
     for _ in range(iters):
         if frac is not None and lr_final != 1.0:  # cosine decay from lr to lr * lr_final
-            opt.lr = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac()))))
+            opt.lr = cosine_lr(lr, lr_final, frac())
         zz = z.detach().requires_grad_(True)
         cost, u, tr = problem.evaluate(zz)
         (g,) = torch.autograd.grad(cost.sum(), zz)
