@@ -51,6 +51,11 @@ PARAM_SPEC = (
     ("actuator_ctrlrange", "V2"),
     ("actuator_forcerange", "V2"),
     ("jnt_actfrcrange", "V2"),
+    ("jnt_range", "V2"),
+    ("jnt_margin", "T"),
+    ("jnt_limit_stiffness", "T"),
+    ("jnt_limit_damping", "T"),
+    ("jnt_limit_meff", "T"),
     ("geom_pos", "V3"),
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
@@ -81,6 +86,8 @@ class Structure:
     jnt_qposadr: tuple[int, ...]
     jnt_dofadr: tuple[int, ...]
     jnt_actfrclimited: tuple[bool, ...]
+    #: hinge / slide joints with a range limit (a one-sided compliant constraint, see kernels/contact.py)
+    jnt_limited: tuple[bool, ...]
     act_jnt: tuple[int, ...]
     act_ctrllimited: tuple[bool, ...]
     act_forcelimited: tuple[bool, ...]
@@ -462,6 +469,16 @@ def _step_func(s: Structure) -> str:
           f"quat_from_wxyz(qpos_spring[{pa}], qpos_spring[{pa + 1}], qpos_spring[{pa + 2}], qpos_spring[{pa + 3}]))")
         for i in range(3):
             f_terms[da + i].append(f"-jnt_stiffness[{j}] * dq{j}[{i}]")
+    # range limits of hinge / slide joints: the contact law's normal part in joint space, its
+    # implicit coefficient on the dof's diagonal of the mass matrix
+    limit_diag: dict[int, str] = {}
+    for j, lim in enumerate(s.jnt_limited):
+        if lim:
+            pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
+            e(f"lf{j}, la{j} = limit_force(q{pa}, qd{da}, jnt_range[{j}], jnt_margin[{j}], jnt_limit_meff[{j}], "
+              f"jnt_limit_stiffness[{j}], jnt_limit_damping[{j}], contact_tau[0], h)")
+            f_terms[da].append(f"lf{j}")
+            limit_diag[da] = f"la{j}"
     act_terms: dict[int, list[str]] = {}
     for a in range(s.nu):
         j = s.act_jnt[a]
@@ -544,6 +561,8 @@ def _step_func(s: Structure) -> str:
                 expr = f"wp.dot(sw{j}, Fn_{i}) + wp.dot(sv{j}, Ff_{i})"
                 if i == j:
                     expr += f" + dof_armature[{i}]"
+                    if i in limit_diag:
+                        expr += f" + {limit_diag[i]}"
                     if s.implicit_damping:
                         expr += f" + h * dof_damping[{i}]"
                 out(f"M{i}_{j} = {expr}")
@@ -613,7 +632,7 @@ def generate_source(s: Structure) -> str:
         "from hybridwam.kernels.contact import (pair_box_box, pair_capsule_box, pair_capsule_capsule,",
         "    pair_plane_box, pair_plane_capsule, pair_plane_sphere, pair_sphere_box, pair_sphere_capsule,",
         "    pair_sphere_sphere, shift_moment, shift_stiffness, skew, zero_action, accumulate_vertex_plane,",
-        "    accumulate_point_mesh, accumulate_point_box, accumulate_point_capsule, box_corner)",
+        "    accumulate_point_mesh, accumulate_point_box, accumulate_point_capsule, box_corner, limit_force)",
         "from hybridwam.kernels.kinematics import hinge_quat, motion_dof, quat_from_wxyz",
         f"T = wp.float{tf == 'f' and 32 or 64}",
         f"V2 = wp.vec2{tf}",

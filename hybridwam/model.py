@@ -128,8 +128,8 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             out.append(_name(m, O.mjOBJ_BODY, i, "body") + " gravcomp")
     for j in range(m.njnt):
         jn = _name(m, O.mjOBJ_JOINT, j, "joint")
-        if m.jnt_limited[j]:
-            out.append(f"{jn} range limit (joint limits are not simulated yet)")
+        if m.jnt_limited[j] and int(m.jnt_type[j]) not in (HINGE, SLIDE):
+            out.append(f"{jn} range limit (cone limits of ball joints are not simulated; hinge and slide limits are)")
         for field in ("jnt_stiffnesspoly", "jnt_springyield"):
             if hasattr(m, field) and np.any(np.asarray(getattr(m, field))[j] != 0):
                 out.append(f"{jn} {field[4:]}")
@@ -268,7 +268,9 @@ class Model:
             lines.append(f"  {jn[j]:<20} {JOINT_TYPE_NAMES[int(m.jnt_type[j])]:<6} qpos[{m.jnt_qposadr[j]}] "
                          f"dof[{m.jnt_dofadr[j]}] body '{self.names('body')[m.jnt_bodyid[j]]}' "
                          f"damping={m.dof_damping[m.jnt_dofadr[j]]:g} armature={m.dof_armature[m.jnt_dofadr[j]]:g} "
-                         f"stiffness={m.jnt_stiffness[j]:g}")
+                         f"stiffness={m.jnt_stiffness[j]:g}"
+                         + (f" range=[{m.jnt_range[j, 0]:g}, {m.jnt_range[j, 1]:g}]" if m.jnt_limited[j] else "")
+                         + (f" margin={m.jnt_margin[j]:g}" if m.jnt_limited[j] and m.jnt_margin[j] else ""))
         an = self.names("actuator")
         lines.append("actuators" if m.nu else "actuators (none)")
         for a in range(m.nu):
@@ -361,18 +363,36 @@ def contact_pairs(m: mujoco.MjModel) -> list[tuple[int, int]]:
     return out
 
 
-def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
-    """Per-pair stiffness and damping (acceleration units) and effective mass.
+def _soft_spring(m: mujoco.MjModel, solref, solimp, deep: bool = False) -> tuple[float, float]:
+    """Stiffness and damping (acceleration units) of the compliant law for MuJoCo's solref/solimp.
 
-    From MuJoCo's solref/solimp: k = 1/(dmax^2 tc^2 zeta^2), b = 2/(dmax tc) (or the direct
-    negative form), tc >= 2 timestep; k is scaled by d0/(1-d0) with d0 = solimp[0], which makes
-    the static penetration of a resting body equal to MuJoCo's soft-constraint equilibrium, and b
-    by its square root, which keeps the damping ratio (the bounce) of solref.
+    k = 1/(dmax^2 tc^2 zeta^2), b = 2/(dmax tc) (or the direct negative form), tc >= 2 timestep
+    unless refsafe is disabled. MuJoCo's soft constraint rests at the penetration r where
+    d k r = (1 - d) a, with its impedance d = d(r) rising from d0 = solimp[0] at r = 0 to dmax =
+    solimp[1] at the width solimp[2] and beyond; k is scaled by d/(1-d), which gives that
+    equilibrium, with d = d0 (contacts: resting bodies penetrate less than the width) or, when
+    ``deep``, d = dmax (joint limits: a loaded limit is pressed beyond the width). b is scaled by
+    the square root, which keeps the damping ratio (the bounce) of solref.
+    """
+    refsafe = not m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)
+    d0, dmax = float(np.clip(solimp[0], 1e-4, 0.9999)), float(np.clip(solimp[1], 1e-4, 0.9999))
+    d = dmax if deep else d0
+    scale = d / (1 - d)
+    if solref[0] > 0:
+        tc = max(solref[0], 2 * m.opt.timestep) if refsafe else solref[0]
+        kk, bb = 1 / (dmax**2 * tc**2 * solref[1] ** 2), 2 / (dmax * tc)
+    else:
+        kk, bb = -solref[0] / dmax**2, -solref[1] / dmax
+    return scale * kk, float(np.sqrt(scale)) * bb
+
+
+def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
+    """Per-pair stiffness and damping (acceleration units, :func:`_soft_spring`) and effective mass.
+
     The effective mass 1/(invweight0_1 + invweight0_2) is MuJoCo's own diagonal approximation.
     Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted.
     """
     k, b, meff, iscale = [], [], [], []
-    refsafe = not m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)
     for g1, g2 in pairs:
         if m.geom_priority[g1] != m.geom_priority[g2]:
             g = g1 if m.geom_priority[g1] > m.geom_priority[g2] else g2
@@ -382,22 +402,27 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
             mix = 0.5 if s1 + s2 < 1e-15 else s1 / (s1 + s2)
             solref = mix * m.geom_solref[g1] + (1 - mix) * m.geom_solref[g2]
             solimp = mix * m.geom_solimp[g1] + (1 - mix) * m.geom_solimp[g2]
-        d0, dmax = float(np.clip(solimp[0], 1e-4, 0.9999)), float(np.clip(solimp[1], 1e-4, 0.9999))
-        scale = d0 / (1 - d0)
-        if solref[0] > 0:
-            tc = max(solref[0], 2 * m.opt.timestep) if refsafe else solref[0]
-            kk, bb = 1 / (dmax**2 * tc**2 * solref[1] ** 2), 2 / (dmax * tc)
-        else:
-            kk, bb = -solref[0] / dmax**2, -solref[1] / dmax
-        k.append(scale * kk)
-        # damping scaled by sqrt(scale): the damping ratio (hence the restitution) stays MuJoCo's
-        b.append(np.sqrt(scale) * bb)
+        kk, bb = _soft_spring(m, solref, solimp)
+        k.append(kk)
+        b.append(bb)
         iw1, iw2 = m.body_invweight0[m.geom_bodyid[g1], 0], m.body_invweight0[m.geom_bodyid[g2], 0]
         meff.append(1.0 / max(iw1 + iw2, 1e-12))
         # share of the implicit contact stiffness each body takes (1 against a static body)
         iscale.append([(iw1 + iw2) / max(iw1, 1e-12), (iw1 + iw2) / max(iw2, 1e-12)])
     return {"pair_stiffness": np.array(k), "pair_damping": np.array(b), "pair_meff": np.array(meff),
             "pair_iscale": np.array(iscale).reshape(-1, 2)}
+
+
+def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """Per joint: the range limit's stiffness and damping (acceleration units, from jnt_solref /
+    jnt_solimp as for contacts) and effective mass 1/dof_invweight0, MuJoCo's own diagonal
+    approximation for a limit (zeros for joints without a limit)."""
+    k, b, meff = np.zeros(m.njnt), np.zeros(m.njnt), np.zeros(m.njnt)
+    for j in range(m.njnt):
+        if m.jnt_limited[j]:
+            k[j], b[j] = _soft_spring(m, m.jnt_solref[j], m.jnt_solimp[j], deep=True)
+            meff[j] = 1.0 / max(float(m.dof_invweight0[m.jnt_dofadr[j]]), 1e-12)
+    return {"jnt_limit_stiffness": k, "jnt_limit_damping": b, "jnt_limit_meff": meff}
 
 
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
@@ -420,6 +445,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         jnt_qposadr=tuple(int(x) for x in m.jnt_qposadr),
         jnt_dofadr=tuple(int(x) for x in m.jnt_dofadr),
         jnt_actfrclimited=tuple(bool(x) for x in m.jnt_actfrclimited),
+        jnt_limited=tuple(bool(x) for x in m.jnt_limited),
         act_jnt=tuple(int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
         act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
@@ -514,6 +540,9 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "actuator_ctrlrange": nz(m.actuator_ctrlrange, (-1, 2)),
         "actuator_forcerange": nz(m.actuator_forcerange, (-1, 2)),
         "jnt_actfrcrange": nz(m.jnt_actfrcrange, (-1, 2)),
+        "jnt_range": nz(m.jnt_range, (-1, 2)),
+        "jnt_margin": nz(m.jnt_margin, (-1,)),
+        **{k: nz(v, (-1,)) for k, v in _limit_params(m).items()},
         "geom_pos": nz(m.geom_pos, (-1, 3)),
         "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
         "geom_size": nz(m.geom_size, (-1, 3)),

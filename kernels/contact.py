@@ -1,4 +1,4 @@
-"""Narrow phase and the compliant contact law.
+"""Narrow phase and the compliant contact law (whose normal part is also the joint range limit).
 
 Every narrow-phase function returns one contact as (depth, normal, point): ``depth`` > 0 when
 the two surfaces overlap (negative: separation distance), ``normal`` a unit vector pointing
@@ -163,19 +163,51 @@ def skew(p: Any):
 
 
 @wp.func
+def normal_law(depth: Any, vn: Any, meff: Any, k: Any, b: Any, tau: Any, h: Any):
+    """One-sided spring-damper along a normal: (f, a), the force and its implicit-Euler velocity
+    coefficient (d f / d vn = -a / h). ``depth`` > 0 is the overlap, ``vn`` the separating
+    velocity; k, b in acceleration units scaled by the effective mass ``meff`` (MuJoCo's solref
+    convention). The depth enters through s(depth), a C1 onset over the length ``tau`` (0 when
+    separated, depth^2 / 2 tau, then depth - tau / 2), so the force has a continuous gradient
+    through the onset and none at a distance."""
+    zero = type(k)(0.0)
+    sp = zero
+    sig = zero
+    if depth > zero:
+        sp = depth - type(k)(0.5) * tau
+        sig = type(k)(1.0)
+        if depth < tau:
+            sp = depth * depth / (type(k)(2.0) * tau)
+            sig = depth / tau
+    fs = meff * k * sp
+    # the spring is integrated explicitly (symplectic, little numerical damping) while the step
+    # resolves it (h^2 k <= 1); stiffer springs get the implicit share theta that keeps it stable
+    theta = wp.max(zero, type(k)(1.0) - type(k)(1.0) / (h * h * k + type(k)(1.0e-30)))
+    bh = b + theta * h * k
+    return fs - meff * bh * sig * vn, h * bh * sig * meff
+
+
+@wp.func
+def limit_force(q: Any, qd: Any, rng: Any, margin: Any, meff: Any, k: Any, b: Any, tau: Any, h: Any):
+    """Range limit of a hinge or slide joint: (generalized force, implicit coefficient added to
+    the dof's mass-matrix diagonal). Each side is the contact law's normal part in joint space,
+    active within ``margin`` of its end of ``rng`` (MuJoCo's jnt_margin); no friction."""
+    fl, al = normal_law(rng[0] + margin - q, qd, meff, k, b, tau, h)
+    fu, au = normal_law(q - rng[1] + margin, -qd, meff, k, b, tau, h)
+    return fl - fu, al + au
+
+
+@wp.func
 def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any, k: Any, b: Any, mu: Any,
                   tau: Any, eps: Any, h: Any, fpair: Any):
     """Compliant contact law: force on the second geom (at p) and its implicit-Euler matrix.
 
-    Normal: meff * (k * s(depth) - (b + h k) * s'(depth) * v_n), a spring-damper in
-    acceleration units scaled by the effective mass (MuJoCo's solref convention). s is the
-    depth with a C1 onset over the length ``tau`` (0 when separated, depth^2 / 2 tau, then
-    depth - tau / 2), so the force has a continuous gradient through the onset of contact
-    and none at a distance. Friction: regularised Coulomb, -mu * max(f_n, 0) * v_t / sqrt(|v_t|^2 + eps^2),
-    smooth in the slip velocity on the scale ``eps`` (m/s). ``rel_v`` is the velocity of the
-    second body's point relative to the first's. Returns (force, K) with K the 3x3 velocity
-    coefficient (h (b + theta h k) s' meff along n, h * friction viscosity across n) that the
-    step treats implicitly, which keeps stiff contacts and small eps stable at large time steps.
+    Normal: :func:`normal_law`, meff * (k * s(depth) - (b + theta h k) * s'(depth) * v_n).
+    Friction: regularised Coulomb, -mu * max(f_n, 0) * v_t / sqrt(|v_t|^2 + eps^2), smooth in the
+    slip velocity on the scale ``eps`` (m/s). ``rel_v`` is the velocity of the second body's point
+    relative to the first's. Returns (force, K) with K the 3x3 velocity coefficient (h (b + theta
+    h k) s' meff along n, h * friction viscosity across n) that the step treats implicitly, which
+    keeps stiff contacts and small eps stable at large time steps.
 
     The implicit step applies the friction viscosity c to the slip at the END of the step, so
     with c taken from the slip at its start (c = mu f_n / |v_t| ~ mu f_n / eps at rest) a body
@@ -190,23 +222,9 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any
     then a pair sliding in translation gets exactly Coulomb's friction mu F_n.
     """
     zero = type(k)(0.0)
-    # C1 onset: no force while separated, quadratic over the first tau of overlap, then linear
-    sp = zero
-    sig = zero
-    if depth > zero:
-        sp = depth - type(k)(0.5) * tau
-        sig = type(k)(1.0)
-        if depth < tau:
-            sp = depth * depth / (type(k)(2.0) * tau)
-            sig = depth / tau
     vn = wp.dot(rel_v, n)
     vt = rel_v - n * vn
-    fs = meff * k * sp
-    # the spring is integrated explicitly (symplectic, little numerical damping) while the step
-    # resolves it (h^2 k <= 1); stiffer springs get the implicit share theta that keeps it stable
-    theta = wp.max(zero, type(k)(1.0) - type(k)(1.0) / (h * h * k + type(k)(1.0e-30)))
-    bh = b + theta * h * k
-    fn = fs - meff * bh * sig * vn
+    fn, an = normal_law(depth, vn, meff, k, b, tau, h)
     # friction bound from the whole normal force (spring and damper), never negative
     fmax = mu * wp.max(fn, zero)
     s2 = wp.dot(vt, vt) + eps * eps
@@ -220,7 +238,6 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any
         m = meff * fn / wp.max(wp.dot(n, fpair), fn)
         ct = fmax / (sp * (type(k)(1.0) + h * ct / m) - h * fmax / m)
     force = n * fn - vt * ct
-    an = h * bh * sig * meff
     at = h * ct
     eye = wp.identity(n=3, dtype=type(k))
     nn = wp.outer(n, n)

@@ -114,6 +114,28 @@ def test_urdf_file_loads(tmp_path):
     assert model.params["body_mass"][-1].item() == pytest.approx(0.5)
 
 
+def test_urdf_revolute_limits_become_joint_limits(tmp_path):
+    """A URDF revolute joint's <limit> is a range limit (tests/test_contact.py checks the law)."""
+    urdf = """<?xml version="1.0"?>
+<robot name="limited">
+  <link name="base"/>
+  <link name="arm"><inertial><mass value="0.5"/><origin xyz="0 0 -0.2"/>
+    <inertia ixx="0.002" ixy="0" ixz="0" iyy="0.002" iyz="0" izz="0.001"/></inertial></link>
+  <joint name="hinge" type="revolute">
+    <parent link="base"/><child link="arm"/><axis xyz="0 1 0"/>
+    <limit lower="-0.5" upper="0.5" effort="10" velocity="5"/>
+  </joint>
+</robot>
+"""
+    path = tmp_path / "limited.urdf"
+    path.write_text(urdf)
+    model = hw.load_model(str(path), device="cpu")
+    assert model.structure.jnt_limited == (True,)
+    assert model.params["jnt_range"][0].tolist() == pytest.approx([-0.5, 0.5])
+    tr = hw.Physics(model).rollout(torch.zeros(1, 1), torch.full((1, 1), 6.0), torch.zeros(1, 300, 0))
+    assert 0.5 < tr.qpos[0, :, 0].max().item() < 0.55  # swung into the upper limit, stopped there
+
+
 # ==== loading errors ===============================================================================
 MALFORMED = "<mujoco><worldbody><body name='b'><geom size='0.1'></worldbody></mujoco>"
 
@@ -174,7 +196,7 @@ BASE = """<mujoco model="arm">
         <geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.03" mass="1"/>
         <site name="s_lower" pos="0 0 -0.1"/>
         <body name="hand" pos="0 0 -0.5">
-          <joint name="wrist_ball" type="ball"/>
+          <joint name="wrist_ball" type="ball" {wrist}/>
           <geom type="sphere" size="0.05" mass="0.2"/>
         </body>
       </body>
@@ -197,7 +219,8 @@ UNSUPPORTED = {
                        ["tendon", "cable"]),
     "equality": (dict(equality='<joint name="mirror_constraint" joint1="shoulder" joint2="elbow"/>'),
                  ["equality", "mirror_constraint"]),
-    "joint_range": (dict(shoulder='range="-1 1"'), ["shoulder", "range"]),
+    # hinge and slide limits are simulated (tests/test_contact.py); a ball joint's cone limit is not
+    "ball_joint_range": (dict(wrist='range="0 0.5"'), ["wrist_ball", "range"]),
     "intvelocity": (dict(actuator='<intvelocity name="integrating_servo" joint="elbow" kp="10" actrange="-1 1"/>'),
                     ["integrating_servo"]),
     "muscle": (dict(actuator='<muscle name="biceps" joint="elbow" lengthrange="-1 1"/>'), ["biceps"]),
@@ -208,7 +231,7 @@ UNSUPPORTED = {
 
 
 def _xml(**pieces) -> str:
-    kw = dict(integrator="Euler", shoulder="", elbow="", tendon="", equality="", actuator="")
+    kw = dict(integrator="Euler", shoulder="", elbow="", wrist="", tendon="", equality="", actuator="")
     kw.update(pieces)
     return BASE.format(**kw)
 
@@ -243,7 +266,7 @@ def test_unsupported_element_is_named(tmp_path, case):
 
 def test_model_with_several_problems_lists_all_of_them(tmp_path):
     pieces = {}
-    for case in ("fixed_tendon", "equality", "joint_range", "frictionloss", "rk4"):
+    for case in ("fixed_tendon", "equality", "ball_joint_range", "frictionloss", "rk4"):
         pieces.update(UNSUPPORTED[case][0])
     pieces["actuator"] = (UNSUPPORTED["intvelocity"][0]["actuator"] + UNSUPPORTED["muscle"][0]["actuator"]
                           + UNSUPPORTED["ball_actuator"][0]["actuator"])
@@ -252,7 +275,7 @@ def test_model_with_several_problems_lists_all_of_them(tmp_path):
     with pytest.raises(hw.UnsupportedFeatureError) as ei:
         hw.load_model(str(path), device="cpu")
     err = ei.value
-    cases = ("fixed_tendon", "equality", "joint_range", "frictionloss", "rk4", "intvelocity", "muscle",
+    cases = ("fixed_tendon", "equality", "ball_joint_range", "frictionloss", "rk4", "intvelocity", "muscle",
              "ball_actuator")
     for case in cases:
         assert _has_entry(err.features, UNSUPPORTED[case][1]), (case, err.features)
