@@ -223,6 +223,33 @@ def test_mpc_warm_start_shifts_the_plan(sim):
     assert isinstance(u, torch.Tensor)
 
 
+def test_mpc_with_a_fixed_end_shrinks_its_window_to_the_task_end(sim):
+    """fixed_end: the window slides while the task's end is further away, then ends there and
+    shrinks (never below one step); reset() gives back the full window. With a vanishing step
+    size the plan is the init's remaining actions throughout."""
+    task, world = task_and_world(sim, "pendulum_swingup")
+    task = task.with_horizon(30)
+    init = torch.linspace(-1, 1, 30).reshape(30, 1).double()
+    mpc = MPC(world, task, horizon=20, iters_per_step=1, init=init, lr=1e-9, fixed_end=True)
+    q, v = task.qpos0.numpy(), task.qvel0.numpy()
+    lengths = []
+    for k in range(32):
+        u = mpc.act(q, v)
+        assert u[0] == pytest.approx(init[min(k, 29), 0].item(), abs=1e-4)
+        lengths.append(mpc.plan.shape[0])
+        torch.testing.assert_close(mpc.plan[:, 0].double(), init[k + 1:k + 1 + lengths[-1], 0]
+                                   if k < 29 else init[-1:, 0], atol=1e-4, rtol=0)
+    # 20 steps while the end is 20 or more steps away, then 19, 18, ..., 1, and 1 after the end
+    assert lengths == [20] * 10 + list(range(19, 0, -1)) + [1] * 3
+    mpc.reset(init)
+    assert mpc.plan.shape == (20, 1) and mpc.horizon == 20
+    # without fixed_end the window keeps its length past the task's end
+    mpc = MPC(world, task, horizon=20, iters_per_step=1, init=init, lr=1e-9)
+    for _ in range(25):
+        mpc.act(q, v)
+    assert mpc.plan.shape == (20, 1)
+
+
 def test_mpc_closes_the_loop_on_a_heavier_mujoco_plant(sim):
     """Cartpole swing-up and balance on a MuJoCo plant whose bodies are 20% heavier (masses and
     inertias x 1.2) than hybridwam's model. The offline plan, replayed open-loop on that plant,

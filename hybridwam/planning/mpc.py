@@ -34,13 +34,19 @@ class MPC:
     to start from, e.g. an offline plan (``PlanResult.actions``); when the plan shifts, the
     actions after the window are taken from ``init`` while it lasts (then the last is repeated).
     Default: the task's ``planner.init`` action held, else the middle of the bounds.
+    lr: Adam's step size (default: where the task's offline schedule ends, ``planner.lr`` x
+    ``planner.lr_final``: MPC warm-started from a plan continues that optimisation).
+    fixed_end: the task ends at its horizon (reach a goal by then, as pushing does) instead of
+    going on (balance): the window stops at the task's end and shrinks towards it (never below
+    one step), so the terminal cost stays on the task's final time. A window that slides past it
+    asks for the goal one window ahead, again at every step, and pushes too hard.
     threads: torch intra-op threads while solving on the CPU (see ``optimize.torch_threads``).
     """
 
     def __init__(self, world, task: Task | str, horizon: int | None = None, iters_per_step: int = 5,
                  optimizer: str = "adam", lr: float | None = None, init=None, warmup_iters: int = 0,
                  terminal_scale: float = 1.0, bounds: str = "tanh", population: int = 128,
-                 init_std: float = 0.3, seed: int = 0, threads: int | None = 1):
+                 init_std: float = 0.3, seed: int = 0, threads: int | None = 1, fixed_end: bool = False):
         if isinstance(task, str):
             task = Task.from_yaml(task)
         if optimizer not in ("adam", "cem"):
@@ -58,7 +64,10 @@ class MPC:
         self.init_std = init_std
         self.threads = threads
         pl = task.planner
-        self.lr = lr if lr is not None else (pl.get("lr", 0.05) if pl.get("optimizer", "adam") == "adam" else 0.05)
+        self.lr = lr if lr is not None else (pl.get("lr", 0.05) * pl.get("lr_final", 1.0)
+                                             if pl.get("optimizer", "adam") == "adam" else 0.05)
+        self.fixed_end = fixed_end
+        self.window = self.horizon  # the window's length while the task's end is further away
         self.problem = Problem(world, self.task, bounds="clip" if optimizer == "cem" else bounds)
         self.gen = torch.Generator().manual_seed(seed)
         if init is None and pl.get("init") is not None:
@@ -68,6 +77,8 @@ class MPC:
     # ---- state ---------------------------------------------------------------------------------
     def reset(self, init=None):
         """Start over from ``init`` actions [N, nu] (default: the middle of the bounds)."""
+        if self.horizon != self.window:
+            self._set_window(self.window)
         p, H, nu = self.problem, self.horizon, self.task.nu
         if init is None:
             self._tail = torch.zeros(0, nu, dtype=p.dtype, device=p.device)
@@ -85,6 +96,7 @@ class MPC:
         self.steps = 0
         self.last_cost = math.nan
         self.solve_times: list[float] = []
+        self._fit_window()
 
     @property
     def plan(self) -> torch.Tensor:
@@ -117,6 +129,7 @@ class MPC:
         u0 = p.amap.to_ctrl(self.z[0]).detach()
         self._shift()
         self.steps += 1
+        self._fit_window()
         return u0.cpu().double().numpy() if as_numpy else u0
 
     def _cost(self, z):
@@ -149,6 +162,19 @@ class MPC:
             mean = alpha * mean + (1 - alpha) * elites.mean(0)
             std = (alpha * std + (1 - alpha) * elites.std(0)).clamp_min(min_std)
         self.z, self.std = mean, std
+
+    def _set_window(self, n: int):
+        self.task = self.full_task.with_horizon(n)
+        self.horizon = n
+        self.problem = Problem(self.problem.world, self.task, bounds=self.problem.amap.bounds)
+
+    def _fit_window(self):
+        """With a fixed end, keep only the plan's steps up to the task's end (at least one)."""
+        n = max(self.full_task.horizon - self.steps, 1)
+        if self.fixed_end and n < self.horizon:
+            self._set_window(n)
+            self.z, self.std = self.z[:n], self.std[:n]
+            self.adam.m, self.adam.v = self.adam.m[:n], self.adam.v[:n]
 
     def _shift(self):
         nxt = self._tail[:1]
