@@ -39,8 +39,8 @@ def _text(nb) -> str:
 
 
 def test_notebook_01_trajectory_optimization(tmp_path):
-    """Task, Adam vs CEM at equal wall time, MuJoCo replay, MPC on a 20% heavier plant, GIF, and
-    the pushing task planned through contact and replayed in MuJoCo."""
+    """Task, Adam vs CEM at equal wall time, MuJoCo replay, MPC on a 20% heavier plant, GIF, the
+    pushing task planned through contact and replayed in MuJoCo, and MPC pushing a moved box."""
     nb = run_notebook("01_trajectory_optimization.ipynb",
                       "ITERS = 80\nGIF_FPS = 5",
                       tmp_path)
@@ -49,6 +49,8 @@ def test_notebook_01_trajectory_optimization(tmp_path):
     assert "open loop on the heavier plant: False" in text
     assert "closed loop on the heavier plant: True" in text
     assert "pusher success in MuJoCo: True" in text, text
+    assert "pusher open loop, box moved: False" in text, text
+    assert "pusher MPC, box moved: True" in text, text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 4  # cost curves, trajectories, MPC vs open loop, the push's top view
+    assert len(images) >= 5  # cost curves, trajectories, MPC vs open loop, the push's top views
     assert (tmp_path / "hybridwam_out" / "notebook01" / "cartpole_swingup_mpc.gif").is_file()
