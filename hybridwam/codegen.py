@@ -36,6 +36,7 @@ PARAM_SPEC = (
     ("body_iquat", "Q"),
     ("body_mass", "T"),
     ("body_inertia", "V3"),
+    ("body_gravcomp", "T"),
     ("jnt_pos", "V3"),
     ("jnt_axis", "V3"),
     ("jnt_stiffness", "T"),
@@ -88,6 +89,10 @@ class Structure:
     jnt_actfrclimited: tuple[bool, ...]
     #: hinge / slide joints with a range limit (a one-sided compliant constraint, see kernels/contact.py)
     jnt_limited: tuple[bool, ...]
+    #: bodies with gravity compensation (body_gravcomp != 0), and the joints that count it as
+    #: actuator force (clamped by their actuator force range) rather than as passive force
+    body_gravcomp: tuple[bool, ...]
+    jnt_actgravcomp: tuple[bool, ...]
     act_jnt: tuple[int, ...]
     act_ctrllimited: tuple[bool, ...]
     act_forcelimited: tuple[bool, ...]
@@ -479,7 +484,33 @@ def _step_func(s: Structure) -> str:
               f"jnt_limit_stiffness[{j}], jnt_limit_damping[{j}], contact_tau[0], h)")
             f_terms[da].append(f"lf{j}")
             limit_diag[da] = f"la{j}"
+    # gravity compensation (MuJoCo's gravcomp): an upward force m g gravcomp at each such body's
+    # centre of mass, mapped to the dofs above it through the subtree sums of its wrench
     act_terms: dict[int, list[str]] = {}
+    gc = [b for b in range(1, nb) if s.body_gravcomp[b] and moving[b]]
+    if gc:
+        need = set()
+        for b in gc:
+            while b and moving[b] and b not in need:
+                need.add(b)
+                b = s.body_parent[b]
+        for b in sorted(need, reverse=True):
+            sub = [c for c in need if s.body_parent[c] == b]
+            n_terms, f_terms_ = [f"gN{c}" for c in sub], [f"gF{c}" for c in sub]
+            if b in gc:
+                e(f"gf{b} = -g * (body_mass[{b}] * body_gravcomp[{b}])")
+                n_terms.insert(0, f"wp.cross(com{b}, gf{b})")
+                f_terms_.insert(0, f"gf{b}")
+            e(f"gN{b} = " + " + ".join(n_terms))
+            e(f"gF{b} = " + " + ".join(f_terms_))
+        for j, t in enumerate(s.jnt_type):
+            b = dof_body[s.jnt_dofadr[j]]
+            if b not in need:
+                continue
+            ndof = {FREE: 6, BALL: 3}.get(t, 1)
+            for d in range(s.jnt_dofadr[j], s.jnt_dofadr[j] + ndof):
+                tau = f"(wp.dot(sw{d}, gN{b}) + wp.dot(sv{d}, gF{b}))"
+                (act_terms.setdefault(j, []) if s.jnt_actgravcomp[j] else f_terms[d]).append(tau)
     for a in range(s.nu):
         j = s.act_jnt[a]
         pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]

@@ -123,11 +123,10 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     for flag in ("mjDSBL_SPRING", "mjDSBL_DAMPER", "mjDSBL_ACTUATION"):
         if dis & int(getattr(mujoco.mjtDisableBit, flag)):
             out.append(f"option disable flag {flag[6:].lower()}")
-    for i in range(m.nbody):
-        if m.body_gravcomp[i] != 0:
-            out.append(_name(m, O.mjOBJ_BODY, i, "body") + " gravcomp")
     for j in range(m.njnt):
         jn = _name(m, O.mjOBJ_JOINT, j, "joint")
+        if m.jnt_actgravcomp[j] and int(m.jnt_type[j]) not in (HINGE, SLIDE):
+            out.append(f"{jn} actuatorgravcomp on a ball/free joint")
         if m.jnt_limited[j] and int(m.jnt_type[j]) not in (HINGE, SLIDE):
             out.append(f"{jn} range limit (cone limits of ball joints are not simulated; hinge and slide limits are)")
         for field in ("jnt_stiffnesspoly", "jnt_springyield"):
@@ -446,6 +445,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         jnt_dofadr=tuple(int(x) for x in m.jnt_dofadr),
         jnt_actfrclimited=tuple(bool(x) for x in m.jnt_actfrclimited),
         jnt_limited=tuple(bool(x) for x in m.jnt_limited),
+        body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
+        jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
         act_jnt=tuple(int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
         act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
@@ -524,6 +525,7 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "body_iquat": nz(_wxyz_to_xyzw(m.body_iquat), (-1, 4)),
         "body_mass": nz(m.body_mass, (-1,)),
         "body_inertia": nz(m.body_inertia, (-1, 3)),
+        "body_gravcomp": nz(m.body_gravcomp, (-1,)),
         "jnt_pos": nz(m.jnt_pos, (-1, 3)),
         "jnt_axis": nz(m.jnt_axis, (-1, 3)),
         "jnt_stiffness": nz(m.jnt_stiffness, (-1,)),

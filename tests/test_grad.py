@@ -132,3 +132,32 @@ def test_gradients_match_mujoco_finite_differences():
     ours_A = torch.cat([jac[0], jac[1]], 1).numpy()
     np.testing.assert_allclose(ours_A, A, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jac[2].numpy(), Bm, rtol=1e-5, atol=1e-6)
+
+
+def test_gravity_compensation_gradients():
+    """Through MuJoCo's gravcomp (tests/test_physics.py's model, every joint type, one joint with
+    it as clamped actuator force): the per-body compensation factors, masses and the motor."""
+    from test_physics import GRAVCOMP_XML
+
+    model = hw.load_model(GRAVCOMP_XML, device="cpu", dtype="float64")
+    phys = hw.Physics(model, verbose=False)
+    g = torch.Generator().manual_seed(3)
+    q0, v0 = model.default_state(1)
+    v0 = v0 + 0.5 * torch.randn(v0.shape, generator=g, dtype=torch.float64)
+    u = torch.full((1, T, 1), 0.3, dtype=torch.float64, requires_grad=True)  # elbow clamp not hit
+    wq = torch.randn(1, T + 1, model.nq, generator=g, dtype=torch.float64)
+    gc, mass = model.params["body_gravcomp"], model.params["body_mass"]
+    gc.requires_grad_(True)
+    mass.requires_grad_(True)
+
+    def loss():
+        return (phys.rollout(q0, v0, u).qpos * wq).sum()
+
+    loss().backward()
+    for b in range(1, model.nbody):
+        for name, x in (("body_gravcomp", gc), ("body_mass", mass)):
+            _assert_close(x.grad[b].item(), central_difference(loss, x, (b,), EPS), f"d/d{name}[{b}]")
+    # every compensated body's factor reaches the loss; bodies with gravcomp="0" in the MJCF get
+    # no compensation code at all (a structural zero: editing their factor later does nothing)
+    assert (gc.grad[gc.detach() != 0].abs() > 0).all() and gc.grad[2] == 0
+    _assert_close(u.grad[0, 5, 0].item(), central_difference(loss, u, (0, 5, 0), EPS), "d/dctrl")

@@ -221,6 +221,7 @@ UNSUPPORTED = {
                  ["equality", "mirror_constraint"]),
     # hinge and slide limits are simulated (tests/test_contact.py); a ball joint's cone limit is not
     "ball_joint_range": (dict(wrist='range="0 0.5"'), ["wrist_ball", "range"]),
+    "ball_actuatorgravcomp": (dict(wrist='actuatorgravcomp="true"'), ["wrist_ball", "actuatorgravcomp"]),
     "intvelocity": (dict(actuator='<intvelocity name="integrating_servo" joint="elbow" kp="10" actrange="-1 1"/>'),
                     ["integrating_servo"]),
     "muscle": (dict(actuator='<muscle name="biceps" joint="elbow" lengthrange="-1 1"/>'), ["biceps"]),

@@ -236,6 +236,41 @@ ACTUATED_XML = """
 """
 
 
+# Gravity compensation (body gravcomp): full, partial and over-compensated bodies in a hinge chain
+# (a body without it between them), a ball-jointed and a free body; the elbow counts its share as
+# actuator force (actuatorgravcomp), clamped with its motor's by actuatorfrcrange.
+GRAVCOMP_XML = """
+<mujoco model="gravcomp">
+  <compiler angle="radian"/>
+  <option timestep="0.01"/>
+  <default><geom contype="0" conaffinity="0"/></default>
+  <worldbody>
+    <body name="upper" pos="0 0 1" gravcomp="1">
+      <joint name="shoulder" type="hinge" axis="0 1 0" damping="0.1"/>
+      <geom type="capsule" fromto="0 0 0 0.4 0 0.1" size="0.03" mass="1.2"/>
+      <body name="middle" pos="0.4 0 0.1">
+        <joint name="elbow" type="hinge" axis="0 1 0" actuatorgravcomp="true" actuatorfrcrange="-1.5 1.5"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="0.8"/>
+        <body name="hand" pos="0.3 0 0" gravcomp="0.5">
+          <joint name="wrist" type="slide" axis="1 0 1"/>
+          <geom type="box" size="0.05 0.03 0.02" pos="0.05 0 0" mass="0.5"/>
+        </body>
+      </body>
+    </body>
+    <body name="ball" pos="1 0 0.5" gravcomp="1.5">
+      <joint name="ball_joint" type="ball"/>
+      <geom type="capsule" fromto="0 0 0 0.1 0.05 -0.3" size="0.03" mass="0.7"/>
+    </body>
+    <body name="floater" pos="-1 0 0.5" gravcomp="0.7">
+      <freejoint/>
+      <geom type="box" size="0.1 0.05 0.03" mass="0.4"/>
+    </body>
+  </worldbody>
+  <actuator><motor name="elbow_motor" joint="elbow" ctrlrange="-2 2"/></actuator>
+</mujoco>
+"""
+
+
 def _with_random_spring_refs(xml: str, seed: int) -> mujoco.MjModel:
     """Compile ``xml`` and give every ball / free joint a random spring reference orientation (and
     free joints a reference position), so that the rotational spring (MuJoCo's mju_subQuat) is
@@ -257,6 +292,7 @@ CUSTOM = {
     "free_body": lambda: _with_random_spring_refs(FREE_XML, 2),
     "free_body_plain": lambda: mujoco.MjModel.from_xml_string(FREE_PLAIN_XML),
     "actuated": lambda: mujoco.MjModel.from_xml_string(ACTUATED_XML),
+    "gravcomp": lambda: mujoco.MjModel.from_xml_string(GRAVCOMP_XML),
 }
 
 
@@ -311,6 +347,9 @@ def test_custom_models_are_what_the_tests_claim(sim):
     assert list(m.actuator_ctrllimited) == [1, 1, 1, 1, 0, 0]
     assert list(m.actuator_forcelimited) == [0, 1, 1, 1, 0, 0]
     assert list(m.jnt_actfrclimited) == [0, 1, 0, 0]
+    m = _custom(sim, "gravcomp", "float32")[0].mj
+    assert list(m.body_gravcomp) == [0, 1, 0, 0.5, 1.5, 0.7] and list(m.jnt_actgravcomp) == [0, 1, 0, 0, 0]
+    assert list(m.jnt_type) == [3, 3, 2, 1, 0]
 
 
 def _actuation_stats(mj, qpos, qvel, ctrl):
@@ -342,6 +381,9 @@ def test_custom_model_step_matches_mujoco(sim, rng, name, dtype):
             at_bound = np.isclose(np.abs(af[:, a]), mj.actuator_forcerange[a, 1])
             assert 0 < at_bound.sum() < B, mj.actuator(a).name
         at_bound = np.isclose(np.abs(qa[:, 1]), 3.0)  # joint "extend": actuatorfrcrange [-3, 3]
+        assert 0 < at_bound.sum() < B
+    if name == "gravcomp":  # the elbow's motor + gravity compensation hits its clamp, sometimes
+        at_bound = np.isclose(np.abs(_actuation_stats(mj, qpos, qvel, ctrl)[1][:, 1]), 1.5)
         assert 0 < at_bound.sum() < B
     eq, ev = _compare_step(model, physics, qpos, qvel, ctrl, tdt)
     tol = TOL32 if dtype == "float32" else TOL64
