@@ -496,13 +496,13 @@ def _step_func(s: Structure) -> str:
                 b = s.body_parent[b]
         for b in sorted(need, reverse=True):
             sub = [c for c in need if s.body_parent[c] == b]
-            n_terms, f_terms_ = [f"gN{c}" for c in sub], [f"gF{c}" for c in sub]
+            torques, forces = [f"gN{c}" for c in sub], [f"gF{c}" for c in sub]
             if b in gc:
                 e(f"gf{b} = -g * (body_mass[{b}] * body_gravcomp[{b}])")
-                n_terms.insert(0, f"wp.cross(com{b}, gf{b})")
-                f_terms_.insert(0, f"gf{b}")
-            e(f"gN{b} = " + " + ".join(n_terms))
-            e(f"gF{b} = " + " + ".join(f_terms_))
+                torques.insert(0, f"wp.cross(com{b}, gf{b})")
+                forces.insert(0, f"gf{b}")
+            e(f"gN{b} = " + " + ".join(torques))
+            e(f"gF{b} = " + " + ".join(forces))
         for j, t in enumerate(s.jnt_type):
             b = dof_body[s.jnt_dofadr[j]]
             if b not in need:
