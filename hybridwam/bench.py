@@ -215,7 +215,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
             peer_cols.update(_peer_columns(name, work, peer_times[name], hw_rate, q - mj_q, v - mj_v))
         else:
             peer_cols[name] = notes[name]
-    return {"contact_pairs": len(model.structure.pairs), "limited_joints": sum(model.structure.jnt_limited),
+    return {**_law_counts(model),
         "benchmark": "step",
         "scene": scene,
         "nq": m.nq, "nv": m.nv, "nu": m.nu,
@@ -316,8 +316,7 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
     (sq, sv), (cq, cv), s_mj = finals["step"], finals["captured"], finals["mujoco"]
     mq, mv = s_mj[:, iq:iv], s_mj[:, iv:iv + m.nv]
     hq, hv = sq.double().cpu().numpy(), sv.double().cpu().numpy()
-    return {"benchmark": "calls", "scene": scene, "contact_pairs": len(model.structure.pairs),
-            "limited_joints": sum(model.structure.jnt_limited),
+    return {"benchmark": "calls", "scene": scene, **_law_counts(model),
             "batch": batch, "calls": calls, "repeat": repeat, "device": dev, "dtype": str(dt).replace("torch.", ""),
             "step_us_per_call": per_call["step"] * 1e6, "captured_us_per_call": per_call["captured"] * 1e6,
             "mujoco_us_per_call": per_call["mujoco"] * 1e6, "mujoco_threads": max(nthread, 1),
@@ -333,10 +332,20 @@ def _fmt_rate(x: float) -> str:
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
 
 
+_LAWS = (("contact", "contact_pairs"), ("joint limits", "limited_joints"), ("frictionloss", "frictionloss_dofs"))
+
+
+def _law_counts(model) -> dict:
+    """How many contact pairs, limited joints and dry-friction dofs a model has (see _law_note)."""
+    st = model.structure
+    return dict(zip([key for _, key in _LAWS],
+                    (len(st.pairs), sum(st.jnt_limited), sum(st.dof_frictionloss)), strict=True))
+
+
 def _law_note(row: dict, tail: str = "") -> str:
-    """Why a row's difference to MuJoCo is not a precision figure: contacts and joint limits
-    follow hybridwam's compliant law, MuJoCo's soft constraints."""
-    what = [w for w, key in (("contact", "contact_pairs"), ("joint limits", "limited_joints")) if row.get(key)]
+    """Why a row's difference to MuJoCo is not a precision figure: contacts, joint limits and dry
+    joint friction follow hybridwam's compliant laws, MuJoCo's soft constraints."""
+    what = [w for w, key in _LAWS if row.get(key)]
     if not what:
         return ""
     return f" ({', '.join(what)}: different laws{', ' + tail if tail else ''})"

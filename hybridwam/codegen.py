@@ -46,6 +46,8 @@ PARAM_SPEC = (
     ("dof_armature", "T"),
     ("dof_coulomb", "T"),
     ("dof_coulomb_vel", "T"),
+    ("dof_frictionloss", "T"),
+    ("dof_meff", "T"),
     ("actuator_gain", "T"),
     ("actuator_bias", "V3"),
     ("actuator_gear", "T"),
@@ -93,6 +95,8 @@ class Structure:
     #: actuator force (clamped by their actuator force range) rather than as passive force
     body_gravcomp: tuple[bool, ...]
     jnt_actgravcomp: tuple[bool, ...]
+    #: dofs with dry friction (MuJoCo's frictionloss > 0), see kernels/contact.joint_friction
+    dof_frictionloss: tuple[bool, ...]
     act_jnt: tuple[int, ...]
     act_ctrllimited: tuple[bool, ...]
     act_forcelimited: tuple[bool, ...]
@@ -533,18 +537,25 @@ def _step_func(s: Structure) -> str:
         f_terms[da].append(f"fa{j}")
     contact = bool(s.pairs)
     children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
-    # one solve, or two when some contact is treated implicitly: the second limits each contact's
-    # friction to mu f_n using the velocities the first predicted (kernels/contact.contact_force)
-    for second in ((False, True) if contact and any(s.pair_implicit) else (False,)):
+    friction = [d for d in range(s.nv) if s.dof_frictionloss[d]]
+    # one solve, or two when some contact is treated implicitly or some dof has dry friction: the
+    # second limits each friction to mu f_n (frictionloss) using the velocities the first
+    # predicted (kernels/contact.contact_force, joint_friction)
+    for second in ((False, True) if (contact and any(s.pair_implicit)) or friction else (False,)):
         if second:
             _emit_predicted_velocities(e, s, moving, dof_body)
         acting = _emit_contacts(e, s, moving, ref, second) if contact else {}
+        sfx = "p" if second else ""
+        for d in friction:
+            e(f"jf{sfx}{d}, ja{sfx}{d} = joint_friction(qd{d}, {'qdp' if second else 'qd'}{d}, "
+              f"dof_frictionloss[{d}], dof_meff[{d}], contact_eps[0], h)")
         out = e
         if second:
-            # where no contact's friction was limited, the second solve would repeat the first
-            # exactly (same viscosities, so the same implicit stiffness trace): skip it there
+            # where no friction was limited, the second solve would repeat the first exactly
+            # (same viscosities, so the same implicit stiffness trace): skip it there
             imp = [i for i in range(len(s.pairs)) if s.pair_implicit[i]]
-            e("climited = " + " + ".join(f"wp.abs(wp.trace(cC{i}) - cTp{i})" for i in imp))
+            e("climited = " + " + ".join([f"wp.abs(wp.trace(cC{i}) - cTp{i})" for i in imp]
+                                         + [f"wp.abs(jap{d} - ja{d})" for d in friction]))
             e("if climited > T(0.0):")
             out = _Indented(e)
         # ---- backward pass: subtree forces (RNE) and composite inertias (CRBA); contact wrenches
@@ -570,7 +581,8 @@ def _step_func(s: Structure) -> str:
         # generalized forces: bias (RNE, with contact wrenches), then the terms above
         for d in range(s.nv):
             b = dof_body[d]
-            out(f"f{d} = " + " + ".join([f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))", *f_terms[d]]))
+            fr = [f"jf{sfx}{d}"] if s.dof_frictionloss[d] else []
+            out(f"f{d} = " + " + ".join([f"-(wp.dot(sw{d}, Fn{b}) + wp.dot(sv{d}, Ff{b}))", *f_terms[d], *fr]))
         # ---- mass matrix (lower triangle, structural zeros skipped), armature, implicit damping
         # CRBA: the composite inertia of each dof's body applied to its motion axis, once per dof
         for i in range(s.nv):
@@ -594,6 +606,8 @@ def _step_func(s: Structure) -> str:
                     expr += f" + dof_armature[{i}]"
                     if i in limit_diag:
                         expr += f" + {limit_diag[i]}"
+                    if s.dof_frictionloss[i]:
+                        expr += f" + ja{sfx}{i}"
                     if s.implicit_damping:
                         expr += f" + h * dof_damping[{i}]"
                 out(f"M{i}_{j} = {expr}")
@@ -663,7 +677,8 @@ def generate_source(s: Structure) -> str:
         "from hybridwam.kernels.contact import (pair_box_box, pair_capsule_box, pair_capsule_capsule,",
         "    pair_plane_box, pair_plane_capsule, pair_plane_sphere, pair_sphere_box, pair_sphere_capsule,",
         "    pair_sphere_sphere, shift_moment, shift_stiffness, skew, zero_action, accumulate_vertex_plane,",
-        "    accumulate_point_mesh, accumulate_point_box, accumulate_point_capsule, box_corner, limit_force)",
+        "    accumulate_point_mesh, accumulate_point_box, accumulate_point_capsule, box_corner, joint_friction,",
+        "    limit_force)",
         "from hybridwam.kernels.kinematics import hinge_quat, motion_dof, quat_from_wxyz",
         f"T = wp.float{tf == 'f' and 32 or 64}",
         f"V2 = wp.vec2{tf}",

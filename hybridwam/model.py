@@ -134,8 +134,6 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
                 out.append(f"{jn} {field[4:]}")
     for d in range(m.nv):
         jn = _name(m, O.mjOBJ_JOINT, int(m.dof_jntid[d]), "joint")
-        if m.dof_frictionloss[d] > 0:
-            out.append(f"{jn} frictionloss")
         if hasattr(m, "dof_dampingpoly") and np.any(np.asarray(m.dof_dampingpoly)[d] != 0):
             out.append(f"{jn} dampingpoly")
     A = mujoco.mjtTrn, mujoco.mjtDyn, mujoco.mjtGain, mujoco.mjtBias
@@ -447,6 +445,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         jnt_limited=tuple(bool(x) for x in m.jnt_limited),
         body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
         jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
+        dof_frictionloss=tuple(bool(x > 0) for x in m.dof_frictionloss),
         act_jnt=tuple(int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
         act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
@@ -535,6 +534,9 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "dof_armature": nz(m.dof_armature, (-1,)),
         "dof_coulomb": nz(np.zeros(m.nv), (-1,)),
         "dof_coulomb_vel": nz(np.full(m.nv, 0.01), (-1,)),
+        "dof_frictionloss": nz(m.dof_frictionloss, (-1,)),
+        # MuJoCo's diagonal approximation of each dof's effective inertia (frictionloss limit)
+        "dof_meff": nz(1.0 / np.maximum(m.dof_invweight0, 1e-12), (-1,)),
         "actuator_gain": nz(m.actuator_gainprm[:, 0], (-1,)),
         # MuJoCo ignores biasprm unless biastype is affine; zero it so the kernel can always add bias[0]
         "actuator_bias": nz(m.actuator_biasprm[:, :3] * affine[:, None], (-1, 3)),

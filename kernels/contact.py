@@ -198,6 +198,20 @@ def limit_force(q: Any, qd: Any, rng: Any, margin: Any, meff: Any, k: Any, b: An
 
 
 @wp.func
+def joint_friction(v: Any, vp: Any, fmax: Any, m: Any, eps: Any, h: Any):
+    """Dry friction of one dof (MuJoCo's frictionloss ``fmax``): (force, implicit coefficient
+    added to the dof's mass-matrix diagonal). The contact law's friction in joint space: the
+    viscosity c = fmax / sqrt(v^2 + eps^2) acts on the end-of-step velocity, and where the
+    velocity ``vp`` a first solve predicted exceeds the regularised one, c is lowered to the value
+    that gives exactly fmax for a dof of effective inertia ``m`` (see contact_force)."""
+    s2 = v * v + eps * eps
+    c = fmax / wp.sqrt(s2)
+    if vp * vp > s2 and fmax > type(fmax)(0.0):
+        c = fmax / (wp.abs(vp) * (type(fmax)(1.0) + h * c / m) - h * fmax / m)
+    return -c * v, h * c
+
+
+@wp.func
 def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any, k: Any, b: Any, mu: Any,
                   tau: Any, eps: Any, h: Any, fpair: Any):
     """Compliant contact law: force on the second geom (at p) and its implicit-Euler matrix.
