@@ -58,7 +58,6 @@ PARAM_SPEC = (
     ("jnt_margin", "T"),
     ("jnt_limit_stiffness", "T"),
     ("jnt_limit_damping", "T"),
-    ("jnt_limit_meff", "T"),
     ("geom_pos", "V3"),
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
@@ -484,7 +483,7 @@ def _step_func(s: Structure) -> str:
     for j, lim in enumerate(s.jnt_limited):
         if lim:
             pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
-            e(f"lf{j}, la{j} = limit_force(q{pa}, qd{da}, jnt_range[{j}], jnt_margin[{j}], jnt_limit_meff[{j}], "
+            e(f"lf{j}, la{j} = limit_force(q{pa}, qd{da}, jnt_range[{j}], jnt_margin[{j}], dof_meff[{da}], "
               f"jnt_limit_stiffness[{j}], jnt_limit_damping[{j}], contact_tau[0], h)")
             f_terms[da].append(f"lf{j}")
             limit_diag[da] = f"la{j}"
@@ -539,8 +538,8 @@ def _step_func(s: Structure) -> str:
     children = {b: [c for c in range(1, nb) if s.body_parent[c] == b and moving[c]] for b in range(nb)}
     friction = [d for d in range(s.nv) if s.dof_frictionloss[d]]
     # one solve, or two when some contact is treated implicitly or some dof has dry friction: the
-    # second limits each friction to mu f_n (frictionloss) using the velocities the first
-    # predicted (kernels/contact.contact_force, joint_friction)
+    # second limits each contact's friction to mu f_n, and each dof's to its frictionloss, using
+    # the velocities the first predicted (kernels/contact.contact_force, joint_friction)
     for second in ((False, True) if (contact and any(s.pair_implicit)) or friction else (False,)):
         if second:
             _emit_predicted_velocities(e, s, moving, dof_body)

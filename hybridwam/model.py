@@ -412,14 +412,13 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
 
 def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
     """Per joint: the range limit's stiffness and damping (acceleration units, from jnt_solref /
-    jnt_solimp as for contacts) and effective mass 1/dof_invweight0, MuJoCo's own diagonal
-    approximation for a limit (zeros for joints without a limit)."""
-    k, b, meff = np.zeros(m.njnt), np.zeros(m.njnt), np.zeros(m.njnt)
+    jnt_solimp as for contacts; zeros for joints without a limit). The law scales them by its
+    dof's ``dof_meff``."""
+    k, b = np.zeros(m.njnt), np.zeros(m.njnt)
     for j in range(m.njnt):
         if m.jnt_limited[j]:
             k[j], b[j] = _soft_spring(m, m.jnt_solref[j], m.jnt_solimp[j], deep=True)
-            meff[j] = 1.0 / max(float(m.dof_invweight0[m.jnt_dofadr[j]]), 1e-12)
-    return {"jnt_limit_stiffness": k, "jnt_limit_damping": b, "jnt_limit_meff": meff}
+    return {"jnt_limit_stiffness": k, "jnt_limit_damping": b}
 
 
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
@@ -535,7 +534,7 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "dof_coulomb": nz(np.zeros(m.nv), (-1,)),
         "dof_coulomb_vel": nz(np.full(m.nv, 0.01), (-1,)),
         "dof_frictionloss": nz(m.dof_frictionloss, (-1,)),
-        # MuJoCo's diagonal approximation of each dof's effective inertia (frictionloss limit)
+        # MuJoCo's diagonal approximation of each dof's effective inertia (joint limits, frictionloss)
         "dof_meff": nz(1.0 / np.maximum(m.dof_invweight0, 1e-12), (-1,)),
         "actuator_gain": nz(m.actuator_gainprm[:, 0], (-1,)),
         # MuJoCo ignores biasprm unless biastype is affine; zero it so the kernel can always add bias[0]

@@ -1,4 +1,4 @@
-"""Narrow phase and the compliant contact law (whose normal part is also the joint range limit).
+"""Narrow phase and the compliant contact law (in joint space also the range limits and dry friction).
 
 Every narrow-phase function returns one contact as (depth, normal, point): ``depth`` > 0 when
 the two surfaces overlap (negative: separation distance), ``normal`` a unit vector pointing

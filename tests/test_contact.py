@@ -236,11 +236,11 @@ def test_bounce_apex_decreases_monotonically(ball64):
     np.testing.assert_allclose(apex[:3], ref_apex[:3], atol=0.03)
 
 
-def _contact_potential(model, depth, kind="pair", i=0):
-    """Energy stored in a contact (or joint-limit: kind="jnt_limit") spring: meff k * integral
-    of the C1 onset profile s(d)."""
-    k = model.params[f"{kind}_stiffness"][i].item()
-    meff = model.params[f"{kind}_meff"][i].item()
+def _contact_potential(model, depth, k=None, meff=None):
+    """Energy stored in a contact spring (pair 0's, or the given k, meff: a joint limit's):
+    meff k * integral of the C1 onset profile s(d)."""
+    k = model.params["pair_stiffness"][0].item() if k is None else k
+    meff = model.params["pair_meff"][0].item() if meff is None else meff
     tau = model.params["contact_tau"][0].item()
     d = np.clip(depth, 0, None)
     small = d**3 / (6 * tau)
@@ -424,7 +424,7 @@ def test_energy_never_grows_against_a_joint_limit():
     v0 = torch.tensor([[4.0], [0.0]], dtype=torch.float64)
     tr = hw.Physics(model).rollout(torch.zeros_like(v0), v0, torch.zeros(2, 1500, 0, dtype=torch.float64))
     d = mujoco.MjData(model.mj)
-    k, meff, tau = (model.params[n][0].item() for n in ("jnt_limit_stiffness", "jnt_limit_meff", "contact_tau"))
+    k, meff, tau = (model.params[n][0].item() for n in ("jnt_limit_stiffness", "dof_meff", "contact_tau"))
     for b in range(2):
         q, v = tr.qpos[b, :, 0].numpy(), tr.qvel[b, :, 0].numpy()
         E = []
@@ -433,7 +433,7 @@ def test_energy_never_grows_against_a_joint_limit():
             mujoco.mj_forward(model.mj, d)
             E.append(d.energy.sum())
         upper, lower = q - 0.5, -1 - q
-        E = np.array(E) + _contact_potential(model, upper, "jnt_limit") + _contact_potential(model, lower, "jnt_limit")
+        E = np.array(E) + _contact_potential(model, upper, k, meff) + _contact_potential(model, lower, k, meff)
         assert q.max() < 0.6 and q.min() > -1.1  # stopped by the limits
         # the spring force meff k s(depth) of the law's C1 onset, on either side
         s = [np.where(x < tau, np.clip(x, 0, None) ** 2 / (2 * tau), x - tau / 2) for x in (upper, lower)]
