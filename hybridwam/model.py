@@ -267,7 +267,13 @@ class Model:
                          f"damping={m.dof_damping[m.jnt_dofadr[j]]:g} armature={m.dof_armature[m.jnt_dofadr[j]]:g} "
                          f"stiffness={m.jnt_stiffness[j]:g}"
                          + (f" range=[{m.jnt_range[j, 0]:g}, {m.jnt_range[j, 1]:g}]" if m.jnt_limited[j] else "")
-                         + (f" margin={m.jnt_margin[j]:g}" if m.jnt_limited[j] and m.jnt_margin[j] else ""))
+                         + (f" margin={m.jnt_margin[j]:g}" if m.jnt_limited[j] and m.jnt_margin[j] else "")
+                         + (f" frictionloss={fl:g}" if (fl := m.dof_frictionloss[m.jnt_dofadr[j]]) > 0 else "")
+                         + (" actuatorgravcomp" if m.jnt_actgravcomp[j] else ""))
+        bn = self.names("body")
+        gc = [f"'{bn[b]}' {m.body_gravcomp[b]:g}" for b in range(m.nbody) if m.body_gravcomp[b]]
+        if gc:
+            lines.append("gravity compensation  " + ", ".join(gc))
         an = self.names("actuator")
         lines.append("actuators" if m.nu else "actuators (none)")
         for a in range(m.nu):

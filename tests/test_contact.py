@@ -501,6 +501,7 @@ def test_frictionloss_sticks_below_and_slides_with_coulomb_above():
     below (creeping under 3 mm/s; MuJoCo's soft friction creeps 2.1 and 3.8 mm/s at 0.5 and 0.9)
     and leaves at Coulomb's (F - 2 N) t / m above (measured: exact to 4 digits, as MuJoCo)."""
     model = hw.load_model(FRICTIONLOSS_XML, device="cpu")
+    assert "frictionloss=2" in model.describe()
     ratios, T = [0.5, 0.9, 1.2, 2.0, 5.0], 100
     u = torch.zeros(len(ratios), T, 3)
     u[:, :, 0] = 2.0 * torch.tensor(ratios)[:, None]

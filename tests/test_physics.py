@@ -347,7 +347,11 @@ def test_custom_models_are_what_the_tests_claim(sim):
     assert list(m.actuator_ctrllimited) == [1, 1, 1, 1, 0, 0]
     assert list(m.actuator_forcelimited) == [0, 1, 1, 1, 0, 0]
     assert list(m.jnt_actfrclimited) == [0, 1, 0, 0]
-    m = _custom(sim, "gravcomp", "float32")[0].mj
+    model = _custom(sim, "gravcomp", "float32")[0]
+    text = model.describe()
+    assert "gravity compensation  'upper' 1, 'hand' 0.5, 'ball' 1.5, 'floater' 0.7" in text
+    assert "actuatorgravcomp" in text
+    m = model.mj
     assert list(m.body_gravcomp) == [0, 1, 0, 0.5, 1.5, 0.7] and list(m.jnt_actgravcomp) == [0, 1, 0, 0, 0]
     assert list(m.jnt_type) == [3, 3, 2, 1, 0]
 
