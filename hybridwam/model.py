@@ -259,18 +259,17 @@ class Model:
                  f"sizes   nq={m.nq} nv={m.nv} nu={m.nu} nbody={m.nbody} njnt={m.njnt} ngeom={m.ngeom}",
                  f"option  timestep={m.opt.timestep:g} s, gravity={tuple(float(x) for x in m.opt.gravity)}, "
                  f"integrator=Euler, device={self.device}, dtype={str(self.dtype)[6:]}"]
-        jn = self.names("joint")
+        jn, bn = self.names("joint"), self.names("body")
         lines.append("joints")
         for j in range(m.njnt):
             lines.append(f"  {jn[j]:<20} {JOINT_TYPE_NAMES[int(m.jnt_type[j])]:<6} qpos[{m.jnt_qposadr[j]}] "
-                         f"dof[{m.jnt_dofadr[j]}] body '{self.names('body')[m.jnt_bodyid[j]]}' "
+                         f"dof[{m.jnt_dofadr[j]}] body '{bn[m.jnt_bodyid[j]]}' "
                          f"damping={m.dof_damping[m.jnt_dofadr[j]]:g} armature={m.dof_armature[m.jnt_dofadr[j]]:g} "
                          f"stiffness={m.jnt_stiffness[j]:g}"
                          + (f" range=[{m.jnt_range[j, 0]:g}, {m.jnt_range[j, 1]:g}]" if m.jnt_limited[j] else "")
                          + (f" margin={m.jnt_margin[j]:g}" if m.jnt_limited[j] and m.jnt_margin[j] else "")
                          + (f" frictionloss={fl:g}" if (fl := m.dof_frictionloss[m.jnt_dofadr[j]]) > 0 else "")
                          + (" actuatorgravcomp" if m.jnt_actgravcomp[j] else ""))
-        bn = self.names("body")
         gc = [f"'{bn[b]}' {m.body_gravcomp[b]:g}" for b in range(m.nbody) if m.body_gravcomp[b]]
         if gc:
             lines.append("gravity compensation  " + ", ".join(gc))

@@ -198,16 +198,25 @@ def limit_force(q: Any, qd: Any, rng: Any, margin: Any, meff: Any, k: Any, b: An
 
 
 @wp.func
+def limited_viscosity(c: Any, slip: Any, fmax: Any, m: Any, h: Any):
+    """The friction viscosity that gives exactly ``fmax`` at the end of the step, for a point (or
+    dof) of effective mass ``m`` whose first solve with viscosity ``c`` predicted the slip speed
+    ``slip``: without friction it would slip at slip (1 + h c / m), so c' = fmax / (slip (1 + h c /
+    m) - h fmax / m). Used where c slip > fmax (contact_force, joint_friction)."""
+    return fmax / (slip * (type(c)(1.0) + h * c / m) - h * fmax / m)
+
+
+@wp.func
 def joint_friction(v: Any, vp: Any, fmax: Any, m: Any, eps: Any, h: Any):
     """Dry friction of one dof (MuJoCo's frictionloss ``fmax``): (force, implicit coefficient
     added to the dof's mass-matrix diagonal). The contact law's friction in joint space: the
     viscosity c = fmax / sqrt(v^2 + eps^2) acts on the end-of-step velocity, and where the
     velocity ``vp`` a first solve predicted exceeds the regularised one, c is lowered to the value
-    that gives exactly fmax for a dof of effective inertia ``m`` (see contact_force)."""
+    that gives exactly fmax for a dof of effective inertia ``m`` (limited_viscosity)."""
     s2 = v * v + eps * eps
     c = fmax / wp.sqrt(s2)
     if vp * vp > s2 and fmax > type(fmax)(0.0):
-        c = fmax / (wp.abs(vp) * (type(fmax)(1.0) + h * c / m) - h * fmax / m)
+        c = limited_viscosity(c, wp.abs(vp), fmax, m, h)
     return -c * v, h * c
 
 
@@ -250,7 +259,7 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any
         # sp2 > eps^2 > 0 here, so the square root is never taken at zero
         sp = wp.sqrt(sp2)
         m = meff * fn / wp.max(wp.dot(n, fpair), fn)
-        ct = fmax / (sp * (type(k)(1.0) + h * ct / m) - h * fmax / m)
+        ct = limited_viscosity(ct, sp, fmax, m, h)
     force = n * fn - vt * ct
     at = h * ct
     eye = wp.identity(n=3, dtype=type(k))
