@@ -13,12 +13,17 @@ launched once in adjoint mode for the whole backward pass).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import re
+import shutil
+import stat
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 
 # Joint types, as MuJoCo's mjtJoint.
@@ -326,6 +331,14 @@ def _step_func(s: Structure) -> str:
     moving = [False] * nb
     for b in range(1, nb):
         moving[b] = bool(s.body_jnts[b]) or moving[s.body_parent[b]]
+    # bodies whose pose the step reads: moving ones, owners of geoms in candidate pairs, and
+    # their ancestors; static bodies outside that set (scenery without contacts) get no code
+    needed = [False] * nb
+    roles = {b for b in range(1, nb) if moving[b]} | {s.geom_body[g] for pair in s.pairs for g in pair}
+    for b in roles:
+        while b and not needed[b]:
+            needed[b] = True
+            b = s.body_parent[b]
     dof_body = _dof_body(s)
     # each kinematic tree (topmost moving body and below) uses its root body's position as the
     # reference point of its spatial quantities: float32 accuracy then does not depend on how
@@ -353,6 +366,8 @@ def _step_func(s: Structure) -> str:
     e(f"aw0 = {Z}")
     e("av0 = -g")
     for b in range(1, nb):
+        if not needed[b]:
+            continue
         p = s.body_parent[b]
         e(f"# body {b} (parent {p})")
         e(f"xq{b}_0 = xq{p} * body_quat[{b}]")
@@ -731,48 +746,205 @@ def generate_source(s: Structure) -> str:
     return "\n".join(src) + "\n"
 
 
+class KernelCacheError(OSError):
+    """The kernel cache folder is not safe to import generated code from (see ``cache_dir``)."""
+
+
 def cache_dir() -> str:
-    """Folder of generated kernel modules (``HYBRIDWAM_CACHE`` overrides)."""
+    """Folder of generated kernel modules (``HYBRIDWAM_CACHE`` overrides).
+
+    Generated modules are Python files that get imported, so the folder is created private
+    (mode 0700, whatever the umask) and is refused when it, or the hybridwam folder above it,
+    belongs to another user or is writable by group or others (see :func:`_check_private`).
+    """
     base = os.environ.get("HYBRIDWAM_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hybridwam")
     return os.path.join(base, "kernels")
 
 
+def _private_dir(d: str) -> str:
+    """Create ``d`` (and its hybridwam parent) with mode 0700 if missing; check that both are private."""
+    base = os.path.dirname(d)
+    for p in (base, d):
+        if not os.path.isdir(p):
+            try:
+                os.makedirs(p, mode=0o700)
+                os.chmod(p, 0o700)  # makedirs' mode is masked by the umask; this is not
+            except FileExistsError:  # created concurrently; checked below like any other folder
+                pass
+        _check_private(p, "folder")
+    return d
+
+
+def _check_private(path: str, what: str, st: os.stat_result | None = None):
+    """Refuse ``path`` unless this user owns it and neither group nor others can write it."""
+    st = st or os.stat(path)
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is not None and st.st_uid != uid:
+        raise KernelCacheError(
+            f"{path}: the kernel cache {what} belongs to user id {st.st_uid}, not to you ({uid}); hybridwam "
+            "imports generated code from it, so it must be yours. Set HYBRIDWAM_CACHE to a folder of your own")
+    if st.st_mode & 0o022:
+        raise KernelCacheError(
+            f"{path}: the kernel cache {what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"hybridwam imports generated code from it. Make it private (chmod go-w {path}) or set HYBRIDWAM_CACHE "
+            "to a folder of your own")
+
+
+def module_path(s: Structure) -> tuple[str, str, str]:
+    """(module name, path of its file in the cache, source) of a structure's generated module."""
+    src = generate_source(s)
+    name = f"hybridwam_gen_{s.key()}_{hashlib.sha256(src.encode()).hexdigest()[:16]}"
+    return name, os.path.join(cache_dir(), name + ".py"), src
+
+
 _MODULES: dict[Structure, object] = {}
 
 
-def get_module(s: Structure, verbose: bool = True):
-    """Import (generating on first use) the kernel module of a structure."""
-    mod = _MODULES.get(s)
-    if mod is not None:
-        return mod
-    src = generate_source(s)
-    name = f"hybridwam_gen_{s.key()}_{hashlib.sha1(src.encode()).hexdigest()[:8]}"
-    d = cache_dir()
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, name + ".py")
-    if not os.path.exists(path):
-        # atomic write: concurrent processes never import a half-written file
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+def _write_atomic(d: str, path: str, src: str):
+    # atomic: concurrent processes never import a half-written file; mkstemp creates it 0600
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".py")
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(src)
         os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def get_module(s: Structure, verbose: bool = True):
+    """Import (generating on first use) the kernel module of a structure.
+
+    The file in the cache is imported only when its bytes are exactly the source generated for
+    ``s`` now, it is a regular file of this user's that nobody else can write, and the folder is
+    private: a file planted at the predictable path, or one that was edited or corrupted, is
+    replaced by the generated source (with a warning) and never executed.
+    """
+    mod = _MODULES.get(s)
+    if mod is not None:
+        return mod
+    name, path, src = module_path(s)
+    d = _private_dir(os.path.dirname(path))
+    _clean_stale_temp(d)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        ok = stat.S_ISREG(st.st_mode)
+        if ok:
+            _check_private(path, "file", st)
+            with open(path, encoding="utf-8", errors="replace") as f:
+                ok = f.read() == src
+        if not ok:
+            warnings.warn(f"{path}: the cached kernel module is not the source hybridwam generates for this model "
+                          "(edited, corrupted or planted); it was not imported and is replaced", stacklevel=2)
+            st = None
+    if st is None:
+        _write_atomic(d, path, src)
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
+    mod.__source__ = src
     _MODULES[s] = mod
     return mod
 
 
-def compile_module(mod, device, verbose: bool = True) -> float:
-    """Load (compile on a cache miss) the module's kernels on ``device``; returns seconds."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_temp(d: str, min_age_s: float = 3600.0):
+    """Remove the temporary files left in the cache folder by processes killed while writing."""
+    now = time.time()
+    with os.scandir(d) as it:
+        for e in it:
+            if e.name.startswith(".tmp-") and e.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if now - e.stat(follow_symlinks=False).st_mtime > min_age_s:
+                        os.unlink(e.path)
+
+
+_BUILD_DIR = re.compile(r"^wp_hybridwam_gen_[0-9a-f]+_[0-9a-f]+_[0-9a-f]+_p(\d+)_t\d+$")
+
+
+def _clean_stale_builds(kernel_cache: str):
+    """Remove Warp build folders of hybridwam modules whose building process no longer runs
+    (Warp builds into ``<module>_p<pid>_t<thread>`` and renames it when done; a kill -9 during
+    a compile leaves that folder behind for good)."""
+    try:
+        entries = list(os.scandir(kernel_cache))
+    except OSError:
+        return
+    for e in entries:
+        m = _BUILD_DIR.match(e.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(e.path, ignore_errors=True)
+
+
+#: Cold compile time of a generated module on the CPU, as seconds = A * (source kB) ** P: fitted to
+#: cold compiles (fresh caches) on a 2-core CPU, see _COMPILE_FIT_NOTE. Printed as a rough guide
+#: before a compile that is expected to be long, never used to decide anything.
+_COMPILE_A, _COMPILE_P = 0.24, 1.39
+_COMPILE_FIT_NOTE = ("2026-12-01, Warp 1.19: acrobot 12 kB 8.8 s, a 4-hinge chain 22 kB 14.6 s, "
+                     "an 8-hinge chain 58 kB 73 s")
+
+
+def estimate_compile_seconds(source_chars: int) -> float:
+    """Rough cold-compile seconds on a 2-core CPU for a generated module of that many characters."""
+    return _COMPILE_A * (source_chars / 1000.0) ** _COMPILE_P
+
+
+def is_compiled(mod, device) -> bool:
+    """Whether Warp's kernel cache holds a build of this module for ``device``'s kind (so loading
+    it is quick). The module's name carries a hash of its source, so a cached folder of that name
+    is a build of exactly this code."""
     import warp as wp
 
+    wp.init()
+    root = wp.config.kernel_cache_dir
+    if not root:
+        return False
+    prefix = f"wp_{mod.__name__}_"
+    suffixes = (".o",) if str(device).startswith("cpu") else (".cubin", ".ptx")
+    try:
+        dirs = [e.path for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()
+                and not _BUILD_DIR.match(e.name)]
+        return any(n.endswith(suffixes) for d in dirs for n in os.listdir(d))
+    except OSError:
+        return False
+
+
+def compile_module(mod, device, verbose: bool = True, label: str = "this model") -> float:
+    """Load (compile on a cache miss) the module's kernels on ``device``; returns seconds.
+
+    Before a compile, stale build folders of killed hybridwam compiles are removed, and when the
+    compile is expected to take more than a few seconds a line says what is compiled (``label``),
+    how large it is and roughly how long it will take."""
+    import warp as wp
+
+    wp.init()  # sets Warp's kernel cache folder
+    if wp.config.kernel_cache_dir:
+        _clean_stale_builds(wp.config.kernel_cache_dir)
+    if verbose and not is_compiled(mod, device):
+        n = len(getattr(mod, "__source__", ""))
+        est = estimate_compile_seconds(n)
+        if est > 5.0:
+            print(f"hybridwam: compiling physics kernels for {label} ({n / 1000:.0f} kB of generated code; "
+                  f"roughly {est:.0f} s on a 2-core CPU, once: the result is cached on disk) ...", file=sys.stderr)
     t0 = time.perf_counter()
     wp.load_module(mod, device=device)
     dt = time.perf_counter() - t0
     if verbose and dt > 1.0:
-        print(f"hybridwam: compiled physics kernels for this model in {dt:.1f} s "
+        print(f"hybridwam: compiled physics kernels for {label} in {dt:.1f} s "
               "(cached on disk for the next run)", file=sys.stderr)
     return dt

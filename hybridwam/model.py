@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import mujoco
 import numpy as np
@@ -169,6 +170,8 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         if int(m.geom_type[g1]) == PLANE and int(m.geom_type[g2]) == PLANE:
             names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
             out.append(f"{names} plane-plane contact")
+    if m.nv == 0:
+        out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     if m.nv > MAX_NV:
         out.append(f"model size nv={m.nv} (the fused per-world kernel supports nv <= {MAX_NV})")
     return out
@@ -195,6 +198,13 @@ class Model:
     dtype: torch.dtype
     structure: Structure
     params: dict[str, torch.Tensor]
+    #: the shape of each parameter as loaded: the kernels index the parameter arrays without
+    #: bounds checks, so a replacement tensor must keep it (checked at launch, see Physics)
+    param_shapes: dict[str, tuple[int, ...]] = dc_field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.param_shapes:
+            self.param_shapes = {k: tuple(v.shape) for k, v in self.params.items()}
 
     # sizes ---------------------------------------------------------------------------------
     @property

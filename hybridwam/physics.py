@@ -164,7 +164,10 @@ class Physics:
         self.model = model
         self.check_finite = check_finite
         self._mod = get_module(model.structure)
-        self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose)
+        st = model.structure
+        label = (f"{os.path.basename(model.source) or 'the model'} (nv={model.nv}, {len(st.pairs)} contact pair(s), "
+                 f"{model.dtype}, {model.device})".replace("torch.", ""))
+        self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose, label=label)
         self._types = _WP_DTYPES[model.dtype]
         self._cache: dict[tuple, wp.array] = {}
 
@@ -181,12 +184,34 @@ class Physics:
         key = {n: k for n, k in PARAM_SPEC}[name]
         return wp.from_torch(t, dtype=self._types[key], requires_grad=False)
 
+    def _check_param(self, name: str, t) -> None:
+        """A parameter tensor handed to the kernel: the kernel reads it by index without bounds
+        checks, so its shape, dtype, device and layout must be those of the loaded model."""
+        m = self.model
+        shape = m.param_shapes[name]
+        where = f"model.params[{name!r}]"
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: expected a torch tensor, got {type(t).__name__}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{where}: expected shape {list(shape)} (as loaded from the model), got {list(t.shape)}; "
+                             "replace a parameter with a tensor of the same shape, or edit it in place")
+        if t.dtype != m.dtype:
+            raise TypeError(f"{where}: expected dtype {m.dtype} (the model's), got {t.dtype}")
+        if t.device != m.torch_device:
+            raise ValueError(f"{where}: expected a tensor on {m.device} (the model's device), got {t.device}")
+        if not t.is_contiguous():
+            raise ValueError(f"{where}: expected a contiguous tensor (got strides {list(t.stride())}); "
+                             "use .contiguous()")
+
     def _wp_params(self, params) -> list[wp.array]:
         out = []
         for (name, _), t in zip(PARAM_SPEC, params, strict=True):
-            k = (name, t.data_ptr(), tuple(t.shape))
+            if not isinstance(t, torch.Tensor):
+                self._check_param(name, t)
+            k = (name, t.data_ptr(), tuple(t.shape), t.dtype, t.stride(), t.device)
             a = self._cache.get(k)
             if a is None:
+                self._check_param(name, t)  # once per tensor object: the check is off the hot path
                 if len(self._cache) > 4 * len(PARAM_SPEC):  # parameters replaced, not edited in place
                     self._cache.clear()
                 a = self._cache[k] = self._wp_param(name, t)
@@ -349,11 +374,12 @@ class CapturedRollout:
             with _stream_scope(m.device):
                 self._launch(params)
             return
-        key = tuple(map(torch.Tensor.data_ptr, params))
+        key = tuple(p.data_ptr() if isinstance(p, torch.Tensor) else id(p) for p in params)
         cuda = m.device.startswith("cuda")
         if self.graph is None or key != self._params_key:
             # graphs bake in array addresses: record again when a parameter tensor was replaced
             self.graph = None
+            self.physics._wp_params(params)  # checks replaced parameters before anything is recorded
             stream = wp.Stream(m.device) if cuda else None
             if cuda:
                 torch.cuda.synchronize(torch.device(m.device))
