@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from . import parallel
 from .codegen import PARAM_SPEC, compile_module, get_module
 from .model import Model
 
@@ -132,21 +133,40 @@ class _Rollout(torch.autograd.Function):
         a_ctrl = _zeros(ctrls.shape, ctrls) if needs[3] else None
         a_qfrc = _zeros(qfrc.shape, qfrc) if needs[4] else None
         a_qaccx = _zeros(qaccx.shape, qaccx) if needs[5] else None
-        a_params = [_zeros(p.shape, p) if needs[6 + i] else None for i, p in enumerate(params)]
+        # parameter adjoints are sums over worlds: each fixed chunk of worlds accumulates into its
+        # own buffer (concurrent slices never write one array), summed in chunk order below, so
+        # the bits do not depend on the thread count; without them, slices per thread
+        grad_params = any(needs[6 + i] for i in range(len(params)))
+        ranges = parallel.chunks(B) if grad_params else parallel.slices(B, phys.threads)
+        K = len(ranges)
+        parts = [_zeros((K, *p.shape), p) if needs[6 + i] else None for i, p in enumerate(params)]
         w = phys._wp
-
-        def wopt(t):
-            return None if t is None else w(t)
-
         wparams = phys._wp_params(params)
-        wadj = [None if a is None else phys._wp_param(n, a) for (n, _), a in zip(PARAM_SPEC, a_params, strict=True)]
-        wQ, wV, wA, wc, wf, wx = w(Q), w(V), w(A), w(ctrls), w(qfrc), w(qaccx)
-        waQ, waV, waA = w(aQ), w(aV), w(aA)
-        with _stream_scope(phys.model.device):
+
+        def launch(k, a, b, record):
+            def s(t):
+                return None if t is None else w(t if K == 1 else t[a:b])
+
+            wadj = [None if P is None else phys._wp_param(n, P[k]) for (n, _), P in zip(PARAM_SPEC, parts, strict=True)]
             # one adjoint launch for all T steps: the kernel's loop is replayed in reverse order
-            wp.launch(phys._mod.rollout_grad_kernel, dim=B, device=phys.model.device, adjoint=True,
-                      inputs=[wQ, wV, wc, wf, wx, wA, T, *wparams],
-                      adj_inputs=[waQ, waV, wopt(a_ctrl), wopt(a_qfrc), wopt(a_qaccx), waA, 0, *wadj])
+            return wp.launch(phys._mod.rollout_grad_kernel, dim=b - a, device=phys.model.device, adjoint=True,
+                             inputs=[s(Q), s(V), s(ctrls), s(qfrc), s(qaccx), s(A), T, *wparams],
+                             adj_inputs=[s(aQ), s(aV), s(a_ctrl), s(a_qfrc), s(a_qaccx), s(aA), 0, *wadj],
+                             record_cmd=record)
+
+        with _stream_scope(phys.model.device):
+            if K == 1:
+                launch(0, 0, B, False)
+            else:
+                parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], phys.threads)
+        a_params = []
+        for P in parts:
+            acc = None
+            if P is not None:
+                acc = P[0]
+                for k in range(1, K):
+                    acc = acc + P[k]
+            a_params.append(acc)
         grads = [None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params]
         return tuple(g if needs[i] else None for i, g in enumerate(grads))
 
@@ -160,9 +180,12 @@ class Physics:
     ``model.params`` that requires grad, through contacts too.
     """
 
-    def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True):
+    def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True, threads: int | None = None):
         self.model = model
         self.check_finite = check_finite
+        #: CPU threads a batched launch is split across (worlds in slices, see hybridwam.parallel);
+        #: default all usable cores; 1 on a GPU
+        self.threads = parallel.resolve_threads(threads, model.device)
         self._mod = get_module(model.structure)
         st = model.structure
         label = (f"{os.path.basename(model.source) or 'the model'} (nv={model.nv}, {len(st.pairs)} contact pair(s), "
@@ -218,12 +241,30 @@ class Physics:
             out.append(a)
         return out
 
+    def _forward_launches(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, record=False):
+        """Launches of ``rollout_kernel`` from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
+        steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place: one per slice of worlds on the
+        CPU's threads (see hybridwam.parallel). ``record``: return Warp launch commands instead
+        of launching (replayed by CapturedRollout)."""
+        w, T = self._wp, ctrls.shape[1]
+        wparams = self._wp_params(params)
+        sl = parallel.slices(Q.shape[0], self.threads)
+        record = record or len(sl) > 1
+        cmds = []
+        for a, b in sl:
+            def s(t, a=a, b=b):
+                return w(t if len(sl) == 1 else t[a:b])
+            cmd = wp.launch(self._mod.rollout_kernel, dim=b - a, device=self.model.device, stream=stream,
+                            inputs=[s(Q), s(V), s(ctrls), s(qfrc), s(qaccx), s(A), T, *wparams], record_cmd=record)
+            if record:
+                cmds.append(cmd)
+        return cmds
+
     def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None):
-        """One launch of ``rollout_kernel``: from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
-        steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place."""
-        w = self._wp
-        wp.launch(self._mod.rollout_kernel, dim=Q.shape[0], device=self.model.device, stream=stream,
-                  inputs=[w(Q), w(V), w(ctrls), w(qfrc), w(qaccx), w(A), ctrls.shape[1], *self._wp_params(params)])
+        """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads."""
+        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream)
+        if cmds:
+            parallel.run([c.launch for c in cmds], self.threads)
 
     # ---- validation --------------------------------------------------------------------------
     def _prep(self, x, name: str, shape: tuple, batch: int | None) -> torch.Tensor:
@@ -361,6 +402,8 @@ class CapturedRollout:
         self._params_key: tuple | None = None
         self.graph = None
         self._capture_stream = None
+        #: CPU batches split across threads replay recorded launch commands instead of one graph
+        self._split = m.device == "cpu" and len(parallel.slices(B, physics.threads)) > 1
         self.captures = 0  # how many times the launch was (re)recorded
 
     # ---- launch ------------------------------------------------------------------------------
@@ -380,22 +423,36 @@ class CapturedRollout:
             # graphs bake in array addresses: record again when a parameter tensor was replaced
             self.graph = None
             self.physics._wp_params(params)  # checks replaced parameters before anything is recorded
-            stream = wp.Stream(m.device) if cuda else None
-            if cuda:
-                torch.cuda.synchronize(torch.device(m.device))
-            try:
-                with wp.ScopedCapture(device=m.device, stream=stream) as cap:
-                    self._launch(params, stream=stream)
-            except RuntimeError as e:
-                raise RuntimeError(f"graph capture of the rollout failed on {m.device} ({e}); "
-                                   "physics.capture(..., graph=False) launches without a graph") from e
-            self.graph, self._params_key = cap.graph, key
-            self._capture_stream = stream  # kept alive with the graph
-            self.captures += 1
-        if cuda:
+            if self._split:
+                # several slices of worlds on the CPU's threads: a graph would run them one after
+                # the other, so the launches are recorded as Warp commands and replayed concurrently
+                self.graph = self.physics._forward_launches(self._Q, self._V, self._C, self._F, self._X, self._A,
+                                                            params, record=True)
+                self._params_key = key
+                self.captures += 1
+            else:
+                self._capture(params, key, cuda)
+        if self._split:
+            parallel.run([c.launch for c in self.graph], self.physics.threads)
+        elif cuda:
             wp.capture_launch(self.graph, stream=wp.stream_from_torch(torch.device(m.device)))
         else:
             wp.capture_launch(self.graph)
+
+    def _capture(self, params, key, cuda: bool):
+        m = self.physics.model
+        stream = wp.Stream(m.device) if cuda else None
+        if cuda:
+            torch.cuda.synchronize(torch.device(m.device))
+        try:
+            with wp.ScopedCapture(device=m.device, stream=stream) as cap:
+                self._launch(params, stream=stream)
+        except RuntimeError as e:
+            raise RuntimeError(f"graph capture of the rollout failed on {m.device} ({e}); "
+                               "physics.capture(..., graph=False) launches without a graph") from e
+        self.graph, self._params_key = cap.graph, key
+        self._capture_stream = stream  # kept alive with the graph
+        self.captures += 1
 
     # ---- inputs / outputs ----------------------------------------------------------------------
     def _load(self, dst: str, x, name: str, shape: tuple):
@@ -477,5 +534,7 @@ class CapturedRollout:
 
     def __repr__(self) -> str:
         dev = self.physics.model.device
-        kind = "no graph" if not self.use_graph else "CUDA graph" if dev.startswith("cuda") else "Warp CPU graph"
+        kind = ("no graph" if not self.use_graph else "CUDA graph" if dev.startswith("cuda")
+                else f"recorded launches on {len(parallel.slices(self.batch, self.physics.threads))} threads"
+                if self._split else "Warp CPU graph")
         return f"CapturedRollout(batch={self.batch}, horizon={self.horizon}, device={dev}, {kind})"
