@@ -6,9 +6,13 @@ No pickle anywhere; files are written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
+import time
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -16,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
 from .model import JOINT_TYPE_NAMES, Model, load_model
-from .physics import Physics, Trajectory
+from .physics import NonFiniteError, Physics, Trajectory
 from .residual import Residual
 
 FORMAT = "hybridwam-checkpoint"
@@ -49,15 +53,38 @@ def model_fingerprint(model: Model) -> dict:
             "actuators": model.names("actuator")}
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded (damaged, truncated, foreign or made for another model):
+    ``.file`` and ``.key`` say where."""
+
+    def __init__(self, msg: str, file: str | None = None, key: str | None = None):
+        super().__init__(msg)
+        self.file, self.key = file, key
+
+
+class ResidualOutputError(NonFiniteError):
+    """The residual network returned NaN or inf (its weights or inputs are not finite)."""
+
+
+#: temporary files of :func:`_atomic_write` are named ``.tmp-<pid>-<random><final name>``
+TEMP_PREFIX = ".tmp-"
+_TEMP_PID = re.compile(r"^\.tmp-(\d+)-")
+
+
 def _atomic_write(path: str, write):
+    """``write(tmp)`` into a temporary file beside ``path``, flushed to disk, then renamed onto
+    ``path``: readers see the old file or the new one, never a part. The temporary file is removed
+    when ``write`` raises; one left by a killed process is removed by :func:`clean_stale_temp`."""
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=os.path.basename(path))
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
 
 
@@ -67,6 +94,89 @@ def _atomic_write_text(path: str, text: str):
             f.write(text)
 
     _atomic_write(path, write)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def clean_stale_temp(folder: str, min_age_s: float = 3600.0) -> list[str]:
+    """Remove the temporary files of :func:`_atomic_write` in ``folder`` that killed processes left
+    behind: those whose writing process no longer runs, and any older than ``min_age_s`` seconds.
+    Returns the names removed."""
+    now, removed = time.time(), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(TEMP_PREFIX):
+            continue
+        with contextlib.suppress(OSError):
+            if not e.is_file(follow_symlinks=False):
+                continue
+            m = _TEMP_PID.match(e.name)
+            dead = m is not None and not _pid_alive(int(m.group(1)))
+            if dead or now - e.stat(follow_symlinks=False).st_mtime > min_age_s:
+                os.unlink(e.path)
+                removed.append(e.name)
+    return removed
+
+
+def load_safetensors(path: str, what: str) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with errors that name the file: FileNotFoundError when it is
+    missing, :class:`CheckpointError` when it cannot be read (SafetensorError is neither a
+    ValueError nor an OSError)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing ({what})")
+    try:
+        return load_file(path)
+    except OSError:
+        raise
+    except Exception as e:  # SafetensorError, and whatever a damaged header gives
+        raise CheckpointError(f"{path}: cannot read the {what}: {str(e).strip() or type(e).__name__} (the file "
+                              "is truncated, damaged or not a safetensors file)", path) from None
+
+
+def _read_config(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); the file is truncated or not a hybridwam "
+                              "checkpoint", path) from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: not a hybridwam checkpoint (a JSON {type(cfg).__name__}, not an object)",
+                              path)
+    return cfg
+
+
+def _require(d: dict, key: str, kind, file: str, where: str = ""):
+    """``d[key]`` when it is a ``kind``, else a CheckpointError naming the key."""
+    v = d.get(key)
+    if not isinstance(v, kind):
+        got = "missing" if key not in d else f"a {type(v).__name__}"
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise CheckpointError(f"{file}: key {where}{key!r} is {got}, expected a {name} (damaged or foreign "
+                              "checkpoint)", file, where + key)
+    return v
+
+
+def _param_mismatch(saved: dict, params: dict) -> tuple[list[str], list[str], list[str]]:
+    """(missing from ``saved``, other shape, unknown to ``params``), each as readable entries."""
+    missing = [k for k in params if k not in saved]
+    wrong = [f"{k} (saved {list(saved[k].shape)}, model {list(v.shape)})" for k, v in params.items()
+             if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+    unknown = [k for k in saved if k not in params]
+    return missing, wrong, unknown
 
 
 class HybridModel(torch.nn.Module):
@@ -93,6 +203,17 @@ class HybridModel(torch.nn.Module):
         if self.residual is None:
             return {}
         r = self.residual(qpos, qvel, ctrl)
+        if self.physics.check_finite:
+            ok = torch.isfinite(r.detach())
+            if not bool(ok.all()) and all(bool(torch.isfinite(x).all()) for x in (qpos, qvel, ctrl)):
+                # (non-finite inputs are the physics' to report, by name)
+                ok = ok.reshape(r.shape[0], -1).all(1) if r.dim() > 1 else ok.all().reshape(1)
+                worlds = [i for i, good in enumerate(ok.tolist()) if not good]
+                why = ("its weights or normalisation buffers contain NaN/inf"
+                       if not all(bool(torch.isfinite(t).all()) for t in self.residual.state_dict().values())
+                       else "it overflowed on these inputs")
+                raise ResidualOutputError(f"the residual's output (its {self.residual.mode} correction) is NaN or "
+                                          f"inf in world(s) {worlds[:20]}: {why}", worlds, -1)
         return {"qfrc_extra": r} if self.residual.mode == "force" else {"qacc_extra": r}
 
     def step(self, qpos, qvel, ctrl):
@@ -120,7 +241,11 @@ class HybridModel(torch.nn.Module):
             return self.physics.rollout(qpos0, qvel0, ctrls)
         m = self.model
         qpos0, qvel0, ctrls = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos0, qvel0, ctrls))
+        if ctrls.dim() != qpos0.dim() + 1:
+            raise ValueError(f"ctrls: expected shape [B, T, {m.nu}], got {list(ctrls.shape)}")
         T = ctrls.shape[-2]
+        if T < 1:
+            raise ValueError("ctrls: horizon T must be at least 1")  # as Physics.rollout
         if not checkpoint_every or not torch.is_grad_enabled():
             Q, V = self._segment(qpos0, qvel0, ctrls)
         else:
@@ -154,39 +279,79 @@ class HybridModel(torch.nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str, model: Model | None = None, device: str | None = None) -> HybridModel:
+    def load(cls, path: str, model: Model | None = None, device: str | None = None,
+             strict: bool = True) -> HybridModel:
         """Load a checkpoint folder. ``model``: the Model to attach it to (default: rebuilt from
-        the saved scene). Raises ValueError when the checkpoint was made for another model."""
+        the saved scene). Raises ValueError when the checkpoint was made for another model, and
+        :class:`CheckpointError` (a ValueError) when a file is damaged or a saved physical parameter
+        is missing or has another shape than the model's (e.g. the same robot plus a static body).
+        ``strict=False`` loads the parameters that match by name and shape, warns listing the
+        others, and leaves those at the model's values."""
         cfg_path = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_path):
             raise FileNotFoundError(f"{path}: not a hybridwam checkpoint (no config.json)")
-        with open(cfg_path) as f:
-            cfg = json.load(f)
+        cfg = _read_config(cfg_path)
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{cfg_path}: not a hybridwam checkpoint (format {cfg.get('format')!r})")
-        if cfg.get("version", 0) > VERSION:
-            raise ValueError(f"{cfg_path}: checkpoint version {cfg['version']} is newer than this hybridwam")
-        mc = cfg["model"]
+        version = _require(cfg, "version", int, cfg_path)
+        if version > VERSION:
+            raise ValueError(f"{cfg_path}: checkpoint version {version} is newer than this hybridwam")
+        mc = _require(cfg, "model", dict, cfg_path)
+        saved_fp = _require(mc, "fingerprint", dict, cfg_path, "model.")
         if model is None:
+            srcs = [mc.get(k) for k in ("source", "xml")]
+            if not all(x is None or isinstance(x, str) for x in srcs):
+                raise CheckpointError(f"{cfg_path}: keys 'model.source' / 'model.xml' must be strings", cfg_path,
+                                      "model.source")
             src = mc["source"] if os.path.exists(mc.get("source") or "") else mc.get("xml")
             if not src:
                 raise ValueError(f"{path}: the saved scene {mc.get('source')!r} is gone; pass model=")
-            model = load_model(src, device=device, dtype=mc.get("dtype", "float32"))
+            dtype = mc.get("dtype", "float32")
+            if dtype not in ("float32", "float64"):
+                raise CheckpointError(f"{cfg_path}: key 'model.dtype' is {dtype!r}, expected 'float32' or 'float64'",
+                                      cfg_path, "model.dtype")
+            model = load_model(src, device=device, dtype=dtype)
         fp = model_fingerprint(model)
-        if fp != mc["fingerprint"]:
-            diff = [k for k in fp if fp[k] != mc["fingerprint"].get(k)]
+        if fp != saved_fp:
+            diff = [k for k in fp if fp[k] != saved_fp.get(k)]
             raise ValueError(f"{path}: checkpoint was made for another model (differs in {', '.join(diff)}: "
-                             f"saved {[mc['fingerprint'][k] for k in diff]}, given {[fp[k] for k in diff]})")
-        weights = load_file(os.path.join(path, "weights.safetensors"))
+                             f"saved {[saved_fp.get(k) for k in diff]}, given {[fp[k] for k in diff]})")
+        rcfg = cfg.get("residual")
+        if rcfg is not None and not isinstance(rcfg, dict):
+            raise CheckpointError(f"{cfg_path}: key 'residual' is a {type(rcfg).__name__}, expected an object or "
+                                  "null", cfg_path, "residual")
+        wpath = os.path.join(path, "weights.safetensors")
+        weights = load_safetensors(wpath, "checkpoint weights")
+        saved = {k[len("params."):]: v for k, v in weights.items() if k.startswith("params.")}
+        missing, wrong, unknown = _param_mismatch(saved, model.params)
+        if missing or wrong or unknown:
+            what = "; ".join(x for x in (f"other shape: {', '.join(wrong)}" if wrong else "",
+                                         f"not saved: {', '.join(missing)}" if missing else "",
+                                         f"not in the model: {', '.join(unknown)}" if unknown else "") if x)
+            if strict:
+                raise CheckpointError(f"{wpath}: the saved physical parameters do not fit the model "
+                                      f"{model.source!r} ({what}); was the scene edited (a body or geom added)? "
+                                      "Pass strict=False to load the parameters that match by name and shape",
+                                      wpath, (wrong or missing or unknown)[0].split(" ")[0])
+            warnings.warn(f"{wpath}: parameters not loaded ({what}); they keep the model's values", stacklevel=2)
         with torch.no_grad():
             for k, v in model.params.items():
-                saved = weights.get(f"params.{k}")
-                if saved is not None and saved.shape == v.shape:
-                    v.copy_(saved.to(v))
+                s = saved.get(k)
+                if s is not None and s.shape == v.shape:
+                    v.copy_(s.to(v))
         residual = None
-        if cfg.get("residual") is not None:
-            residual = Residual(model, **cfg["residual"])
+        if rcfg is not None:
+            try:
+                residual = Residual(model, **rcfg)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{cfg_path}: key 'residual' does not describe a residual ({e})", cfg_path,
+                                      "residual") from None
             state = {k[len("residual."):]: v for k, v in weights.items() if k.startswith("residual.")}
-            residual.load_state_dict(state)
+            try:
+                residual.load_state_dict(state)
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()
+                raise CheckpointError(f"{wpath}: the residual weights do not match the residual of config.json "
+                                      f"({' '.join(x.strip() for x in first[:3])})", wpath, "residual") from None
             residual.to(device=model.device, dtype=model.dtype)
         return cls(Physics(model), residual)

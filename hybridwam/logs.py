@@ -15,14 +15,22 @@ the logged ones in ``extra["qvel_measured"]``): a local polynomial (Savitzky-Gol
 ``velocity_order`` over a centred window of ``velocity_window`` seconds (shifted inwards at the ends),
 differentiated at each sample. Quantised encoders give far better velocities this way than by
 differencing, and it works on irregular timestamps too.
+
+Checks (each a :class:`LogError` naming the file and the column or line): CSV rows with another number
+of fields than the header, header-only files, NPZ / HDF5 files that are not what their suffix says,
+columns of unequal length, and timestamps that are not plausibly seconds: a median sample interval
+outside 1e-5..1 s, or more than 50x coarser / 100x finer than the resampling step (the model's
+timestep), as logs in milliseconds or microseconds give.
 """
 from __future__ import annotations
 
 import csv
 import glob as _glob
+import math
 import os
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +42,12 @@ LOG_SUFFIXES = (".csv", ".tsv", ".txt", ".npz", ".h5", ".hdf5")
 #: column mapping of the DFKI double pendulum logs (data_path("double_pendulum")): measured angles,
 #: velocities derived from them (the logged ones are coarsely quantised), commanded torques
 DOUBLE_PENDULUM_COLUMNS = {"qpos": ["pos_meas1", "pos_meas2"], "qvel": "derive", "ctrl": ["tau_con1", "tau_con2"]}
+#: plausible median sample interval of a log, in seconds (outside: the time column is in other units)
+DT_RANGE = (1e-5, 1.0)
+#: refuse resampling logs whose median interval is more than this many times the step (upsampling) ...
+MAX_UPSAMPLE = 50.0
+#: ... or less than the step divided by this (downsampling)
+MAX_DOWNSAMPLE = 100.0
 
 
 # ---- data location --------------------------------------------------------------------------------
@@ -208,10 +222,20 @@ class Logs:
                     self.dt, {k: v.copy() for k, v in self.extra.items()}, dict(self.info))
 
     def resample(self, dt: float) -> Logs:
-        """Every trajectory on the grid t0 + n dt (linear interpolation; zero-order hold for ctrl)."""
+        """Every trajectory on the grid t0 + n dt (linear interpolation; zero-order hold for ctrl).
+        Raises ValueError for a dt that is not a positive number of seconds, LogError for a
+        trajectory sampled more than MAX_UPSAMPLE times coarser than dt."""
+        dt = _check_dt(dt, "resample: dt")
         parts = []
         for i in range(self.n_traj):
             a, b = self.bounds(i)
+            if b - a > 1:
+                med = float(np.median(np.diff(self.t[a:b])))
+                if med > MAX_UPSAMPLE * dt:
+                    src = (self.sources[i] if self.sources else "") or self.names[i]
+                    raise LogError(f"{src}: resample: the median sample interval {med:.6g} s is {med / dt:.0f}x the "
+                                   f"requested dt={dt:g} s (more than {MAX_UPSAMPLE:g}x; are the timestamps in "
+                                   "seconds?)", src, "time")
             tg, cols = _resample(self.t[a:b], dt, {"qpos": self.qpos[a:b], "qvel": self.qvel[a:b],
                                                    **{k: v[a:b] for k, v in self.extra.items()}},
                                  {"ctrl": self.ctrl[a:b]})
@@ -281,6 +305,51 @@ def _concat(parts, names, sources, dt) -> Logs:
 
 
 # ---- numerics ---------------------------------------------------------------------------------------
+def _check_dt(dt, what: str = "dt") -> float:
+    """``dt`` as a float when it is a plausible positive step in seconds, else ValueError."""
+    try:
+        x = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a positive number of seconds, got {dt!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{what} must be a positive number of seconds, got {dt!r}")
+    if not DT_RANGE[0] <= x <= DT_RANGE[1]:
+        lo, hi = DT_RANGE
+        raise ValueError(f"{what}={x:g} s is implausible for a sample interval (expected {lo:g}..{hi:g} s; the "
+                         "step is in seconds)")
+    return x
+
+
+def _unit_hint(interval: float, target: float | None = None) -> str:
+    """' (milliseconds? ...)' when ``interval`` read in ms / us / ns gives a plausible interval."""
+    for unit, f, fs in (("milliseconds", 1e3, "1000"), ("microseconds", 1e6, "1e6"), ("nanoseconds", 1e9, "1e9")):
+        x = interval / f
+        near = target is None or target / MAX_DOWNSAMPLE <= x <= target * MAX_UPSAMPLE
+        if DT_RANGE[0] <= x <= DT_RANGE[1] and near:
+            return f"; in {unit}? then divide the column by {fs}"
+    return ""
+
+
+def _check_time(path: str, col: str, T: np.ndarray, step: float | None, step_name: str) -> None:
+    """LogError when the timestamps T [N] (increasing) are not plausibly seconds, or far from ``step``."""
+    med = float(np.median(np.diff(T)))
+    lo, hi = DT_RANGE
+    if not lo <= med <= hi:
+        raise LogError(f"{path}: column {col!r} (time) has a median sample interval of {med:.6g}, implausible for "
+                       f"seconds (expected {lo:g}..{hi:g} s){_unit_hint(med, step)}", path, col)
+    if step is None:
+        return
+    r = med / step
+    if r > MAX_UPSAMPLE:
+        raise LogError(f"{path}: column {col!r} (time) has a median sample interval of {med:.6g} s, {r:.0f}x the "
+                       f"{step_name} {step:g} s: resampling would interpolate {r:.0f} rows per logged row"
+                       f"{_unit_hint(med, step) or '; are the timestamps in seconds?'}", path, col)
+    if r < 1 / MAX_DOWNSAMPLE:
+        raise LogError(f"{path}: column {col!r} (time) has a median sample interval of {med:.3g} s, {1 / r:.0f}x "
+                       f"finer than the {step_name} {step:g} s: resampling would keep one logged row in "
+                       f"{1 / r:.0f}; are the timestamps in seconds?", path, col)
+
+
 def _resample(t: np.ndarray, dt: float, linear: dict, hold: dict):
     n = int(np.floor((t[-1] - t[0]) / dt + 1e-6)) + 1
     tg = t[0] + dt * np.arange(n)
@@ -329,18 +398,19 @@ def derive_velocity(t: np.ndarray, x: np.ndarray, window: float = 0.02, order: i
 class _Table:
     """Named columns of one file: ``get(name)`` -> float64 array [N] or [N, k]."""
 
-    def __init__(self, path: str, group: str | None = None, delimiter: str | None = None):
+    def __init__(self, path: str, group: str | None = None, delimiter: str | None = None,
+                 drop_ragged: bool = False):
         self.path = path
         self.csv = False
+        self.lines = None
         suffix = Path(path).suffix.lower()
         if suffix in (".npz",):
-            with np.load(path, allow_pickle=False) as z:
-                self.cols = {k: z[k] for k in z.files}
+            self.cols = _read_npz(path)
         elif suffix in (".h5", ".hdf5"):
             self.cols = _read_h5(path, group)
         else:
             self.csv = True
-            self.cols = _read_csv(path, delimiter)
+            self.cols, self.lines = _read_csv(path, delimiter, drop_ragged)
 
     def names(self) -> list[str]:
         return list(self.cols)
@@ -358,6 +428,11 @@ class _Table:
                 names.append(nm)
             if not arrs:
                 return np.zeros((self.nrows(), 0)), []
+            lens = [len(a) for a in arrs]
+            if len(set(lens)) > 1:
+                raise LogError(f"{self.path}: the {role} columns have different lengths: "
+                               + ", ".join(f"{n!r} {k}" for n, k in zip(names, lens, strict=True)), self.path,
+                               names[lens.index(min(lens))])
             return np.stack(arrs, 1), names
         if spec in self.cols or re.match(r"^(.*)\[(\d+)\]$", str(spec)):
             a, nm = self._one(spec, role)
@@ -380,49 +455,163 @@ class _Table:
 
     def _one(self, s, role) -> tuple[np.ndarray, str]:
         if s in self.cols:
-            return np.asarray(self.cols[s], dtype=np.float64), str(s)
+            return self._num(self.cols[s], s, role), str(s)
         m = re.match(r"^(.*)\[(\d+)\]$", str(s))
         if m and m.group(1) in self.cols:
-            a = np.asarray(self.cols[m.group(1)], dtype=np.float64)
+            a = self._num(self.cols[m.group(1)], m.group(1), role)
             j = int(m.group(2))
             if a.ndim == 2 and j < a.shape[1]:
                 return a[:, j], str(s)
         raise self._missing(s, role)
 
+    def _num(self, a, name, role) -> np.ndarray:
+        try:
+            a = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise LogError(f"{self.path}: column {name!r} ({role}) is not numeric (dtype {np.asarray(a).dtype})",
+                           self.path, str(name)) from None
+        if a.ndim == 0 or a.ndim > 2:
+            raise LogError(f"{self.path}: column {name!r} ({role}) has shape {list(a.shape)}; a column is 1-D [N] "
+                           "or 2-D [N, k]", self.path, str(name))
+        return a
+
     def where(self, row: int) -> str:
-        return f"row {row} (line {row + 2})" if self.csv else f"row {row}"
+        return f"row {row} (line {int(self.lines[row])})" if self.lines is not None else f"row {row}"
 
 
-def _read_csv(path: str, delimiter: str | None) -> dict[str, np.ndarray]:
-    with open(path, newline="") as f:
-        first = f.readline()
+def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if b"\x00" in raw[:8192]:
+        raise LogError(f"{path}: not a text file (binary data; a CSV log is text with one row per line)", path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _csv_header(first: str, delimiter: str | None) -> tuple[list[str], str | None]:
     if delimiter is None:
         delimiter = next((d for d in (",", ";", "\t") if d in first), None)
     header = [h.strip() for h in (next(csv.reader([first], delimiter=delimiter)) if delimiter else first.split())]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = np.genfromtxt(path, delimiter=delimiter, skip_header=1, dtype=np.float64, invalid_raise=False,
-                             filling_values=np.nan, ndmin=2)
-    if data.size == 0:
-        data = np.zeros((0, len(header)))
-    if data.shape[1] != len(header):
-        raise LogError(f"{path}: header has {len(header)} columns but the rows have {data.shape[1]}", path)
-    return {h: data[:, j] for j, h in enumerate(header)}
+    return header, delimiter
 
 
-def _read_h5(path: str, group: str | None) -> dict[str, np.ndarray]:
+def _read_csv(path: str, delimiter: str | None, drop_ragged: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({column: values [N]}, file line number (1-based) of each row). Blank lines and lines starting
+    with '#' are skipped; a row with another number of fields than the header is a LogError naming
+    its line (``drop_ragged``: dropped with a warning instead)."""
+    lines = _read_text(path).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), None)
+    if head is None:
+        raise LogError(f"{path}: empty file (no header line)", path)
+    header, delimiter = _csv_header(lines[head], delimiter)
+    keep = [i for i in range(head + 1, len(lines)) if lines[i].strip() and not lines[i].lstrip().startswith("#")]
+    if not keep:
+        raise LogError(f"{path}: no data rows below the header ({len(header)} column(s): "
+                       f"{', '.join(header[:8])}{' ...' if len(header) > 8 else ''})", path)
+    text = [lines[i] for i in keep]
+    rows = list(csv.reader(text, delimiter=delimiter)) if delimiter else [ln.split() for ln in text]
+    line_no = np.asarray(keep, dtype=np.int64) + 1
+    n = len(header)
+    ragged = [k for k, r in enumerate(rows) if len(r) != n]
+    if ragged:
+        k = ragged[0]
+        msg = (f"{path}: line {int(line_no[k])} has {len(rows[k])} field(s) but the header has {n}"
+               + (f"; {len(ragged) - 1} more such line(s)" if len(ragged) > 1 else "")
+               + " (a truncated or ragged row)")
+        if not drop_ragged:
+            raise LogError(msg, path, row=k)
+        warnings.warn(msg + "; those lines dropped", stacklevel=4)
+        good = np.ones(len(rows), dtype=bool)
+        good[ragged] = False
+        rows = [r for r, g in zip(rows, good, strict=True) if g]
+        line_no = line_no[good]
+        if not rows:
+            raise LogError(f"{path}: no data row has the header's {n} fields", path)
+    try:
+        data = np.array(rows, dtype=np.float64)
+    except ValueError:  # empty or non-numeric cells: NaN, reported per row by the caller
+        data = np.array([[_float(x) for x in r] for r in rows], dtype=np.float64)
+    data = data.reshape(len(rows), n)
+    return {h: data[:, j] for j, h in enumerate(header)}, line_no
+
+
+def _float(x: str) -> float:
+    try:
+        return float(x)
+    except ValueError:
+        return float("nan")
+
+
+def _check_npz(path: str) -> None:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise LogError(f"{path}: a single .npy array, not an .npz archive of named columns (write one with "
+                       "numpy.savez(path, time=..., qpos=..., ...))", path)
+    if not magic.startswith(b"PK"):
+        raise LogError(f"{path}: not an NPZ archive (no zip signature; a text or other file named .npz?); an NPZ "
+                       "log is written by numpy.savez(path, time=..., qpos=..., ...)", path)
+
+
+def _read_npz(path: str, names_only: bool = False) -> dict[str, np.ndarray | None]:
+    _check_npz(path)
+    cols: dict[str, np.ndarray | None] = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if names_only:
+                return dict.fromkeys(z.files)
+            for k in z.files:
+                try:
+                    cols[k] = z[k]
+                except ValueError:
+                    raise LogError(f"{path}: array {k!r} holds Python objects (pickled), not numbers; store numeric "
+                                   "arrays only", path, k) from None
+    except LogError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise LogError(f"{path}: unreadable NPZ archive ({e}); truncated or damaged?", path) from None
+    return cols
+
+
+def _read_h5(path: str, group: str | None, names_only: bool = False) -> dict[str, np.ndarray | None]:
     import h5py
 
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as f:
+    out: dict[str, np.ndarray | None] = {}
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise LogError(f"{path}: not a readable HDF5 file ({e})", path) from None
+    with f:
+        if group and group not in f:
+            raise LogError(f"{path}: no group {group!r} in this HDF5 file; top level: {', '.join(list(f)[:20])}", path,
+                           group)
         root = f[group] if group else f
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu" and obj.ndim in (1, 2):
-                out[name] = np.asarray(obj[()], dtype=np.float64)
+                out[name] = None if names_only else np.asarray(obj[()], dtype=np.float64)
 
         root.visititems(visit)
     return out
+
+
+def log_columns(path: str, group: str | None = None, delimiter: str | None = None) -> list[str]:
+    """Column names of a log file without reading its data (CSV header, NPZ array names, HDF5
+    dataset paths); LogError when the file is not a readable log."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return list(_read_npz(path, names_only=True))
+    if suffix in (".h5", ".hdf5"):
+        return list(_read_h5(path, group, names_only=True))
+    with open(path, "rb") as f:
+        first = f.read(65536)
+    text = first.decode("utf-8-sig", errors="replace")
+    for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if ln.strip() and not ln.lstrip().startswith("#"):
+            return _csv_header(ln, delimiter)[0]
+    raise LogError(f"{path}: empty file (no header line)", path)
 
 
 def _expand_paths(path) -> list[str]:
@@ -449,7 +638,7 @@ def _expand_paths(path) -> list[str]:
 
 def _load_one(path, qpos, qvel, ctrl, time, dt, resample, derive, window, order, unwrap, model, drop_rows,
               group, delimiter):
-    tab = _Table(path, group, delimiter)
+    tab = _Table(path, group, delimiter, drop_ragged=drop_rows)
     Q, qn = tab.resolve(qpos, "qpos")
     V, vn = (None, []) if qvel is None else tab.resolve(qvel, "qvel")
     U, un = tab.resolve(ctrl, "ctrl") if ctrl is not None else (np.zeros((len(Q), 0)), [])
@@ -512,6 +701,9 @@ def _load_one(path, qpos, qvel, ctrl, time, dt, resample, derive, window, order,
         V = None if V is None else V[keep]
     if len(T) < 2:
         raise LogError(f"{path}: fewer than 2 usable rows", path)
+    if time is not None:
+        target = dt or (model.timestep if model is not None else None)
+        _check_time(path, tn[0], T, target if resample else None, "resampling dt" if dt else "model timestep")
     if unwrap:
         cols = range(Q.shape[1]) if unwrap is True else [qn.index(c) for c in unwrap]
         Q = Q.copy()
@@ -556,6 +748,8 @@ def load_logs(path, qpos="qpos", qvel="qvel", ctrl="ctrl", time="time", dt: floa
     raise :class:`LogError` naming file, column and row; ``drop_bad=True`` drops such files with a
     warning instead, and ``drop_bad="rows"`` drops only the offending rows (bad files still dropped).
     """
+    if dt is not None:
+        dt = _check_dt(dt)
     files = _expand_paths(path)
     if isinstance(qvel, str) and qvel == "derive":
         qvel, derive = None, True

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..logs import DOUBLE_PENDULUM_COLUMNS, _expand_paths, _Table, load_logs
+from ..logs import DOUBLE_PENDULUM_COLUMNS, LogError, _expand_paths, load_logs, log_columns
 
 #: known log layouts: column mapping plus recommended calibration settings
 PRESETS = {
@@ -15,20 +15,31 @@ PRESETS = {
 }
 
 
+def _preset_columns(p: dict) -> list[str]:
+    cols = p["columns"]
+    return [c for k in ("qpos", "qvel", "ctrl") for c in (cols[k] if isinstance(cols[k], list) else [])]
+
+
 def detect_preset(files: list[str]) -> str | None:
-    """The preset whose columns the first log file has, else None."""
-    if not files:
+    """The preset of the logs' layout, from every file's column names (not only the first's): the
+    preset whose columns most files have, counting files that have at least half of them (so a file
+    that lacks one is then reported by load_logs with the column really missing); None when no file
+    has even half of a preset's columns."""
+    score: dict[str, tuple[int, int]] = {}
+    for f in files:
+        try:
+            names = set(log_columns(f))
+        except (LogError, OSError, ValueError):  # unreadable here: load_logs reports it properly
+            continue
+        for name, p in PRESETS.items():
+            need = _preset_columns(p)
+            have = sum(c in names for c in need)
+            if need and 2 * have >= len(need):
+                full, part = score.get(name, (0, 0))
+                score[name] = (full + (have == len(need)), part + 1)
+    if not score:
         return None
-    try:
-        names = set(_Table(files[0]).names())
-    except Exception:  # unreadable here: load_logs reports it properly
-        return None
-    for name, p in PRESETS.items():
-        cols = p["columns"]
-        need = [c for k in ("qpos", "qvel", "ctrl") for c in (cols[k] if isinstance(cols[k], list) else [])]
-        if need and all(c in names for c in need):
-            return name
-    return None
+    return max(score, key=lambda n: score[n])
 
 
 def _cols(x):
@@ -53,8 +64,8 @@ def _split_arg(x):
 def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=None, time: str | None = "time",
                       preset: str | None = "auto", val=None, test=None, epochs: int | None = None,
                       device: str | None = "cpu", dtype: str = "float32", seed: int = 0, resume: bool = False,
-                      hidden=(64, 64), mode: str = "force", progress: bool = True, print_fn=print,
-                      **settings):
+                      overwrite: bool = False, hidden=(64, 64), mode: str = "force", progress: bool = True,
+                      print_fn=print, **settings):
     """Load logs, build the world for ``scene``, calibrate, write everything to ``out``; returns the
     CalibrationReport (and prints its table with ``print_fn``).
 
@@ -63,15 +74,18 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
     layout is detected (``preset="auto"``; see PRESETS) or the default names qpos*/qvel*/ctrl* are
     used. ``val`` / ``test``: trajectory names (comma-separated), counts or fractions for
     ``Logs.split``. Remaining keyword arguments are calibrate settings (``CalibrationConfig``), e.g.
-    ``identify_epochs``, ``trajectory_offsets``. Errors about the input (missing files or columns,
-    bad logs, unknown scene) are raised as ValueError / FileNotFoundError subclasses.
+    ``identify_epochs``, ``trajectory_offsets``. ``resume`` / ``overwrite``: see :func:`calibrate`
+    (a folder that is not empty needs one of them). Errors about the input (missing files or columns,
+    bad logs, unknown scene, an output folder in use, a damaged training state) are raised as
+    ValueError / OSError subclasses.
     """
     from ..hybrid import HybridModel
     from ..model import load_model
     from ..physics import Physics
     from ..residual import Residual
-    from .core import calibrate
+    from .core import calibrate, check_output_folder
 
+    check_output_folder(out, resume, overwrite)       # before the minutes of loading and compiling
     files = _expand_paths(logs)
     chosen = None
     if preset == "auto":
@@ -94,8 +108,8 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
     if print_fn:
         print_fn(f"logs      {data}" + (f" (layout: {chosen})" if chosen else ""))
         print_fn(f"scene     {model.source}")
-    report = calibrate(world, data, out=out, resume=resume, epochs=epochs, seed=seed, split=split or None,
-                       progress=progress, **settings)
+    report = calibrate(world, data, out=out, resume=resume, overwrite=overwrite, epochs=epochs, seed=seed,
+                       split=split or None, progress=progress, **settings)
     if print_fn:
         print_fn(report.table())
         print_fn(f"checkpoint {os.path.abspath(out)} (hybridwam.HybridModel.load); report, metrics and plots beside it")

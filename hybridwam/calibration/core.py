@@ -23,7 +23,9 @@ Every stage keeps the best epoch on the validation split (the start counts as ep
 never ends worse on validation than it began) and stops after ``patience`` epochs without
 improvement. After each epoch the whole training state (parameters, weights, optimiser, best
 weights, epoch and stage, history) is written atomically to ``out/train_state.safetensors`` and the
-current world to ``out/`` (``HybridModel.save``); ``resume=True`` continues from there. Minibatch
+current world to ``out/`` (``HybridModel.save``); ``resume=True`` continues from there (and writes
+whatever final output, report or plot, an earlier run was killed before writing). A folder that is
+not empty is only written into with ``resume=True`` or ``overwrite=True``. Minibatch
 order is drawn from a generator seeded by (seed, stage, epoch), so the RNG state is the epoch
 counter and a resumed run reproduces an uninterrupted one exactly.
 
@@ -44,9 +46,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..hybrid import HybridModel, _atomic_write, _atomic_write_text
+from ..hybrid import (
+    TEMP_PREFIX,
+    HybridModel,
+    _atomic_write,
+    _atomic_write_text,
+    _param_mismatch,
+    clean_stale_temp,
+    load_safetensors,
+    model_fingerprint,
+)
 from ..logs import Logs
 from ..planning.optimize import cosine_lr
 from ..residual import Residual
@@ -58,6 +69,52 @@ from .params import DEFAULT_GROUPS, PhysicalParameters
 STAGES = ("identify", "residual", "neural")
 MODELS = ("nominal", "identified", "hybrid", "neural")
 NEURAL_FILE = "neural_baseline.safetensors"
+PLOT_FILES = ("predictions.png", "rmse_vs_horizon.png", "training.png")
+#: everything a run writes into its folder (what ``overwrite=True`` replaces; other files stay)
+OUTPUT_FILES = (ckpt.STATE_FILE, "config.json", "weights.safetensors", NEURAL_FILE, "metrics.json", "report.md",
+                *PLOT_FILES)
+
+
+class OutputExistsError(FileExistsError):
+    """The output folder holds files and neither ``resume`` nor ``overwrite`` was asked for."""
+
+
+def check_output_folder(out: str | None, resume: bool = False, overwrite: bool = False) -> None:
+    """Raise OutputExistsError (a FileExistsError) unless ``calibrate`` may write into ``out``: a new or
+    empty folder, ``resume=True`` on a folder with a training state, or ``overwrite=True``."""
+    if not out:
+        return
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run saved in the "
+                         "folder, overwrite replaces it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"{out}: exists and is not a folder")
+    if overwrite or not os.path.isdir(out):
+        return
+    entries = sorted(e for e in os.listdir(out) if not e.startswith(TEMP_PREFIX))
+    if not entries or (resume and ckpt.exists(out)):
+        return
+    listing = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+    if resume:
+        raise OutputExistsError(f"{out}: nothing to resume (no {ckpt.STATE_FILE}), and the folder is not empty "
+                                f"({listing}); start afresh there with overwrite=True (command line: --overwrite), "
+                                "or choose a new folder")
+    what = ("holds the training state of an earlier run" if ckpt.exists(out) else f"is not empty ({listing})")
+    raise OutputExistsError(f"{out}: the output folder {what}; continue that run with resume=True (command line: "
+                            "--resume), replace it with overwrite=True (--overwrite), or choose a new folder")
+
+
+def _prepare_output_folder(out: str, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` (see check_output_folder), create it, remove what killed runs left half-written,
+    and with ``overwrite`` the outputs of the earlier run."""
+    check_output_folder(out, resume, overwrite)
+    os.makedirs(out, exist_ok=True)
+    clean_stale_temp(out)
+    if overwrite:
+        for f in OUTPUT_FILES:
+            p = os.path.join(out, f)
+            if os.path.isfile(p):
+                os.remove(p)
 
 
 @dataclass
@@ -250,6 +307,7 @@ class _Run:
         self.offsets = torch.zeros(self.train.n_traj, width, dtype=self.model.dtype, device=self.model.device)
         self.best = {}
         self.meta = {"version": 1, "config": self.cfg.to_json(), "done": [], "stages": {}, "complete": False,
+                     "model": {"source": self.model.source, "fingerprint": model_fingerprint(self.model)},
                      "splits": {"train": self.train.names, "val": self.val.names,
                                 "test": self.test.names if self.test is not None else []}}
         self.opt_state = None
@@ -280,15 +338,22 @@ class _Run:
         self.world.save(self.out)
 
     def load(self):
-        tensors, meta = ckpt.load_state(os.path.join(self.out, ckpt.STATE_FILE))
+        path = os.path.join(self.out, ckpt.STATE_FILE)
+        tensors, meta = ckpt.load_state(path)
         saved, now = meta["config"], self.cfg.to_json()
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         if diff:
-            raise ValueError(f"{self.out}: cannot resume, the settings differ from the interrupted run's: "
-                             + "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff))
+            raise ckpt.ResumeError(f"{self.out}: cannot resume, the settings differ from the interrupted run's: "
+                                   + "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
+                                   + "; resume with the same settings, or start afresh with overwrite=True "
+                                   "(command line: --overwrite)", path)
+        self._check_state(path, tensors, meta)
         nominal = {k[len("nominal."):]: v.to(self.model.params[k[len("nominal."):]])
                    for k, v in tensors.items() if k.startswith("nominal.")}
         self.pp = PhysicalParameters(self.model, self.cfg.params, nominal=nominal, init=self.cfg.init)
+        if tuple(tensors["theta"].shape) != (len(self.pp),):
+            raise ckpt.resume_error(path, f"the state has {tensors['theta'].numel()} physical parameters, this run "
+                                          f"{len(self.pp)} (another scene)")
         self.theta = tensors["theta"].clone()
         self.offsets = tensors["offsets"].to(device=self.model.device, dtype=self.model.dtype).clone()
         self.best = {}
@@ -296,9 +361,51 @@ class _Run:
             if k.startswith("best."):
                 _, stage, name = k.split(".", 2)
                 self.best.setdefault(stage, {})[name] = v
+        for stage in meta["stages"]:
+            if stage in self.cfg.stages and stage not in self.best:
+                raise ckpt.resume_error(path, f"the state has no best weights of stage {stage!r} (damaged)")
         self.meta = meta
         self.loaded = tensors
         return tensors
+
+    def _check_state(self, path: str, tensors: dict, meta: dict) -> None:
+        """ResumeError when the saved state does not belong to this model / run."""
+        m = self.model
+        fp = (meta.get("model") or {}).get("fingerprint") if isinstance(meta.get("model"), dict) else None
+        now = model_fingerprint(m)
+        if fp is not None and fp != now:
+            diff = [k for k in now if now[k] != fp.get(k)]
+            raise ckpt.resume_error(path, f"the training state was made for another model (differs in "
+                                          f"{', '.join(diff)}: saved {[fp.get(k) for k in diff]}, now "
+                                          f"{[now[k] for k in diff]}); resume with the interrupted run's scene")
+        nominal = {k[len("nominal."):]: v for k, v in tensors.items() if k.startswith("nominal.")}
+        missing, wrong, unknown = _param_mismatch(nominal, m.params)
+        if missing or wrong or unknown:
+            what = "; ".join(x for x in (f"other shape: {', '.join(wrong)}" if wrong else "",
+                                         f"not saved: {', '.join(missing)}" if missing else "",
+                                         f"unknown: {', '.join(unknown)}" if unknown else "") if x)
+            raise ckpt.resume_error(path, f"the training state was made for another scene, its physical parameters "
+                                          f"do not fit {m.source!r} ({what}); resume with the interrupted run's "
+                                          "scene")
+        width = m.nu if self.cfg.trajectory_offsets == "ctrl" else m.nq
+        for k, shape in (("theta", None), ("offsets", (self.train.n_traj, width))):
+            if k not in tensors:
+                raise ckpt.resume_error(path, f"the state lacks the tensor {k!r} (damaged)")
+            if shape is not None and tuple(tensors[k].shape) != shape:
+                raise ckpt.resume_error(path, f"tensor {k!r} has shape {list(tensors[k].shape)}, this run needs "
+                                              f"{list(shape)}")
+        res = self.world.residual
+        for prefix in ("residual.", "best.residual."):
+            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if part and res is not None:
+                want = res.state_dict()
+                bad = [f"{k} (saved {list(v.shape)}, world {list(want[k].shape)})" if k in want else f"{k} (unknown)"
+                       for k, v in part.items() if k not in want or tuple(v.shape) != tuple(want[k].shape)]
+                bad += [f"{k} (not saved)" for k in want if k not in part]
+                if bad:
+                    raise ckpt.resume_error(path, f"the saved residual does not fit the world's residual "
+                                                  f"({', '.join(bad[:6])}); build the world as in the interrupted "
+                                                  "run")
 
     # -- the generic epoch loop --------------------------------------------------------------------
     def loop(self, stage: str, n_epochs: int, params: list, lr: float, weight_decay: float, n_train: int,
@@ -315,7 +422,12 @@ class _Run:
             snapshot()
             self.save()
         elif self.meta.get("optimizer") and st["epoch"] > 0:
-            ckpt.optimizer_from_flat(self.opt, self.loaded, self.meta["optimizer"], "opt")
+            try:
+                ckpt.optimizer_from_flat(self.opt, self.loaded, self.meta["optimizer"], "opt")
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+                raise ckpt.resume_error(os.path.join(self.out, ckpt.STATE_FILE),
+                                        f"the saved optimiser state of stage {stage!r} does not fit "
+                                        f"({type(e).__name__}: {e})") from None
         bar = _tqdm()(total=n_epochs, initial=st["epoch"], desc=f"calibrate: {stage}", disable=not self.progress,
                    leave=True, dynamic_ncols=True)
         try:
@@ -617,9 +729,10 @@ class _Run:
 
 
 def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: Logs | None = None,
-              out: str | None = None, resume: bool = False, epochs: int | None = None, seed: int = 0,
-              split: dict | None = None, progress: bool = True, callback=None, max_epochs: int | None = None,
-              plots: bool = True, num_threads: int | None = 1, **settings) -> CalibrationReport:
+              out: str | None = None, resume: bool = False, overwrite: bool = False, epochs: int | None = None,
+              seed: int = 0, split: dict | None = None, progress: bool = True, callback=None,
+              max_epochs: int | None = None, plots: bool = True, num_threads: int | None = 1,
+              **settings) -> CalibrationReport:
     """Fit ``world``'s physical parameters and residual to ``logs``; returns a CalibrationReport.
 
     ``logs``: the training logs when ``val`` (and optionally ``test``) are given, else all logs, split
@@ -629,7 +742,10 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
     and the best residual. ``epochs``: epochs of every stage (or ``identify_epochs``,
     ``residual_epochs``, ``neural_epochs``). ``out``: folder for the checkpoint (``HybridModel.load(out)``),
     the resumable state, ``neural_baseline.safetensors``, ``metrics.json``, ``report.md`` and the plots.
-    ``resume``: continue the run saved in ``out``. ``callback(info)``: called after every epoch (an
+    ``resume``: continue the run saved in ``out`` (a damaged or foreign state raises
+    ``ResumeError``; final outputs missing there are written). ``overwrite``: replace the outputs of
+    an earlier run in ``out``; without it or ``resume`` a non-empty ``out`` raises
+    ``OutputExistsError`` (a FileExistsError). ``callback(info)``: called after every epoch (an
     exception raised there interrupts the run; the epoch is already saved). ``max_epochs``: stop after
     this many epochs in this call (the report then has ``complete=False``). ``num_threads``: torch
     CPU threads during the run (restored afterwards; 1 is fastest for these small networks and keeps
@@ -640,15 +756,15 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
     if num_threads:
         torch.set_num_threads(num_threads)
     try:
-        return _calibrate(world, logs, val=val, test=test, out=out, resume=resume, epochs=epochs, seed=seed,
-                          split=split, progress=progress, callback=callback, max_epochs=max_epochs, plots=plots,
-                          **settings)
+        return _calibrate(world, logs, val=val, test=test, out=out, resume=resume, overwrite=overwrite,
+                          epochs=epochs, seed=seed, split=split, progress=progress, callback=callback,
+                          max_epochs=max_epochs, plots=plots, **settings)
     finally:
         torch.set_num_threads(threads)
 
 
-def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, progress, callback, max_epochs, plots,
-               **settings) -> CalibrationReport:
+def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, split, progress, callback, max_epochs,
+               plots, **settings) -> CalibrationReport:
     t_start = time.time()
     model = world.model
     unknown = set(settings) - set(CalibrationConfig.__dataclass_fields__)
@@ -660,6 +776,7 @@ def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, prog
     for k in ("stages", "params", "neural_hidden", "residual_hidden"):
         if k in settings:
             settings[k] = tuple(settings[k])
+    check_output_folder(out, resume, overwrite)
     cfg = CalibrationConfig(seed=seed, **settings)
     bad = [s for s in cfg.stages if s not in STAGES]
     if bad:
@@ -683,24 +800,29 @@ def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, prog
     if world.residual is None and "residual" in cfg.stages:
         world.residual = Residual(model, hidden=cfg.residual_hidden, mode=cfg.residual_mode)
     if out:
-        os.makedirs(out, exist_ok=True)
+        _prepare_output_folder(out, resume, overwrite)
     run = _Run(world, train, val, test, cfg, out, progress, callback, max_epochs)
     if resume and ckpt.exists(out):
-        tensors = run.load()
-        if run.meta["splits"]["train"] != train.names or run.meta["splits"]["val"] != val.names:
-            raise ValueError(f"{out}: cannot resume, the training/validation trajectories differ "
-                             f"(saved {run.meta['splits']['train']} / {run.meta['splits']['val']})")
-        run._physics_ready() if "identify" in run.meta["done"] else run.pp.write_nominal()
-        if world.residual is not None and any(k.startswith("residual.") for k in tensors):
-            world.residual.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("residual.")})
-        if "neural" in run.meta["stages"]:
-            run.neural = run.make_neural()
-            run.neural.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("neural.")})
+        state_path = os.path.join(out, ckpt.STATE_FILE)
+        try:
+            tensors = run.load()
+            if run.meta["splits"]["train"] != train.names or run.meta["splits"]["val"] != val.names:
+                raise ckpt.ResumeError(f"{out}: cannot resume, the training/validation trajectories differ "
+                                       f"(saved {run.meta['splits']['train']} / {run.meta['splits']['val']}, now "
+                                       f"{train.names} / {val.names}); resume with the same logs and split, or "
+                                       "start afresh with overwrite=True (command line: --overwrite)", state_path)
+            run._physics_ready() if "identify" in run.meta["done"] else run.pp.write_nominal()
+            if world.residual is not None and any(k.startswith("residual.") for k in tensors):
+                world.residual.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("residual.")})
+            if "neural" in run.meta["stages"]:
+                run.neural = run.make_neural()
+                run.neural.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("neural.")})
+        except (KeyError, IndexError, TypeError, AttributeError, RuntimeError) as e:  # what the checks missed
+            raise ckpt.resume_error(state_path, f"the training state does not fit this run ({type(e).__name__}: "
+                                                f"{e})") from None
     else:
         if resume:
             warnings.warn(f"resume=True but {out!r} holds no training state: starting afresh", stacklevel=2)
-        elif ckpt.exists(out):
-            os.remove(os.path.join(out, ckpt.STATE_FILE))
         run.new_state()
         run.loaded = {}
         run.pp.write_nominal()
@@ -722,14 +844,20 @@ def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, prog
             break
     run._physics_ready()
     complete = run.finished()
-    if complete and run.meta.get("metrics") is None:
+    fresh = complete and run.meta.get("metrics") is None
+    if fresh:
         metrics, curves = run.evaluate()
         run.meta["metrics"] = metrics
+        run.meta["curves"] = {s: {k: [float(x) for x in c] for k, c in d.items()} for s, d in curves.items()}
         run.meta["complete"] = True
         run.curves = curves
     else:
         metrics = run.meta.get("metrics") or {}
-        run.curves = None
+        saved_curves = run.meta.get("curves")
+        run.curves = ({s: {k: np.asarray(c, dtype=np.float64) for k, c in d.items()} for s, d in saved_curves.items()}
+                      if complete and isinstance(saved_curves, dict) else None)
+        if complete and out and plots and run.curves is None and _missing(out, PLOT_FILES):
+            _, run.curves = run.evaluate()      # a state of an older version: the curves for the plots
     nominal_params = {e.label: (e.nominal if e.group != "inertia" else 1.0) for e in run.pp.entries}
     report = CalibrationReport(
         metrics=metrics, nominal_params=nominal_params,
@@ -748,24 +876,44 @@ def _calibrate(world, logs, *, val, test, out, resume, epochs, seed, split, prog
         if complete:
             _atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(report.to_dict(), indent=2))
             _atomic_write_text(os.path.join(out, "report.md"), f"# hybridwam calibration\n\n{report.table()}\n")
-            if plots and run.curves:
+            if plots and run.curves and (fresh or _missing(out, PLOT_FILES)):
                 from .plots import save_plots
 
                 try:
                     report.plots = save_plots(run, report, out)
                 except Exception as e:  # plots never sink a finished calibration
                     warnings.warn(f"plotting failed: {e}", stacklevel=2)
+            elif plots:
+                report.plots = [os.path.join(out, f) for f in PLOT_FILES if os.path.isfile(os.path.join(out, f))]
     report.neural = run.neural
     return report
 
 
+def _missing(out: str, names) -> list[str]:
+    return [f for f in names if not os.path.isfile(os.path.join(out, f))]
+
+
 def load_neural_baseline(path: str, model) -> NeuralModel:
-    """The neural baseline saved by :func:`calibrate` in ``path`` (a folder or the file itself)."""
-    f = os.path.join(path, NEURAL_FILE) if os.path.isdir(path) else path
+    """The neural baseline saved by :func:`calibrate` in ``path`` (a folder or the file itself);
+    CheckpointError (a ValueError) when the file is damaged or does not fit ``model``."""
     from safetensors import safe_open
 
+    from ..hybrid import CheckpointError
+
+    f = os.path.join(path, NEURAL_FILE) if os.path.isdir(path) else path
+    weights = load_safetensors(f, "neural baseline")
     with safe_open(f, framework="pt") as h:
-        hidden = json.loads((h.metadata() or {}).get("hidden", "[128, 128]"))
-    net = NeuralModel(model, hidden=hidden)
-    net.load_state_dict(load_file(f))
+        raw = (h.metadata() or {}).get("hidden", "[128, 128]")
+    try:
+        hidden = json.loads(raw)
+        if not (isinstance(hidden, list) and all(isinstance(x, int) and x > 0 for x in hidden)):
+            raise ValueError(f"expected a list of layer widths, got {raw!r}")
+        net = NeuralModel(model, hidden=hidden)
+    except ValueError as e:
+        raise CheckpointError(f"{f}: metadata 'hidden' is not usable ({e})", f, "hidden") from None
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        first = " ".join(x.strip() for x in str(e).strip().splitlines()[:3])
+        raise CheckpointError(f"{f}: the weights do not fit a neural baseline of this model ({first})", f) from None
     return net

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import torch
 
+from ..hybrid import _atomic_write
 from .data import make_segments
 
 COLORS = {"measured": "black", "nominal": "tab:gray", "identified": "tab:blue", "hybrid": "tab:red",
@@ -20,6 +21,12 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: str) -> None:
+    """PNG written atomically: a run killed while plotting leaves no half-written figure that a
+    resume would take for a finished one."""
+    _atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
 
 
 @torch.no_grad()
@@ -52,7 +59,7 @@ def plot_predictions(run, logs, path: str, seconds: float = 4.0, traj: int = 0) 
     axes[0, 0].set_title(f"{sub.names[0]}: open-loop predictions ({k * m.timestep:g} s windows) vs measured")
     axes[-1, 0].set_xlabel("time [s]")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -69,7 +76,7 @@ def plot_rmse_vs_horizon(curves: dict, dt: float, path: str, split: str) -> str:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -89,7 +96,7 @@ def plot_history(history: dict, path: str) -> str:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
