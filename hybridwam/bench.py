@@ -389,11 +389,14 @@ def machine_lines(info: dict) -> list[str]:
 
 def write_report(name: str, rows: list[dict], info: dict, out_dir: str,
                  table: Callable[[list[dict]], str] = markdown_table, note: str = "") -> tuple[str, str, str]:
-    """Write ``<out_dir>/<name>.md`` and ``<name>.csv``; returns (md_path, csv_path, markdown)."""
+    """Write ``<out_dir>/<name>.md`` and ``<name>.csv``; returns (md_path, csv_path, markdown).
+    ``name`` must be a plain file name (``hw.tasks.safe_stem``): the reports stay inside ``out_dir``."""
+    from .tasks import output_path
+
+    md_path = output_path(out_dir, name, ".md", "benchmark name")
+    csv_path = output_path(out_dir, name, ".csv", "benchmark name")
     os.makedirs(out_dir, exist_ok=True)
     md = "\n".join([f"# hybridwam benchmark: {name}", "", report_body(rows, info, table, note), ""])
-    md_path = os.path.join(out_dir, f"{name}.md")
-    csv_path = os.path.join(out_dir, f"{name}.csv")
     with open(md_path, "w") as f:
         f.write(md)
     keys = list(dict.fromkeys([*(k for r in rows for k in r), *info]))
@@ -556,6 +559,17 @@ class Benchmark:
     table: Callable[[list[dict]], str] = field(default=markdown_table)
     #: what the figures mean, printed above the table
     note: str = ""
+
+
+def positive_float(s: str) -> float:
+    """argparse type: a finite number > 0, with a one-line error otherwise."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s}")
+    return v
 
 
 def positive_int(s: str) -> int:

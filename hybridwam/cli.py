@@ -24,6 +24,13 @@ class UserError(Exception):
     """A problem with what the user asked for; printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``PROG: error: WHAT (see 'PROG --help')``), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 # ---- argument types --------------------------------------------------------------------------
 
 def _device(s: str) -> str:
@@ -156,6 +163,10 @@ def cmd_bench(args) -> int:
         except (OSError, ValueError) as e:
             print(f"hybridwam: error: --readme: {e}", file=sys.stderr)
             return 2
+    try:  # before benchmarking: a long run must not end in a folder it cannot write
+        os.makedirs(args.out, exist_ok=True)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--out {args.out!r}: cannot make the report folder: {e}") from None
     info = machine_info(device)
     print(f"machine: {info['cpu']}, {info['cores']} cores; device {device}; torch {info['torch']}, "
           f"warp {info['warp']}, mujoco {info['mujoco']}", flush=True)
@@ -181,15 +192,21 @@ def cmd_demo(args) -> int:
     """The README's main job: cartpole swing-up optimised, replayed in MuJoCo, plotted, animated."""
     from .demo import run_demo
 
-    result = run_demo(out_dir=args.out, quick=args.quick)
+    try:
+        result = run_demo(out_dir=args.out, quick=args.quick)
+    except ValueError as e:  # an output path that would leave --out
+        raise UserError(str(e)) from None
     return 0 if result["success"] else 1
 
 
 def cmd_optimize(args) -> int:
     from .demo import run_optimize
+    from .model import UnsupportedFeatureError
 
     try:
         result = run_optimize(args.config, out_dir=args.out, iters=args.iters, optimizer=args.optimizer)
+    except UnsupportedFeatureError:  # the task's scene: main lists the elements
+        raise
     except (FileNotFoundError, ValueError) as e:  # missing or invalid task file, named in the message
         print(f"hybridwam: error: {e}", file=sys.stderr)
         return 2
@@ -206,8 +223,8 @@ def cmd_calibrate(args) -> int:
     try:
         run_calibrate_cli(args.logs, args.scene, args.out, qpos=args.qpos, qvel=args.qvel, ctrl=args.ctrl,
                           time=args.time, epochs=args.epochs, val=args.val, test=args.test, seed=args.seed,
-                          resume=args.resume, device=args.device or "cpu", **extra)
-    except (FileNotFoundError, ValueError) as e:
+                          resume=args.resume, overwrite=args.overwrite, device=args.device or "cpu", **extra)
+    except (OSError, ValueError) as e:  # bad logs, scene, output folder or saved state, named in the message
         print(f"hybridwam: error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -225,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import BENCHMARKS
     from .bench import DEFAULT_OUT as BENCH_OUT
 
-    p = argparse.ArgumentParser(prog="hybridwam", description="Differentiable hybrid world model: "
-                                "Warp rigid-body physics + PyTorch residual.")
+    p = _Parser(prog="hybridwam", description="Differentiable hybrid world model: "
+                "Warp rigid-body physics + PyTorch residual.")
     p.add_argument("--version", action="version", version=_versions())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -287,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test", default=None, help="held-out test trajectories: names, a count or a fraction")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --out")
     s.add_argument("--trajectory-offsets", default=None, choices=("qpos", "none"),
                    help="fit a constant joint-angle offset per training run (default: detected)")
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda[:N] (default: cpu)")

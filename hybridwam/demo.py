@@ -5,11 +5,14 @@ replays them open-loop in MuJoCo itself (``mujoco.mj_step`` on the scene's own `
 prints whether the task succeeded there and the final errors, and writes into the output folder:
 ``<task>.png`` (cost curve, joint trajectories of hybridwam and MuJoCo, controls), ``<task>.gif``
 (an animation of the MuJoCo replay: MuJoCo's offscreen renderer where an OpenGL backend works,
-else drawn with matplotlib) and ``<task>.npz`` (actions, both trajectories, cost history).
+else drawn with matplotlib; at most ``MAX_GIF_FRAMES`` frames, still in real time) and
+``<task>.npz`` (actions, both trajectories, cost history). ``<task>`` is the task's name, a plain
+file name (``hw.tasks.safe_stem``): nothing is written outside the output folder.
 ``run_demo()`` is ``run_optimize("cartpole_swingup")``.
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +26,10 @@ DEFAULT_DEMO_OUT = os.path.join("hybridwam_out", "demo")
 DEFAULT_OPTIMIZE_OUT = "hybridwam_out"
 DEMO_TASK = "cartpole_swingup"
 QUICK_ITERS = 80
+#: most frames in a GIF: longer trajectories are subsampled evenly (each frame then lasts longer)
+MAX_GIF_FRAMES = 300
+#: seconds the final state stays on screen at the end of a GIF
+GIF_HOLD_S = 0.5
 
 
 def replay_mujoco(mj_model, qpos0, qvel0, ctrls) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +76,12 @@ def run_optimize(config: str, out_dir: str | None = None, iters: int | None = No
     from .model import load_model
     from .physics import Physics
     from .planning.optimize import optimize_trajectory
-    from .tasks import Task
+    from .tasks import Task, output_path, safe_stem
 
     task = Task.from_yaml(config)
-    out_dir = out_dir or os.path.join(DEFAULT_OPTIMIZE_OUT, task.name)
+    name = safe_stem(task.name, f"{task.source}: name")  # it names the files (and the default folder)
+    out_dir = out_dir or os.path.join(DEFAULT_OPTIMIZE_OUT, name)
+    files = {ext: output_path(out_dir, name, ext, f"{task.source}: name") for ext in (".png", ".npz", ".gif")}
     model = load_model(task.scene_path, device=device)
     physics = Physics(model)
     print(f"hybridwam optimize: task {task.name} (scene {os.path.basename(task.scene_path)}, "
@@ -97,15 +106,15 @@ def run_optimize(config: str, out_dir: str | None = None, iters: int | None = No
     print(f"  max |hybridwam - MuJoCo| over the trajectory: qpos {dev_q:.2e}, qvel {dev_v:.2e}")
 
     os.makedirs(out_dir, exist_ok=True)
-    plot = plot_result(task, res, mq, os.path.join(out_dir, f"{task.name}.png"), success=success)
-    arrays = os.path.join(out_dir, f"{task.name}.npz")
+    plot = plot_result(task, res, mq, files[".png"], success=success)
+    arrays = files[".npz"]
     np.savez_compressed(arrays, actions=res.actions.detach().cpu().numpy(), ctrls=ctrls, hybridwam_qpos=hq,
                         hybridwam_qvel=hv, mujoco_qpos=mq, mujoco_qvel=mv, cost_history=np.array(res.cost_history),
                         time=np.arange(len(mq)) * task.timestep)
     anim, backend = None, None
     if animate:
-        anim, backend = write_animation(task.mj, task.scene_path, mq, os.path.join(out_dir, f"{task.name}.gif"),
-                                        fps=12 if quick else 25, title=task.name)
+        anim, backend = write_animation(task.mj, task.scene_path, mq, files[".gif"], fps=12 if quick else 25,
+                                        title=task.name)
     print(f"  plot:      {os.path.abspath(plot)}")
     if anim:
         print(f"  animation: {os.path.abspath(anim)} ({backend})")
@@ -180,20 +189,20 @@ def plot_result(task, res, mujoco_qpos, path: str, success: bool | None = None) 
 _RENDER_SCRIPT = r"""
 import sys, numpy as np, mujoco
 from PIL import Image
-scene, npz, out, W, H, stride, fps = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:8])
+scene, npz, out, W, H = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
 m = mujoco.MjModel.from_xml_path(scene)
 d = mujoco.MjData(m)
-qpos = np.load(npz)["qpos"]
+data = np.load(npz)
+qpos, durations = data["qpos"], [int(x) for x in data["durations"]]  # one state per frame
 r = mujoco.Renderer(m, H, W)
 cam = 0 if m.ncam else -1
 frames = []
-idx = list(range(0, len(qpos), stride)) + [len(qpos) - 1] * max(1, fps // 2)
-for i in idx:
-    d.qpos[:] = qpos[i]
+for q in qpos:
+    d.qpos[:] = q
     mujoco.mj_forward(m, d)
     r.update_scene(d, camera=cam)
     frames.append(Image.fromarray(r.render()))
-frames[0].save(out, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+frames[0].save(out, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 r.close()
 """
 
@@ -218,53 +227,99 @@ def _pillow() -> bool:
     return True
 
 
-def write_animation(mj_model, scene_path: str, qpos: np.ndarray, path: str, fps: int = 25,
-                    title: str = "", width: int = 320, height: int = 240, timeout: float = 120.0):
+def gif_frames(n_states: int, timestep: float, fps: float = 25,
+               max_frames: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """Which states of a trajectory a GIF shows, and for how long: (indices [F], durations in ms [F]).
+
+    A state every ``round(1 / (fps * timestep))`` steps (frames at least 20 ms apart: GIF viewers
+    slow faster frames down), the final state always last; where that makes more than
+    ``max_frames`` (default ``MAX_GIF_FRAMES``) frames, ``max_frames`` states evenly spaced from
+    the first to the last instead. Each frame lasts until the next one's time, so the GIF plays in
+    real time however many frames it has (GIF durations are whole centiseconds: the frame times are
+    rounded, not each duration, so the total stays the trajectory's duration); the last frame
+    stays ``GIF_HOLD_S``.
+    """
+    max_frames = MAX_GIF_FRAMES if max_frames is None else max_frames
+    if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 2:
+        raise ValueError(f"max_frames must be an integer >= 2, got {max_frames!r}")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if not (math.isfinite(timestep) and timestep > 0):
+        raise ValueError(f"timestep must be positive, got {timestep!r}")
+    n = int(n_states)
+    if n < 1:
+        raise ValueError(f"a GIF needs at least one state, got {n}")
+    stride = max(1, round(1.0 / (fps * timestep)), math.ceil(0.02 / timestep - 1e-9))
+    idx = np.arange(0, n, stride)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    if len(idx) > max_frames:
+        idx = np.unique(np.round(np.linspace(0, n - 1, max_frames)).astype(np.int64))
+    # frame times in centiseconds; drop frames less than 2 cs after the last one kept (the final
+    # state stays, replacing the frame before it when that one is too close)
+    t_cs = np.round(idx * timestep * 100).astype(np.int64)
+    keep = [0]
+    for k in range(1, len(idx) - 1):
+        if t_cs[k] - t_cs[keep[-1]] >= 2:
+            keep.append(k)
+    if len(idx) > 1:
+        if len(keep) > 1 and t_cs[-1] - t_cs[keep[-1]] < 2:
+            keep.pop()
+        keep.append(len(idx) - 1)
+    idx, t_cs = idx[keep], t_cs[keep]
+    durations = [10 * max(2, int(d)) for d in np.diff(t_cs)] + [10 * round(GIF_HOLD_S * 100)]
+    return idx, durations
+
+
+def write_animation(mj_model, scene_path: str, qpos: np.ndarray, path: str, fps: float = 25,
+                    title: str = "", width: int = 320, height: int = 240, timeout: float = 120.0,
+                    max_frames: int | None = None):
     """GIF of a trajectory qpos [T+1, nq] (sampled at ``fps``); returns (path or None, backend).
 
-    Tries MuJoCo's offscreen renderer (``mujoco.Renderer``) with each GL backend that may work
-    here, each in a subprocess; falls back to a matplotlib drawing of the geoms (PillowWriter).
-    Without Pillow no GIF can be written: prints a note and returns (None, None).
+    At most ``max_frames`` frames (default ``MAX_GIF_FRAMES``): a long trajectory is subsampled
+    evenly and still plays in real time (see :func:`gif_frames`). Tries MuJoCo's offscreen
+    renderer (``mujoco.Renderer``) with each GL backend that may work here, each in a subprocess;
+    falls back to a matplotlib drawing of the geoms. Without Pillow no GIF can be written: prints
+    a note and returns (None, None).
     """
     if not _pillow():
         print("  animation skipped: Pillow is not installed (pip install pillow)")
         return None, None
     ts = float(mj_model.opt.timestep)
-    stride = max(1, int(round(1.0 / (fps * ts))))
-    fps = max(1, int(round(1.0 / (stride * ts))))
     qpos = np.asarray(qpos, dtype=np.float64)
+    idx, durations = gif_frames(len(qpos), ts, fps, max_frames)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     backends = _gl_backends()
     if backends:
         with tempfile.TemporaryDirectory() as tmp:
             npz = os.path.join(tmp, "qpos.npz")
-            np.savez(npz, qpos=qpos)
+            np.savez(npz, qpos=qpos[idx], durations=np.asarray(durations))
             for be in backends:
                 env = dict(os.environ, MUJOCO_GL=be)
                 if be in ("egl", "osmesa"):
                     env["PYOPENGL_PLATFORM"] = be
                 try:
                     p = subprocess.run([sys.executable, "-c", _RENDER_SCRIPT, scene_path, npz, path, str(width),
-                                        str(height), str(stride), str(fps)], env=env, capture_output=True,
-                                       text=True, timeout=timeout)
+                                        str(height)], env=env, capture_output=True, text=True, timeout=timeout)
                 except (OSError, subprocess.TimeoutExpired):
                     continue
                 if p.returncode == 0 and os.path.isfile(path) and os.path.getsize(path) > 0:
                     return path, f"MuJoCo renderer, MUJOCO_GL={be}"
-    _matplotlib_animation(mj_model, qpos, path, stride, fps, title)
+    _matplotlib_animation(mj_model, qpos, path, idx, durations, title)
     return path, "matplotlib (no working OpenGL backend for MuJoCo's renderer)"
 
 
-def _matplotlib_animation(mj_model, qpos, path, stride, fps, title):
+def _matplotlib_animation(mj_model, qpos, path, idx, durations, title):
     """Draw the geoms (capsules, cylinders, spheres, boxes) and sites projected onto the first
-    camera's image plane (x-z plane without a camera), one frame per ``stride`` steps."""
+    camera's image plane (x-z plane without a camera): one frame per state ``qpos[idx]``, shown
+    for ``durations`` ms each."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     import mujoco
-    from matplotlib.animation import PillowWriter
     from matplotlib.patches import Circle, Polygon
+    from PIL import Image
 
     m = mj_model
     d = mujoco.MjData(m)
@@ -274,7 +329,6 @@ def _matplotlib_animation(mj_model, qpos, path, stride, fps, title):
     else:
         ax_x, ax_y = np.array([1.0, 0, 0]), np.array([0, 0, 1.0])
     G = mujoco.mjtGeom
-    idx = list(range(0, len(qpos), stride)) + [len(qpos) - 1] * max(1, fps // 2)
 
     def shapes(q):
         d.qpos[:] = q
@@ -311,29 +365,33 @@ def _matplotlib_animation(mj_model, qpos, path, stride, fps, title):
     xl, yl = (mid[0] - 0.6 * span, mid[0] + 0.6 * span), (mid[1] - 0.6 * span, mid[1] + 0.6 * span)
     fig, ax = plt.subplots(figsize=(4.0, 4.0), dpi=80)
     ppu = 4.0 * 72 / (xl[1] - xl[0])  # points per scene unit
-    writer = PillowWriter(fps=fps)
-    with writer.saving(fig, path, dpi=80):
-        for k, fr in enumerate(frames):
-            ax.clear()
-            ax.set_xlim(*xl)
-            ax.set_ylim(*yl)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for kind, geo, r, rgba in fr:
-                if kind == "line":
-                    g = np.array(geo)
-                    ax.plot(g[:, 0], g[:, 1], color=rgba[:3], lw=max(1.5, 2 * r * ppu), solid_capstyle="round")
-                elif kind == "circle":
-                    ax.add_patch(Circle(geo, r, color=rgba[:3]))
-                elif kind == "poly":
-                    ax.add_patch(Polygon(geo, closed=True, color=rgba[:3]))
-                elif rgba[3] > 0:
-                    ax.add_patch(Circle(geo, max(r, 0.01), color=rgba[:3], alpha=float(rgba[3]), zorder=5))
-            t = min(idx[k], len(qpos) - 1) * float(m.opt.timestep)
-            ax.set_title(f"{title}  t = {t:.2f} s (MuJoCo replay)", fontsize=9)
-            writer.grab_frame()
+    ax.set_xlim(*xl)
+    ax.set_ylim(*yl)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    images, drawn = [], []
+    for k, fr in enumerate(frames):
+        for a in drawn:  # remove the last frame's shapes (cheaper than clearing the axes)
+            a.remove()
+        drawn = []
+        for kind, geo, r, rgba in fr:
+            if kind == "line":
+                g = np.array(geo)
+                drawn += ax.plot(g[:, 0], g[:, 1], color=rgba[:3], lw=max(1.5, 2 * r * ppu), solid_capstyle="round")
+            elif kind == "circle":
+                drawn.append(ax.add_patch(Circle(geo, r, color=rgba[:3])))
+            elif kind == "poly":
+                drawn.append(ax.add_patch(Polygon(geo, closed=True, color=rgba[:3])))
+            elif rgba[3] > 0:
+                drawn.append(ax.add_patch(Circle(geo, max(r, 0.01), color=rgba[:3], alpha=float(rgba[3]), zorder=5)))
+        t = int(idx[k]) * float(m.opt.timestep)
+        ax.set_title(f"{title}  t = {t:.2f} s (MuJoCo replay)", fontsize=9)
+        fig.canvas.draw()
+        w, h = fig.canvas.get_width_height()
+        images.append(Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB"))
     plt.close(fig)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=list(durations), loop=0)
 
 
 def _cross2(a, b) -> float:

@@ -60,7 +60,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from .codegen import HINGE, SLIDE
 from .physics import Physics
-from .tasks import Task, list_tasks
+from .tasks import Task, env_id
 
 __all__ = ["ENV_IDS", "HybridWamEnv", "HybridWamVecEnv", "env_id", "make_vec_env", "register_envs", "step_cost"]
 
@@ -420,11 +420,6 @@ class HybridWamEnv(gym.Env):
 
 
 # ---- registry ----------------------------------------------------------------------------------
-def env_id(task_name: str) -> str:
-    """Gymnasium id of a shipped task: "cartpole_swingup" -> "hybridwam/CartpoleSwingup-v0"."""
-    return "hybridwam/" + "".join(p[:1].upper() + p[1:] for p in task_name.split("_")) + "-v0"
-
-
 #: shipped task name -> gymnasium id, filled by :func:`register_envs`
 ENV_IDS: dict[str, str] = {}
 
@@ -432,13 +427,12 @@ ENV_IDS: dict[str, str] = {}
 def register_envs() -> dict[str, str]:
     """Register every shipped task with gymnasium (idempotent): ``gym.make(id)`` gives a
     :class:`HybridWamEnv`, ``gym.make_vec(id, num_envs=N)`` a :class:`HybridWamVecEnv`. Keywords
-    of either (``device``, ``frame_skip``, ...) pass through ``make`` / ``make_vec``."""
-    for name in list_tasks():
-        eid = env_id(name)
-        if eid not in gym.registry:
-            gym.register(id=eid, entry_point="hybridwam.envs:HybridWamEnv",
-                         vector_entry_point="hybridwam.envs:HybridWamVecEnv", kwargs={"task": name})
-        ENV_IDS[name] = eid
+    of either (``device``, ``frame_skip``, ...) pass through ``make`` / ``make_vec``.
+    ``import hybridwam`` already did this (the ids name this module by string, so it loads on the
+    first ``gym.make``); ids are from :func:`env_id`."""
+    from . import _register_gymnasium_envs
+
+    ENV_IDS.update(_register_gymnasium_envs(gym))
     return dict(ENV_IDS)
 
 

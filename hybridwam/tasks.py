@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import mujoco
@@ -51,7 +52,36 @@ import yaml
 
 from .codegen import BALL, FREE, HINGE, SLIDE
 
-__all__ = ["SiteKinematics", "SiteTerm", "Task", "list_tasks", "resolve_task"]
+__all__ = ["SiteKinematics", "SiteTerm", "Task", "env_id", "list_tasks", "output_path", "resolve_task", "safe_stem"]
+
+
+# ---- names that become file names ------------------------------------------------------------
+#: a plain file stem: ASCII letters, digits, '_', '-' and '.', not starting with '.' or '-'
+_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_STEM = 100
+
+
+def safe_stem(name, what: str) -> str:
+    """``name`` if it can be used as a file name inside an output folder, else a ValueError that
+    says ``what`` it is (e.g. "task name"): a plain stem of at most MAX_STEM characters from
+    ``[A-Za-z0-9_.-]`` that does not start with '.' or '-', so no path separator, no '.' or '..',
+    no NUL, no absolute path, no hidden file and nothing a shell could take for an option."""
+    if not isinstance(name, str):
+        raise ValueError(f"{what}: expected a string, got {name!r}")
+    if not name or len(name) > MAX_STEM or not _STEM.fullmatch(name):
+        raise ValueError(f"{what} {name!r} is not a plain file name: use 1 to {MAX_STEM} letters, digits, "
+                         "'_', '-' or '.', not starting with '.' or '-' (it names the output files)")
+    return name
+
+
+def output_path(folder: str, stem: str, suffix: str = "", what: str = "name") -> str:
+    """``folder/stem+suffix`` after :func:`safe_stem`, refusing (ValueError) a path that would
+    resolve outside ``folder`` (say through a symbolic link planted there)."""
+    path = os.path.join(folder, safe_stem(stem, what) + suffix)
+    root, real = os.path.realpath(folder), os.path.realpath(path)
+    if os.path.dirname(real) != root:
+        raise ValueError(f"{path}: resolves to {real}, outside the output folder {root}")
+    return path
 
 
 # ---- differentiable forward kinematics -------------------------------------------------------
@@ -187,6 +217,13 @@ def list_tasks() -> list[str]:
     return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml")) if d.is_dir() else []
 
 
+def env_id(task_name: str) -> str:
+    """Gymnasium id of a task: "cartpole_swingup" -> "hybridwam/CartpoleSwingup-v0" (the name must
+    be a plain file name, :func:`safe_stem`)."""
+    safe_stem(task_name, "task name")
+    return "hybridwam/" + "".join(p[:1].upper() + p[1:] for p in task_name.split("_")) + "-v0"
+
+
 def resolve_task(path_or_name: str) -> str:
     """A YAML path as given, else a shipped task by name ("cartpole_swingup") or file name."""
     p = os.fspath(path_or_name)
@@ -301,14 +338,20 @@ class Task:
     @classmethod
     def from_dict(cls, cfg: dict, source: str = "<dict>", base_dir: str | None = None) -> Task:
         """Build a task from the parsed YAML mapping (same checks as :meth:`from_yaml`)."""
-        from .model import ModelLoadError, resolve_scene
+        from .model import ModelLoadError, UnsupportedFeatureError, resolve_scene, unsupported_features
 
         ck = _Checker(source)
         ck.keys(cfg, _TOP_KEYS, "", required=("scene", "horizon"))
         cfg = copy.deepcopy(cfg)
-        name = cfg.get("name", os.path.splitext(os.path.basename(source))[0])
-        if not isinstance(name, str):
-            raise ck.error("name", f"expected a string, got {name!r}")
+        if "name" in cfg:
+            name = cfg["name"]
+            try:
+                safe_stem(name, "task name")
+            except ValueError as e:
+                raise ck.error("name", str(e)) from None
+        else:  # the file's own stem, made a plain file name
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.splitext(os.path.basename(source))[0])
+            name = name.strip("._-")[:MAX_STEM] or "task"
         # scene ---------------------------------------------------------------------------
         scene = cfg["scene"]
         if not isinstance(scene, str):
@@ -319,6 +362,10 @@ class Task:
             mj = mujoco.MjModel.from_xml_path(scene_path)
         except (ModelLoadError, ValueError) as e:
             raise ck.error("scene", str(e)) from None
+        # before any per-coordinate check: elements hybridwam cannot simulate are the real problem
+        bad = unsupported_features(mj)
+        if bad:
+            raise UnsupportedFeatureError(f"{source}: scene {scene_path}", bad)
         nq, nv, nu = mj.nq, mj.nv, mj.nu
         # horizon / dt --------------------------------------------------------------------
         horizon = cfg["horizon"]

@@ -135,8 +135,8 @@ def test_empty_model_is_refused_clearly(tmp_path):
     f = tmp_path / "empty.xml"
     f.write_text("<mujoco/>")
     for args in (["info", str(f)], ["simulate", str(f), "--steps", "2", "--batch", "1"]):
-        r = subprocess.run([sys.executable, "-c", "import sys; from hybridwam.cli import main; sys.exit(main())", *args],
-                           capture_output=True, text=True, timeout=300)
+        cli = "import sys; from hybridwam.cli import main; sys.exit(main())"
+        r = subprocess.run([sys.executable, "-c", cli, *args], capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         out = r.stdout + r.stderr
         assert "without degrees of freedom" in out and "Traceback" not in out, out

@@ -32,6 +32,8 @@ def bench_plan(tasks=SUITE_TASKS, seconds: float = SUITE_SECONDS, methods=SUITE_
         tasks = (tasks,)
     if isinstance(methods, str):
         methods = (methods,)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ValueError(f"seconds must be a positive number (the wall-clock budget per method), got {seconds!r}")
     return _bench_plan(tasks, seconds, methods, device, seed, restarts, population, progress, verbose)
 
 
@@ -88,7 +90,9 @@ def plan_args(p: argparse.ArgumentParser):
     """Options of ``hybridwam bench plan``."""
     p.add_argument("--task", nargs="+", default=list(SUITE_TASKS), metavar="T",
                    help=f"task names or YAML paths (default: {' '.join(SUITE_TASKS)})")
-    p.add_argument("--seconds", type=float, default=SUITE_SECONDS, metavar="S",
+    from ..bench import positive_float
+
+    p.add_argument("--seconds", type=positive_float, default=SUITE_SECONDS, metavar="S",
                    help=f"wall-clock budget per method and task (default: {SUITE_SECONDS:g})")
     p.add_argument("--methods", nargs="+", default=list(SUITE_METHODS), choices=("adam", "lbfgs", "cem"),
                    help="optimisers to compare (default: adam lbfgs cem)")
