@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .parallel import resolve_threads
 from .peers import PEERS, default_peers
 
 #: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without).
@@ -93,6 +94,7 @@ def machine_info(device: str = "cpu") -> dict:
         "cpu": cpu_model(),
         "cores": cores,
         "usable_cores": usable,
+        "hybridwam_threads": resolve_threads(None, device),
         "device": device,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -126,8 +128,10 @@ def _mujoco_rollout_setup(m, qpos, qvel, nthread: int):
 
 def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repeat: int = 5,
                device: str | None = "cpu", seed: int = 0, nthread: int | None = None,
-               peers: tuple[str, ...] | None = None) -> dict:
+               peers: tuple[str, ...] | None = None, threads: int | None = None) -> dict:
     """World-steps per second of a no-grad batched rollout, hybridwam vs ``mujoco.rollout``.
+
+    hybridwam runs on ``threads`` CPU threads (default: all usable cores, as ``Physics``).
 
     Both simulate the same MjModel (``model.mj``) from the same initial states with the same
     controls ([batch, steps, nu]); MuJoCo runs on ``nthread`` threads (default: all cores).
@@ -149,7 +153,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
     if batch < 1 or steps < 1 or repeat < 1:
         raise ValueError("batch, steps and repeat must be positive")
     model = load_model(scene, device=device)
-    physics = Physics(model, verbose=False)
+    physics = Physics(model, verbose=False, threads=threads)
     nthread = (os.cpu_count() or 1) if nthread is None else nthread
     qpos, qvel, ctrls = random_inputs(model, batch, steps, seed)
     dev, dt = model.device, model.dtype
@@ -229,6 +233,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         "mujoco_steps_per_s": mj_rate,
         "mujoco_best_steps_per_s": work / min(mj_times),
         "mujoco_threads": max(nthread, 1),
+        "hybridwam_threads": physics.threads,
         "ratio": hw_rate / mj_rate,
         "max_abs_dq": float(np.max(np.abs(hw_q - mj_q))),
         "max_abs_dv": float(np.max(np.abs(hw_v - mj_v))),
@@ -355,7 +360,7 @@ def markdown_table(rows: list[dict]) -> str:
     """Step-benchmark rows as a Markdown table (rates: median world-steps per second); with
     three columns per peer the rows name (its rate, or why it did not run)."""
     peers = [n for n in PEERS if any(n in r for r in rows)]
-    head = ("| scene | batch | steps | hybridwam world-steps/s | MuJoCo world-steps/s (threads) | "
+    head = ("| scene | batch | steps | hybridwam world-steps/s (threads) | MuJoCo world-steps/s (threads) | "
             "hybridwam / MuJoCo | max abs final-state diff |")
     rule = "|---|---:|---:|---:|---:|---:|---:|"
     for n in peers:
@@ -365,7 +370,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [head, rule]
     for r in rows:
         diff = f"{max(r['max_abs_dq'], r['max_abs_dv']):.1e}" + _law_note(r, "not comparable")
-        line = (f"| {r['scene']} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} | "
+        line = (f"| {r['scene']} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} "
+                f"({r.get('hybridwam_threads', 1)}) | "
                 f"{_fmt_rate(r['mujoco_steps_per_s'])} ({r['mujoco_threads']}) | {r['ratio']:.1f}x | {diff} |")
         for n in peers:
             if f"{n}_steps_per_s" in r:
@@ -380,7 +386,8 @@ def markdown_table(rows: list[dict]) -> str:
 def machine_lines(info: dict) -> list[str]:
     dev = info["device"] + (f" ({info['gpu']})" if "gpu" in info else "")
     return [f"- date: {info['date']}",
-            f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+            f"- machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable); "
+            f"hybridwam threads: {info.get('hybridwam_threads', 'not recorded')}",
             f"- device: {dev}",
             f"- versions: python {info['python']}, torch {info['torch']}, warp {info['warp']}, "
             f"mujoco {info['mujoco']}; peers: {info.get('peers', 'not recorded')}",
@@ -592,21 +599,24 @@ def _step_args(p: argparse.ArgumentParser):
     p.add_argument("--peers", nargs="*", default=None, metavar="NAME",
                    help="peers to time beside MuJoCo: newton, mjwarp, or none at all with no name "
                         "(default: newton, plus mjwarp on CUDA; each only when installed)")
+    p.add_argument("--threads", type=positive_int, nargs="+", default=None, metavar="N",
+                   help="hybridwam CPU threads; several give one row each (default: all usable cores)")
 
 
 def _step_run(args) -> list[dict]:
     rows = []
     for scene in args.scene:
-        rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed,
-                               peers=getattr(args, "peers", None)))
-        r = rows[-1]
-        peer = "".join(f"; {p.label} {_fmt_rate(r[f'{n}_steps_per_s'])} ({r[f'ratio_{n}']:.1f}x)"
-                       if f"{n}_steps_per_s" in r else f"; {p.label} not run: {r[n]}"
-                       for n, p in PEERS.items() if n in r)
-        print(f"step {scene} B={r['batch']} T={r['steps']}: hybridwam {_fmt_rate(r['hybridwam_steps_per_s'])}, "
-              f"MuJoCo {_fmt_rate(r['mujoco_steps_per_s'])} world-steps/s ({r['mujoco_threads']} threads), "
-              f"ratio {r['ratio']:.1f}x, final-state diff {max(r['max_abs_dq'], r['max_abs_dv']):.1e}{peer}",
-              flush=True)
+        for threads in getattr(args, "threads", None) or [None]:
+            rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed,
+                                   peers=getattr(args, "peers", None), threads=threads))
+            r = rows[-1]
+            peer = "".join(f"; {p.label} {_fmt_rate(r[f'{n}_steps_per_s'])} ({r[f'ratio_{n}']:.1f}x)"
+                           if f"{n}_steps_per_s" in r else f"; {p.label} not run: {r[n]}"
+                           for n, p in PEERS.items() if n in r)
+            print(f"step {scene} B={r['batch']} T={r['steps']}: hybridwam {_fmt_rate(r['hybridwam_steps_per_s'])} "
+                  f"({r['hybridwam_threads']} threads), MuJoCo {_fmt_rate(r['mujoco_steps_per_s'])} world-steps/s "
+                  f"({r['mujoco_threads']} threads), ratio {r['ratio']:.1f}x, "
+                  f"final-state diff {max(r['max_abs_dq'], r['max_abs_dv']):.1e}{peer}", flush=True)
     return rows
 
 

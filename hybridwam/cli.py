@@ -119,7 +119,11 @@ def cmd_info(args) -> int:
         print("shipped scenes: " + ", ".join(list_scenes()))
         print("usage: hybridwam info SCENE   (a shipped scene name or an MJCF/URDF path)")
         return 0
+    from .parallel import resolve_threads, usable_cores
+
     print(_load(args.scene, device="cpu").describe())
+    print(f"threads  {resolve_threads(None, 'cpu')} CPU threads per batched launch (all {usable_cores()} usable "
+          "cores; hw.Physics(model, threads=N) sets it; GPUs run one thread per world)")
     return 0
 
 
@@ -129,12 +133,12 @@ def cmd_simulate(args) -> int:
 
     model = _load(args.scene, args.device, args.dtype)
     _check_memory(model, args.batch, args.steps)
-    physics = Physics(model)
+    physics = Physics(model, threads=args.threads)
     qpos, qvel, ctrls = _inputs(model, args.batch, args.steps, args.seed)
     traj, secs, runs = _timed_rollout(physics, qpos, qvel, ctrls)
     rate = args.batch * args.steps / secs
     print(f"scene     {model.source} (nq={model.nq} nv={model.nv} nu={model.nu}), "
-          f"device {model.device}, {str(model.dtype).replace('torch.', '')}")
+          f"device {model.device}, {str(model.dtype).replace('torch.', '')}, {physics.threads} thread(s)")
     print(f"rollout   {args.batch} worlds x {args.steps} steps ({args.steps * model.timestep:g} s simulated each) "
           f"in {secs:.4f} s (best of {runs}): {_fmt_rate(rate)} world-steps/s")
     print(f"compile   {physics.compile_seconds:.2f} s (kernel load/compile, not included above; "
@@ -260,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     s.add_argument("--plot", metavar="PNG", help="write a plot of qpos vs time to this file")
     s.add_argument("--plot-worlds", type=_positive_int, default=4, metavar="K", help="worlds to plot (default: 4)")
+    s.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads the worlds are split across (default: all usable cores)")
     s.set_defaults(func=cmd_simulate)
 
     # bench: common options accepted before or after the benchmark name

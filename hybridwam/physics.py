@@ -137,7 +137,8 @@ class _Rollout(torch.autograd.Function):
         # own buffer (concurrent slices never write one array), summed in chunk order below, so
         # the bits do not depend on the thread count; without them, slices per thread
         grad_params = any(needs[6 + i] for i in range(len(params)))
-        ranges = parallel.chunks(B) if grad_params else parallel.slices(B, phys.threads)
+        ranges = parallel.chunks(B) if grad_params else parallel.slices(B, phys.threads, T)
+        threads = phys.threads if len(parallel.slices(B, phys.threads, T)) > 1 else 1
         K = len(ranges)
         parts = [_zeros((K, *p.shape), p) if needs[6 + i] else None for i, p in enumerate(params)]
         w = phys._wp
@@ -158,7 +159,7 @@ class _Rollout(torch.autograd.Function):
             if K == 1:
                 launch(0, 0, B, False)
             else:
-                parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], phys.threads)
+                parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], threads)
         a_params = []
         for P in parts:
             acc = None
@@ -248,7 +249,7 @@ class Physics:
         of launching (replayed by CapturedRollout)."""
         w, T = self._wp, ctrls.shape[1]
         wparams = self._wp_params(params)
-        sl = parallel.slices(Q.shape[0], self.threads)
+        sl = parallel.slices(Q.shape[0], self.threads, T)
         record = record or len(sl) > 1
         cmds = []
         for a, b in sl:
@@ -403,7 +404,7 @@ class CapturedRollout:
         self.graph = None
         self._capture_stream = None
         #: CPU batches split across threads replay recorded launch commands instead of one graph
-        self._split = m.device == "cpu" and len(parallel.slices(B, physics.threads)) > 1
+        self._split = m.device == "cpu" and len(parallel.slices(B, physics.threads, T)) > 1
         self.captures = 0  # how many times the launch was (re)recorded
 
     # ---- launch ------------------------------------------------------------------------------
@@ -533,8 +534,8 @@ class CapturedRollout:
         return self._out(self._Q[:, -1]), self._out(self._V[:, -1])
 
     def __repr__(self) -> str:
-        dev = self.physics.model.device
+        dev, B, T = self.physics.model.device, self.batch, self.horizon
         kind = ("no graph" if not self.use_graph else "CUDA graph" if dev.startswith("cuda")
-                else f"recorded launches on {len(parallel.slices(self.batch, self.physics.threads))} threads"
+                else f"recorded launches on {len(parallel.slices(B, self.physics.threads, T))} threads"
                 if self._split else "Warp CPU graph")
         return f"CapturedRollout(batch={self.batch}, horizon={self.horizon}, device={dev}, {kind})"

@@ -19,14 +19,14 @@ SCENES = ["acrobot", "ball_toss", "cartpole", "double_pendulum", "pendulum", "pu
 
 
 def _inputs(model, B, T, rng):
-    q, v = random_state(model.mj, B, rng, vel_scale=1.0, pos_scale=0.2)
+    q, v = random_state(model.mj, B, rng, vel_scale=0.5, pos_scale=0.2)
     if model.structure.pairs:  # contact scenes: start from the reset pose, perturbed a little
         q = model.mj.qpos0[None].repeat(B, 0) + rng.normal(scale=0.01, size=(B, model.nq))
         for j in range(model.njnt):
             if int(model.mj.jnt_type[j]) == 0:  # free joint: keep the quaternion normalised
                 a = int(model.mj.jnt_qposadr[j]) + 3
                 q[:, a:a + 4] /= np.linalg.norm(q[:, a:a + 4], axis=1, keepdims=True)
-    u = random_ctrl(model.mj, B, rng, shape=(T,))
+    u = 0.2 * random_ctrl(model.mj, B, rng, shape=(T,))  # mild: light arms whipped by full torques blow up
     return (torch.as_tensor(x, dtype=model.dtype) for x in (q, v, u))
 
 
@@ -34,19 +34,19 @@ def _inputs(model, B, T, rng):
 def test_trajectories_identical_with_1_and_3_threads(sim, rng, scene):
     model, _ = sim(scene)
     one, three = hw.Physics(model, threads=1), hw.Physics(model, threads=3)
-    B, T = 64, 12
-    assert len(parallel.slices(B, three.threads)) == 3  # really split (22 + 21 + 21 worlds)
+    B, T = 64, 64
+    assert len(parallel.slices(B, three.threads, T)) == 3  # really split (22 + 21 + 21 worlds)
     q, v, u = _inputs(model, B, T, rng)
     with torch.no_grad():
         a, b = one.rollout(q, v, u), three.rollout(q, v, u)
     for x, y in ((a.qpos, b.qpos), (a.qvel, b.qvel), (a.qacc, b.qacc)):
         assert torch.equal(x, y)
     # captured stepping: recorded launches on three threads == one thread's CPU graph
-    c1, c3 = one.capture(B, 3), three.capture(B, 3)
+    c1, c3 = one.capture(B, T), three.capture(B, T)
     assert "3 threads" in repr(c3) and "graph" in repr(c1)
     s1, s3 = c1.step(q, v, u[:, 0]), c3.step(q, v, u[:, 0])
     assert torch.equal(s1[0], s3[0]) and torch.equal(s1[1], s3[1])
-    ref = one.rollout(q, v, u[:, :1].expand(B, 3, model.nu).contiguous()) if model.nu else None
+    ref = one.rollout(q, v, u[:, :1].expand(B, T, model.nu).contiguous()) if model.nu else None
     if ref is not None:
         assert torch.equal(s3[0], ref.qpos[:, -1].detach())
 
@@ -54,7 +54,7 @@ def test_trajectories_identical_with_1_and_3_threads(sim, rng, scene):
 @pytest.mark.parametrize("scene", ["acrobot", "pusher"])
 def test_gradients_identical_with_1_and_3_threads(sim, rng, scene):
     model, _ = sim(scene)
-    B, T = 150, 8  # three gradient chunks of worlds (64 + 64 + 22)
+    B, T = 150, 32  # three gradient chunks of worlds (64 + 64 + 22), run on the threads
     q, v, u = _inputs(model, B, T, rng)
     names = ["body_mass", "dof_damping", "actuator_gain"]
     out = []
@@ -99,6 +99,8 @@ def test_gradients_over_chunks_match_one_launch(sim, rng):
 
 def test_slices_and_threads_setting():
     assert parallel.slices(10, 4) == [(0, 10)]  # too small to split
+    assert parallel.slices(1000, 4, steps=1) == [(0, 1000)]  # too little work per launch to split
+    assert len(parallel.slices(1000, 4, steps=100)) == 4
     sl = parallel.slices(1000, 3)
     assert sl[0][0] == 0 and sl[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(sl, sl[1:], strict=False))
     assert max(b - a for a, b in sl) - min(b - a for a, b in sl) <= 1
@@ -122,3 +124,13 @@ def test_an_error_in_one_slice_reaches_the_caller():
     with pytest.raises(RuntimeError, match="slice failed"):
         parallel.run([ok(0), boom, ok(2), ok(3)], 2)
     assert sorted(ran) == [0, 2, 3]  # the other slices still ran to the end
+
+
+def test_threads_shown_by_info_and_simulate(capsys):
+    from hybridwam.cli import main
+
+    assert main(["info", "pendulum"]) == 0
+    assert f"threads  {parallel.usable_cores()} CPU threads" in capsys.readouterr().out
+    assert main(["simulate", "pendulum", "--steps", "64", "--batch", "64", "--threads", "3"]) == 0
+    assert "3 thread(s)" in capsys.readouterr().out
+    assert main(["simulate", "pendulum", "--threads", "0"]) == 2
