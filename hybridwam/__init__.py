@@ -1,6 +1,9 @@
 """hybridwam: a differentiable hybrid world model (Warp rigid-body physics + PyTorch residual)."""
 from .calibration import CalibrationReport, calibrate
-from .hybrid import HybridModel, WorldModel
+from .calibration.checkpoint import ResumeError
+from .calibration.core import OutputExistsError
+from .codegen import KernelCacheError
+from .hybrid import CheckpointError, HybridModel, ResidualOutputError, WorldModel
 from .logs import LogError, Logs, load_logs
 from .model import Model, ModelLoadError, UnsupportedFeatureError, list_scenes, load_model
 from .physics import CapturedRollout, NonFiniteError, Physics, Trajectory
@@ -52,8 +55,9 @@ def __getattr__(name):
 
 
 __all__ = [
-    "MPC", "CalibrationReport", "CapturedRollout", "HybridModel", "LogError", "Logs", "Model", "ModelLoadError",
-    "NonFiniteError", "Physics", "PlanResult", "Residual", "Task", "Trajectory", "UnsupportedFeatureError",
+    "MPC", "CalibrationReport", "CapturedRollout", "CheckpointError", "HybridModel", "KernelCacheError", "LogError",
+    "Logs", "Model", "ModelLoadError", "NonFiniteError", "OutputExistsError", "Physics", "PlanResult", "Residual",
+    "ResidualOutputError", "ResumeError", "Task", "Trajectory", "UnsupportedFeatureError",
     "WorldModel", "bench_plan", "calibrate", "list_scenes", "list_tasks", "load_logs", "load_model",
     "optimize_trajectory", "run_mpc_mujoco", "scaled_mass_model",
 ]

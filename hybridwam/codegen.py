@@ -13,7 +13,6 @@ launched once in adjoint mode for the whole backward pass).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
@@ -21,10 +20,11 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+
+from .fsutil import atomic_write_text, clean_stale_temp, pid_alive
 
 # Joint types, as MuJoCo's mjtJoint.
 FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
@@ -801,19 +801,6 @@ def module_path(s: Structure) -> tuple[str, str, str]:
 _MODULES: dict[Structure, object] = {}
 
 
-def _write_atomic(d: str, path: str, src: str):
-    # atomic: concurrent processes never import a half-written file; mkstemp creates it 0600
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def get_module(s: Structure, verbose: bool = True):
     """Import (generating on first use) the kernel module of a structure.
 
@@ -827,7 +814,7 @@ def get_module(s: Structure, verbose: bool = True):
         return mod
     name, path, src = module_path(s)
     d = _private_dir(os.path.dirname(path))
-    _clean_stale_temp(d)
+    clean_stale_temp(d)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -843,7 +830,7 @@ def get_module(s: Structure, verbose: bool = True):
                           "(edited, corrupted or planted); it was not imported and is replaced", stacklevel=2)
             st = None
     if st is None:
-        _write_atomic(d, path, src)
+        atomic_write_text(path, src)  # mkstemp: created 0600; readers never see a part
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
@@ -851,27 +838,6 @@ def get_module(s: Structure, verbose: bool = True):
     mod.__source__ = src
     _MODULES[s] = mod
     return mod
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_temp(d: str, min_age_s: float = 3600.0):
-    """Remove the temporary files left in the cache folder by processes killed while writing."""
-    now = time.time()
-    with os.scandir(d) as it:
-        for e in it:
-            if e.name.startswith(".tmp-") and e.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    if now - e.stat(follow_symlinks=False).st_mtime > min_age_s:
-                        os.unlink(e.path)
 
 
 _BUILD_DIR = re.compile(r"^wp_hybridwam_gen_[0-9a-f]+_[0-9a-f]+_[0-9a-f]+_p(\d+)_t\d+$")
@@ -887,7 +853,7 @@ def _clean_stale_builds(kernel_cache: str):
         return
     for e in entries:
         m = _BUILD_DIR.match(e.name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             shutil.rmtree(e.path, ignore_errors=True)
 
 

@@ -80,6 +80,13 @@ class LogError(ValueError):
         self.file, self.column, self.row = file, column, row
 
 
+class TrajectoryNotFoundError(LogError, KeyError, IndexError):
+    """A trajectory named or indexed (``--val NAME``, ``Logs.select``) that the logs do not hold;
+    a LogError (so the CLI reports it in one line) and still a KeyError / IndexError."""
+
+    __str__ = ValueError.__str__  # KeyError's would quote the message
+
+
 # ---- the container --------------------------------------------------------------------------------
 @dataclass
 class Logs:
@@ -134,12 +141,13 @@ class Logs:
     def _index(self, key) -> int:
         if isinstance(key, (int, np.integer)):
             if not 0 <= key < self.n_traj:
-                raise IndexError(f"trajectory index {key} out of range (0..{self.n_traj - 1})")
+                raise TrajectoryNotFoundError(f"trajectory index {key} out of range (0..{self.n_traj - 1})")
             return int(key)
         hits = [i for i, n in enumerate(self.names) if n == key] or \
                [i for i, n in enumerate(self.names) if str(key) in n]
         if len(hits) != 1:
-            raise KeyError(f"trajectory {key!r}: {'ambiguous' if hits else 'not found'} among {self.names}")
+            raise TrajectoryNotFoundError(
+                f"trajectory {key!r}: {'ambiguous' if hits else 'not found'} among {self.names}")
         return hits[0]
 
     def select(self, keys) -> Logs:

@@ -21,6 +21,7 @@ from conftest import mj_rollout, rel_err
 
 import hybridwam as hw
 from hybridwam import codegen
+from hybridwam.fsutil import clean_stale_temp
 
 PENDULUM = "pendulum"
 
@@ -223,5 +224,5 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
     old.write_text("")
     new.write_text("")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
-    codegen._clean_stale_temp(str(tmp_path))
+    clean_stale_temp(str(tmp_path))
     assert not old.exists() and new.exists()

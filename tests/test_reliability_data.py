@@ -154,6 +154,16 @@ def test_cli_layout_detection_reports_the_column_really_missing(tmp_path, capsys
     assert "a_bad.csv" in err and "'tau_con2'" in err and "column 'qpos'" not in err, err
 
 
+def test_cli_unknown_validation_run_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for i in range(3):
+        _csv(folder / f"run{i}.csv", _rows(100, phase=i))
+    code, err = _cli(["calibrate", str(folder), "--scene", "double_pendulum", "--out", str(tmp_path / "out"),
+                      "--val", "no_such_run"], capsys)
+    assert code == 2 and "'no_such_run': not found" in err and "run0" in err, err
+
+
 # ---- checkpoints (4, 14) -------------------------------------------------------------------------------
 def _world(model=None):
     model = model or hw.load_model("double_pendulum", device="cpu")
