@@ -115,6 +115,13 @@ def _param_mismatch(saved: dict, params: dict) -> tuple[list[str], list[str], li
     return missing, wrong, unknown
 
 
+def _mismatch_text(missing: list[str], wrong: list[str], unknown: list[str], unknown_label: str) -> str:
+    """One line of what :func:`_param_mismatch` found ("" when the parameters fit)."""
+    return "; ".join(x for x in (f"other shape: {', '.join(wrong)}" if wrong else "",
+                                 f"not saved: {', '.join(missing)}" if missing else "",
+                                 f"{unknown_label}: {', '.join(unknown)}" if unknown else "") if x)
+
+
 class HybridModel(torch.nn.Module):
     """Physics plus a learned residual; the same ``step`` / ``rollout`` as :class:`Physics`.
 
@@ -261,9 +268,7 @@ class HybridModel(torch.nn.Module):
         saved = {k[len("params."):]: v for k, v in weights.items() if k.startswith("params.")}
         missing, wrong, unknown = _param_mismatch(saved, model.params)
         if missing or wrong or unknown:
-            what = "; ".join(x for x in (f"other shape: {', '.join(wrong)}" if wrong else "",
-                                         f"not saved: {', '.join(missing)}" if missing else "",
-                                         f"not in the model: {', '.join(unknown)}" if unknown else "") if x)
+            what = _mismatch_text(missing, wrong, unknown, "not in the model")
             if strict:
                 raise CheckpointError(f"{wpath}: the saved physical parameters do not fit the model "
                                       f"{model.source!r} ({what}); was the scene edited (a body or geom added)? "

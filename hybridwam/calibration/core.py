@@ -53,6 +53,7 @@ from ..hybrid import (
     HybridModel,
     _atomic_write,
     _atomic_write_text,
+    _mismatch_text,
     _param_mismatch,
     clean_stale_temp,
     load_safetensors,
@@ -381,9 +382,7 @@ class _Run:
         nominal = {k[len("nominal."):]: v for k, v in tensors.items() if k.startswith("nominal.")}
         missing, wrong, unknown = _param_mismatch(nominal, m.params)
         if missing or wrong or unknown:
-            what = "; ".join(x for x in (f"other shape: {', '.join(wrong)}" if wrong else "",
-                                         f"not saved: {', '.join(missing)}" if missing else "",
-                                         f"unknown: {', '.join(unknown)}" if unknown else "") if x)
+            what = _mismatch_text(missing, wrong, unknown, "unknown")
             raise ckpt.resume_error(path, f"the training state was made for another scene, its physical parameters "
                                           f"do not fit {m.source!r} ({what}); resume with the interrupted run's "
                                           "scene")
