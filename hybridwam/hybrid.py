@@ -146,24 +146,29 @@ class HybridModel(torch.nn.Module):
         if self.residual is None:
             return {}
         r = self.residual(qpos, qvel, ctrl)
-        if self.physics.check_finite:
-            ok = torch.isfinite(r.detach())
-            if not bool(ok.all()) and all(bool(torch.isfinite(x).all()) for x in (qpos, qvel, ctrl)):
-                # (non-finite inputs are the physics' to report, by name)
-                ok = ok.reshape(r.shape[0], -1).all(1) if r.dim() > 1 else ok.all().reshape(1)
-                worlds = [i for i, good in enumerate(ok.tolist()) if not good]
-                why = ("its weights or normalisation buffers contain NaN/inf"
-                       if not all(bool(torch.isfinite(t).all()) for t in self.residual.state_dict().values())
-                       else "it overflowed on these inputs")
-                raise ResidualOutputError(f"the residual's output (its {self.residual.mode} correction) is NaN or "
-                                          f"inf in world(s) {worlds[:20]}: {why}", worlds, -1)
         return {"qfrc_extra": r} if self.residual.mode == "force" else {"qacc_extra": r}
+
+    def _residual_error(self, e: ValueError) -> ResidualOutputError:
+        """The physics' non-finite-input error for the residual's correction, said as what it is."""
+        why = ("its weights or normalisation buffers contain NaN/inf"
+               if not all(bool(torch.isfinite(t).all()) for t in self.residual.state_dict().values())
+               else "it overflowed on these inputs")
+        return ResidualOutputError(f"the residual's output (its {self.residual.mode} correction) is NaN or inf in "
+                                   f"world(s) {e.worlds[:20]}: {why}", e.worlds, -1)
 
     def step(self, qpos, qvel, ctrl):
         """qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel'), residual applied."""
         m = self.model
         qpos, qvel, ctrl = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos, qvel, ctrl))
-        return self.physics.step(qpos, qvel, ctrl, **self._correction(qpos, qvel, ctrl))
+        extra = self._correction(qpos, qvel, ctrl)
+        try:
+            return self.physics.step(qpos, qvel, ctrl, **extra)
+        except ValueError as e:
+            # the physics checks the correction like any input (after qpos, qvel and ctrl, so a
+            # non-finite state is still reported by its own name); name it as the residual's output
+            if getattr(e, "input", None) in extra:
+                raise self._residual_error(e) from None
+            raise
 
     def _segment(self, qpos, qvel, ctrls):
         qs, vs = [qpos], [qvel]

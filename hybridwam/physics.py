@@ -63,7 +63,9 @@ def _all_finite(t: torch.Tensor | np.ndarray) -> bool:
 def _non_finite_input(name: str, rows_ok) -> ValueError:
     """The error for input ``name`` whose rows (worlds) ``rows_ok`` [B] are not all finite."""
     bad = [i for i, good in enumerate(rows_ok.tolist()) if not good]
-    return ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+    err = ValueError(f"{name}: contains NaN or inf (worlds {bad[:20]})")
+    err.input, err.worlds = name, bad  # for callers that know where the input came from
+    return err
 
 
 def _finite_rows(t: torch.Tensor | np.ndarray) -> np.ndarray | torch.Tensor:
