@@ -843,14 +843,18 @@ def get_module(s: Structure, verbose: bool = True):
 _BUILD_DIR = re.compile(r"^wp_hybridwam_gen_[0-9a-f]+_[0-9a-f]+_[0-9a-f]+_p(\d+)_t\d+$")
 
 
-def _clean_stale_builds(kernel_cache: str):
+def _cache_entries(kernel_cache: str | None) -> list[os.DirEntry]:
+    """The entries of Warp's kernel cache folder (none when it is unset or unreadable)."""
+    try:
+        return list(os.scandir(kernel_cache)) if kernel_cache else []
+    except OSError:
+        return []
+
+
+def _clean_stale_builds(entries: list[os.DirEntry]):
     """Remove Warp build folders of hybridwam modules whose building process no longer runs
     (Warp builds into ``<module>_p<pid>_t<thread>`` and renames it when done; a kill -9 during
-    a compile leaves that folder behind for good)."""
-    try:
-        entries = list(os.scandir(kernel_cache))
-    except OSError:
-        return
+    a compile leaves that folder behind for good). ``entries``: see :func:`_cache_entries`."""
     for e in entries:
         m = _BUILD_DIR.match(e.name)
         if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
@@ -870,21 +874,19 @@ def estimate_compile_seconds(source_chars: int) -> float:
     return _COMPILE_A * (source_chars / 1000.0) ** _COMPILE_P
 
 
-def is_compiled(mod, device) -> bool:
+def is_compiled(mod, device, entries: list[os.DirEntry] | None = None) -> bool:
     """Whether Warp's kernel cache holds a build of this module for ``device``'s kind (so loading
     it is quick). The module's name carries a hash of its source, so a cached folder of that name
-    is a build of exactly this code."""
+    is a build of exactly this code. ``entries``: the cache folder's, when already listed."""
     import warp as wp
 
-    wp.init()
-    root = wp.config.kernel_cache_dir
-    if not root:
-        return False
+    if entries is None:
+        wp.init()
+        entries = _cache_entries(wp.config.kernel_cache_dir)
     prefix = f"wp_{mod.__name__}_"
     suffixes = (".o",) if str(device).startswith("cpu") else (".cubin", ".ptx")
     try:
-        dirs = [e.path for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()
-                and not _BUILD_DIR.match(e.name)]
+        dirs = [e.path for e in entries if e.name.startswith(prefix) and e.is_dir() and not _BUILD_DIR.match(e.name)]
         return any(n.endswith(suffixes) for d in dirs for n in os.listdir(d))
     except OSError:
         return False
@@ -899,9 +901,9 @@ def compile_module(mod, device, verbose: bool = True, label: str = "this model")
     import warp as wp
 
     wp.init()  # sets Warp's kernel cache folder
-    if wp.config.kernel_cache_dir:
-        _clean_stale_builds(wp.config.kernel_cache_dir)
-    if verbose and not is_compiled(mod, device):
+    entries = _cache_entries(wp.config.kernel_cache_dir)  # listed once for both uses
+    _clean_stale_builds(entries)
+    if verbose and not is_compiled(mod, device, entries):
         n = len(getattr(mod, "__source__", ""))
         est = estimate_compile_seconds(n)
         if est > 5.0:

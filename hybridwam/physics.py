@@ -139,8 +139,9 @@ class _Rollout(torch.autograd.Function):
         # own buffer (concurrent slices never write one array), summed in chunk order below, so
         # the bits do not depend on the thread count; without them, slices per thread
         grad_params = any(needs[6 + i] for i in range(len(params)))
-        ranges = parallel.chunks(B) if grad_params else parallel.slices(B, phys.threads, T)
-        threads = phys.threads if len(parallel.slices(B, phys.threads, T)) > 1 else 1
+        per_thread = parallel.slices(B, phys.threads, T)
+        ranges = parallel.chunks(B) if grad_params else per_thread
+        threads = phys.threads if len(per_thread) > 1 else 1  # small launches: chunks one after another
         K = len(ranges)
         parts = [_zeros((K, *p.shape), p) if needs[6 + i] else None for i, p in enumerate(params)]
         w = phys._wp

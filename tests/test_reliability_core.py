@@ -191,7 +191,7 @@ def test_long_compile_is_announced(sim, monkeypatch, capsys):
     model, phys = sim(PENDULUM)
     assert codegen.is_compiled(phys._mod, "cpu")  # loaded, so Warp's cache holds it
     estimate = codegen.estimate_compile_seconds
-    monkeypatch.setattr(codegen, "is_compiled", lambda mod, device: False)
+    monkeypatch.setattr(codegen, "is_compiled", lambda mod, device, entries=None: False)
     monkeypatch.setattr(codegen, "estimate_compile_seconds", lambda n: 123.0)
     codegen.compile_module(phys._mod, "cpu", label="my robot (nv=1)")
     err = capsys.readouterr().err
@@ -213,7 +213,7 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
         for d in [*dirs.values(), other]:
             d.mkdir()
             (d / "partial.o").write_bytes(b"")
-        codegen._clean_stale_builds(str(tmp_path))
+        codegen._clean_stale_builds(codegen._cache_entries(str(tmp_path)))
         assert not dirs["dead"].exists()
         assert dirs["alive"].exists() and dirs["self"].exists() and other.exists()
     finally:
