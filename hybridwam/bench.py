@@ -33,6 +33,19 @@ DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
 PAUSE_S = 0.05
 
 
+def _steady(fn):
+    """(seconds, result) of one steady-state run of ``fn``: after the pause (the other side's idle
+    threads go to sleep) an untimed run of ``fn`` itself, so that the timed run finds the cores
+    busy and clocked up as in a loop of calls. Without it, a run of ~10 ms right after the pause
+    measured the machine waking up: hybridwam's 2-thread acrobot rollout (1024 x 100) took 14-21 ms
+    after a 50 ms idle pause against 11-12 ms in a loop (2-core VM, 2026-12-02)."""
+    time.sleep(PAUSE_S)
+    fn()
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
 # ---- shared inputs ---------------------------------------------------------------------------
 def random_inputs(model, batch: int, steps: int, seed: int = 0, scale: float = 0.1):
     """Random initial states near the reset state and random controls, as float64 numpy arrays.
@@ -193,19 +206,12 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         traj = run_hw()  # warm-ups: first launch, allocator, thread pool
         run_mj()
         for _ in range(repeat):  # interleaved, so a change in machine load hits both sides alike
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            traj = run_hw()
-            hw_times.append(time.perf_counter() - t0)
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            run_mj()
-            mj_times.append(time.perf_counter() - t0)
+            dt, traj = _steady(run_hw)
+            hw_times.append(dt)
+            mj_times.append(_steady(run_mj)[0])
             for name, runner in runners.items():
-                time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                peer_final[name] = runner.run()
-                peer_times[name].append(time.perf_counter() - t0)
+                dt, peer_final[name] = _steady(runner.run)
+                peer_times[name].append(dt)
     hw_q = traj.qpos[:, -1].double().cpu().numpy()
     hw_v = traj.qvel[:, -1].double().cpu().numpy()
     mj_q, mj_v = out[:, -1, iq:iv], out[:, -1, iv:iv + m.nv]
@@ -720,7 +726,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "step": Benchmark(
         help="forward rollout throughput (world-steps/s), hybridwam vs mujoco.rollout",
         add_args=_step_args, run=_step_run, suite=_step_suite,
-        note="Rates are the median of the timed runs (warm-up and kernel compile excluded); MuJoCo is "
+        note="Rates are the median of the timed runs (warm-up and kernel compile excluded), each run timed in "
+             "steady state (right after an untimed run of the same side, as in a loop of calls); MuJoCo is "
              "`mujoco.rollout` on the same MjModel, initial states and controls, with all cores."),
     "grad": Benchmark(
         help="gradient of a rollout loss w.r.t. all controls: backward vs forward, vs MuJoCo finite differences",
