@@ -197,7 +197,6 @@ class Physics:
         self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose, label=label)
         self._types = _WP_DTYPES[model.dtype]
         self._cache: dict[tuple, wp.array] = {}
-        self._live_launches: dict[tuple, list] = {}  # see _launch_forward
 
     # protocol sizes (hw.WorldModel)
     nq = property(lambda self: self.model.nq)
@@ -266,33 +265,10 @@ class Physics:
         return cmds
 
     def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None):
-        """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads.
-
-        A batch split across threads reuses the Warp launch commands of the previous call with
-        the same slices and parameter arrays, re-pointing only the trajectory arrays and the step
-        count: packing the ~45 kernel arguments per slice anew was a serial cost of about 0.5 ms
-        per call that no thread could share (measured on the 2-core machine, acrobot 1024 x 100)."""
-        T = ctrls.shape[1]
-        sl = parallel.slices(Q.shape[0], self.threads, T)
-        if len(sl) == 1 or self.model.device != "cpu":
-            cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream)
-            if cmds:
-                parallel.run([c.launch for c in cmds], self.threads)
-            return
-        wparams = self._wp_params(params)
-        key = (tuple(sl), tuple(id(a) for a in wparams))
-        cmds = self._live_launches.get(key)
-        if cmds is None:
-            cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, record=True)
-            self._live_launches.clear()  # one set is kept: the slices or parameters changed
-            self._live_launches[key] = cmds
-        else:
-            w = self._wp
-            for (a, b), cmd in zip(sl, cmds, strict=True):
-                for i, t in enumerate((Q, V, ctrls, qfrc, qaccx, A)):
-                    cmd.set_param_at_index(i, w(t[a:b]))
-                cmd.set_param_at_index(6, T)
-        parallel.run([c.launch for c in cmds], self.threads)
+        """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads."""
+        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream)
+        if cmds:
+            parallel.run([c.launch for c in cmds], self.threads)
 
     # ---- validation --------------------------------------------------------------------------
     def _prep(self, x, name: str, shape: tuple, batch: int | None) -> torch.Tensor:
