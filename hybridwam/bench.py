@@ -57,7 +57,7 @@ def random_inputs(model, batch: int, steps: int, seed: int = 0, scale: float = 0
     dtype, so a float32 hybridwam and a float64 MuJoCo start from exactly the same numbers.
     Returns (qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]).
     """
-    from .codegen import BALL, FREE
+    from .types import BALL, FREE
 
     m = model.mj
     rng = np.random.default_rng(seed)

@@ -22,105 +22,22 @@ import stat
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 from .fsutil import atomic_write_text, clean_stale_temp, pid_alive
-
-# Joint types, as MuJoCo's mjtJoint.
-FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
-# Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
-PLANE, SPHERE, CAPSULE, BOX, MESH = 0, 2, 3, 6, 7
-
-#: Order of the model parameter arrays in every kernel signature (name, warp type key).
-PARAM_SPEC = (
-    ("gravity", "V3"),
-    ("timestep", "T"),
-    ("body_pos", "V3"),
-    ("body_quat", "Q"),
-    ("body_ipos", "V3"),
-    ("body_iquat", "Q"),
-    ("body_mass", "T"),
-    ("body_inertia", "V3"),
-    ("body_gravcomp", "T"),
-    ("jnt_pos", "V3"),
-    ("jnt_axis", "V3"),
-    ("jnt_stiffness", "T"),
-    ("qpos0", "T"),
-    ("qpos_spring", "T"),
-    ("dof_damping", "T"),
-    ("dof_armature", "T"),
-    ("dof_coulomb", "T"),
-    ("dof_coulomb_vel", "T"),
-    ("dof_frictionloss", "T"),
-    ("dof_meff", "T"),
-    ("actuator_gain", "T"),
-    ("actuator_bias", "V3"),
-    ("actuator_gear", "T"),
-    ("actuator_ctrlrange", "V2"),
-    ("actuator_forcerange", "V2"),
-    ("jnt_actfrcrange", "V2"),
-    ("jnt_range", "V2"),
-    ("jnt_margin", "T"),
-    ("jnt_limit_stiffness", "T"),
-    ("jnt_limit_damping", "T"),
-    ("geom_pos", "V3"),
-    ("geom_quat", "Q"),
-    ("geom_size", "V3"),
-    ("geom_rbound", "T"),
-    ("geom_friction", "T"),
-    ("pair_stiffness", "T"),
-    ("pair_damping", "T"),
-    ("pair_meff", "T"),
-    ("pair_iscale", "V2"),
-    ("hull_planes", "V4"),
-    ("hull_verts", "V3"),
-    ("contact_tau", "T"),
-    ("contact_eps", "T"),
+from .types import (  # noqa: F401 - re-exported: the kinds' old home
+    BALL,
+    BOX,
+    CAPSULE,
+    FREE,
+    HINGE,
+    MESH,
+    PAIR_TYPES,
+    PARAM_SPEC,
+    PLANE,
+    SLIDE,
+    SPHERE,
+    Structure,
 )
-
-
-@dataclass(frozen=True)
-class Structure:
-    """Everything the generated code depends on (hashable; numbers live in arrays)."""
-
-    dtype: str  # "float32" | "float64"
-    nq: int
-    nv: int
-    nu: int
-    body_parent: tuple[int, ...]
-    body_jnts: tuple[tuple[int, ...], ...]
-    jnt_type: tuple[int, ...]
-    jnt_qposadr: tuple[int, ...]
-    jnt_dofadr: tuple[int, ...]
-    jnt_actfrclimited: tuple[bool, ...]
-    #: hinge / slide joints with a range limit (a one-sided compliant constraint, see kernels/contact.py)
-    jnt_limited: tuple[bool, ...]
-    #: bodies with gravity compensation (body_gravcomp != 0), and the joints that count it as
-    #: actuator force (clamped by their actuator force range) rather than as passive force
-    body_gravcomp: tuple[bool, ...]
-    jnt_actgravcomp: tuple[bool, ...]
-    #: dofs with dry friction (MuJoCo's frictionloss > 0), see kernels/contact.joint_friction
-    dof_frictionloss: tuple[bool, ...]
-    act_jnt: tuple[int, ...]
-    act_ctrllimited: tuple[bool, ...]
-    act_forcelimited: tuple[bool, ...]
-    act_affine_bias: tuple[bool, ...]
-    implicit_damping: bool
-    geom_type: tuple[int, ...] = ()
-    geom_body: tuple[int, ...] = ()
-    #: candidate contact pairs (g1, g2) after static filtering, type(g1) <= type(g2)
-    pairs: tuple[tuple[int, int], ...] = ()
-    #: whether a pair's contact stiffness is treated implicitly (bodies in different trees). The
-    #: implicit term is block-diagonal per tree (each body takes a share of the contact's implicit
-    #: stiffness scaled so that two bodies in translation get the exact implicit step), so the
-    #: mass matrix keeps its tree sparsity. Only the integration scheme is approximated; the
-    #: contact forces and equilibria are exact.
-    pair_implicit: tuple[bool, ...] = ()
-    #: per geom: (first plane, plane count, first vertex, vertex count) of its convex hull, or ()
-    geom_hull: tuple[tuple[int, ...], ...] = ()
-
-    def key(self) -> str:
-        return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
 
 
 class _Emitter:
@@ -180,10 +97,6 @@ def _pair_call(s: Structure, g1: int, g2: int) -> str:
         raise NotImplementedError(f"no narrow phase for geom types {t1}, {t2}")
     return f"pair_{names[t1]}_{names[t2]}(" + ", ".join(geo(g1) + geo(g2)) + ", "
 
-
-PAIR_TYPES = {(PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
-              (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
-              (CAPSULE, MESH), (BOX, MESH), (MESH, MESH)}
 
 
 def _mesh_pair_lines(s: Structure, i: int, g1: int, g2: int, vel: list[str]) -> list[str]:

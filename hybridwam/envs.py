@@ -58,9 +58,9 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("hybridwam.envs needs gymnasium: pip install \"hybridwam[gym]\" "
                       "(or pip install gymnasium)") from e
 
-from .codegen import HINGE, SLIDE
 from .physics import Physics
 from .tasks import Task, env_id
+from .types import HINGE, SLIDE
 
 __all__ = ["ENV_IDS", "HybridWamEnv", "HybridWamVecEnv", "env_id", "make_vec_env", "register_envs", "step_cost"]
 

@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 import torch
 
-from .codegen import BALL, BOX, CAPSULE, FREE, HINGE, MESH, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
+from .types import BALL, BOX, CAPSULE, FREE, HINGE, MESH, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
 COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX, MESH)

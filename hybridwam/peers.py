@@ -54,7 +54,7 @@ def newton_unsupported(model) -> str | None:
     """Why Newton's Featherstone run would not be a like-for-like comparison on ``model``, or None."""
     import mujoco
 
-    from .codegen import HINGE, SLIDE
+    from .types import HINGE, SLIDE
 
     m = model.mj
     if model.structure.pairs:

@@ -18,8 +18,9 @@ import torch
 import warp as wp
 
 from . import parallel
-from .codegen import PARAM_SPEC, compile_module, get_module
+from .codegen import compile_module, get_module
 from .model import Model
+from .types import PARAM_SPEC
 
 if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     # Warp's per-module load lines would drown users' output; hybridwam reports compiles itself.

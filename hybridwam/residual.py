@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .codegen import BALL, FREE, HINGE, SLIDE
 from .model import Model
+from .types import BALL, FREE, HINGE, SLIDE
 
 ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 MODES = ("acceleration", "force")

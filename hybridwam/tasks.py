@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import yaml
 
-from .codegen import BALL, FREE, HINGE, SLIDE
+from .types import BALL, FREE, HINGE, SLIDE
 
 __all__ = ["SiteKinematics", "SiteTerm", "Task", "env_id", "list_tasks", "output_path", "resolve_task", "safe_stem"]
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .codegen import BALL, FREE, HINGE
+from .types import BALL, FREE, HINGE
 
 
 def qpos_labels(model) -> list[str]:

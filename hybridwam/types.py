@@ -1,0 +1,158 @@
+"""Kinds, the model's structure and its parameter schema: the package's type home.
+
+Imports no Warp (and no torch), so loaders, the unsupported-feature audit, residual features and
+the kernels all read the same tables. Values of the kinds are MuJoCo's (``mjtJoint``, ``mjtGeom``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+# Joint types, as MuJoCo's mjtJoint.
+FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
+# Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
+PLANE, SPHERE, CAPSULE, BOX, MESH = 0, 2, 3, 6, 7
+
+#: Geom pair types with a narrow phase, (type(g1), type(g2)) with type(g1) <= type(g2).
+PAIR_TYPES = {(PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
+              (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
+              (CAPSULE, MESH), (BOX, MESH), (MESH, MESH)}
+
+#: Order of the model parameter arrays in every kernel signature (name, warp type key).
+PARAM_SPEC = (
+    ("gravity", "V3"),
+    ("timestep", "T"),
+    ("body_pos", "V3"),
+    ("body_quat", "Q"),
+    ("body_ipos", "V3"),
+    ("body_iquat", "Q"),
+    ("body_mass", "T"),
+    ("body_inertia", "V3"),
+    ("body_gravcomp", "T"),
+    ("jnt_pos", "V3"),
+    ("jnt_axis", "V3"),
+    ("jnt_stiffness", "T"),
+    ("qpos0", "T"),
+    ("qpos_spring", "T"),
+    ("dof_damping", "T"),
+    ("dof_armature", "T"),
+    ("dof_coulomb", "T"),
+    ("dof_coulomb_vel", "T"),
+    ("dof_frictionloss", "T"),
+    ("dof_meff", "T"),
+    ("actuator_gain", "T"),
+    ("actuator_bias", "V3"),
+    ("actuator_gear", "T"),
+    ("actuator_ctrlrange", "V2"),
+    ("actuator_forcerange", "V2"),
+    ("jnt_actfrcrange", "V2"),
+    ("jnt_range", "V2"),
+    ("jnt_margin", "T"),
+    ("jnt_limit_stiffness", "T"),
+    ("jnt_limit_damping", "T"),
+    ("geom_pos", "V3"),
+    ("geom_quat", "Q"),
+    ("geom_size", "V3"),
+    ("geom_rbound", "T"),
+    ("geom_friction", "T"),
+    ("pair_stiffness", "T"),
+    ("pair_damping", "T"),
+    ("pair_meff", "T"),
+    ("pair_iscale", "V2"),
+    ("hull_planes", "V4"),
+    ("hull_verts", "V3"),
+    ("contact_tau", "T"),
+    ("contact_eps", "T"),
+)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything the generated code depends on (hashable; numbers live in arrays)."""
+
+    dtype: str  # "float32" | "float64"
+    nq: int
+    nv: int
+    nu: int
+    body_parent: tuple[int, ...]
+    body_jnts: tuple[tuple[int, ...], ...]
+    jnt_type: tuple[int, ...]
+    jnt_qposadr: tuple[int, ...]
+    jnt_dofadr: tuple[int, ...]
+    jnt_actfrclimited: tuple[bool, ...]
+    #: hinge / slide joints with a range limit (a one-sided compliant constraint, see kernels/contact.py)
+    jnt_limited: tuple[bool, ...]
+    #: bodies with gravity compensation (body_gravcomp != 0), and the joints that count it as
+    #: actuator force (clamped by their actuator force range) rather than as passive force
+    body_gravcomp: tuple[bool, ...]
+    jnt_actgravcomp: tuple[bool, ...]
+    #: dofs with dry friction (MuJoCo's frictionloss > 0), see kernels/contact.joint_friction
+    dof_frictionloss: tuple[bool, ...]
+    act_jnt: tuple[int, ...]
+    act_ctrllimited: tuple[bool, ...]
+    act_forcelimited: tuple[bool, ...]
+    act_affine_bias: tuple[bool, ...]
+    implicit_damping: bool
+    geom_type: tuple[int, ...] = ()
+    geom_body: tuple[int, ...] = ()
+    #: candidate contact pairs (g1, g2) after static filtering, type(g1) <= type(g2)
+    pairs: tuple[tuple[int, int], ...] = ()
+    #: whether a pair's contact stiffness is treated implicitly (bodies in different trees). The
+    #: implicit term is block-diagonal per tree (each body takes a share of the contact's implicit
+    #: stiffness scaled so that two bodies in translation get the exact implicit step), so the
+    #: mass matrix keeps its tree sparsity. Only the integration scheme is approximated; the
+    #: contact forces and equilibria are exact.
+    pair_implicit: tuple[bool, ...] = ()
+    #: per geom: (first plane, plane count, first vertex, vertex count) of its convex hull, or ()
+    geom_hull: tuple[tuple[int, ...], ...] = ()
+
+    def key(self) -> str:
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+
+#: Units and meaning of each parameter in PARAM_SPEC (shapes: see ``Model.param_shapes``).
+PARAM_UNITS = {
+    "gravity": ("m/s^2", "gravity vector [1, 3]"),
+    "timestep": ("s", "integration step [1]"),
+    "body_pos": ("m", "body frame position in its parent [nbody, 3]"),
+    "body_quat": ("1", "body frame orientation in its parent, x y z w [nbody, 4]"),
+    "body_ipos": ("m", "centre of mass in the body frame [nbody, 3]"),
+    "body_iquat": ("1", "principal inertia frame in the body frame, x y z w [nbody, 4]"),
+    "body_mass": ("kg", "[nbody]"),
+    "body_inertia": ("kg m^2", "principal moments of inertia [nbody, 3]"),
+    "body_gravcomp": ("1", "gravity compensation fraction [nbody]"),
+    "jnt_pos": ("m", "joint anchor in the body frame [njnt, 3]"),
+    "jnt_axis": ("1", "joint axis in the body frame [njnt, 3]"),
+    "jnt_stiffness": ("N m/rad or N/m", "joint spring stiffness [njnt]"),
+    "qpos0": ("rad or m", "reference configuration [nq]"),
+    "qpos_spring": ("rad or m", "spring rest configuration [nq]"),
+    "dof_damping": ("N m s/rad or N s/m", "viscous damping [nv]"),
+    "dof_armature": ("kg m^2 or kg", "armature inertia [nv]"),
+    "dof_coulomb": ("N m or N", "smooth Coulomb friction amplitude (hybridwam extra) [nv]"),
+    "dof_coulomb_vel": ("rad/s or m/s", "velocity scale of the smooth Coulomb friction [nv]"),
+    "dof_frictionloss": ("N m or N", "dry friction (MuJoCo frictionloss) [nv]"),
+    "dof_meff": ("kg m^2 or kg", "effective inertia of a dof at qpos0 (1 / dof_invweight0) [nv]"),
+    "actuator_gain": ("N m per ctrl unit", "gainprm[0] [nu]"),
+    "actuator_bias": ("N m, N m/rad, N m s/rad", "biasprm[0:3] (affine bias) [nu, 3]"),
+    "actuator_gear": ("1", "gear[0] [nu]"),
+    "actuator_ctrlrange": ("ctrl units", "[nu, 2]"),
+    "actuator_forcerange": ("N m or N", "[nu, 2]"),
+    "jnt_actfrcrange": ("N m or N", "clamp of the total actuator force at a joint [njnt, 2]"),
+    "jnt_range": ("rad or m", "joint limits [njnt, 2]"),
+    "jnt_margin": ("rad or m", "limit margin [njnt]"),
+    "jnt_limit_stiffness": ("N m/rad or N/m", "limit spring [njnt]"),
+    "jnt_limit_damping": ("N m s/rad or N s/m", "limit damper [njnt]"),
+    "geom_pos": ("m", "geom position in its body [ngeom, 3]"),
+    "geom_quat": ("1", "geom orientation in its body, x y z w [ngeom, 4]"),
+    "geom_size": ("m", "MuJoCo's geom size [ngeom, 3]"),
+    "geom_rbound": ("m", "bounding-sphere radius [ngeom]"),
+    "geom_friction": ("1", "sliding friction coefficient [ngeom]"),
+    "pair_stiffness": ("N/m", "contact stiffness per candidate pair [npair]"),
+    "pair_damping": ("N s/m", "contact damping per candidate pair [npair]"),
+    "pair_meff": ("kg", "effective mass of a candidate pair [npair]"),
+    "pair_iscale": ("1", "per-body share of the implicit contact stiffness [npair, 2]"),
+    "hull_planes": ("m", "convex hull face planes (normal, offset) [nplane, 4]"),
+    "hull_verts": ("m", "convex hull vertices [nvert, 3]"),
+    "contact_tau": ("m", "contact onset smoothing length [1]"),
+    "contact_eps": ("m/s", "friction slip velocity scale [1]"),
+}
