@@ -24,7 +24,7 @@ CONTACT_TAU = 5e-4
 CONTACT_EPS = 1e-3
 #: MJCF ``<custom><numeric name=... data=.../></custom>`` entries a scene may set to override them
 CONTACT_NUMERICS = {"hybridwam_contact_tau": CONTACT_TAU, "hybridwam_contact_eps": CONTACT_EPS}
-MAX_NV = 32  # fused per-world kernel: code size grows as nv^3
+MAX_NV = 32  # the unrolled engine's cap: its generated code grows as nv^3 (the looped engine has none)
 
 
 class UnsupportedFeatureError(ValueError):
@@ -173,7 +173,14 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     if m.nv > MAX_NV:
-        out.append(f"model size nv={m.nv} (the fused per-world kernel supports nv <= {MAX_NV})")
+        # the looped engine (hybridwam.looped) has no size cap but covers less
+        needs = [what for what, used in (
+            ("contacts", bool(contact_pairs(m) if pairs is None else pairs)),
+            ("joint limits", bool(np.any(m.jnt_limited))), ("frictionloss", bool(np.any(m.dof_frictionloss > 0))),
+            ("gravity compensation", bool(np.any(m.body_gravcomp != 0)))) if used]
+        if needs:
+            out.append(f"model size nv={m.nv} with {', '.join(needs)} (the unrolled engine supports nv <= {MAX_NV}; "
+                       "the looped engine, which has no size limit, does not simulate those yet)")
     return out
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import warp as wp
 
-from . import parallel
-from .codegen import compile_module, get_module
-from .model import Model
+from . import looped, parallel
+from .codegen import compile_module, generate_source, get_module
+from .model import MAX_NV, Model
 from .types import PARAM_SPEC
 
 if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
@@ -105,6 +105,30 @@ def _stream_scope(device: str):
     return contextlib.nullcontext()
 
 
+def _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA, T, parts, ranges,
+                       threads, wparams):
+    """One adjoint launch of the unrolled ``rollout_grad_kernel`` per range of worlds."""
+    w = phys._wp
+    K = len(ranges)
+
+    def launch(k, a, b, record):
+        def s(t):
+            return None if t is None else w(t if K == 1 else t[a:b])
+
+        wadj = [None if P is None else phys._wp_param(n, P[k]) for (n, _), P in zip(PARAM_SPEC, parts, strict=True)]
+        # one adjoint launch for all T steps: the kernel's loop is replayed in reverse order
+        return wp.launch(phys._mod.rollout_grad_kernel, dim=b - a, device=phys.model.device, adjoint=True,
+                         inputs=[s(Q), s(V), s(ctrls), s(qfrc), s(qaccx), s(A), T, *wparams],
+                         adj_inputs=[s(aQ), s(aV), s(a_ctrl), s(a_qfrc), s(a_qaccx), s(aA), 0, *wadj],
+                         record_cmd=record)
+
+    with _stream_scope(phys.model.device):
+        if K == 1:
+            launch(0, 0, ranges[0][1], False)
+        else:
+            parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], threads)
+
+
 class _Rollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, phys, qpos0, qvel0, ctrls, qfrc, qaccx, *params):
@@ -147,23 +171,18 @@ class _Rollout(torch.autograd.Function):
         parts = [_zeros((K, *p.shape), p) if needs[6 + i] else None for i, p in enumerate(params)]
         w = phys._wp
         wparams = phys._wp_params(params)
+        if phys.engine == "looped":
+            def view(ts):
+                return lambda a, b: [None if t is None else w(t if K == 1 else t[a:b]) for t in ts]
 
-        def launch(k, a, b, record):
-            def s(t):
-                return None if t is None else w(t if K == 1 else t[a:b])
-
-            wadj = [None if P is None else phys._wp_param(n, P[k]) for (n, _), P in zip(PARAM_SPEC, parts, strict=True)]
-            # one adjoint launch for all T steps: the kernel's loop is replayed in reverse order
-            return wp.launch(phys._mod.rollout_grad_kernel, dim=b - a, device=phys.model.device, adjoint=True,
-                             inputs=[s(Q), s(V), s(ctrls), s(qfrc), s(qaccx), s(A), T, *wparams],
-                             adj_inputs=[s(aQ), s(aV), s(a_ctrl), s(a_qfrc), s(a_qaccx), s(aA), 0, *wadj],
-                             record_cmd=record)
-
-        with _stream_scope(phys.model.device):
-            if K == 1:
-                launch(0, 0, B, False)
-            else:
-                parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], threads)
+            wadj = [[None if P is None else phys._wp_param(n, P[k])
+                     for (n, _), P in zip(PARAM_SPEC, parts, strict=True)] for k in range(K)]
+            with _stream_scope(phys.model.device):
+                phys._looped.backward(view((Q, V, ctrls, qfrc, qaccx, A)), view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)),
+                                      T, wparams, wadj, ranges, threads, parallel.run)
+        else:
+            _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA, T, parts,
+                               ranges, threads, wparams)
         a_params = []
         for P in parts:
             acc = None
@@ -176,6 +195,33 @@ class _Rollout(torch.autograd.Function):
         return tuple(g if needs[i] else None for i, g in enumerate(grads))
 
 
+#: The unrolled engine's generated source above which "auto" picks the looped engine (when the
+#: model needs nothing the looped engine lacks): its cold compile grows with that source (see
+#: codegen.estimate_compile_seconds), the looped engine's does not.
+LOOPED_ABOVE_CHARS = 25_000
+
+
+def choose_engine(model: Model, engine: str = "auto") -> str:
+    """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
+    engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and the
+    unrolled code would exceed LOOPED_ABOVE_CHARS or the unrolled engine's size cap."""
+    if engine not in ("auto", "unrolled", "looped"):
+        raise ValueError(f"engine must be 'auto', 'unrolled' or 'looped', got {engine!r}")
+    missing = looped.unsupported(model.structure)
+    if engine == "looped" and missing:
+        raise ValueError(f"{model.source}: the looped engine does not simulate {', '.join(missing)}; "
+                         "use engine='unrolled' (or 'auto')")
+    too_big = model.nv > MAX_NV
+    if engine == "unrolled" and too_big:
+        raise ValueError(f"{model.source}: nv={model.nv} is above the unrolled engine's cap ({MAX_NV}); "
+                         "use engine='looped' (or 'auto')")
+    if engine != "auto":
+        return engine
+    if missing:
+        return "unrolled"
+    return "looped" if too_big or len(generate_source(model.structure)) > LOOPED_ABOVE_CHARS else "unrolled"
+
+
 class Physics:
     """Differentiable rigid-body simulator for a :class:`hw.Model`.
 
@@ -185,17 +231,26 @@ class Physics:
     ``model.params`` that requires grad, through contacts too.
     """
 
-    def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True, threads: int | None = None):
+    def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True, threads: int | None = None,
+                 engine: str = "auto"):
         self.model = model
         self.check_finite = check_finite
         #: CPU threads a batched launch is split across (worlds in slices, see hybridwam.parallel);
         #: default all usable cores; 1 on a GPU
         self.threads = parallel.resolve_threads(threads, model.device)
-        self._mod = get_module(model.structure)
+        #: "unrolled" (code generated per model structure, hybridwam.codegen) or "looped" (one
+        #: compiled step for every model, kernels/forward.py); see choose_engine
+        self.engine = choose_engine(model, engine)
         st = model.structure
         label = (f"{os.path.basename(model.source) or 'the model'} (nv={model.nv}, {len(st.pairs)} contact pair(s), "
                  f"{model.dtype}, {model.device})".replace("torch.", ""))
-        self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose, label=label)
+        self._mod = None
+        if self.engine == "looped":
+            self._looped = looped.LoopedEngine(model)
+            self.compile_seconds = self._looped.load(verbose=verbose, label=label)
+        else:
+            self._mod = get_module(st)
+            self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose, label=label)
         self._types = _WP_DTYPES[model.dtype]
         self._cache: dict[tuple, wp.array] = {}
 
@@ -255,6 +310,10 @@ class Physics:
         wparams = self._wp_params(params)
         sl = parallel.slices(Q.shape[0], self.threads, T)
         record = record or len(sl) > 1
+        if self.engine == "looped":
+            def arrays(a, b):
+                return [w(t if len(sl) == 1 else t[a:b]) for t in (Q, V, ctrls, qfrc, qaccx, A)]
+            return self._looped.forward_launches(arrays, T, wparams, sl, stream=stream, record=record)
         cmds = []
         for a, b in sl:
             def s(t, a=a, b=b):

@@ -1,0 +1,228 @@
+"""The looped engine: the step of kernels/forward.py, one compiled module per scalar type.
+
+Its code does not depend on the model (sizes and the tree are arrays), so it compiles once, in
+seconds, for every model it supports, where the unrolled engine (:mod:`hybridwam.codegen`)
+generates code that grows with the model. It covers tree models without contacts, joint limits,
+dry friction (frictionloss) or gravity compensation; :func:`unsupported` names what a model
+needs beyond that.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import warp as wp
+
+from .types import PARAM_SPEC, Structure
+
+#: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
+_SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
+
+
+def unsupported(s: Structure) -> list[str]:
+    """What the looped engine does not simulate in a model of structure ``s`` (empty: it does)."""
+    out = []
+    if s.pairs:
+        out.append(f"{len(s.pairs)} contact pair(s)")
+    if any(s.jnt_limited):
+        out.append("joint range limits")
+    if any(s.dof_frictionloss):
+        out.append("dry friction (frictionloss)")
+    if any(s.body_gravcomp):
+        out.append("gravity compensation")
+    return out
+
+
+def _kernels(dtype: torch.dtype):
+    from .kernels import forward
+
+    return forward.build(_SCALAR[dtype])
+
+
+def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
+    """The fields of ``kernels.tree.Tree`` for a model (int32 arrays, never empty)."""
+    nb = mj.nbody
+    moving = [False] * nb
+    root = list(range(nb))
+    for b in range(1, nb):
+        p = int(mj.body_parentid[b])
+        moving[b] = bool(mj.body_jntnum[b]) or moving[p]
+        if moving[p]:
+            root[b] = root[p]
+    anc_adr, anc_num, anc = [], [], []
+    for i in range(mj.nv):
+        anc_adr.append(len(anc))
+        j = i
+        while j >= 0:
+            anc.append(j)
+            j = int(mj.dof_parentid[j])
+        anc_num.append(len(anc) - anc_adr[-1])
+    nact = np.zeros(mj.njnt, dtype=np.int32)
+    for j in s.act_jnt:
+        nact[j] += 1
+    flags = [int(s.act_ctrllimited[a]) | 2 * int(s.act_forcelimited[a]) | 4 * int(s.act_affine_bias[a])
+             for a in range(mj.nu)]
+
+    def arr(x):
+        a = np.asarray(x, dtype=np.int32).reshape(-1)
+        return a if a.size else np.zeros(1, dtype=np.int32)
+
+    return {
+        "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
+        "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
+        "body_root": arr(root), "body_moving": arr(moving),
+        "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
+        "jnt_actfrclimited": arr(s.jnt_actfrclimited), "jnt_nact": arr(nact),
+        "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
+        "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
+        "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
+    }
+
+
+class LoopedEngine:
+    """Launches of the looped step for one model (see kernels/forward.py)."""
+
+    def __init__(self, model):
+        from .kernels.tree import SCRATCH, Tree
+
+        self.model = model
+        self.k = _kernels(model.dtype)
+        dev = model.device
+        self.tree = Tree()
+        for name, v in tree_arrays(model.mj, model.structure).items():
+            setattr(self.tree, name, wp.array(v, dtype=int, device=dev) if isinstance(v, np.ndarray) else int(v))
+        m = model.mj
+        n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv}
+        comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
+        #: per scratch field: (name, warp type key, entries per world, scalars per entry)
+        self.layout = [(name, kind, n[size], comps[kind]) for name, kind, size in SCRATCH]
+        #: scalars of scratch per world
+        self.scratch_size = sum(c * k for _, _, c, k in self.layout)
+        self._types = None
+        self._bufs: dict = {}
+
+    # ---- structs --------------------------------------------------------------------------
+    def _wp_types(self):
+        if self._types is None:
+            T = _SCALAR[self.model.dtype]
+            self._types = {"T": T, "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T),
+                           "M33": wp.types.matrix((3, 3), T)}
+        return self._types
+
+    def params(self, wparams, wadj=None) -> object:
+        """A Params struct over the kernel's parameter arrays (PARAM_SPEC order). With ``wadj``
+        (the adjoint arrays, None where no gradient is wanted) each differentiated array is a
+        view whose ``grad`` is its adjoint: Warp's adjoint of a struct argument accumulates into
+        the ``grad`` of the struct's own arrays."""
+        p = self.k["Params"]()
+        for i, ((name, _), a) in enumerate(zip(PARAM_SPEC, wparams, strict=True)):
+            g = None if wadj is None else wadj[i]
+            if g is not None:
+                a = wp.array(ptr=a.ptr, dtype=a.dtype, shape=a.shape, strides=a.strides, device=a.device)
+                a.grad = g
+            setattr(p, name, a)
+        return p
+
+    def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> object:
+        """A Scratch struct whose arrays are views of ``buf`` [B, scratch_size] (one world per
+        row); with ``grad`` (same shape) each array's adjoint is the matching view of it."""
+        types = self._wp_types()
+        s = self.k["Scratch"]()
+        B = buf.shape[0]
+        esize = buf.element_size()
+        dev = self.model.device
+        off = 0
+        for name, kind, count, comp in self.layout:
+            def view(t, off=off, kind=kind, count=count, comp=comp):
+                return wp.array(ptr=t.data_ptr() + off * esize, dtype=types[kind], shape=(B, count),
+                                strides=(t.stride(0) * esize, comp * esize), device=dev)
+            a = view(buf)
+            if grad is not None:
+                a.grad = view(grad)
+            setattr(s, name, a)
+            off += count * comp
+        return s
+
+    def new_scratch(self, batch: int) -> torch.Tensor:
+        m = self.model
+        return torch.zeros(batch, self.scratch_size, dtype=m.dtype, device=m.device)
+
+    # ---- launches -------------------------------------------------------------------------
+    def _buffer(self, key: str, batch: int) -> torch.Tensor:
+        """Scratch memory [batch, scratch_size], kept per kind and batch size (recorded launches
+        and captured graphs point into it)."""
+        buf = self._bufs.get((key, batch))
+        if buf is None:
+            buf = self._bufs[(key, batch)] = self.new_scratch(batch)
+        return buf
+
+    def _rows(self, key: str, batch: int, a: int, b: int, adjoint: bool = False):
+        """Rows [a, b) of the ``key`` buffer of ``batch`` worlds and a Scratch struct over them;
+        with ``adjoint``, also rows of the ``key + " adj"`` buffer as the arrays' adjoints:
+        (rows, adjoint rows or None, struct)."""
+        k = (key, batch, a, b, adjoint)
+        hit = self._bufs.get(k)
+        if hit is None:
+            rows = self._buffer(key, batch)[a:b]
+            arows = self._buffer(key + " adj", batch)[a:b] if adjoint else None
+            hit = self._bufs[k] = (rows, arows, self.scratch(rows, arows))
+        return hit
+
+    def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False) -> list:
+        """Launches of ``rollout_kernel`` over the slices ``sl`` of worlds; ``arrays``: a function
+        (a, b) -> the six trajectory arrays (qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc) of
+        those worlds. Returns the launch commands when ``record`` (else launches, returns [])."""
+        p = self.params(wparams)
+        B = sl[-1][1]
+        cmds = []
+        for a, b in sl:
+            _, _, s = self._rows("fwd", B, a, b)
+            cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
+                            inputs=[*arrays(a, b), T, self.tree, p, s], record_cmd=record)
+            if record:
+                cmds.append(cmd)
+        return cmds
+
+    def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
+        """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, ``step_kernel`` forward
+        (step t's intermediates into the scratch) then in adjoint mode (scratch adjoints zeroed
+        before). ``arrays`` / ``adj_arrays``: (a, b) -> the six trajectory arrays / their
+        adjoints; ``wadj[k]``: the parameter adjoint arrays of range k; ``run(tasks, threads)``
+        runs the ranges' tasks (hybridwam.parallel.run)."""
+        B = ranges[-1][1]
+        p = self.params(wparams)
+        kern = self.k["step_kernel"]
+        dev = self.model.device
+
+        def task(k, a, b):
+            def go():
+                _, abuf, s = self._rows("bwd", B, a, b, adjoint=True)
+                padj = self.params(wparams, wadj[k])
+                fwd, adj = arrays(a, b), adj_arrays(a, b)
+                host = abuf.numpy() if abuf.device.type == "cpu" else None
+                for t in range(T - 1, -1, -1):
+                    wp.launch(kern, dim=b - a, device=dev, inputs=[*fwd, t, self.tree, p, s])
+                    if host is not None:
+                        host.fill(0)
+                    else:
+                        abuf.zero_()
+                    wp.launch(kern, dim=b - a, device=dev, inputs=[*fwd, t, self.tree, padj, s],
+                              adj_inputs=[*adj, 0, self.tree, padj, s], adjoint=True)
+            return go
+
+        run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
+
+    def load(self, verbose: bool = True, label: str = "this model") -> float:
+        """Compile (or load from Warp's cache) both kernels on the model's device; returns seconds.
+        The code is the same for every model of this scalar type, so it compiles once per machine
+        (Warp caches it on disk)."""
+        import sys
+        import time
+
+        t0 = time.perf_counter()
+        for name in ("rollout_kernel", "step_kernel"):
+            wp.load_module(self.k[name].module, device=self.model.device)
+        dt = time.perf_counter() - t0
+        if verbose and dt > 1.0:
+            print(f"hybridwam: compiled the looped physics kernels ({label}) in {dt:.1f} s; they serve every "
+                  "model of this dtype and are cached on disk", file=sys.stderr)
+        return dt

@@ -1,0 +1,58 @@
+"""Actuator forces (MuJoCo's mj_fwdActuation for joint transmissions), looped over actuators.
+
+Per actuator: ctrl clamped to ctrlrange (when limited), force = gain * ctrl + bias[0] (+ the
+affine bias bias[1] * length + bias[2] * velocity, length and velocity = gear * q, gear * qd),
+clamped to forcerange (when limited), times gear; summed per joint and clamped to the joint's
+actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``.
+"""
+import warp as wp
+
+from .tree import Tree
+
+_CACHE: dict = {}
+
+
+def make(T):
+    if T in _CACHE:
+        return _CACHE[T]
+    from .tree import scratch_type
+
+    S = scratch_type(T)
+    A3 = wp.array3d(dtype=T)
+    AT = wp.array(dtype=T)
+    V2 = wp.types.vector(2, T)
+    V3 = wp.types.vector(3, T)
+
+    @wp.func
+    def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
+                  actuator_bias: wp.array(dtype=V3), actuator_gear: AT, actuator_ctrlrange: wp.array(dtype=V2),
+                  actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2)):
+        for j in range(tree.njnt):
+            s.jact[w, j] = T(0.0)
+        for a in range(tree.nu):
+            j = tree.act_jnt[a]
+            flags = tree.act_flags[a]
+            c = ctrl[w, t, a]
+            if flags & 1:
+                c = wp.clamp(c, actuator_ctrlrange[a][0], actuator_ctrlrange[a][1])
+            bias = actuator_bias[a]
+            gear = actuator_gear[a]
+            f = actuator_gain[a] * c + bias[0]
+            if flags & 4:
+                f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
+                     + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
+            if flags & 2:
+                f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
+            wp.atomic_add(s.jact, w, j, gear * f)
+        for d in range(tree.nv):
+            j = tree.dof_jnt[d]
+            f = T(0.0)
+            if tree.jnt_nact[j] > 0 and d == tree.jnt_dofadr[j]:
+                f = s.jact[w, j]
+                if tree.jnt_actfrclimited[j] != 0:
+                    f = wp.clamp(f, jnt_actfrcrange[j][0], jnt_actfrcrange[j][1])
+            s.qfrc_actuator[w, d] = f
+
+    out = dict(actuation=actuation)
+    _CACHE[T] = out
+    return out

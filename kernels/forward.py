@@ -1,0 +1,122 @@
+"""The looped step (MuJoCo's mj_step with the Euler integrator), composed from the stage files.
+
+kinematics -> com_vel -> rne_crb -> bias_and_mass (kernels/smooth.py) -> passive
+(kernels/passive.py) -> actuation (kernels/actuation.py) -> qf = passive + actuator + extra - bias
+-> solve (kernels/solve.py) -> qacc += qacc_extra -> semi-implicit Euler on the joint manifolds.
+
+The same code serves every model: sizes and the tree come in ``Tree`` arrays, numbers in the
+``Params`` struct (PARAM_SPEC order, differentiable), intermediates in the ``Scratch`` struct.
+Kernels, per scalar type (``build(T)``):
+
+- ``rollout_kernel``: T steps per world in one launch, forward only.
+- ``step_kernel``: the step at index ``t`` of the trajectory arrays. The backward pass launches it
+  forward (filling the scratch with step t's intermediates) then in adjoint mode, for
+  t = T-1 .. 0, with the scratch adjoints zeroed in between: the trajectory stays O(T (nq + nv))
+  per world and the scratch is one step's.
+"""
+import warp as wp
+
+from ..types import BALL, FREE, PARAM_SPEC
+from . import actuation as _actuation
+from . import passive as _passive
+from . import smooth as _smooth
+from . import solve as _solve
+from .integration import quat_integrate
+from .tree import Tree, scratch_type
+
+_FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
+_BUILT: dict = {}
+
+
+def params_type(T):
+    """The ``wp.struct`` holding the model parameter arrays (PARAM_SPEC order) for scalar ``T``."""
+    key = ("params", T)
+    st = _BUILT.get(key)
+    if st is None:
+        types = {"T": T, "V2": wp.types.vector(2, T), "V3": wp.types.vector(3, T), "V4": wp.types.vector(4, T),
+                 "Q": wp.types.quaternion(T)}
+        suffix = "64" if T == wp.float64 else "32"
+        cls = type(f"Params{suffix}", (), {"__annotations__": {n: wp.array(dtype=types[k]) for n, k in PARAM_SPEC},
+                                           "__module__": __name__, "__qualname__": f"Params{suffix}"})
+        st = _BUILT[key] = wp.struct(cls)
+    return st
+
+
+def build(T):
+    """{"rollout_kernel", "step_kernel", "Params", "Scratch"} for scalar type ``T``."""
+    if T in _BUILT:
+        return _BUILT[T]
+    V3 = wp.types.vector(3, T)
+    Q = wp.types.quaternion(T)
+    A3 = wp.array3d(dtype=T)
+    P = params_type(T)
+    S = scratch_type(T)
+    sm = _smooth.make(T)
+    kinematics, com_vel, rne_crb, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["rne_crb"], sm["bias_and_mass"]
+    passive = _passive.make(T)["passive"]
+    actuation = _actuation.make(T)["actuation"]
+    solve = _solve.make(T)["solve"]
+
+    @wp.func
+    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, h: T):
+        """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
+        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
+        for d in range(tree.nv):
+            acc = s.qacc[w, d] + qacc_extra[w, t, d]
+            qacc_out[w, t, d] = acc
+            qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+        for j in range(tree.njnt):
+            typ = tree.jnt_type[j]
+            pa = tree.jnt_qposadr[j]
+            da = tree.jnt_dofadr[j]
+            if typ == _FREE or typ == _BALL:
+                qa = pa
+                va = da
+                if typ == _FREE:
+                    for i in range(3):
+                        qpos[w, t + 1, pa + i] = qpos[w, t, pa + i] + h * qvel[w, t + 1, da + i]
+                    qa = pa + 3
+                    va = da + 3
+                nq = quat_integrate(Q(qpos[w, t, qa + 1], qpos[w, t, qa + 2], qpos[w, t, qa + 3], qpos[w, t, qa]),
+                                    V3(qvel[w, t + 1, va], qvel[w, t + 1, va + 1], qvel[w, t + 1, va + 2]), h)
+                qpos[w, t + 1, qa] = nq[3]
+                qpos[w, t + 1, qa + 1] = nq[0]
+                qpos[w, t + 1, qa + 2] = nq[1]
+                qpos[w, t + 1, qa + 3] = nq[2]
+            else:
+                qpos[w, t + 1, pa] = qpos[w, t, pa] + h * qvel[w, t + 1, da]
+
+    @wp.func
+    def step(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+             tree: Tree, p: P, s: S):
+        h = p.timestep[0]
+        kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+        com_vel(w, qvel, t, tree, s, p.gravity)
+        rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia)
+        bias_and_mass(w, tree, s, h, p.dof_armature, p.dof_damping)
+        passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
+                p.dof_coulomb_vel)
+        actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
+                  p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange)
+        for d in range(tree.nv):
+            s.qf[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + qfrc_extra[w, t, d]
+                          - s.qfrc_bias[w, d])
+        solve(w, tree, s)
+        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, h)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, nstep: int,
+                       tree: Tree, p: P, s: S):
+        w = wp.tid()
+        for t in range(nstep):
+            step(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+
+    @wp.kernel(module="unique")
+    def step_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                    tree: Tree, p: P, s: S):
+        w = wp.tid()
+        step(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+
+    out = dict(rollout_kernel=rollout_kernel, step_kernel=step_kernel, Params=P, Scratch=S)
+    _BUILT[T] = out
+    return out

@@ -1,0 +1,60 @@
+"""Passive generalized forces (MuJoCo's mj_passive), looped over dofs.
+
+Per dof: viscous damping -b qd (integrated implicitly when the tree says so, see smooth's mass
+matrix), hybridwam's smooth Coulomb friction -c tanh(qd / v_c) (zero for MuJoCo models), and the
+joint spring of the dof's joint, one function per joint kind: hinge and slide -k (q - q_spring),
+a free joint's translations likewise, ball and free rotations -k (q (-) q_spring) (MuJoCo's
+quaternion difference, in the joint's frame).
+"""
+import warp as wp
+
+from ..types import BALL, FREE, HINGE, SLIDE
+from .integration import quat_sub
+from .kinematics import quat_from_wxyz
+from .tree import Tree
+
+_FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
+_HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
+_CACHE: dict = {}
+
+
+def make(T):
+    if T in _CACHE:
+        return _CACHE[T]
+    from .tree import scratch_type
+
+    S = scratch_type(T)
+    A3 = wp.array3d(dtype=T)
+    AT = wp.array(dtype=T)
+
+    @wp.func
+    def spring_rotation(q: A3, w: int, t: int, qa: int, qs: AT, i: int):
+        """Component i of q (-) q_spring for the quaternion at qpos[qa:qa + 4]."""
+        dq = quat_sub(quat_from_wxyz(q[w, t, qa], q[w, t, qa + 1], q[w, t, qa + 2], q[w, t, qa + 3]),
+                      quat_from_wxyz(qs[qa], qs[qa + 1], qs[qa + 2], qs[qa + 3]))
+        return dq[i]
+
+    @wp.func
+    def passive(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_stiffness: AT, qpos_spring: AT,
+                dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT):
+        for d in range(tree.nv):
+            j = tree.dof_jnt[d]
+            typ = tree.jnt_type[j]
+            pa = tree.jnt_qposadr[j]
+            i = d - tree.jnt_dofadr[j]
+            qd = qvel[w, t, d]
+            f = -dof_damping[d] * qd - dof_coulomb[d] * wp.tanh(qd / dof_coulomb_vel[d])
+            k = jnt_stiffness[j]
+            if typ == _HINGE or typ == _SLIDE:
+                f = f - k * (qpos[w, t, pa] - qpos_spring[pa])
+            elif typ == _FREE and i < 3:
+                f = f - k * (qpos[w, t, pa + i] - qpos_spring[pa + i])
+            elif typ == _FREE:
+                f = f - k * spring_rotation(qpos, w, t, pa + 3, qpos_spring, i - 3)
+            else:
+                f = f - k * spring_rotation(qpos, w, t, pa, qpos_spring, i)
+            s.qfrc_passive[w, d] = f
+
+    out = dict(passive=passive)
+    _CACHE[T] = out
+    return out

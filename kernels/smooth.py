@@ -1,0 +1,256 @@
+"""Smooth dynamics of a kinematic tree, as MuJoCo's smooth.c, looped over tree-order arrays.
+
+Stages (one world ``w`` at a time, state read from ``qpos[w, t]`` / ``qvel[w, t]``):
+``kinematics`` (mj_kinematics: body and joint frames), ``com_vel`` (mj_comVel: motion subspace
+cdof, body velocities and velocity-product accelerations, gravity as the root's acceleration),
+``rne_crb`` (each body's own RNE wrench and spatial inertia, then subtree sums: mj_rne's backward
+pass and mj_crb's composite inertias) and ``bias_and_mass`` (qfrc_bias, and the mass matrix M
+with armature and, for implicit damping, h * damping on its diagonal: mj_crb / mj_makeM).
+
+Spatial vectors are world-aligned and taken about the reference point of the body's tree (the
+origin of its topmost moving body): a motion (w, v) is the angular velocity and the velocity of
+the body point at the reference, a wrench (n, f) the torque about it and the force; a spatial
+inertia is (m, h, J): mass, first moment and rotational inertia about the reference.
+
+Joint kinds: one function per kind and concern (pose, motion subspace), selected by ``jnt_type``.
+"""
+import warp as wp
+
+from ..types import BALL, FREE, HINGE, SLIDE
+from .dynamics import (
+    cross_force_f,
+    cross_force_n,
+    cross_motion_v,
+    cross_motion_w,
+    inertia_about_origin,
+    inertia_apply_f,
+    inertia_apply_n,
+)
+from .kinematics import hinge_quat, motion_dof, quat_from_wxyz
+from .tree import Tree
+
+_FREE, _BALL, _SLIDE, _HINGE = wp.constant(FREE), wp.constant(BALL), wp.constant(SLIDE), wp.constant(HINGE)
+
+_CACHE: dict = {}
+
+
+def make(T):
+    """The stage functions for scalar type ``T`` (wp.float32 or wp.float64), as a dict."""
+    if T in _CACHE:
+        return _CACHE[T]
+    from .tree import scratch_type
+
+    V3 = wp.types.vector(3, T)
+    Q = wp.types.quaternion(T)
+    S = scratch_type(T)
+    A3 = wp.array3d(dtype=T)
+
+    @wp.func
+    def joint_pose(typ: int, q: A3, w: int, t: int, pa: int, q0: T, cq: Q, cp: V3, jpos: V3, jaxis: V3):
+        """Frame after a joint from the frame before it (cq, cp): (quat, pos, axis, anchor)."""
+        ax = wp.quat_rotate(cq, jaxis)
+        an = wp.quat_rotate(cq, jpos) + cp
+        nq = cq
+        np_ = cp
+        if typ == _FREE:
+            np_ = V3(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2])
+            nq = quat_from_wxyz(q[w, t, pa + 3], q[w, t, pa + 4], q[w, t, pa + 5], q[w, t, pa + 6])
+            an = np_
+        elif typ == _SLIDE:
+            np_ = cp + ax * (q[w, t, pa] - q0)
+        elif typ == _HINGE:
+            nq = cq * hinge_quat(jaxis, q[w, t, pa] - q0)
+            np_ = an - wp.quat_rotate(nq, jpos)
+        else:  # ball
+            nq = cq * quat_from_wxyz(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2], q[w, t, pa + 3])
+            np_ = an - wp.quat_rotate(nq, jpos)
+        return nq, np_, ax, an
+
+    @wp.func
+    def kinematics(w: int, qpos: A3, t: int, tree: Tree, s: S, body_pos: wp.array(dtype=V3),
+                   body_quat: wp.array(dtype=Q), jnt_pos: wp.array(dtype=V3), jnt_axis: wp.array(dtype=V3),
+                   qpos0: wp.array(dtype=T)):
+        s.xp[w, 0] = V3(T(0.0), T(0.0), T(0.0))
+        s.xq[w, 0] = Q(T(0.0), T(0.0), T(0.0), T(1.0))
+        for b in range(1, tree.nbody):
+            p = tree.body_parent[b]
+            pq = s.xq[w, p]
+            s.xq0[w, b] = pq * body_quat[b]
+            s.xp0[w, b] = s.xp[w, p] + wp.quat_rotate(pq, body_pos[b])
+            adr = tree.body_jntadr[b]
+            n = tree.body_jntnum[b]
+            for k in range(n):
+                j = adr + k
+                cq = s.xq0[w, b]
+                cp = s.xp0[w, b]
+                if k > 0:
+                    cq = s.jq[w, j - 1]
+                    cp = s.jp[w, j - 1]
+                pa = tree.jnt_qposadr[j]
+                nq, np_, ax, an = joint_pose(tree.jnt_type[j], qpos, w, t, pa, qpos0[pa], cq, cp, jnt_pos[j],
+                                             jnt_axis[j])
+                s.jq[w, j] = nq
+                s.jp[w, j] = np_
+                s.jaxis[w, j] = ax
+                s.janchor[w, j] = an
+            if n > 0:
+                s.xq[w, b] = s.jq[w, adr + n - 1]
+                s.xp[w, b] = s.jp[w, adr + n - 1]
+            else:
+                s.xq[w, b] = s.xq0[w, b]
+                s.xp[w, b] = s.xp0[w, b]
+
+    @wp.func
+    def rot_dofs(w: int, s: S, b: int, da: int, an: V3, qvel: A3, t: int, bw: V3, bv: V3, baw: V3, bav: V3):
+        """Three rotational dofs (ball, or a free joint's last three) about the body's own axes:
+        store their cdof; return velocity and velocity-product acceleration after them."""
+        rm = wp.quat_to_matrix(s.xq[w, b])
+        vw = bw
+        vv = bv
+        aw = baw
+        av = bav
+        for i in range(3):
+            sw = V3(rm[0, i], rm[1, i], rm[2, i])
+            sv = motion_dof(sw, an)
+            s.cdw[w, da + i] = sw
+            s.cdv[w, da + i] = sv
+            qd = qvel[w, t, da + i]
+            aw = aw + cross_motion_w(bw, bv, sw, sv) * qd
+            av = av + cross_motion_v(bw, bv, sw, sv) * qd
+            vw = vw + sw * qd
+            vv = vv + sv * qd
+        return vw, vv, aw, av
+
+    @wp.func
+    def com_vel(w: int, qvel: A3, t: int, tree: Tree, s: S, gravity: wp.array(dtype=V3)):
+        z = V3(T(0.0), T(0.0), T(0.0))
+        s.cvw[w, 0] = z
+        s.cvv[w, 0] = z
+        s.caw[w, 0] = z
+        s.cav[w, 0] = -gravity[0]
+        for b in range(1, tree.nbody):
+            p = tree.body_parent[b]
+            r = s.xp[w, tree.body_root[b]]
+            adr = tree.body_jntadr[b]
+            n = tree.body_jntnum[b]
+            for k in range(n):
+                j = adr + k
+                bw = s.cvw[w, p]
+                bv = s.cvv[w, p]
+                baw = s.caw[w, p]
+                bav = s.cav[w, p]
+                if k > 0:
+                    bw = s.jvw[w, j - 1]
+                    bv = s.jvv[w, j - 1]
+                    baw = s.jaw[w, j - 1]
+                    bav = s.jav[w, j - 1]
+                typ = tree.jnt_type[j]
+                da = tree.jnt_dofadr[j]
+                ax = s.jaxis[w, j]
+                an = s.janchor[w, j] - r
+                vw = bw
+                vv = bv
+                aw = baw
+                av = bav
+                if typ == _HINGE or typ == _SLIDE:
+                    sw = ax
+                    sv = motion_dof(ax, an)
+                    if typ == _SLIDE:
+                        sw = z
+                        sv = ax
+                    s.cdw[w, da] = sw
+                    s.cdv[w, da] = sv
+                    qd = qvel[w, t, da]
+                    aw = baw + cross_motion_w(bw, bv, sw, sv) * qd
+                    av = bav + cross_motion_v(bw, bv, sw, sv) * qd
+                    vw = bw + sw * qd
+                    vv = bv + sv * qd
+                elif typ == _FREE:
+                    # translations along the world axes: constant, no velocity-product term
+                    s.cdw[w, da] = z
+                    s.cdw[w, da + 1] = z
+                    s.cdw[w, da + 2] = z
+                    s.cdv[w, da] = V3(T(1.0), T(0.0), T(0.0))
+                    s.cdv[w, da + 1] = V3(T(0.0), T(1.0), T(0.0))
+                    s.cdv[w, da + 2] = V3(T(0.0), T(0.0), T(1.0))
+                    vm = bv + V3(qvel[w, t, da], qvel[w, t, da + 1], qvel[w, t, da + 2])
+                    vw, vv, aw, av = rot_dofs(w, s, b, da + 3, an, qvel, t, bw, vm, baw, bav)
+                else:
+                    vw, vv, aw, av = rot_dofs(w, s, b, da, an, qvel, t, bw, bv, baw, bav)
+                s.jvw[w, j] = vw
+                s.jvv[w, j] = vv
+                s.jaw[w, j] = aw
+                s.jav[w, j] = av
+            if n > 0:
+                s.cvw[w, b] = s.jvw[w, adr + n - 1]
+                s.cvv[w, b] = s.jvv[w, adr + n - 1]
+                s.caw[w, b] = s.jaw[w, adr + n - 1]
+                s.cav[w, b] = s.jav[w, adr + n - 1]
+            else:
+                s.cvw[w, b] = s.cvw[w, p]
+                s.cvv[w, b] = s.cvv[w, p]
+                s.caw[w, b] = s.caw[w, p]
+                s.cav[w, b] = s.cav[w, p]
+
+    @wp.func
+    def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
+                body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3)):
+        """Each moving body's RNE wrench I a + v x* I v and spatial inertia, then their sums over
+        subtrees (children have higher indices: a descending sweep adds each finished subtree
+        into its parent)."""
+        for b in range(1, tree.nbody):
+            if tree.body_moving[b] == 0:
+                continue
+            r = s.xp[w, tree.body_root[b]]
+            xq = s.xq[w, b]
+            com = s.xp[w, b] - r + wp.quat_rotate(xq, body_ipos[b])
+            m = body_mass[b]
+            h, J = inertia_about_origin(m, com, wp.quat_to_matrix(xq * body_iquat[b]), body_inertia[b])
+            vw = s.cvw[w, b]
+            vv = s.cvv[w, b]
+            aw = s.caw[w, b]
+            av = s.cav[w, b]
+            pn = inertia_apply_n(h, J, vw, vv)
+            pf = inertia_apply_f(m, h, vw, vv)
+            s.cfn[w, b] = inertia_apply_n(h, J, aw, av) + cross_force_n(vw, vv, pn, pf)
+            s.cff[w, b] = inertia_apply_f(m, h, aw, av) + cross_force_f(vw, vv, pn, pf)
+            s.cm[w, b] = m
+            s.ch[w, b] = h
+            s.cJ[w, b] = J
+        for kk in range(tree.nbody - 1):
+            b = tree.nbody - 1 - kk
+            p = tree.body_parent[b]
+            if tree.body_moving[b] != 0 and tree.body_moving[p] != 0:
+                wp.atomic_add(s.cfn, w, p, s.cfn[w, b])
+                wp.atomic_add(s.cff, w, p, s.cff[w, b])
+                wp.atomic_add(s.cm, w, p, s.cm[w, b])
+                wp.atomic_add(s.ch, w, p, s.ch[w, b])
+                wp.atomic_add(s.cJ, w, p, s.cJ[w, b])
+
+    @wp.func
+    def bias_and_mass(w: int, tree: Tree, s: S, h: T, dof_armature: wp.array(dtype=T),
+                      dof_damping: wp.array(dtype=T)):
+        """qfrc_bias = cdof . (subtree RNE wrench); M[i, j] = cdof_j . (I_c(body of i) cdof_i) for j
+        an ancestor dof of i (row-major lower triangle, tree zeros left unwritten)."""
+        nv = tree.nv
+        for i in range(nv):
+            b = tree.dof_body[i]
+            sw = s.cdw[w, i]
+            sv = s.cdv[w, i]
+            s.qfrc_bias[w, i] = wp.dot(sw, s.cfn[w, b]) + wp.dot(sv, s.cff[w, b])
+            fn = inertia_apply_n(s.ch[w, b], s.cJ[w, b], sw, sv)
+            ff = inertia_apply_f(s.cm[w, b], s.ch[w, b], sw, sv)
+            adr = tree.anc_adr[i]
+            for k in range(tree.anc_num[i]):
+                j = tree.anc[adr + k]
+                mij = wp.dot(s.cdw[w, j], fn) + wp.dot(s.cdv[w, j], ff)
+                if k == 0:
+                    mij = mij + dof_armature[i]
+                    if tree.implicit != 0:
+                        mij = mij + h * dof_damping[i]
+                s.M[w, i * nv + j] = mij
+
+    out = dict(joint_pose=joint_pose, kinematics=kinematics, com_vel=com_vel, rne_crb=rne_crb,
+               bias_and_mass=bias_and_mass)
+    _CACHE[T] = out
+    return out

@@ -1,0 +1,80 @@
+"""Tree-order index arrays and per-world scratch of the looped step (kernels/forward.py).
+
+The looped step compiles to the same code for every model: its loops run over these arrays, so
+compile time depends on the set of joint / actuator kinds the stages know, never on the number of
+bodies or dofs. ``Tree`` holds the integer structure (MuJoCo's tree order: a parent's index is
+below its children's), ``scratch_type(T)`` the per-world intermediate arrays, each entry written
+once per step (Warp's reverse mode replays loops without re-running array stores: a value that is
+stored, read and later overwritten would be read wrong in the adjoint; accumulations are atomic
+adds into a slot zeroed at the start of the step and read only after the last add).
+"""
+import warp as wp
+
+
+@wp.struct
+class Tree:
+    nbody: int
+    njnt: int
+    nv: int
+    nu: int
+    #: 1 when joint damping is integrated implicitly (MuJoCo's Euler with eulerdamp on)
+    implicit: int
+    body_parent: wp.array(dtype=int)
+    body_jntadr: wp.array(dtype=int)
+    body_jntnum: wp.array(dtype=int)
+    #: reference body of each body's kinematic tree (its topmost moving ancestor): spatial
+    #: quantities of a tree are taken about that body's origin, so float32 precision does not
+    #: depend on how far the robot stands from the world origin
+    body_root: wp.array(dtype=int)
+    #: 1 when some dof lies on the body's path to the world
+    body_moving: wp.array(dtype=int)
+    jnt_type: wp.array(dtype=int)
+    jnt_qposadr: wp.array(dtype=int)
+    jnt_dofadr: wp.array(dtype=int)
+    jnt_actfrclimited: wp.array(dtype=int)
+    #: number of actuators driving the joint (its actuator force is clamped only when > 0)
+    jnt_nact: wp.array(dtype=int)
+    dof_body: wp.array(dtype=int)
+    dof_jnt: wp.array(dtype=int)
+    #: ancestor dofs of each dof, itself first then up the tree (CSR: anc[anc_adr[i] + k])
+    anc_adr: wp.array(dtype=int)
+    anc_num: wp.array(dtype=int)
+    anc: wp.array(dtype=int)
+    act_jnt: wp.array(dtype=int)
+    #: per actuator: bit 0 ctrl clamped, bit 1 force clamped, bit 2 affine bias
+    act_flags: wp.array(dtype=int)
+
+
+#: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
+#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major).
+SCRATCH = (
+    ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
+    ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
+    ("jp", "V3", "njnt"), ("jq", "Q", "njnt"),  # frame after each joint
+    ("jaxis", "V3", "njnt"), ("janchor", "V3", "njnt"),  # MuJoCo's xaxis, xanchor
+    ("jvw", "V3", "njnt"), ("jvv", "V3", "njnt"), ("jaw", "V3", "njnt"), ("jav", "V3", "njnt"),
+    ("cvw", "V3", "nbody"), ("cvv", "V3", "nbody"), ("caw", "V3", "nbody"), ("cav", "V3", "nbody"),
+    ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about the tree's reference
+    ("cfn", "V3", "nbody"), ("cff", "V3", "nbody"),  # RNE wrench of the subtree
+    ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
+    ("jact", "T", "njnt"),
+    ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"), ("qf", "T", "nv"),
+    ("M", "T", "nv2"), ("U", "T", "nv2"), ("S", "T", "nv2"),
+    ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
+)
+
+_SCRATCH_TYPES: dict = {}
+
+
+def scratch_type(T):
+    """The ``wp.struct`` of per-world scratch arrays ([world, n]) for scalar type ``T``."""
+    st = _SCRATCH_TYPES.get(T)
+    if st is None:
+        types = {"T": T, "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T),
+                 "M33": wp.types.matrix((3, 3), T)}
+        suffix = "64" if T == wp.float64 else "32"
+        cls = type(f"Scratch{suffix}", (), {"__annotations__": {
+            n: wp.array2d(dtype=types[k]) for n, k, _ in SCRATCH}, "__module__": __name__,
+            "__qualname__": f"Scratch{suffix}"})
+        st = _SCRATCH_TYPES[T] = wp.struct(cls)
+    return st
