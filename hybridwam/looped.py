@@ -99,6 +99,12 @@ class LoopedEngine:
         self.scratch_size = sum(c * k for _, _, c, k in self.layout)
         self._types = None
         self._bufs: dict = {}
+        #: the same tree with explicit damping: the stage API reports M and qacc as mj_forward
+        #: does (MuJoCo applies implicit damping only in its Euler step)
+        self.stage_tree = Tree()
+        for name, v in tree_arrays(model.mj, model.structure).items():
+            setattr(self.stage_tree, name, getattr(self.tree, name) if isinstance(v, np.ndarray) else int(v))
+        self.stage_tree.implicit = 0
 
     # ---- structs --------------------------------------------------------------------------
     def _wp_types(self):
@@ -121,6 +127,14 @@ class LoopedEngine:
                 a.grad = g
             setattr(p, name, a)
         return p
+
+    def wp_params(self, tensors) -> list:
+        """Warp arrays over parameter tensors in PARAM_SPEC order (None stays None)."""
+        types = {k: v for k, v in self._wp_types().items()}
+        T = types["T"]
+        types.update({"V2": wp.types.vector(2, T), "V4": wp.types.vector(4, T)})
+        return [None if t is None else wp.from_torch(t.detach(), dtype=types[k], requires_grad=False)
+                for (_, k), t in zip(PARAM_SPEC, tensors, strict=True)]
 
     def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> object:
         """A Scratch struct whose arrays are views of ``buf`` [B, scratch_size] (one world per
@@ -226,3 +240,73 @@ class LoopedEngine:
             print(f"hybridwam: compiled the looped physics kernels ({label}) in {dt:.1f} s; they serve every "
                   "model of this dtype and are cached on disk", file=sys.stderr)
         return dt
+
+
+# ---- stage-level API: the same stage functions, one step's intermediates as torch tensors -------
+def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
+    """View [B, entries, scalars per entry] of scratch field ``name`` in ``buf`` [B, scratch_size]."""
+    off = 0
+    for n, _, count, comp in eng.layout:
+        if n == name:
+            return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
+        off += count * comp
+    raise KeyError(name)
+
+
+#: What a stage evaluation returns, from the scratch fields of the same names.
+STAGE_OUTPUTS = ("xp", "xq", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator")
+
+
+class _Stages(torch.autograd.Function):
+    """One evaluation of the step's stages at (qpos, qvel, ctrl) [B, .]: the STAGE_OUTPUTS fields,
+    differentiable w.r.t. the state, the controls and every parameter (one adjoint launch)."""
+
+    @staticmethod
+    def forward(ctx, eng, qpos, qvel, ctrl, *params):
+        m = eng.model
+        B = qpos.shape[0]
+        Q = torch.zeros(B, 2, m.nq, dtype=m.dtype, device=m.device)
+        V = torch.zeros(B, 2, m.nv, dtype=m.dtype, device=m.device)
+        C = torch.zeros(B, 1, max(m.nu, 1), dtype=m.dtype, device=m.device)
+        Z = torch.zeros(B, 1, m.nv, dtype=m.dtype, device=m.device)
+        A = torch.zeros(B, 1, m.nv, dtype=m.dtype, device=m.device)
+        Q[:, 0], V[:, 0] = qpos, qvel
+        if m.nu:
+            C[:, 0] = ctrl
+        buf = eng.new_scratch(B)
+        tp = _SCALAR[m.dtype]
+        w = [wp.from_torch(t, dtype=tp) for t in (Q, V, C, Z, Z, A)]
+        wparams = eng.wp_params(params)
+        s = eng.scratch(buf)
+        wp.launch(eng.k["step_kernel"], dim=B, device=m.device, inputs=[*w, 0, eng.stage_tree, eng.params(wparams), s])
+        ctx.eng, ctx.arrays = eng, (Q, V, C, Z, A)
+        ctx.save_for_backward(*params)
+        return tuple(field(eng, buf, n).clone() for n in STAGE_OUTPUTS)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        eng = ctx.eng
+        m = eng.model
+        params = ctx.saved_tensors
+        Q, V, C, Z, A = ctx.arrays
+        B = Q.shape[0]
+        needs = ctx.needs_input_grad
+        buf, abuf = eng.new_scratch(B), eng.new_scratch(B)
+        for n, g in zip(STAGE_OUTPUTS, grads, strict=True):
+            if g is not None:
+                field(eng, abuf, n).copy_(g)
+        aQ, aV, aC = torch.zeros_like(Q), torch.zeros_like(V), torch.zeros_like(C)
+        tp = _SCALAR[m.dtype]
+        wt = [wp.from_torch(t, dtype=tp) for t in (Q, V, C, Z, Z, A)]
+        wa = [wp.from_torch(t, dtype=tp) for t in (aQ, aV, aC)]
+        pgrads = [torch.zeros_like(p) if needs[4 + i] else None for i, p in enumerate(params)]
+        wparams = eng.wp_params(params)
+        wadj = eng.wp_params(pgrads)
+        s = eng.scratch(buf, abuf)
+        pa = eng.params(wparams, wadj)
+        kern = eng.k["step_kernel"]
+        wp.launch(kern, dim=B, device=m.device, inputs=[*wt, 0, eng.stage_tree, pa, s])
+        wp.launch(kern, dim=B, device=m.device, inputs=[*wt, 0, eng.stage_tree, pa, s],
+                  adj_inputs=[*wa, None, None, None, 0, eng.stage_tree, pa, s], adjoint=True)
+        out = [None, aQ[:, 0], aV[:, 0], aC[:, 0, :m.nu] if m.nu else None, *pgrads]
+        return tuple(g if needs[i] else None for i, g in enumerate(out))

@@ -99,6 +99,25 @@ class Trajectory:
         return self.qacc.shape[1]
 
 
+@dataclass
+class Kinematics:
+    """Poses at one configuration: xpos [B, nbody, 3], xquat [B, nbody, 4] (w, x, y, z), site_xpos [B, nsite, 3]."""
+
+    xpos: torch.Tensor
+    xquat: torch.Tensor
+    site_xpos: torch.Tensor
+
+
+@dataclass
+class Forward:
+    """mj_forward's outputs at one state, each [B, nv]: qacc = M^-1 (qfrc_passive + qfrc_actuator - qfrc_bias)."""
+
+    qacc: torch.Tensor
+    qfrc_bias: torch.Tensor
+    qfrc_passive: torch.Tensor
+    qfrc_actuator: torch.Tensor
+
+
 def _stream_scope(device: str):
     if device.startswith("cuda"):
         return wp.ScopedStream(wp.stream_from_torch(torch.cuda.current_stream(torch.device(device))))
@@ -407,6 +426,76 @@ class Physics:
         same numbers as :meth:`rollout`, replayed from a captured graph, without gradients."""
         return CapturedRollout(self, batch, horizon, check_finite=check_finite, copy_outputs=copy_outputs,
                                graph=graph)
+
+    # ---- stage-level API (the looped engine's stage functions, whatever engine steps) ---------
+    def _stage_engine(self) -> looped.LoopedEngine:
+        eng = getattr(self, "_looped", None)
+        if eng is None:
+            eng = self._looped_stages = getattr(self, "_looped_stages", None) or looped.LoopedEngine(self.model)
+            eng.load(verbose=False)
+        return eng
+
+    def _stages(self, qpos, qvel=None, ctrl=None):
+        m = self.model
+        qpos = qpos if isinstance(qpos, torch.Tensor) else torch.as_tensor(qpos)
+        unbatched = qpos.dim() == 1
+        if unbatched:
+            qpos = qpos[None]
+            qvel = None if qvel is None else torch.as_tensor(qvel)[None]
+            ctrl = None if ctrl is None else torch.as_tensor(ctrl)[None]
+        if qpos.dim() != 2:
+            raise ValueError(f"qpos: expected shape [B, {m.nq}] or [{m.nq}], got {list(qpos.shape)}")
+        B = qpos.shape[0]
+        qpos = self._prep(qpos, "qpos", (m.nq,), B)
+        qvel = _zeros((B, m.nv), qpos) if qvel is None else self._prep(qvel, "qvel", (m.nv,), B)
+        ctrl = _zeros((B, m.nu), qpos) if ctrl is None else self._prep(ctrl, "ctrl", (m.nu,), B)
+        out = looped._Stages.apply(self._stage_engine(), qpos.contiguous(), qvel.contiguous(), ctrl.contiguous(),
+                                   *m.parameters([n for n, _ in PARAM_SPEC]))
+        return dict(zip(looped.STAGE_OUTPUTS, out, strict=True)), unbatched
+
+    def kinematics(self, qpos) -> Kinematics:
+        """Body and site poses at ``qpos`` [B, nq] (MuJoCo's mj_kinematics): xpos [B, nbody, 3],
+        xquat [B, nbody, 4] (w, x, y, z), site_xpos [B, nsite, 3]; differentiable w.r.t. qpos and
+        the parameters."""
+        st, unbatched = self._stages(qpos)
+        xpos, xq = st["xp"], st["xq"]
+        xquat = torch.cat([xq[..., 3:], xq[..., :3]], dim=-1)
+        site_xpos = self._site_positions(xpos, xq)
+        if unbatched:
+            xpos, xquat, site_xpos = xpos[0], xquat[0], site_xpos[0]
+        return Kinematics(xpos, xquat, site_xpos)
+
+    def _site_positions(self, xpos, xq):
+        mj = self.model.mj
+        if not mj.nsite:
+            return xpos.new_zeros(xpos.shape[0], 0, 3)
+        b = torch.as_tensor(np.asarray(mj.site_bodyid, dtype=np.int64), device=xpos.device)
+        r = torch.as_tensor(mj.site_pos, dtype=xpos.dtype, device=xpos.device)
+        q = xq[:, b]  # (x, y, z, w)
+        u, w = q[..., :3], q[..., 3:]
+        t = 2.0 * torch.linalg.cross(u, r.expand_as(u))
+        return xpos[:, b] + r + w * t + torch.linalg.cross(u, t)
+
+    def mass_matrix(self, qpos) -> torch.Tensor:
+        """The joint-space inertia matrix at ``qpos`` [B, nq] -> [B, nv, nv] (MuJoCo's mj_fullM of
+        qM: armature included, implicit damping not), differentiable."""
+        st, unbatched = self._stages(qpos)
+        nv = self.model.nv
+        low = st["M"].reshape(-1, nv, nv)
+        full = low + low.transpose(1, 2) - torch.diag_embed(torch.diagonal(low, dim1=1, dim2=2))
+        return full[0] if unbatched else full
+
+    def forward(self, qpos, qvel, ctrl) -> Forward:
+        """Accelerations and the force terms at one state (MuJoCo's mj_forward): qacc, qfrc_bias,
+        qfrc_passive, qfrc_actuator [B, nv]; differentiable. Models with contacts, joint limits,
+        frictionloss or gravity compensation are refused (their stages are not looped yet)."""
+        missing = looped.unsupported(self.model.structure)
+        if missing:
+            raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} yet "
+                                      "(kinematics and mass_matrix do)")
+        st, unbatched = self._stages(qpos, qvel, ctrl)
+        out = [st[n][..., 0] for n in ("qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator")]
+        return Forward(*(o[0] if unbatched else o for o in out))
 
     def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
         """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel')."""
