@@ -721,6 +721,17 @@ def _plan_benchmark() -> Benchmark:
                           "task's own cost of the best plan, and 'solved' replays it in MuJoCo.")
 
 
+def _compile_benchmark() -> Benchmark:
+    from .benchcompile import compile_args, compile_run, compile_suite, compile_table
+
+    return Benchmark(help="cold first-run compile seconds against model size (fresh caches, a new process each)",
+                     add_args=compile_args, run=compile_run, suite=compile_suite, table=compile_table,
+                     note="Wall seconds from `hw.Physics(model)` to the end of its first one-step rollout, in a new "
+                          "process with empty Warp and hybridwam kernel caches (a peer: its set-up on the same MJCF "
+                          "and its first step). chain:N is a chain of N hinges, tree a 31-dof humanoid-like tree "
+                          "(hybridwam.benchmodels).")
+
+
 #: name -> Benchmark; ``hybridwam bench NAME`` runs one, ``hybridwam bench`` runs every suite.
 BENCHMARKS: dict[str, Benchmark] = {
     "step": Benchmark(
@@ -746,4 +757,5 @@ BENCHMARKS: dict[str, Benchmark] = {
              "graph on the CPU), with its default finite checks and output copies; MuJoCo is "
              "`mujoco.rollout` called with one step per call."),
     "plan": _plan_benchmark(),
+    "compile": _compile_benchmark(),
 }

@@ -2,9 +2,8 @@
 
 Its code does not depend on the model (sizes and the tree are arrays), so it compiles once, in
 seconds, for every model it supports, where the unrolled engine (:mod:`hybridwam.codegen`)
-generates code that grows with the model. It covers tree models without contacts, joint limits,
-dry friction (frictionloss) or gravity compensation; :func:`unsupported` names what a model
-needs beyond that.
+generates code that grows with the model. It covers tree models without contacts or dry friction
+(frictionloss); :func:`unsupported` names what a model needs beyond that.
 """
 from __future__ import annotations
 
@@ -23,12 +22,8 @@ def unsupported(s: Structure) -> list[str]:
     out = []
     if s.pairs:
         out.append(f"{len(s.pairs)} contact pair(s)")
-    if any(s.jnt_limited):
-        out.append("joint range limits")
     if any(s.dof_frictionloss):
         out.append("dry friction (frictionloss)")
-    if any(s.body_gravcomp):
-        out.append("gravity compensation")
     return out
 
 
@@ -69,9 +64,10 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     return {
         "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
-        "body_root": arr(root), "body_moving": arr(moving),
+        "body_root": arr(root), "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
         "jnt_actfrclimited": arr(s.jnt_actfrclimited), "jnt_nact": arr(nact),
+        "jnt_limited": arr(s.jnt_limited), "jnt_actgravcomp": arr(s.jnt_actgravcomp),
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
         "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
@@ -254,7 +250,7 @@ def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
 
 
 #: What a stage evaluation returns, from the scratch fields of the same names.
-STAGE_OUTPUTS = ("xp", "xq", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator")
+STAGE_OUTPUTS = ("xp", "xq", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_constraint")
 
 
 class _Stages(torch.autograd.Function):

@@ -176,8 +176,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         # the looped engine (hybridwam.looped) has no size cap but covers less
         needs = [what for what, used in (
             ("contacts", bool(contact_pairs(m) if pairs is None else pairs)),
-            ("joint limits", bool(np.any(m.jnt_limited))), ("frictionloss", bool(np.any(m.dof_frictionloss > 0))),
-            ("gravity compensation", bool(np.any(m.body_gravcomp != 0)))) if used]
+            ("frictionloss", bool(np.any(m.dof_frictionloss > 0)))) if used]
         if needs:
             out.append(f"model size nv={m.nv} with {', '.join(needs)} (the unrolled engine supports nv <= {MAX_NV}; "
                        "the looped engine, which has no size limit, does not simulate those yet)")

@@ -110,12 +110,14 @@ class Kinematics:
 
 @dataclass
 class Forward:
-    """mj_forward's outputs at one state, each [B, nv]: qacc = M^-1 (qfrc_passive + qfrc_actuator - qfrc_bias)."""
+    """mj_forward's outputs at one state, each [B, nv]: qacc = M^-1 (qfrc_passive + qfrc_actuator +
+    qfrc_constraint - qfrc_bias) (hybridwam's joint-limit law in qfrc_constraint; no contacts)."""
 
     qacc: torch.Tensor
     qfrc_bias: torch.Tensor
     qfrc_passive: torch.Tensor
     qfrc_actuator: torch.Tensor
+    qfrc_constraint: torch.Tensor
 
 
 def _stream_scope(device: str):
@@ -223,7 +225,8 @@ LOOPED_ABOVE_CHARS = 25_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and the
-    unrolled code would exceed LOOPED_ABOVE_CHARS or the unrolled engine's size cap."""
+    unrolled code would exceed LOOPED_ABOVE_CHARS or the unrolled engine's size cap; with the
+    environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
     if engine not in ("auto", "unrolled", "looped"):
         raise ValueError(f"engine must be 'auto', 'unrolled' or 'looped', got {engine!r}")
     missing = looped.unsupported(model.structure)
@@ -238,6 +241,8 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
         return engine
     if missing:
         return "unrolled"
+    if os.environ.get("HYBRIDWAM_ENGINE") == "looped":  # a preference: wherever the looped engine can
+        return "looped"
     return "looped" if too_big or len(generate_source(model.structure)) > LOOPED_ABOVE_CHARS else "unrolled"
 
 
@@ -487,14 +492,14 @@ class Physics:
 
     def forward(self, qpos, qvel, ctrl) -> Forward:
         """Accelerations and the force terms at one state (MuJoCo's mj_forward): qacc, qfrc_bias,
-        qfrc_passive, qfrc_actuator [B, nv]; differentiable. Models with contacts, joint limits,
-        frictionloss or gravity compensation are refused (their stages are not looped yet)."""
+        qfrc_passive, qfrc_actuator, qfrc_constraint (joint limits) [B, nv]; differentiable. Models
+        with contacts or frictionloss are refused (those stages are not looped yet)."""
         missing = looped.unsupported(self.model.structure)
         if missing:
             raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} yet "
                                       "(kinematics and mass_matrix do)")
         st, unbatched = self._stages(qpos, qvel, ctrl)
-        out = [st[n][..., 0] for n in ("qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator")]
+        out = [st[n][..., 0] for n in ("qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_constraint")]
         return Forward(*(o[0] if unbatched else o for o in out))
 
     def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):

@@ -2,7 +2,8 @@
 
 Per actuator: ctrl clamped to ctrlrange (when limited), force = gain * ctrl + bias[0] (+ the
 affine bias bias[1] * length + bias[2] * velocity, length and velocity = gear * q, gear * qd),
-clamped to forcerange (when limited), times gear; summed per joint and clamped to the joint's
+clamped to forcerange (when limited), times gear; summed per joint, plus gravity compensation
+where the joint counts it as actuator force (actuatorgravcomp), and clamped to the joint's
 actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``.
 """
 import warp as wp
@@ -47,8 +48,11 @@ def make(T):
         for d in range(tree.nv):
             j = tree.dof_jnt[d]
             f = T(0.0)
-            if tree.jnt_nact[j] > 0 and d == tree.jnt_dofadr[j]:
+            if (tree.jnt_nact[j] > 0 or tree.jnt_actgravcomp[j] != 0) and d == tree.jnt_dofadr[j]:
                 f = s.jact[w, j]
+                if tree.jnt_actgravcomp[j] != 0:
+                    b = tree.dof_body[d]
+                    f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])
                 if tree.jnt_actfrclimited[j] != 0:
                     f = wp.clamp(f, jnt_actfrcrange[j][0], jnt_actfrcrange[j][1])
             s.qfrc_actuator[w, d] = f

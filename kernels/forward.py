@@ -1,8 +1,9 @@
 """The looped step (MuJoCo's mj_step with the Euler integrator), composed from the stage files.
 
 kinematics -> com_vel -> rne_crb -> bias_and_mass (kernels/smooth.py) -> passive
-(kernels/passive.py) -> actuation (kernels/actuation.py) -> qf = passive + actuator + extra - bias
--> solve (kernels/solve.py) -> qacc += qacc_extra -> semi-implicit Euler on the joint manifolds.
+(kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits (kernels/limits.py) ->
+qf = passive + actuator + limits + extra - bias -> solve (kernels/solve.py) -> qacc +=
+qacc_extra -> semi-implicit Euler on the joint manifolds.
 
 The same code serves every model: sizes and the tree come in ``Tree`` arrays, numbers in the
 ``Params`` struct (PARAM_SPEC order, differentiable), intermediates in the ``Scratch`` struct.
@@ -18,6 +19,7 @@ import warp as wp
 
 from ..types import BALL, FREE, PARAM_SPEC
 from . import actuation as _actuation
+from . import limits as _limits
 from . import passive as _passive
 from . import smooth as _smooth
 from . import solve as _solve
@@ -56,6 +58,7 @@ def build(T):
     passive = _passive.make(T)["passive"]
     actuation = _actuation.make(T)["actuation"]
     solve = _solve.make(T)["solve"]
+    joint_limits = _limits.make(T)["joint_limits"]
 
     @wp.func
     def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, h: T):
@@ -92,15 +95,17 @@ def build(T):
         h = p.timestep[0]
         kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
         com_vel(w, qvel, t, tree, s, p.gravity)
-        rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia)
-        bias_and_mass(w, tree, s, h, p.dof_armature, p.dof_damping)
+        rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
+        bias_and_mass(w, tree, s, p.dof_armature)
         passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
-                p.dof_coulomb_vel)
+                p.dof_coulomb_vel, h)
         actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
                   p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange)
+        joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
+                     p.jnt_limit_damping, p.contact_tau[0], h)
         for d in range(tree.nv):
-            s.qf[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + qfrc_extra[w, t, d]
-                          - s.qfrc_bias[w, d])
+            s.qf[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d]
+                          + qfrc_extra[w, t, d] - s.qfrc_bias[w, d])
         solve(w, tree, s)
         euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, h)
 

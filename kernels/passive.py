@@ -1,10 +1,11 @@
 """Passive generalized forces (MuJoCo's mj_passive), looped over dofs.
 
-Per dof: viscous damping -b qd (integrated implicitly when the tree says so, see smooth's mass
-matrix), hybridwam's smooth Coulomb friction -c tanh(qd / v_c) (zero for MuJoCo models), and the
-joint spring of the dof's joint, one function per joint kind: hinge and slide -k (q - q_spring),
-a free joint's translations likewise, ball and free rotations -k (q (-) q_spring) (MuJoCo's
-quaternion difference, in the joint's frame).
+Per dof: viscous damping -b qd (integrated implicitly when the tree says so: h b goes to the
+solve's diagonal), hybridwam's smooth Coulomb friction -c tanh(qd / v_c) (zero for MuJoCo
+models), the joint spring of the dof's joint, one function per joint kind: hinge and slide
+-k (q - q_spring), a free joint's translations likewise, ball and free rotations -k (q (-)
+q_spring) (MuJoCo's quaternion difference, in the joint's frame), and gravity compensation
+(cdof . subtree gravcomp wrench) unless the joint counts it as actuator force.
 """
 import warp as wp
 
@@ -36,7 +37,7 @@ def make(T):
 
     @wp.func
     def passive(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_stiffness: AT, qpos_spring: AT,
-                dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT):
+                dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT, h: T):
         for d in range(tree.nv):
             j = tree.dof_jnt[d]
             typ = tree.jnt_type[j]
@@ -53,7 +54,12 @@ def make(T):
                 f = f - k * spring_rotation(qpos, w, t, pa + 3, qpos_spring, i - 3)
             else:
                 f = f - k * spring_rotation(qpos, w, t, pa, qpos_spring, i)
+            if tree.jnt_actgravcomp[j] == 0:
+                b = tree.dof_body[d]
+                f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])
             s.qfrc_passive[w, d] = f
+            # implicit damping: (M + h D) qacc = f (MuJoCo's Euler with eulerdamp)
+            s.diag[w, d] = h * dof_damping[d] * T(tree.implicit)
 
     out = dict(passive=passive)
     _CACHE[T] = out

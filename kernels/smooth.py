@@ -3,9 +3,9 @@
 Stages (one world ``w`` at a time, state read from ``qpos[w, t]`` / ``qvel[w, t]``):
 ``kinematics`` (mj_kinematics: body and joint frames), ``com_vel`` (mj_comVel: motion subspace
 cdof, body velocities and velocity-product accelerations, gravity as the root's acceleration),
-``rne_crb`` (each body's own RNE wrench and spatial inertia, then subtree sums: mj_rne's backward
-pass and mj_crb's composite inertias) and ``bias_and_mass`` (qfrc_bias, and the mass matrix M
-with armature and, for implicit damping, h * damping on its diagonal: mj_crb / mj_makeM).
+``rne_crb`` (each body's own RNE wrench, spatial inertia and gravity-compensation wrench, then
+subtree sums: mj_rne's backward pass and mj_crb's composite inertias) and ``bias_and_mass``
+(qfrc_bias, and the mass matrix M with armature on its diagonal: mj_crb / mj_makeM).
 
 Spatial vectors are world-aligned and taken about the reference point of the body's tree (the
 origin of its topmost moving body): a motion (w, v) is the angular velocity and the velocity of
@@ -194,9 +194,11 @@ def make(T):
 
     @wp.func
     def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
-                body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3)):
-        """Each moving body's RNE wrench I a + v x* I v and spatial inertia, then their sums over
-        subtrees (children have higher indices: a descending sweep adds each finished subtree
+                body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
+                gravity: wp.array(dtype=V3)):
+        """Each moving body's RNE wrench I a + v x* I v, spatial inertia and gravity-compensation
+        wrench (MuJoCo's gravcomp: the force -m g gravcomp at its centre of mass), then their sums
+        over subtrees (children have higher indices: a descending sweep adds each finished subtree
         into its parent)."""
         for b in range(1, tree.nbody):
             if tree.body_moving[b] == 0:
@@ -217,6 +219,11 @@ def make(T):
             s.cm[w, b] = m
             s.ch[w, b] = h
             s.cJ[w, b] = J
+            gf = V3(T(0.0), T(0.0), T(0.0))
+            if tree.body_gravcomp[b] != 0:
+                gf = -gravity[0] * (m * body_gravcomp[b])
+            s.cgn[w, b] = wp.cross(com, gf)
+            s.cgf[w, b] = gf
         for kk in range(tree.nbody - 1):
             b = tree.nbody - 1 - kk
             p = tree.body_parent[b]
@@ -226,12 +233,14 @@ def make(T):
                 wp.atomic_add(s.cm, w, p, s.cm[w, b])
                 wp.atomic_add(s.ch, w, p, s.ch[w, b])
                 wp.atomic_add(s.cJ, w, p, s.cJ[w, b])
+                wp.atomic_add(s.cgn, w, p, s.cgn[w, b])
+                wp.atomic_add(s.cgf, w, p, s.cgf[w, b])
 
     @wp.func
-    def bias_and_mass(w: int, tree: Tree, s: S, h: T, dof_armature: wp.array(dtype=T),
-                      dof_damping: wp.array(dtype=T)):
+    def bias_and_mass(w: int, tree: Tree, s: S, dof_armature: wp.array(dtype=T)):
         """qfrc_bias = cdof . (subtree RNE wrench); M[i, j] = cdof_j . (I_c(body of i) cdof_i) for j
-        an ancestor dof of i (row-major lower triangle, tree zeros left unwritten)."""
+        an ancestor dof of i (row-major lower triangle, tree zeros left unwritten), armature on the
+        diagonal: MuJoCo's qM."""
         nv = tree.nv
         for i in range(nv):
             b = tree.dof_body[i]
@@ -246,8 +255,6 @@ def make(T):
                 mij = wp.dot(s.cdw[w, j], fn) + wp.dot(s.cdv[w, j], ff)
                 if k == 0:
                     mij = mij + dof_armature[i]
-                    if tree.implicit != 0:
-                        mij = mij + h * dof_damping[i]
                 s.M[w, i * nv + j] = mij
 
     out = dict(joint_pose=joint_pose, kinematics=kinematics, com_vel=com_vel, rne_crb=rne_crb,

@@ -1,4 +1,7 @@
-"""The linear solve M qacc = f (MuJoCo's mj_factorM / mj_solveM), looped over the tree.
+"""The linear solve (M + diag) qacc = f (MuJoCo's mj_factorM / mj_solveM), looped over the tree.
+
+``diag`` holds what the step integrates implicitly: h * damping (Euler with eulerdamp) and the
+joint limits' implicit share (kernels/limits.py).
 
 M = U U^T with U upper triangular, factored from the last dof to the first as MuJoCo does, so
 that U keeps M's tree sparsity: U[j, k] is non-zero only for j an ancestor of k (no fill-in).
@@ -34,7 +37,7 @@ def make(T):
             k = nv - 1 - kk
             adr = tree.anc_adr[k]
             n = tree.anc_num[k]
-            ukk = wp.sqrt(s.M[w, k * nv + k] - s.S[w, k * nv + k])
+            ukk = wp.sqrt(s.M[w, k * nv + k] + s.diag[w, k] - s.S[w, k * nv + k])
             s.U[w, k * nv + k] = ukk
             for a in range(1, n):
                 j = tree.anc[adr + a]

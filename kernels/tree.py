@@ -34,6 +34,13 @@ class Tree:
     jnt_actfrclimited: wp.array(dtype=int)
     #: number of actuators driving the joint (its actuator force is clamped only when > 0)
     jnt_nact: wp.array(dtype=int)
+    #: 1 for a hinge / slide joint with a range limit (kernels/limits.py)
+    jnt_limited: wp.array(dtype=int)
+    #: 1 for a body with gravity compensation in the model (its gravcomp factor is then a
+    #: parameter; bodies loaded without it have none, whatever the parameter says later)
+    body_gravcomp: wp.array(dtype=int)
+    #: 1 when the joint counts gravity compensation as actuator force (MuJoCo's actuatorgravcomp)
+    jnt_actgravcomp: wp.array(dtype=int)
     dof_body: wp.array(dtype=int)
     dof_jnt: wp.array(dtype=int)
     #: ancestor dofs of each dof, itself first then up the tree (CSR: anc[anc_adr[i] + k])
@@ -56,9 +63,12 @@ SCRATCH = (
     ("cvw", "V3", "nbody"), ("cvv", "V3", "nbody"), ("caw", "V3", "nbody"), ("cav", "V3", "nbody"),
     ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about the tree's reference
     ("cfn", "V3", "nbody"), ("cff", "V3", "nbody"),  # RNE wrench of the subtree
+    ("cgn", "V3", "nbody"), ("cgf", "V3", "nbody"),  # gravity-compensation wrench of the subtree
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
     ("jact", "T", "njnt"),
-    ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"), ("qf", "T", "nv"),
+    ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
+    ("qfrc_constraint", "T", "nv"), ("qf", "T", "nv"),
+    ("diag", "T", "nv"),  # added to M's diagonal in the solve: implicit damping h b, limits' implicit share
     ("M", "T", "nv2"), ("U", "T", "nv2"), ("S", "T", "nv2"),
     ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
 )

@@ -23,6 +23,7 @@ from conftest import (
 )
 
 import hybridwam as hw
+from hybridwam.benchmodels import chain_xml, tree_xml
 from hybridwam.physics import choose_engine
 
 TREE_XML = """
@@ -70,18 +71,6 @@ TREE_XML = """
 """
 
 
-def chain_xml(n: int, contype: int = 0) -> str:
-    """A chain of ``n`` hinges with tilted axes and offsets, damped, a motor on every other joint."""
-    bodies = ""
-    for i in range(n):
-        bodies += (f'<body pos="0 0 -0.1" euler="{7 * (i % 5)} {3 * (i % 7)} 0"><joint name="j{i}" type="hinge" '
-                   f'axis="{i % 2} 1 {0.3 * (i % 3)}" damping="0.05"/><geom type="capsule" fromto="0 0 0 0.02 0 -0.1" '
-                   f'size="0.02" mass="{0.2 + 0.01 * i}" contype="{contype}" conaffinity="{contype}"/>')
-    bodies += "</body>" * n
-    acts = "".join(f'<motor joint="j{i}" gear="1"/>' for i in range(0, n, 2))
-    return f'<mujoco><option timestep="0.002"/><worldbody>{bodies}</worldbody><actuator>{acts}</actuator></mujoco>'
-
-
 # Tolerances as tests/test_physics.py (float32: a correct step lands at 5e-8..3e-5 on these
 # models; float64: 1e-9, far above rounding and far below any modelling error).
 TOL32, TOL64 = 1e-4, 1e-9
@@ -110,9 +99,9 @@ def _step_errors(source, dtype, rng, B=32):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", ["tree", "chain8"])
+@pytest.mark.parametrize("name", ["tree", "chain8", "humanoid31"])
 def test_looped_step_matches_mujoco(rng, name, dtype):
-    src = TREE_XML if name == "tree" else chain_xml(8)
+    src = {"tree": TREE_XML, "chain8": chain_xml(8), "humanoid31": tree_xml()}[name]
     eq, ev = _step_errors(src, dtype, rng)
     tol = TOL32 if dtype == "float32" else TOL64
     assert eq <= tol and ev <= tol, f"{name} {dtype}: qpos err {eq:.2e}, qvel err {ev:.2e}"
@@ -225,3 +214,46 @@ def test_engine_choice_and_errors():
     with pytest.raises(hw.UnsupportedFeatureError, match="nv=40 with contacts"):
         hw.load_model(chain_xml(40, contype=1).replace("<worldbody>", '<worldbody><geom type="plane" size="5 5 .1"/>'),
                       device="cpu")
+
+
+def test_looped_gravity_compensation_matches_mujoco(rng):
+    """Gravity compensation (passive, and counted as actuator force with its clamp) on the model
+    of tests/test_physics.py: one step against mj_step, float64."""
+    from test_physics import GRAVCOMP_XML
+
+    eq, ev = _step_errors(GRAVCOMP_XML, "float64", rng)
+    assert eq <= TOL64 and ev <= TOL64, (eq, ev)
+
+
+def test_looped_joint_limits_equal_the_unrolled_law(rng):
+    """Joint limits are hybridwam's law, not MuJoCo's solver (README): inside the ranges one step
+    equals mj_step; driven into the limits for 0.5 s, the looped engine's trajectory and its
+    gradients equal the unrolled engine's (an independent implementation of the same law, whose
+    own tests compare it with MuJoCo's resting positions and with finite differences)."""
+    from test_contact import LIMIT_HI, LIMIT_LO, LIMIT_XML
+
+    model, phys = looped(LIMIT_XML, "float64")
+    q = rng.uniform(LIMIT_LO + 0.1, LIMIT_HI - 0.1, size=(8, 3))
+    v, u = rng.normal(0, 2, size=(8, 3)), rng.normal(0, 3, size=(8, 3))
+    q1, v1 = phys.step(torch.tensor(q), torch.tensor(v), torch.tensor(u))
+    mq, mv = mj_step_batch(model.mj, q, v, u)
+    assert rel_err(q1, mq) <= TOL64 and rel_err(v1, mv) <= TOL64
+    unrolled = hw.Physics(model, engine="unrolled")
+    T = 250
+    out = []
+    for p in (phys, unrolled):
+        v0 = torch.tensor([[3.0, -4.0, 1.0]], dtype=torch.float64, requires_grad=True)
+        ctrl = torch.tensor([[2.0, -1.0, 4.0]], dtype=torch.float64)[:, None].repeat(1, T, 1).requires_grad_(True)
+        stiff = model.params["jnt_limit_stiffness"]
+        leaf = stiff.detach().clone().requires_grad_(True)
+        model.params["jnt_limit_stiffness"] = leaf
+        try:
+            tr = p.rollout(torch.zeros(1, 3, dtype=torch.float64), v0, ctrl)
+            ((tr.qpos[0, -1] * torch.tensor([1.0, -0.7, 0.5], dtype=torch.float64)).sum()).backward()
+        finally:
+            model.params["jnt_limit_stiffness"] = stiff
+        out.append((tr.qpos.detach(), v0.grad, ctrl.grad, leaf.grad))
+    qpos = out[0][0][0].numpy()
+    assert ((qpos.max(0) > LIMIT_HI) | (qpos.min(0) < LIMIT_LO)).all()  # every joint reached a limit
+    for a, b in zip(*out, strict=True):
+        assert (a - b).abs().max().item() <= 1e-9 * max(1.0, b.abs().max().item())

@@ -30,7 +30,8 @@ def physics(name: str) -> tuple[hw.Model, hw.Physics]:
 
 def _reference(mj, qpos, qvel, ctrl):
     d = mujoco.MjData(mj)
-    out = {k: [] for k in ("xpos", "xquat", "site_xpos", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator")}
+    out = {k: [] for k in ("xpos", "xquat", "site_xpos", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator",
+                            "qfrc_constraint")}
     for b in range(len(qpos)):
         d.qpos[:], d.qvel[:] = qpos[b], qvel[b]
         if mj.nu:
@@ -84,7 +85,7 @@ def test_forward_matches_mj_forward(rng, name):
         return
     ref = _reference(model.mj, qpos, qvel, ctrl)
     f = phys.forward(*args)
-    for key in ("qfrc_bias", "qfrc_passive", "qfrc_actuator", "qacc"):
+    for key in ("qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_constraint", "qacc"):
         got, want = getattr(f, key).numpy(), ref[key]
         assert np.abs(got - want).max() <= 1e-10 * max(1.0, np.abs(want).max()), key
 

@@ -1,0 +1,70 @@
+"""Models written for the benchmarks and tests: hinge chains of any length and a humanoid-like tree.
+
+``model_xml(name)`` turns a benchmark model name into MJCF text: ``chain:N`` (N hinges), ``tree``
+(a 31-dof humanoid-like tree, no contacts); any other name is returned as is (a shipped scene or
+a path, for ``hw.load_model``).
+"""
+from __future__ import annotations
+
+
+def chain_xml(n: int, contype: int = 0) -> str:
+    """A chain of ``n`` hinges hanging from the world: tilted axes and body frames, 0.1 m links of
+    0.2 + 0.01 i kg (link i), damped joints, a motor on every other joint."""
+    bodies = ""
+    for i in range(n):
+        bodies += (f'<body pos="0 0 -0.1" euler="{7 * (i % 5)} {3 * (i % 7)} 0"><joint name="j{i}" type="hinge" '
+                   f'axis="{i % 2} 1 {0.3 * (i % 3)}" damping="0.05"/><geom type="capsule" fromto="0 0 0 0.02 0 -0.1" '
+                   f'size="0.02" mass="{0.2 + 0.01 * i}" contype="{contype}" conaffinity="{contype}"/>')
+    bodies += "</body>" * n
+    acts = "".join(f'<motor joint="j{i}" gear="1"/>' for i in range(0, n, 2))
+    return (f'<mujoco model="chain{n}"><option timestep="0.002"/><worldbody>{bodies}</worldbody>'
+            f'<actuator>{acts}</actuator></mujoco>')
+
+
+def _limb(name: str, pos: str, axis: str, n_hinges: int, length: float) -> tuple[str, list[str]]:
+    """A limb: a ball joint at ``pos`` then ``n_hinges`` hinged segments; returns (xml, hinge names)."""
+    g = 'contype="0" conaffinity="0"'
+    xml = (f'<body name="{name}0" pos="{pos}"><joint name="{name}_ball" type="ball" damping="0.5"/>'
+           f'<geom type="capsule" fromto="0 0 0 {axis} {-length}" size="0.04" mass="2" {g}/>')
+    hinges = []
+    for k in range(n_hinges):
+        j = f"{name}_h{k}"
+        hinges.append(j)
+        xml += (f'<body name="{name}{k + 1}" pos="{axis} {-length}"><joint name="{j}" type="hinge" '
+                f'axis="{1 if k % 2 else 0} {0 if k % 2 else 1} 0" damping="0.2" armature="0.01"/>'
+                f'<geom type="capsule" fromto="0 0 0 0 0 {-0.8 * length}" size="0.035" mass="1" {g}/>')
+    xml += "</body>" * (n_hinges + 1)
+    return xml, hinges
+
+
+def tree_xml() -> str:
+    """A humanoid-like tree of 31 dofs: free torso; legs (ball hip, knee, two ankle hinges), arms
+    (ball shoulder, elbow, wrist) and a ball neck; motors on every hinge; no contacts."""
+    parts, hinges = [], []
+    for name, pos, axis, n, length in (("lleg", "0 0.1 -0.3", "0 0", 3, 0.4), ("rleg", "0 -0.1 -0.3", "0 0", 3, 0.4),
+                                       ("larm", "0 0.25 0.25", "0 0.05", 2, 0.3),
+                                       ("rarm", "0 -0.25 0.25", "0 -0.05", 2, 0.3)):
+        xml, h = _limb(name, pos, axis, n, length)
+        parts.append(xml)
+        hinges += h
+    neck = ('<body name="head" pos="0 0 0.35"><joint name="neck" type="ball" damping="0.3"/>'
+            '<geom type="sphere" size="0.1" mass="3" contype="0" conaffinity="0"/></body>')
+    acts = "".join(f'<motor joint="{j}" gear="20" ctrlrange="-1 1"/>' for j in hinges)
+    return ('<mujoco model="tree31"><option timestep="0.002"/><worldbody><body name="torso" pos="0 0 1.3">'
+            '<freejoint/><geom type="box" size="0.1 0.2 0.3" mass="20" contype="0" conaffinity="0"/>'
+            + "".join(parts) + neck + f'</body></worldbody><actuator>{acts}</actuator></mujoco>')
+
+
+def model_xml(name: str) -> str:
+    """MJCF text of a benchmark model name (``chain:N``, ``tree``), or ``name`` unchanged."""
+    if name.startswith("chain:"):
+        try:
+            n = int(name.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"{name!r}: expected chain:N with N a positive integer") from None
+        if n < 1:
+            raise ValueError(f"{name!r}: expected chain:N with N a positive integer")
+        return chain_xml(n)
+    if name == "tree":
+        return tree_xml()
+    return name
