@@ -1,0 +1,77 @@
+"""MuJoCo Warp's feature test models (``mujoco_warp/test_data``, shipped with the mujoco-warp dev
+dependency) as a public corpus: every model hybridwam loads steps like ``mj_step`` contact-free.
+
+Each model is loaded as its author wrote it; one that loads is then copied with contacts disabled
+(MuJoCo's contact flag, which hybridwam's pair filter honours) and stepped from random states
+inside its joint ranges (limits inactive there in both simulators) with random controls, through
+the looped engine (one compiled step for the whole corpus), against mj_step in float64. Models
+hybridwam refuses are refused with an UnsupportedFeatureError naming the elements (never a crash).
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from conftest import mj_step_batch, random_ctrl, random_state, rel_err
+
+import hybridwam as hw
+
+mjw = pytest.importorskip("mujoco_warp")
+ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
+FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
+#: the corpus models that load today (2026-12-02): a model dropping out of this set is a regression
+LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "collision.xml", "humanoid/humanoid.xml"}
+
+
+def _inside_ranges(mj, qpos, rng):
+    """qpos with every limited joint drawn inside its range, 5% of the range (and the margin) away
+    from both ends."""
+    for j in range(mj.njnt):
+        if mj.jnt_limited[j]:
+            lo, hi = mj.jnt_range[j]
+            pad = mj.jnt_margin[j] + 0.05 * (hi - lo)
+            qpos[:, mj.jnt_qposadr[j]] = rng.uniform(lo + pad, hi - pad, len(qpos))
+    return qpos
+
+
+def test_corpus_models_load_or_are_refused_by_name():
+    assert len(FILES) >= 40, f"expected mujoco_warp's test models under {ROOT}"
+    loaded, refused = [], []
+    for f in FILES:
+        rel = os.path.relpath(f, ROOT)
+        try:
+            hw.load_model(f, device="cpu")
+            loaded.append(rel)
+        except hw.UnsupportedFeatureError as e:
+            assert "unsupported by hybridwam" in str(e) and "  - " in str(e)
+            refused.append(rel)
+        except hw.ModelLoadError as e:  # MuJoCo itself cannot compile it here (a missing asset)
+            assert "Error" in str(e)
+            refused.append(rel)
+    assert LOADED_AT_LEAST <= set(loaded), sorted(LOADED_AT_LEAST - set(loaded))
+    print(f"\ncorpus: {len(loaded)} of {len(FILES)} models load: {', '.join(loaded)}")
+
+
+@pytest.mark.parametrize("rel", sorted(LOADED_AT_LEAST))
+def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
+    mj = mujoco.MjModel.from_xml_path(os.path.join(ROOT, rel))
+    mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+    model = hw.load_model(mj, device="cpu", dtype="float64")
+    assert not model.structure.pairs
+    phys = hw.Physics(model, engine="looped", verbose=False)
+    B = 16
+    qpos, qvel = random_state(mj, B, rng, vel_scale=1.0, pos_scale=0.3)
+    qpos = _inside_ranges(mj, qpos, rng)
+    ctrl = random_ctrl(mj, B, rng)
+    q1, v1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
+    mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
+    d = mujoco.MjData(mj)
+    d.qpos[:] = qpos[0]
+    mujoco.mj_forward(mj, d)
+    assert d.nefc == 0  # no limit active in MuJoCo either
+    assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9
+    assert np.isfinite(q1.numpy()).all()
