@@ -51,6 +51,15 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
             anc.append(j)
             j = int(mj.dof_parentid[j])
         anc_num.append(len(anc) - anc_adr[-1])
+    subtree = [1] * mj.nv
+    for i in range(mj.nv - 1, -1, -1):
+        p = int(mj.dof_parentid[i])
+        if p >= 0:
+            subtree[p] += subtree[i]
+    for i in range(mj.nv):  # the solve relies on MuJoCo's order: a dof's descendants follow it
+        inside = [j for j in range(mj.nv) if i in anc[anc_adr[j]:anc_adr[j] + anc_num[j]]]
+        if inside != list(range(i, i + subtree[i])):
+            raise ValueError(f"dof {i}: its descendants are not the {subtree[i] - 1} dofs after it")
     nact = np.zeros(mj.njnt, dtype=np.int32)
     for j in s.act_jnt:
         nact[j] += 1
@@ -69,7 +78,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "jnt_actfrclimited": arr(s.jnt_actfrclimited), "jnt_nact": arr(nact),
         "jnt_limited": arr(s.jnt_limited), "jnt_actgravcomp": arr(s.jnt_actgravcomp),
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
-        "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
+        "dof_subtree": arr(subtree), "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
     }
 
@@ -168,13 +177,14 @@ class LoopedEngine:
     def _rows(self, key: str, batch: int, a: int, b: int, adjoint: bool = False):
         """Rows [a, b) of the ``key`` buffer of ``batch`` worlds and a Scratch struct over them;
         with ``adjoint``, also rows of the ``key + " adj"`` buffer as the arrays' adjoints:
-        (rows, adjoint rows or None, struct)."""
+        (rows, adjoint rows or None, struct, struct over the adjoint rows or None)."""
         k = (key, batch, a, b, adjoint)
         hit = self._bufs.get(k)
         if hit is None:
             rows = self._buffer(key, batch)[a:b]
             arows = self._buffer(key + " adj", batch)[a:b] if adjoint else None
-            hit = self._bufs[k] = (rows, arows, self.scratch(rows, arows))
+            hit = self._bufs[k] = (rows, arows, self.scratch(rows, arows),
+                                   None if arows is None else self.scratch(arows))
         return hit
 
     def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False) -> list:
@@ -185,38 +195,57 @@ class LoopedEngine:
         B = sl[-1][1]
         cmds = []
         for a, b in sl:
-            _, _, s = self._rows("fwd", B, a, b)
+            _, _, s, _ = self._rows("fwd", B, a, b)
             cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
                             inputs=[*arrays(a, b), T, self.tree, p, s], record_cmd=record)
             if record:
                 cmds.append(cmd)
         return cmds
 
+    def step_forward(self, dim: int, fwd, t: int, tree, p, s) -> None:
+        """Step t of the trajectory arrays ``fwd`` in three launches (stage_a, solve, stage_b),
+        leaving its intermediates in the scratch ``s``."""
+        dev = self.model.device
+        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s])
+        wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, s])
+        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s])
+
+    def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa) -> None:
+        """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
+        mode, the solve's hand-written adjoint, stage_a in adjoint mode. ``s``'s arrays carry
+        their adjoints (the scratch ``sa`` is a struct over the same adjoint memory), ``padj`` the
+        parameters' (see :meth:`params`), ``adj`` the trajectory arrays'."""
+        dev = self.model.device
+        for name in ("stage_b_kernel", "solve_adjoint_kernel", "stage_a_kernel"):
+            if name == "solve_adjoint_kernel":
+                wp.launch(self.k[name], dim=dim, device=dev, inputs=[tree, s, sa])
+            else:
+                wp.launch(self.k[name], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
+                          adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
+
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
-        """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, ``step_kernel`` forward
-        (step t's intermediates into the scratch) then in adjoint mode (scratch adjoints zeroed
-        before). ``arrays`` / ``adj_arrays``: (a, b) -> the six trajectory arrays / their
-        adjoints; ``wadj[k]``: the parameter adjoint arrays of range k; ``run(tasks, threads)``
-        runs the ranges' tasks (hybridwam.parallel.run)."""
+        """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, step t forward (its
+        intermediates into the scratch, outputs into the trajectory arrays, which must be copies
+        of the rollout's) then its adjoint, with the scratch adjoints zeroed in between.
+        ``arrays`` / ``adj_arrays``: (a, b) -> the six trajectory arrays / their adjoints;
+        ``wadj[k]``: the parameter adjoint arrays of range k; ``run(tasks, threads)`` runs the
+        ranges' tasks (hybridwam.parallel.run)."""
         B = ranges[-1][1]
         p = self.params(wparams)
-        kern = self.k["step_kernel"]
-        dev = self.model.device
 
         def task(k, a, b):
             def go():
-                _, abuf, s = self._rows("bwd", B, a, b, adjoint=True)
+                _, abuf, s, sa = self._rows("bwd", B, a, b, adjoint=True)
                 padj = self.params(wparams, wadj[k])
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
                 host = abuf.numpy() if abuf.device.type == "cpu" else None
                 for t in range(T - 1, -1, -1):
-                    wp.launch(kern, dim=b - a, device=dev, inputs=[*fwd, t, self.tree, p, s])
+                    self.step_forward(b - a, fwd, t, self.tree, p, s)
                     if host is not None:
                         host.fill(0)
                     else:
                         abuf.zero_()
-                    wp.launch(kern, dim=b - a, device=dev, inputs=[*fwd, t, self.tree, padj, s],
-                              adj_inputs=[*adj, 0, self.tree, padj, s], adjoint=True)
+                    self.step_adjoint(b - a, fwd, adj, t, self.tree, padj, s, sa)
             return go
 
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
@@ -229,7 +258,7 @@ class LoopedEngine:
         import time
 
         t0 = time.perf_counter()
-        for name in ("rollout_kernel", "step_kernel"):
+        for name in ("rollout_kernel", "stage_a_kernel", "stage_b_kernel", "solve_kernel", "solve_adjoint_kernel"):
             wp.load_module(self.k[name].module, device=self.model.device)
         dt = time.perf_counter() - t0
         if verbose and dt > 1.0:
@@ -255,7 +284,7 @@ STAGE_OUTPUTS = ("xp", "xq", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_act
 
 class _Stages(torch.autograd.Function):
     """One evaluation of the step's stages at (qpos, qvel, ctrl) [B, .]: the STAGE_OUTPUTS fields,
-    differentiable w.r.t. the state, the controls and every parameter (one adjoint launch)."""
+    differentiable w.r.t. the state, the controls and every parameter (one step's adjoint)."""
 
     @staticmethod
     def forward(ctx, eng, qpos, qvel, ctrl, *params):
@@ -274,7 +303,7 @@ class _Stages(torch.autograd.Function):
         w = [wp.from_torch(t, dtype=tp) for t in (Q, V, C, Z, Z, A)]
         wparams = eng.wp_params(params)
         s = eng.scratch(buf)
-        wp.launch(eng.k["step_kernel"], dim=B, device=m.device, inputs=[*w, 0, eng.stage_tree, eng.params(wparams), s])
+        eng.step_forward(B, w, 0, eng.stage_tree, eng.params(wparams), s)
         ctx.eng, ctx.arrays = eng, (Q, V, C, Z, A)
         ctx.save_for_backward(*params)
         return tuple(field(eng, buf, n).clone() for n in STAGE_OUTPUTS)
@@ -300,9 +329,7 @@ class _Stages(torch.autograd.Function):
         wadj = eng.wp_params(pgrads)
         s = eng.scratch(buf, abuf)
         pa = eng.params(wparams, wadj)
-        kern = eng.k["step_kernel"]
-        wp.launch(kern, dim=B, device=m.device, inputs=[*wt, 0, eng.stage_tree, pa, s])
-        wp.launch(kern, dim=B, device=m.device, inputs=[*wt, 0, eng.stage_tree, pa, s],
-                  adj_inputs=[*wa, None, None, None, 0, eng.stage_tree, pa, s], adjoint=True)
+        eng.step_forward(B, wt, 0, eng.stage_tree, pa, s)
+        eng.step_adjoint(B, wt, [*wa, None, None, None], 0, eng.stage_tree, pa, s, eng.scratch(abuf))
         out = [None, aQ[:, 0], aV[:, 0], aC[:, 0, :m.nu] if m.nu else None, *pgrads]
         return tuple(g if needs[i] else None for i, g in enumerate(out))

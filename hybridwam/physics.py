@@ -198,9 +198,12 @@ class _Rollout(torch.autograd.Function):
 
             wadj = [[None if P is None else phys._wp_param(n, P[k])
                      for (n, _), P in zip(PARAM_SPEC, parts, strict=True)] for k in range(K)]
+            # the backward pass re-runs each step forward into copies: the returned trajectory keeps its bits
+            Qc, Vc, Ac = _copy(Q), _copy(V), _copy(A)
             with _stream_scope(phys.model.device):
-                phys._looped.backward(view((Q, V, ctrls, qfrc, qaccx, A)), view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)),
-                                      T, wparams, wadj, ranges, threads, parallel.run)
+                phys._looped.backward(view((Qc, Vc, ctrls, qfrc, qaccx, Ac)),
+                                      view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)), T, wparams, wadj, ranges, threads,
+                                      parallel.run)
         else:
             _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA, T, parts,
                                ranges, threads, wparams)

@@ -10,10 +10,12 @@ The same code serves every model: sizes and the tree come in ``Tree`` arrays, nu
 Kernels, per scalar type (``build(T)``):
 
 - ``rollout_kernel``: T steps per world in one launch, forward only.
-- ``step_kernel``: the step at index ``t`` of the trajectory arrays. The backward pass launches it
-  forward (filling the scratch with step t's intermediates) then in adjoint mode, for
-  t = T-1 .. 0, with the scratch adjoints zeroed in between: the trajectory stays O(T (nq + nv))
-  per world and the scratch is one step's.
+- the step at index ``t`` of the trajectory arrays in three parts, for the backward pass:
+  ``stage_a_kernel`` (up to M and qf), ``solve_kernel`` and ``stage_b_kernel`` (Euler). For
+  t = T-1 .. 0 the backward pass launches the three forward (step t's intermediates into the
+  scratch), then stage_b in Warp's adjoint mode, ``solve_adjoint_kernel`` (hand-written) and
+  stage_a in adjoint mode, with the scratch adjoints zeroed per step: the trajectory stays
+  O(T (nq + nv)) per world and the scratch is one step's.
 """
 import warp as wp
 
@@ -57,7 +59,7 @@ def build(T):
     kinematics, com_vel, rne_crb, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["rne_crb"], sm["bias_and_mass"]
     passive = _passive.make(T)["passive"]
     actuation = _actuation.make(T)["actuation"]
-    solve = _solve.make(T)["solve"]
+    solve, solve_adjoint = _solve.make(T)["solve"], _solve.make(T)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
 
     @wp.func
@@ -90,8 +92,9 @@ def build(T):
                 qpos[w, t + 1, pa] = qpos[w, t, pa] + h * qvel[w, t + 1, da]
 
     @wp.func
-    def step(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-             tree: Tree, p: P, s: S):
+    def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                tree: Tree, p: P, s: S):
+        """Everything before the solve: M, its implicit diagonal and the generalized force qf."""
         h = p.timestep[0]
         kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
         com_vel(w, qvel, t, tree, s, p.gravity)
@@ -106,22 +109,43 @@ def build(T):
         for d in range(tree.nv):
             s.qf[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d]
                           + qfrc_extra[w, t, d] - s.qfrc_bias[w, d])
-        solve(w, tree, s)
-        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, h)
+
+    @wp.func
+    def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                tree: Tree, p: P, s: S):
+        """Everything after the solve: the Euler step."""
+        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, p.timestep[0])
 
     @wp.kernel(enable_backward=False, module="unique")
     def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, nstep: int,
                        tree: Tree, p: P, s: S):
         w = wp.tid()
         for t in range(nstep):
-            step(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+            solve(w, tree, s)
+            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+
+    # one step in three launches, for the backward pass: stage_a and stage_b forward and in Warp's
+    # adjoint mode, the solve forward and through its hand-written adjoint in between
+    @wp.kernel(module="unique")
+    def stage_a_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                       tree: Tree, p: P, s: S):
+        stage_a(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
 
     @wp.kernel(module="unique")
-    def step_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                    tree: Tree, p: P, s: S):
-        w = wp.tid()
-        step(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+    def stage_b_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                       tree: Tree, p: P, s: S):
+        stage_b(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
 
-    out = dict(rollout_kernel=rollout_kernel, step_kernel=step_kernel, Params=P, Scratch=S)
+    @wp.kernel(enable_backward=False, module="unique")
+    def solve_kernel(tree: Tree, s: S):
+        solve(wp.tid(), tree, s)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def solve_adjoint_kernel(tree: Tree, s: S, sa: S):
+        solve_adjoint(wp.tid(), tree, s, sa)
+
+    out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_b_kernel=stage_b_kernel,
+               solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)
     _BUILT[T] = out
     return out

@@ -1,13 +1,20 @@
-"""The linear solve (M + diag) qacc = f (MuJoCo's mj_factorM / mj_solveM), looped over the tree.
+"""The linear solve (M + diag) qacc = qf (MuJoCo's mj_factorM / mj_solveM), looped over the tree,
+with a hand-written adjoint.
 
 ``diag`` holds what the step integrates implicitly: h * damping (Euler with eulerdamp) and the
 joint limits' implicit share (kernels/limits.py).
 
-M = U U^T with U upper triangular, factored from the last dof to the first as MuJoCo does, so
-that U keeps M's tree sparsity: U[j, k] is non-zero only for j an ancestor of k (no fill-in).
-Every entry is written once; the sums are atomic adds into slots zeroed first and read only after
-the last add (see kernels/tree.py), so Warp's reverse mode differentiates it exactly. Work per
-step: sum over dofs of depth^2 / 2 (a chain: nv^3 / 6; a branching robot far less).
+M + diag = U U^T with U upper triangular, factored from the last dof to the first as MuJoCo
+does, so that U keeps M's tree sparsity: U[j, k] is non-zero only for j an ancestor of k (no
+fill-in). In MuJoCo's dof order a dof's descendants are the contiguous range after it
+(``Tree.dof_subtree``), so each entry is a contiguous dot product over that range:
+
+    U[j, k] = (M[k, j] - sum_{m in subtree(k), m > k} U[j, m] U[k, m]) / U[k, k]
+
+The forward code accumulates in registers, which Warp's reverse mode cannot follow; the adjoint
+is written by hand instead (``solve_adjoint``): with x = (M + diag)^-1 qf and g = (M + diag)^-1
+adj_x (the same factor, M symmetric), adj_qf += g, adj_diag[i] -= g_i x_i and, for the stored
+lower triangle, adj_M[i, j] -= g_i x_j + g_j x_i (i != j), adj_M[i, i] -= g_i x_i.
 """
 import warp as wp
 
@@ -24,47 +31,68 @@ def make(T):
     S = scratch_type(T)
 
     @wp.func
-    def solve(w: int, tree: Tree, s: S):
+    def factor(w: int, tree: Tree, s: S):
+        """U from M + diag, into s.U (row-major, U[j, k] at j * nv + k)."""
         nv = tree.nv
-        for k in range(nv):
-            adr = tree.anc_adr[k]
-            for a in range(tree.anc_num[k]):
-                s.S[w, tree.anc[adr + a] * nv + k] = T(0.0)
-            s.R[w, k] = T(0.0)
-            s.R2[w, k] = T(0.0)
-        # factor: column k of U from M's row k and the contributions of k's descendants
         for kk in range(nv):
             k = nv - 1 - kk
-            adr = tree.anc_adr[k]
-            n = tree.anc_num[k]
-            ukk = wp.sqrt(s.M[w, k * nv + k] + s.diag[w, k] - s.S[w, k * nv + k])
+            end = k + tree.dof_subtree[k]
+            d = s.M[w, k * nv + k] + s.diag[w, k]
+            for m in range(k + 1, end):
+                u = s.U[w, k * nv + m]
+                d = d - u * u
+            ukk = wp.sqrt(d)
             s.U[w, k * nv + k] = ukk
-            for a in range(1, n):
+            adr = tree.anc_adr[k]
+            for a in range(1, tree.anc_num[k]):
                 j = tree.anc[adr + a]
-                s.U[w, j * nv + k] = (s.M[w, k * nv + j] - s.S[w, j * nv + k]) / ukk
-            for a in range(1, n):
-                kp = tree.anc[adr + a]
-                ukp = s.U[w, kp * nv + k]
-                for b in range(a, n):
-                    j = tree.anc[adr + b]
-                    wp.atomic_add(s.S, w, j * nv + kp, s.U[w, j * nv + k] * ukp)
-        # U y = f, from the last dof up
+                acc = s.M[w, k * nv + j]
+                for m in range(k + 1, end):
+                    acc = acc - s.U[w, j * nv + m] * s.U[w, k * nv + m]
+                s.U[w, j * nv + k] = acc / ukk
+
+    @wp.func
+    def back_substitute(w: int, tree: Tree, s: S, rhs: wp.array2d(dtype=T), tmp: wp.array2d(dtype=T),
+                        out: wp.array2d(dtype=T)):
+        """out = (U U^T)^-1 rhs: U tmp = rhs from the last dof up, then U^T out = tmp from the root down."""
+        nv = tree.nv
         for kk in range(nv):
             k = nv - 1 - kk
-            yk = (s.qf[w, k] - s.R[w, k]) / s.U[w, k * nv + k]
-            s.y[w, k] = yk
-            adr = tree.anc_adr[k]
-            for a in range(1, tree.anc_num[k]):
-                j = tree.anc[adr + a]
-                wp.atomic_add(s.R, w, j, s.U[w, j * nv + k] * yk)
-        # U^T qacc = y, from the root down
+            acc = rhs[w, k]
+            for m in range(k + 1, k + tree.dof_subtree[k]):
+                acc = acc - s.U[w, k * nv + m] * tmp[w, m]
+            tmp[w, k] = acc / s.U[w, k * nv + k]
         for k in range(nv):
+            acc = tmp[w, k]
             adr = tree.anc_adr[k]
             for a in range(1, tree.anc_num[k]):
                 j = tree.anc[adr + a]
-                wp.atomic_add(s.R2, w, k, s.U[w, j * nv + k] * s.qacc[w, j])
-            s.qacc[w, k] = (s.y[w, k] - s.R2[w, k]) / s.U[w, k * nv + k]
+                acc = acc - s.U[w, j * nv + k] * out[w, j]
+            out[w, k] = acc / s.U[w, k * nv + k]
 
-    out = dict(solve=solve)
+    @wp.func
+    def solve(w: int, tree: Tree, s: S):
+        """s.qacc = (M + diag)^-1 s.qf, factor in s.U."""
+        factor(w, tree, s)
+        back_substitute(w, tree, s, s.qf, s.y, s.qacc)
+
+    @wp.func
+    def solve_adjoint(w: int, tree: Tree, s: S, sa: S):
+        """Adjoint of ``solve``: from sa.qacc (adj_x) into sa.qf, sa.M, sa.diag (accumulated), using
+        the forward's factor s.U and solution s.qacc; s.R and s.R2 are its work space."""
+        nv = tree.nv
+        back_substitute(w, tree, s, sa.qacc, s.R, s.R2)
+        for i in range(nv):
+            g = s.R2[w, i]
+            xi = s.qacc[w, i]
+            sa.qf[w, i] = sa.qf[w, i] + g
+            sa.diag[w, i] = sa.diag[w, i] - g * xi
+            adr = tree.anc_adr[i]
+            sa.M[w, i * nv + i] = sa.M[w, i * nv + i] - g * xi
+            for a in range(1, tree.anc_num[i]):
+                j = tree.anc[adr + a]
+                sa.M[w, i * nv + j] = sa.M[w, i * nv + j] - (g * s.qacc[w, j] + s.R2[w, j] * xi)
+
+    out = dict(solve=solve, solve_adjoint=solve_adjoint)
     _CACHE[T] = out
     return out

@@ -6,7 +6,8 @@ bodies or dofs. ``Tree`` holds the integer structure (MuJoCo's tree order: a par
 below its children's), ``scratch_type(T)`` the per-world intermediate arrays, each entry written
 once per step (Warp's reverse mode replays loops without re-running array stores: a value that is
 stored, read and later overwritten would be read wrong in the adjoint; accumulations are atomic
-adds into a slot zeroed at the start of the step and read only after the last add).
+adds into a slot zeroed at the start of the step and read only after the last add). The solve
+(kernels/solve.py) is the exception: it has a hand-written adjoint.
 """
 import warp as wp
 
@@ -43,6 +44,9 @@ class Tree:
     jnt_actgravcomp: wp.array(dtype=int)
     dof_body: wp.array(dtype=int)
     dof_jnt: wp.array(dtype=int)
+    #: dofs in each dof's subtree, itself included: in MuJoCo's order its descendants are the
+    #: contiguous range after it
+    dof_subtree: wp.array(dtype=int)
     #: ancestor dofs of each dof, itself first then up the tree (CSR: anc[anc_adr[i] + k])
     anc_adr: wp.array(dtype=int)
     anc_num: wp.array(dtype=int)
@@ -69,7 +73,7 @@ SCRATCH = (
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
     ("qfrc_constraint", "T", "nv"), ("qf", "T", "nv"),
     ("diag", "T", "nv"),  # added to M's diagonal in the solve: implicit damping h b, limits' implicit share
-    ("M", "T", "nv2"), ("U", "T", "nv2"), ("S", "T", "nv2"),
+    ("M", "T", "nv2"), ("U", "T", "nv2"),
     ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
 )
 
