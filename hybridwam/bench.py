@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .benchmodels import model_xml
 from .parallel import resolve_threads
 from .peers import PEERS, default_peers
 
-#: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without).
-SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher")
+#: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without;
+#: chain:24 and tree are written models of hybridwam.benchmodels, run by the looped engine).
+SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree")
 DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
 #: Untimed pause before each timed run, so idle worker threads of the other side (torch's OpenMP
 #: pool spins for a while after each parallel op) have gone to sleep and do not steal its cores.
@@ -165,7 +167,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
 
     if batch < 1 or steps < 1 or repeat < 1:
         raise ValueError("batch, steps and repeat must be positive")
-    model = load_model(scene, device=device)
+    model = load_model(model_xml(scene), device=device)
     physics = Physics(model, verbose=False, threads=threads)
     nthread = (os.cpu_count() or 1) if nthread is None else nthread
     qpos, qvel, ctrls = random_inputs(model, batch, steps, seed)
@@ -244,6 +246,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         "max_abs_dq": float(np.max(np.abs(hw_q - mj_q))),
         "max_abs_dv": float(np.max(np.abs(hw_v - mj_v))),
         "compile_seconds": physics.compile_seconds,
+        "engine": physics.engine,
         "mujoco_integrator": mujoco.mjtIntegrator(m.opt.integrator).name,
         **peer_cols,
     }
@@ -280,7 +283,7 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
 
     if batch < 1 or calls < 1 or repeat < 1:
         raise ValueError("batch, calls and repeat must be positive")
-    model = load_model(scene, device=device)
+    model = load_model(model_xml(scene), device=device)
     physics = Physics(model, verbose=False)
     captured = physics.capture(batch, 1)
     qpos, qvel, ctrls = random_inputs(model, batch, calls, seed)
@@ -366,7 +369,7 @@ def markdown_table(rows: list[dict]) -> str:
     """Step-benchmark rows as a Markdown table (rates: median world-steps per second); with
     three columns per peer the rows name (its rate, or why it did not run)."""
     peers = [n for n in PEERS if any(n in r for r in rows)]
-    head = ("| scene | batch | steps | hybridwam world-steps/s (threads) | MuJoCo world-steps/s (threads) | "
+    head = ("| scene (engine) | batch | steps | hybridwam world-steps/s (threads) | MuJoCo world-steps/s (threads) | "
             "hybridwam / MuJoCo | max abs final-state diff |")
     rule = "|---|---:|---:|---:|---:|---:|---:|"
     for n in peers:
@@ -376,7 +379,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [head, rule]
     for r in rows:
         diff = f"{max(r['max_abs_dq'], r['max_abs_dv']):.1e}" + _law_note(r, "not comparable")
-        line = (f"| {r['scene']} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} "
+        scene = r["scene"] + (f" ({r['engine']})" if "engine" in r else "")
+        line = (f"| {scene} | {r['batch']} | {r['steps']} | {_fmt_rate(r['hybridwam_steps_per_s'])} "
                 f"({r.get('hybridwam_threads', 1)}) | "
                 f"{_fmt_rate(r['mujoco_steps_per_s'])} ({r['mujoco_threads']}) | {r['ratio']:.1f}x | {diff} |")
         for n in peers:
@@ -598,7 +602,7 @@ def positive_int(s: str) -> int:
 
 def _step_args(p: argparse.ArgumentParser):
     p.add_argument("--scene", nargs="+", default=["acrobot"], metavar="S",
-                   help="shipped scene name or MJCF path; several may be given (default: acrobot)")
+                   help="shipped scene name, MJCF path, chain:N or tree; several may be given (default: acrobot)")
     p.add_argument("--batch", type=positive_int, default=1024, metavar="B", help="worlds (default: 1024)")
     p.add_argument("--steps", type=positive_int, default=100, metavar="T", help="steps per rollout (default: 100)")
     p.add_argument("--repeat", type=positive_int, default=5, metavar="R", help="timed runs (default: 5)")

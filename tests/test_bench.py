@@ -16,7 +16,7 @@ def test_bench_step_pendulum_agrees_with_mujoco(tmp_path):
     info = machine_info("cpu")
     assert info["cores"] >= 1 and info["mujoco"] and info["warp"]
     md_path, csv_path, md = write_report("step", [r], info, str(tmp_path))
-    assert "| pendulum | 16 | 50 |" in md
+    assert "| pendulum (unrolled) | 16 | 50 |" in md  # the engine that ran it, beside the scene
     assert open(csv_path).read().count("\n") == 2  # header + one row
 
 

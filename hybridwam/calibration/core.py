@@ -557,7 +557,7 @@ class _Run:
     def _fit_residual_normalization(self, residual: Residual, n: int = 10):
         """Input statistics from the training rows; output scale from the error of the identified
         physics over ``n`` steps, as a mean acceleration (v_logged[n] - v_physics[n]) / (n dt); for a
-        force residual, times the mass matrix probed with unit generalized forces."""
+        force residual, times the mass matrix (``Physics.mass_matrix``) at each row's state."""
         m, phys, logs = self.model, self.phys, self.train
         n = max(1, min(n, self.k))
         rows = np.concatenate([np.arange(*logs.bounds(i))[:-n] for i in range(logs.n_traj)])
@@ -570,14 +570,7 @@ class _Run:
             vn = phys.rollout(q, v, U).qvel[:, -1]
             err = (T(logs.qvel[rows + n]) - vn) / (n * m.timestep)
             if residual.mode == "force":
-                a0 = phys.rollout(q, v, u[:, None]).qacc[:, 0]
-                cols = []
-                for d in range(m.nv):
-                    f = torch.zeros(len(rows), 1, m.nv, dtype=m.dtype, device=m.device)
-                    f[..., d] = 1.0
-                    cols.append(phys.rollout(q, v, u[:, None], qfrc_extra=f).qacc[:, 0] - a0)
-                Minv = torch.stack(cols, -1)                                   # [N, nv, nv]
-                err = torch.linalg.solve(Minv, err.unsqueeze(-1)).squeeze(-1)
+                err = (phys.mass_matrix(q) @ err.unsqueeze(-1)).squeeze(-1)  # M [N, nv, nv] (mj_fullM)
         residual.fit_normalization(q, v, u, err)
 
     def _train_net(self, stage: str, net: torch.nn.Module, step_fn, n_epochs: int, lr: float):
