@@ -8,21 +8,13 @@ actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags`
 """
 import warp as wp
 
-from .tree import Tree
-
-_CACHE: dict = {}
+from .tree import Tree, aliases, per_dtype
 
 
+@per_dtype
 def make(T):
-    if T in _CACHE:
-        return _CACHE[T]
-    from .tree import scratch_type
-
-    S = scratch_type(T)
-    A3 = wp.array3d(dtype=T)
-    AT = wp.array(dtype=T)
-    V2 = wp.types.vector(2, T)
-    V3 = wp.types.vector(3, T)
+    a = aliases(T)
+    S, A3, AT, V2, V3 = a["S"], a["A3"], a["AT"], a["V2"], a["V3"]
 
     @wp.func
     def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
@@ -58,5 +50,4 @@ def make(T):
             s.qfrc_actuator[w, d] = f
 
     out = dict(actuation=actuation)
-    _CACHE[T] = out
     return out

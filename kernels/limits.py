@@ -7,20 +7,13 @@ the range both give no force; at and beyond a limit they differ (see the README'
 import warp as wp
 
 from .contact import limit_force
-from .tree import Tree
-
-_CACHE: dict = {}
+from .tree import Tree, aliases, per_dtype
 
 
+@per_dtype
 def make(T):
-    if T in _CACHE:
-        return _CACHE[T]
-    from .tree import scratch_type
-
-    S = scratch_type(T)
-    A3 = wp.array3d(dtype=T)
-    AT = wp.array(dtype=T)
-    V2 = wp.types.vector(2, T)
+    a = aliases(T)
+    S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
 
     @wp.func
     def joint_limits(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_range: wp.array(dtype=V2),
@@ -36,5 +29,4 @@ def make(T):
                 wp.atomic_add(s.diag, w, da, a)
 
     out = dict(joint_limits=joint_limits)
-    _CACHE[T] = out
     return out

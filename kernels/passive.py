@@ -12,21 +12,16 @@ import warp as wp
 from ..types import BALL, FREE, HINGE, SLIDE
 from .integration import quat_sub
 from .kinematics import quat_from_wxyz
-from .tree import Tree
+from .tree import Tree, aliases, per_dtype
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
 _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
-_CACHE: dict = {}
 
 
+@per_dtype
 def make(T):
-    if T in _CACHE:
-        return _CACHE[T]
-    from .tree import scratch_type
-
-    S = scratch_type(T)
-    A3 = wp.array3d(dtype=T)
-    AT = wp.array(dtype=T)
+    a = aliases(T)
+    S, A3, AT = a["S"], a["A3"], a["AT"]
 
     @wp.func
     def spring_rotation(q: A3, w: int, t: int, qa: int, qs: AT, i: int):
@@ -62,5 +57,4 @@ def make(T):
             s.diag[w, d] = h * dof_damping[d] * T(tree.implicit)
 
     out = dict(passive=passive)
-    _CACHE[T] = out
     return out

@@ -27,23 +27,15 @@ from .dynamics import (
     inertia_apply_n,
 )
 from .kinematics import hinge_quat, motion_dof, quat_from_wxyz
-from .tree import Tree
+from .tree import Tree, aliases, per_dtype
 
 _FREE, _BALL, _SLIDE, _HINGE = wp.constant(FREE), wp.constant(BALL), wp.constant(SLIDE), wp.constant(HINGE)
 
-_CACHE: dict = {}
-
-
+@per_dtype
 def make(T):
     """The stage functions for scalar type ``T`` (wp.float32 or wp.float64), as a dict."""
-    if T in _CACHE:
-        return _CACHE[T]
-    from .tree import scratch_type
-
-    V3 = wp.types.vector(3, T)
-    Q = wp.types.quaternion(T)
-    S = scratch_type(T)
-    A3 = wp.array3d(dtype=T)
+    a = aliases(T)
+    V3, Q, S, A3 = a["V3"], a["Q"], a["S"], a["A3"]
 
     @wp.func
     def joint_pose(typ: int, q: A3, w: int, t: int, pa: int, q0: T, cq: Q, cp: V3, jpos: V3, jaxis: V3):
@@ -259,5 +251,4 @@ def make(T):
 
     out = dict(joint_pose=joint_pose, kinematics=kinematics, com_vel=com_vel, rne_crb=rne_crb,
                bias_and_mass=bias_and_mass)
-    _CACHE[T] = out
     return out

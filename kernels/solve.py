@@ -18,17 +18,12 @@ lower triangle, adj_M[i, j] -= g_i x_j + g_j x_i (i != j), adj_M[i, i] -= g_i x_
 """
 import warp as wp
 
-from .tree import Tree
-
-_CACHE: dict = {}
+from .tree import Tree, aliases, per_dtype
 
 
+@per_dtype
 def make(T):
-    if T in _CACHE:
-        return _CACHE[T]
-    from .tree import scratch_type
-
-    S = scratch_type(T)
+    S = aliases(T)["S"]
 
     @wp.func
     def factor(w: int, tree: Tree, s: S):
@@ -94,5 +89,4 @@ def make(T):
                 sa.M[w, i * nv + j] = sa.M[w, i * nv + j] - (g * s.qacc[w, j] + s.R2[w, j] * xi)
 
     out = dict(solve=solve, solve_adjoint=solve_adjoint)
-    _CACHE[T] = out
     return out

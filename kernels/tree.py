@@ -92,3 +92,24 @@ def scratch_type(T):
             "__qualname__": f"Scratch{suffix}"})
         st = _SCRATCH_TYPES[T] = wp.struct(cls)
     return st
+
+
+def per_dtype(make):
+    """Decorator of a stage file's ``make(T)``: its Warp functions are built once per scalar type
+    ``T`` (wp.float32 or wp.float64) and returned as the same dict afterwards."""
+    built: dict = {}
+
+    def get(T):
+        if T not in built:
+            built[T] = make(T)
+        return built[T]
+
+    get.__doc__ = make.__doc__
+    return get
+
+
+def aliases(T) -> dict:
+    """Type aliases the stage functions annotate with, for scalar type ``T``: S (Scratch), A3
+    (trajectory arrays [world, step, .]), AT (parameter array), V2, V3, Q, M33."""
+    return {"S": scratch_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T), "V2": wp.types.vector(2, T),
+            "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T)}
