@@ -119,11 +119,17 @@ def cmd_info(args) -> int:
         print("shipped scenes: " + ", ".join(list_scenes()))
         print("usage: hybridwam info SCENE   (a shipped scene name or an MJCF/URDF path)")
         return 0
+    from .looped import unsupported
     from .parallel import resolve_threads, usable_cores
+    from .physics import choose_engine
 
-    print(_load(args.scene, device="cpu").describe())
+    model = _load(args.scene, device="cpu")
+    print(model.describe())
     print(f"threads  {resolve_threads(None, 'cpu')} CPU threads per batched launch (all {usable_cores()} usable "
           "cores; hw.Physics(model, threads=N) sets it; GPUs run one thread per world)")
+    missing = unsupported(model.structure)
+    print(f"engine   {choose_engine(model)} (hw.Physics(model, engine=...); the looped engine "
+          + (f"does not simulate {', '.join(missing)} yet)" if missing else "can run this model)"))
     return 0
 
 
@@ -138,7 +144,8 @@ def cmd_simulate(args) -> int:
     traj, secs, runs = _timed_rollout(physics, qpos, qvel, ctrls)
     rate = args.batch * args.steps / secs
     print(f"scene     {model.source} (nq={model.nq} nv={model.nv} nu={model.nu}), "
-          f"device {model.device}, {str(model.dtype).replace('torch.', '')}, {physics.threads} thread(s)")
+          f"device {model.device}, {str(model.dtype).replace('torch.', '')}, {physics.threads} thread(s), "
+          f"{physics.engine} engine")
     print(f"rollout   {args.batch} worlds x {args.steps} steps ({args.steps * model.timestep:g} s simulated each) "
           f"in {secs:.4f} s (best of {runs}): {_fmt_rate(rate)} world-steps/s")
     print(f"compile   {physics.compile_seconds:.2f} s (kernel load/compile, not included above; "

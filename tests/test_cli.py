@@ -25,6 +25,16 @@ def test_info_shipped_scene(capsys):
     assert "nq=2 nv=2 nu=1" in out
     assert "cart_slide" in out and "pole_hinge" in out and "cart_motor" in out
     assert "contact law" not in out  # no contact pairs
+    assert "engine   unrolled" in out and "the looped engine can run this model" in out
+
+
+def test_info_names_the_engine_of_a_large_model(tmp_path, capsys):
+    from hybridwam.benchmodels import chain_xml
+
+    path = tmp_path / "chain40.xml"
+    path.write_text(chain_xml(40))
+    assert main(["info", str(path)]) == 0
+    assert "engine   looped" in capsys.readouterr().out
 
 
 def test_info_shows_the_contact_law_and_a_scene_override(capsys):
