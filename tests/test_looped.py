@@ -188,17 +188,21 @@ def test_looped_threads_are_bit_identical(rng):
         assert torch.equal(a, b)
 
 
-def test_looped_capture_equals_rollout(rng):
-    model, physics = looped(TREE_XML, "float32", threads=3)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_looped_capture_equals_rollout(rng, threads):
+    """Captured rollouts (Warp's CPU graph on one thread; recorded launches replayed on three)."""
+    model, physics = looped(TREE_XML, "float32", threads=threads)
     B, H = 64, 80
     qpos, qvel = random_state(model.mj, B, rng, vel_scale=1.0, pos_scale=0.5)
     ctrls = to_torch(random_ctrl(model.mj, B, rng, shape=(H,)))
     q0, v0 = to_torch(qpos), to_torch(qvel)
     ref = physics.rollout(q0, v0, ctrls)
     cap = physics.capture(B, H)
+    assert cap._split == (threads > 1)
     for _ in range(2):
         tr = cap.rollout(q0, v0, ctrls)
         assert torch.equal(tr.qpos, ref.qpos) and torch.equal(tr.qvel, ref.qvel)
+    assert cap.captures == 1
 
 
 def test_engine_choice_and_errors():
