@@ -24,15 +24,21 @@ def make(T):
     S, A3, AT = a["S"], a["A3"], a["AT"]
 
     @wp.func
-    def spring_rotation(q: A3, w: int, t: int, qa: int, qs: AT, i: int):
-        """Component i of q (-) q_spring for the quaternion at qpos[qa:qa + 4]."""
-        dq = quat_sub(quat_from_wxyz(q[w, t, qa], q[w, t, qa + 1], q[w, t, qa + 2], q[w, t, qa + 3]),
-                      quat_from_wxyz(qs[qa], qs[qa + 1], qs[qa + 2], qs[qa + 3]))
-        return dq[i]
+    def spring_rotation(q: A3, w: int, t: int, qa: int, qs: AT):
+        """q (-) q_spring for the quaternion at qpos[qa:qa + 4] (a rotation vector in its frame)."""
+        return quat_sub(quat_from_wxyz(q[w, t, qa], q[w, t, qa + 1], q[w, t, qa + 2], q[w, t, qa + 3]),
+                        quat_from_wxyz(qs[qa], qs[qa + 1], qs[qa + 2], qs[qa + 3]))
 
     @wp.func
     def passive(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_stiffness: AT, qpos_spring: AT,
                 dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT, h: T):
+        # the rotational spring displacement once per ball / free joint, for its three dofs
+        for j in range(tree.njnt):
+            typ = tree.jnt_type[j]
+            if typ == _FREE:
+                s.jdq[w, j] = spring_rotation(qpos, w, t, tree.jnt_qposadr[j] + 3, qpos_spring)
+            elif typ == _BALL:
+                s.jdq[w, j] = spring_rotation(qpos, w, t, tree.jnt_qposadr[j], qpos_spring)
         for d in range(tree.nv):
             j = tree.dof_jnt[d]
             typ = tree.jnt_type[j]
@@ -46,9 +52,9 @@ def make(T):
             elif typ == _FREE and i < 3:
                 f = f - k * (qpos[w, t, pa + i] - qpos_spring[pa + i])
             elif typ == _FREE:
-                f = f - k * spring_rotation(qpos, w, t, pa + 3, qpos_spring, i - 3)
+                f = f - k * s.jdq[w, j][i - 3]
             else:
-                f = f - k * spring_rotation(qpos, w, t, pa, qpos_spring, i)
+                f = f - k * s.jdq[w, j][i]
             if tree.jnt_actgravcomp[j] == 0:
                 b = tree.dof_body[d]
                 f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])

@@ -70,6 +70,7 @@ SCRATCH = (
     ("cgn", "V3", "nbody"), ("cgf", "V3", "nbody"),  # gravity-compensation wrench of the subtree
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
     ("jact", "T", "njnt"),
+    ("jdq", "V3", "njnt"),  # spring displacement of a ball / free joint's rotation (passive.py)
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
     ("qfrc_constraint", "T", "nv"), ("qf", "T", "nv"),
     ("diag", "T", "nv"),  # added to M's diagonal in the solve: implicit damping h b, limits' implicit share
