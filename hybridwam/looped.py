@@ -93,8 +93,14 @@ class LoopedEngine:
         self.k = _kernels(model.dtype)
         dev = model.device
         self.tree = Tree()
+        #: the same tree with explicit damping: the stage API reports qacc as mj_forward does
+        #: (MuJoCo applies implicit damping only in its Euler step)
+        self.stage_tree = Tree()
         for name, v in tree_arrays(model.mj, model.structure).items():
-            setattr(self.tree, name, wp.array(v, dtype=int, device=dev) if isinstance(v, np.ndarray) else int(v))
+            value = wp.array(v, dtype=int, device=dev) if isinstance(v, np.ndarray) else int(v)
+            setattr(self.tree, name, value)
+            setattr(self.stage_tree, name, value)
+        self.stage_tree.implicit = 0
         m = model.mj
         n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
@@ -104,12 +110,6 @@ class LoopedEngine:
         self.scratch_size = sum(c * k for _, _, c, k in self.layout)
         self._types = None
         self._bufs: dict = {}
-        #: the same tree with explicit damping: the stage API reports M and qacc as mj_forward
-        #: does (MuJoCo applies implicit damping only in its Euler step)
-        self.stage_tree = Tree()
-        for name, v in tree_arrays(model.mj, model.structure).items():
-            setattr(self.stage_tree, name, getattr(self.tree, name) if isinstance(v, np.ndarray) else int(v))
-        self.stage_tree.implicit = 0
 
     # ---- structs --------------------------------------------------------------------------
     def _wp_types(self):
