@@ -256,6 +256,10 @@ class Physics:
     ``rollout(qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]) -> Trajectory``; unbatched inputs
     (no leading B) give unbatched outputs. Gradients flow to the inputs and to every tensor in
     ``model.params`` that requires grad, through contacts too.
+
+    With the looped engine a Physics keeps per-world scratch memory (one set per batch size, for
+    its lifetime): call one Physics from one Python thread at a time (its own launches are split
+    across threads safely); use one Physics per thread otherwise.
     """
 
     def __init__(self, model: Model, check_finite: bool = True, verbose: bool = True, threads: int | None = None,
