@@ -26,35 +26,22 @@ from . import passive as _passive
 from . import smooth as _smooth
 from . import solve as _solve
 from .integration import quat_integrate
-from .tree import Tree, scratch_type
+from .tree import Tree, aliases, array_struct, per_dtype
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
-_BUILT: dict = {}
-
-
+@per_dtype
 def params_type(T):
     """The ``wp.struct`` holding the model parameter arrays (PARAM_SPEC order) for scalar ``T``."""
-    key = ("params", T)
-    st = _BUILT.get(key)
-    if st is None:
-        types = {"T": T, "V2": wp.types.vector(2, T), "V3": wp.types.vector(3, T), "V4": wp.types.vector(4, T),
-                 "Q": wp.types.quaternion(T)}
-        suffix = "64" if T == wp.float64 else "32"
-        cls = type(f"Params{suffix}", (), {"__annotations__": {n: wp.array(dtype=types[k]) for n, k in PARAM_SPEC},
-                                           "__module__": __name__, "__qualname__": f"Params{suffix}"})
-        st = _BUILT[key] = wp.struct(cls)
-    return st
+    return array_struct("Params", T, PARAM_SPEC)
 
 
+@per_dtype
 def build(T):
-    """{"rollout_kernel", "step_kernel", "Params", "Scratch"} for scalar type ``T``."""
-    if T in _BUILT:
-        return _BUILT[T]
-    V3 = wp.types.vector(3, T)
-    Q = wp.types.quaternion(T)
-    A3 = wp.array3d(dtype=T)
+    """The kernels (rollout_kernel, stage_a_kernel, solve_kernel, stage_b_kernel,
+    solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T``, as a dict."""
+    a = aliases(T)
+    V3, Q, A3, S = a["V3"], a["Q"], a["A3"], a["S"]
     P = params_type(T)
-    S = scratch_type(T)
     sm = _smooth.make(T)
     kinematics, com_vel, rne_crb, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["rne_crb"], sm["bias_and_mass"]
     passive = _passive.make(T)["passive"]
@@ -147,5 +134,4 @@ def build(T):
 
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)
-    _BUILT[T] = out
     return out

@@ -78,26 +78,9 @@ SCRATCH = (
     ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
 )
 
-_SCRATCH_TYPES: dict = {}
-
-
-def scratch_type(T):
-    """The ``wp.struct`` of per-world scratch arrays ([world, n]) for scalar type ``T``."""
-    st = _SCRATCH_TYPES.get(T)
-    if st is None:
-        types = {"T": T, "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T),
-                 "M33": wp.types.matrix((3, 3), T)}
-        suffix = "64" if T == wp.float64 else "32"
-        cls = type(f"Scratch{suffix}", (), {"__annotations__": {
-            n: wp.array2d(dtype=types[k]) for n, k, _ in SCRATCH}, "__module__": __name__,
-            "__qualname__": f"Scratch{suffix}"})
-        st = _SCRATCH_TYPES[T] = wp.struct(cls)
-    return st
-
-
 def per_dtype(make):
-    """Decorator of a stage file's ``make(T)``: its Warp functions are built once per scalar type
-    ``T`` (wp.float32 or wp.float64) and returned as the same dict afterwards."""
+    """Decorator of a ``make(T)`` that builds Warp code or types for a scalar type ``T``
+    (wp.float32 or wp.float64): built once per ``T``, the same object returned afterwards."""
     built: dict = {}
 
     def get(T):
@@ -109,8 +92,30 @@ def per_dtype(make):
     return get
 
 
+def kind_types(T) -> dict:
+    """The Warp type of each kind key of SCRATCH and PARAM_SPEC ("T", "V2", "V3", "V4", "Q", "M33")."""
+    return {"T": T, "V2": wp.types.vector(2, T), "V3": wp.types.vector(3, T), "V4": wp.types.vector(4, T),
+            "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T)}
+
+
+def array_struct(name: str, T, fields, ndim: int = 1):
+    """A ``wp.struct`` named ``name`` + 32 / 64 of ``ndim``-dimensional arrays, one per
+    (field, kind) in ``fields``, of the kinds' types for scalar ``T``."""
+    types = kind_types(T)
+    array = wp.array2d if ndim == 2 else wp.array
+    qualname = name + ("64" if T == wp.float64 else "32")
+    cls = type(qualname, (), {"__annotations__": {n: array(dtype=types[k]) for n, k in fields},
+                              "__module__": __name__, "__qualname__": qualname})
+    return wp.struct(cls)
+
+
+@per_dtype
+def scratch_type(T):
+    """The ``wp.struct`` of per-world scratch arrays ([world, n]) for scalar type ``T``."""
+    return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH], ndim=2)
+
+
 def aliases(T) -> dict:
     """Type aliases the stage functions annotate with, for scalar type ``T``: S (Scratch), A3
     (trajectory arrays [world, step, .]), AT (parameter array), V2, V3, Q, M33."""
-    return {"S": scratch_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T), "V2": wp.types.vector(2, T),
-            "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T)}
+    return {"S": scratch_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T), **kind_types(T)}
