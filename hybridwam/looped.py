@@ -56,10 +56,12 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         p = int(mj.dof_parentid[i])
         if p >= 0:
             subtree[p] += subtree[i]
-    for i in range(mj.nv):  # the solve relies on MuJoCo's order: a dof's descendants follow it
-        inside = [j for j in range(mj.nv) if i in anc[anc_adr[j]:anc_adr[j] + anc_num[j]]]
-        if inside != list(range(i, i + subtree[i])):
-            raise ValueError(f"dof {i}: its descendants are not the {subtree[i] - 1} dofs after it")
+    # the solve relies on MuJoCo's order, a dof's descendants being the subtree[i] - 1 dofs after it:
+    # each one lies in that range of each of its ancestors (and the counts then fill the ranges)
+    for j in range(mj.nv):
+        for i in anc[anc_adr[j] + 1:anc_adr[j] + anc_num[j]]:
+            if not i < j < i + subtree[i]:
+                raise ValueError(f"dof {i}: its descendants are not the {subtree[i] - 1} dofs after it")
     nact = np.zeros(mj.njnt, dtype=np.int32)
     for j in s.act_jnt:
         nact[j] += 1
@@ -87,7 +89,7 @@ class LoopedEngine:
     """Launches of the looped step for one model (see kernels/forward.py)."""
 
     def __init__(self, model):
-        from .kernels.tree import SCRATCH, Tree
+        from .kernels.tree import SCRATCH, Tree, kind_types
 
         self.model = model
         self.k = _kernels(model.dtype)
@@ -108,17 +110,11 @@ class LoopedEngine:
         self.layout = [(name, kind, n[size], comps[kind]) for name, kind, size in SCRATCH]
         #: scalars of scratch per world
         self.scratch_size = sum(c * k for _, _, c, k in self.layout)
-        self._types = None
+        #: warp type of each scratch kind ("T", "V3", "Q", "M33")
+        self._types = kind_types(_SCALAR[model.dtype])
         self._bufs: dict = {}
 
     # ---- structs --------------------------------------------------------------------------
-    def _wp_types(self):
-        if self._types is None:
-            T = _SCALAR[self.model.dtype]
-            self._types = {"T": T, "V3": wp.types.vector(3, T), "Q": wp.types.quaternion(T),
-                           "M33": wp.types.matrix((3, 3), T)}
-        return self._types
-
     def params(self, wparams, wadj=None) -> object:
         """A Params struct over the kernel's parameter arrays (PARAM_SPEC order). With ``wadj``
         (the adjoint arrays, None where no gradient is wanted) each differentiated array is a
@@ -133,18 +129,10 @@ class LoopedEngine:
             setattr(p, name, a)
         return p
 
-    def wp_params(self, tensors) -> list:
-        """Warp arrays over parameter tensors in PARAM_SPEC order (None stays None)."""
-        types = {k: v for k, v in self._wp_types().items()}
-        T = types["T"]
-        types.update({"V2": wp.types.vector(2, T), "V4": wp.types.vector(4, T)})
-        return [None if t is None else wp.from_torch(t.detach(), dtype=types[k], requires_grad=False)
-                for (_, k), t in zip(PARAM_SPEC, tensors, strict=True)]
-
     def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> object:
         """A Scratch struct whose arrays are views of ``buf`` [B, scratch_size] (one world per
         row); with ``grad`` (same shape) each array's adjoint is the matching view of it."""
-        types = self._wp_types()
+        types = self._types
         s = self.k["Scratch"]()
         B = buf.shape[0]
         esize = buf.element_size()
@@ -216,12 +204,11 @@ class LoopedEngine:
         their adjoints (the scratch ``sa`` is a struct over the same adjoint memory), ``padj`` the
         parameters' (see :meth:`params`), ``adj`` the trajectory arrays'."""
         dev = self.model.device
-        for name in ("stage_b_kernel", "solve_adjoint_kernel", "stage_a_kernel"):
-            if name == "solve_adjoint_kernel":
-                wp.launch(self.k[name], dim=dim, device=dev, inputs=[tree, s, sa])
-            else:
-                wp.launch(self.k[name], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
-                          adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
+        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
+                  adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
+        wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, s, sa])
+        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
+                  adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
 
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
         """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, step t forward (its
@@ -284,10 +271,12 @@ STAGE_OUTPUTS = ("xp", "xq", "M", "qacc", "qfrc_bias", "qfrc_passive", "qfrc_act
 
 class _Stages(torch.autograd.Function):
     """One evaluation of the step's stages at (qpos, qvel, ctrl) [B, .]: the STAGE_OUTPUTS fields,
-    differentiable w.r.t. the state, the controls and every parameter (one step's adjoint)."""
+    differentiable w.r.t. the state, the controls and every parameter (one step's adjoint).
+    ``phys``: the Physics whose stage engine runs it and whose checked parameter arrays it reads."""
 
     @staticmethod
-    def forward(ctx, eng, qpos, qvel, ctrl, *params):
+    def forward(ctx, phys, qpos, qvel, ctrl, *params):
+        eng = phys._stage_engine()
         m = eng.model
         B = qpos.shape[0]
         Q = torch.zeros(B, 2, m.nq, dtype=m.dtype, device=m.device)
@@ -299,18 +288,17 @@ class _Stages(torch.autograd.Function):
         if m.nu:
             C[:, 0] = ctrl
         buf = eng.new_scratch(B)
-        tp = _SCALAR[m.dtype]
-        w = [wp.from_torch(t, dtype=tp) for t in (Q, V, C, Z, Z, A)]
-        wparams = eng.wp_params(params)
         s = eng.scratch(buf)
-        eng.step_forward(B, w, 0, eng.stage_tree, eng.params(wparams), s)
-        ctx.eng, ctx.arrays = eng, (Q, V, C, Z, A)
+        eng.step_forward(B, [phys._wp(t) for t in (Q, V, C, Z, Z, A)], 0, eng.stage_tree,
+                         eng.params(phys._wp_params(params)), s)
+        ctx.phys, ctx.arrays = phys, (Q, V, C, Z, A)
         ctx.save_for_backward(*params)
         return tuple(field(eng, buf, n).clone() for n in STAGE_OUTPUTS)
 
     @staticmethod
     def backward(ctx, *grads):
-        eng = ctx.eng
+        phys = ctx.phys
+        eng = phys._stage_engine()
         m = eng.model
         params = ctx.saved_tensors
         Q, V, C, Z, A = ctx.arrays
@@ -321,14 +309,12 @@ class _Stages(torch.autograd.Function):
             if g is not None:
                 field(eng, abuf, n).copy_(g)
         aQ, aV, aC = torch.zeros_like(Q), torch.zeros_like(V), torch.zeros_like(C)
-        tp = _SCALAR[m.dtype]
-        wt = [wp.from_torch(t, dtype=tp) for t in (Q, V, C, Z, Z, A)]
-        wa = [wp.from_torch(t, dtype=tp) for t in (aQ, aV, aC)]
+        wt = [phys._wp(t) for t in (Q, V, C, Z, Z, A)]
+        wa = [phys._wp(t) for t in (aQ, aV, aC)]
         pgrads = [torch.zeros_like(p) if needs[4 + i] else None for i, p in enumerate(params)]
-        wparams = eng.wp_params(params)
-        wadj = eng.wp_params(pgrads)
+        wadj = [None if g is None else phys._wp_param(n, g) for (n, _), g in zip(PARAM_SPEC, pgrads, strict=True)]
         s = eng.scratch(buf, abuf)
-        pa = eng.params(wparams, wadj)
+        pa = eng.params(phys._wp_params(params), wadj)
         eng.step_forward(B, wt, 0, eng.stage_tree, pa, s)
         eng.step_adjoint(B, wt, [*wa, None, None, None], 0, eng.stage_tree, pa, s, eng.scratch(abuf))
         out = [None, aQ[:, 0], aV[:, 0], aC[:, 0, :m.nu] if m.nu else None, *pgrads]

@@ -275,7 +275,7 @@ class Physics:
         st = model.structure
         label = (f"{os.path.basename(model.source) or 'the model'} (nv={model.nv}, {len(st.pairs)} contact pair(s), "
                  f"{model.dtype}, {model.device})".replace("torch.", ""))
-        self._mod = None
+        self._mod = self._looped = None
         if self.engine == "looped":
             self._looped = looped.LoopedEngine(model)
             self.compile_seconds = self._looped.load(verbose=verbose, label=label)
@@ -284,6 +284,9 @@ class Physics:
             self.compile_seconds = compile_module(self._mod, model.device, verbose=verbose, label=label)
         self._types = _WP_DTYPES[model.dtype]
         self._cache: dict[tuple, wp.array] = {}
+        #: the looped stages behind kinematics / mass_matrix / forward (made on first use when the
+        #: unrolled engine steps the model)
+        self._stage_eng = self._looped
 
     # protocol sizes (hw.WorldModel)
     nq = property(lambda self: self.model.nq)
@@ -441,11 +444,10 @@ class Physics:
 
     # ---- stage-level API (the looped engine's stage functions, whatever engine steps) ---------
     def _stage_engine(self) -> looped.LoopedEngine:
-        eng = getattr(self, "_looped", None)
-        if eng is None:
-            eng = self._looped_stages = getattr(self, "_looped_stages", None) or looped.LoopedEngine(self.model)
-            eng.load(verbose=False)
-        return eng
+        if self._stage_eng is None:
+            self._stage_eng = looped.LoopedEngine(self.model)
+            self._stage_eng.load(verbose=False)
+        return self._stage_eng
 
     def _stages(self, qpos, qvel=None, ctrl=None):
         m = self.model
@@ -461,7 +463,7 @@ class Physics:
         qpos = self._prep(qpos, "qpos", (m.nq,), B)
         qvel = _zeros((B, m.nv), qpos) if qvel is None else self._prep(qvel, "qvel", (m.nv,), B)
         ctrl = _zeros((B, m.nu), qpos) if ctrl is None else self._prep(ctrl, "ctrl", (m.nu,), B)
-        out = looped._Stages.apply(self._stage_engine(), qpos.contiguous(), qvel.contiguous(), ctrl.contiguous(),
+        out = looped._Stages.apply(self, qpos.contiguous(), qvel.contiguous(), ctrl.contiguous(),
                                    *m.parameters([n for n, _ in PARAM_SPEC]))
         return dict(zip(looped.STAGE_OUTPUTS, out, strict=True)), unbatched
 

@@ -115,3 +115,18 @@ def test_stage_gradients_match_finite_differences(rng):
             assert abs(t.grad[idx].item() - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, t.grad[idx].item(), fd)
     finally:
         model.params["body_mass"] = mass
+
+
+def test_stage_api_checks_replaced_parameters():
+    """The stages read parameter arrays by index without bounds checks, so a replaced parameter of
+    the wrong shape is refused by name, as Physics.rollout refuses it."""
+    model, phys = physics("tree")
+    q = torch.as_tensor(model.mj.qpos0, dtype=torch.float64)[None]
+    mass = model.params["body_mass"]
+    try:
+        model.params["body_mass"] = mass[:3].clone()
+        with pytest.raises(ValueError, match=r"model.params\['body_mass'\]: expected shape"):
+            phys.mass_matrix(q)
+    finally:
+        model.params["body_mass"] = mass
+    assert phys.mass_matrix(q).shape == (1, model.nv, model.nv)
