@@ -13,6 +13,7 @@ launched once in adjoint mode for the whole backward pass).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -587,8 +588,10 @@ def _load(n: int, arr: str, idx: str, vec: str) -> str:
     return f"{vec}(" + ", ".join(f"{arr}[{idx}, {i}]" for i in range(n)) + ")"
 
 
+@functools.lru_cache(maxsize=16)
 def generate_source(s: Structure) -> str:
-    """Python/Warp source of the module holding ``rollout_kernel`` and ``rollout_grad_kernel``."""
+    """Python/Warp source of the module holding ``rollout_kernel`` and ``rollout_grad_kernel``
+    (kept for the last few structures: choosing the engine and loading the module both need it)."""
     tf = {"float32": "f", "float64": "d"}[s.dtype]
     nu1 = max(s.nu, 1)
     pdecl = ", ".join(f"{n}: wp.array(dtype={t})" for n, t in PARAM_SPEC)
