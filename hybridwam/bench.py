@@ -28,7 +28,7 @@ from .peers import PEERS, default_peers
 
 #: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without;
 #: chain:24 and tree are written models of hybridwam.benchmodels, run by the looped engine).
-SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree")
+SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree", "tree:contact")
 DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
 #: Untimed pause before each timed run, so idle worker threads of the other side (torch's OpenMP
 #: pool spins for a while after each parallel op) have gone to sleep and do not steal its cores.
@@ -602,7 +602,8 @@ def positive_int(s: str) -> int:
 
 def _step_args(p: argparse.ArgumentParser):
     p.add_argument("--scene", nargs="+", default=["acrobot"], metavar="S",
-                   help="shipped scene name, MJCF path, chain:N or tree; several may be given (default: acrobot)")
+                   help="shipped scene name, MJCF path, chain:N, tree or tree:contact; several may be given "
+                        "(default: acrobot)")
     p.add_argument("--batch", type=positive_int, default=1024, metavar="B", help="worlds (default: 1024)")
     p.add_argument("--steps", type=positive_int, default=100, metavar="T", help="steps per rollout (default: 100)")
     p.add_argument("--repeat", type=positive_int, default=5, metavar="R", help="timed runs (default: 5)")
@@ -631,7 +632,7 @@ def _step_run(args) -> list[dict]:
 
 
 #: Suite scenes timed without peers: Newton's CPU Featherstone takes many minutes on them.
-SUITE_STEP_NO_PEERS = ("chain:24", "tree")
+SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact")
 
 
 def _step_suite(args) -> list[dict]:
@@ -739,8 +740,8 @@ def _compile_benchmark() -> Benchmark:
                      add_args=compile_args, run=compile_run, suite=compile_suite, table=compile_table,
                      note="Wall seconds from `hw.Physics(model)` to the end of its first one-step rollout, in a new "
                           "process with empty Warp and hybridwam kernel caches (a peer: its set-up on the same MJCF "
-                          "and its first step). chain:N is a chain of N hinges, tree a 31-dof humanoid-like tree "
-                          "(hybridwam.benchmodels).")
+                          "and its first step). chain:N is a chain of N hinges, tree a 31-dof humanoid-like tree, "
+                          "tree:contact the same tree on a floor with every geom colliding (hybridwam.benchmodels).")
 
 
 #: name -> Benchmark; ``hybridwam bench NAME`` runs one, ``hybridwam bench`` runs every suite.

@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 #: Models the suite measures (hybridwam's automatic engine choice for each).
-SUITE_MODELS = ("acrobot", "chain:8", "chain:24", "chain:48", "tree")
+SUITE_MODELS = ("acrobot", "chain:8", "chain:24", "chain:48", "tree", "tree:contact")
 #: Seconds a single cold compile may take before it is stopped (reported as "> limit").
 TIMEOUT_S = 900
 
@@ -113,7 +113,7 @@ def compile_table(rows: list[dict]) -> str:
 
 def compile_args(p):
     p.add_argument("--model", nargs="+", default=list(SUITE_MODELS), metavar="M",
-                   help="shipped scene, MJCF path, chain:N or tree; several may be given "
+                   help="shipped scene, MJCF path, chain:N, tree or tree:contact; several may be given "
                         f"(default: {' '.join(SUITE_MODELS)})")
     p.add_argument("--engine", choices=("auto", "unrolled", "looped"), default="auto",
                    help="hybridwam engine (default: auto, as hw.Physics)")

@@ -1,8 +1,9 @@
 """Models written for the benchmarks and tests: hinge chains of any length and a humanoid-like tree.
 
 ``model_xml(name)`` turns a benchmark model name into MJCF text: ``chain:N`` (N hinges), ``tree``
-(a 31-dof humanoid-like tree, no contacts); any other name is returned as is (a shipped scene or
-a path, for ``hw.load_model``).
+(a 31-dof humanoid-like tree, no contacts), ``tree:contact`` (the same tree standing on a floor,
+every geom colliding: about 150 candidate pairs); any other name is returned as is (a shipped
+scene or a path, for ``hw.load_model``).
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def chain_xml(n: int, contype: int = 0) -> str:
             f'<actuator>{acts}</actuator></mujoco>')
 
 
-def _limb(name: str, pos: str, axis: str, n_hinges: int, length: float) -> tuple[str, list[str]]:
-    """A limb: a ball joint at ``pos`` then ``n_hinges`` hinged segments; returns (xml, hinge names)."""
-    g = 'contype="0" conaffinity="0"'
+def _limb(name: str, pos: str, axis: str, n_hinges: int, length: float, g: str) -> tuple[str, list[str]]:
+    """A limb: a ball joint at ``pos`` then ``n_hinges`` hinged segments, ``g`` the geoms' contact
+    attributes; returns (xml, hinge names)."""
     xml = (f'<body name="{name}0" pos="{pos}"><joint name="{name}_ball" type="ball" damping="0.5"/>'
            f'<geom type="capsule" fromto="0 0 0 {axis} {-length}" size="0.04" mass="2" {g}/>')
     hinges = []
@@ -33,25 +34,35 @@ def _limb(name: str, pos: str, axis: str, n_hinges: int, length: float) -> tuple
         xml += (f'<body name="{name}{k + 1}" pos="{axis} {-length}"><joint name="{j}" type="hinge" '
                 f'axis="{1 if k % 2 else 0} {0 if k % 2 else 1} 0" damping="0.2" armature="0.01"/>'
                 f'<geom type="capsule" fromto="0 0 0 0 0 {-0.8 * length}" size="0.035" mass="1" {g}/>')
+    if 'contype="1"' in g:  # the end of a colliding limb (hand or foot): a sphere
+        xml += f'<geom type="sphere" pos="0 0 {-0.8 * length}" size="0.05" mass="0.3" {g}/>'
     xml += "</body>" * (n_hinges + 1)
     return xml, hinges
 
 
-def tree_xml() -> str:
+def tree_xml(contacts: bool = False) -> str:
     """A humanoid-like tree of 31 dofs: free torso; legs (ball hip, knee, two ankle hinges), arms
-    (ball shoulder, elbow, wrist) and a ball neck; motors on every hinge; no contacts."""
+    (ball shoulder, elbow, wrist) and a ball neck; motors on every hinge. No contacts, or
+    (``contacts``) spheres at the limbs' ends, a floor, and every geom colliding with every other
+    one not on the same or the parent body (MuJoCo's filter): 187 candidate pairs of 8 kinds."""
+    g = 'contype="1" conaffinity="1"' if contacts else 'contype="0" conaffinity="0"'
     parts, hinges = [], []
-    for name, pos, axis, n, length in (("lleg", "0 0.1 -0.3", "0 0", 3, 0.4), ("rleg", "0 -0.1 -0.3", "0 0", 3, 0.4),
-                                       ("larm", "0 0.25 0.25", "0 0.05", 2, 0.3),
-                                       ("rarm", "0 -0.25 0.25", "0 -0.05", 2, 0.3)):
-        xml, h = _limb(name, pos, axis, n, length)
+    # colliding: hips and shoulders wider apart, so that no two limbs touch near the resting pose
+    hip, sh = (0.16, 0.3) if contacts else (0.1, 0.25)
+    for name, pos, axis, n, length in (("lleg", f"0 {hip} -0.3", "0 0", 3, 0.4),
+                                       ("rleg", f"0 {-hip} -0.3", "0 0", 3, 0.4),
+                                       ("larm", f"0 {sh} 0.25", "0 0.05", 2, 0.3),
+                                       ("rarm", f"0 {-sh} 0.25", "0 -0.05", 2, 0.3)):
+        xml, h = _limb(name, pos, axis, n, length, g)
         parts.append(xml)
         hinges += h
     neck = ('<body name="head" pos="0 0 0.35"><joint name="neck" type="ball" damping="0.3"/>'
-            '<geom type="sphere" size="0.1" mass="3" contype="0" conaffinity="0"/></body>')
+            f'<geom type="sphere" size="0.1" mass="3" {g}/></body>')
     acts = "".join(f'<motor joint="{j}" gear="20" ctrlrange="-1 1"/>' for j in hinges)
-    return ('<mujoco model="tree31"><option timestep="0.002"/><worldbody><body name="torso" pos="0 0 1.3">'
-            '<freejoint/><geom type="box" size="0.1 0.2 0.3" mass="20" contype="0" conaffinity="0"/>'
+    floor = '<geom name="floor" type="plane" size="10 10 0.1"/>' if contacts else ""
+    z = 2.0 if contacts else 1.3  # with contacts: falling from above the floor
+    return (f'<mujoco model="tree31"><option timestep="0.002"/><worldbody>{floor}<body name="torso" pos="0 0 {z}">'
+            f'<freejoint/><geom type="box" size="0.1 0.2 0.3" mass="20" {g}/>'
             + "".join(parts) + neck + f'</body></worldbody><actuator>{acts}</actuator></mujoco>')
 
 
@@ -65,6 +76,6 @@ def model_xml(name: str) -> str:
         if n < 1:
             raise ValueError(f"{name!r}: expected chain:N with N a positive integer")
         return chain_xml(n)
-    if name == "tree":
-        return tree_xml()
+    if name in ("tree", "tree:contact"):
+        return tree_xml(contacts=name == "tree:contact")
     return name

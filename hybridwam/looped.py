@@ -1,9 +1,11 @@
-"""The looped engine: the step of kernels/forward.py, one compiled module per scalar type.
+"""The looped engine: the step of kernels/forward.py, one compiled module set per scalar type
+and set of features (kernels.tree.Features: the contact pair kinds present, implicit contacts,
+dry friction).
 
-Its code does not depend on the model (sizes and the tree are arrays), so it compiles once, in
-seconds, for every model it supports, where the unrolled engine (:mod:`hybridwam.codegen`)
-generates code that grows with the model. It covers tree models without contacts or dry friction
-(frictionloss); :func:`unsupported` names what a model needs beyond that.
+Its code does not depend on the model's size (sizes, the tree and the candidate pairs are
+arrays), so it compiles once, in seconds, for every model with the same features, where the
+unrolled engine (:mod:`hybridwam.codegen`) generates code that grows with the model.
+:func:`unsupported` names what a model needs beyond what it simulates.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 import warp as wp
 
-from .types import PARAM_SPEC, Structure
+from .types import MESH, PAIR_KINDS, PARAM_SPEC, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -19,18 +21,32 @@ _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
 
 def unsupported(s: Structure) -> list[str]:
     """What the looped engine does not simulate in a model of structure ``s`` (empty: it does)."""
-    out = []
-    if s.pairs:
-        out.append(f"{len(s.pairs)} contact pair(s)")
-    if any(s.dof_frictionloss):
-        out.append("dry friction (frictionloss)")
-    return out
+    kinds = {(s.geom_type[a], s.geom_type[b]) for a, b in s.pairs}
+    return [f"geom pair {k}" for k in sorted(kinds - set(PAIR_KINDS))]
 
 
-def _kernels(dtype: torch.dtype):
+def features(s: Structure, contacts: bool = True):
+    """The kernels.tree.Features a structure compiles with (``contacts=False``: as if it had no
+    contact pairs and no dry friction, which the stage API's kinematics and mass matrix do not
+    need). Contact models compile in two groups, so that one compile serves every model of its
+    group on the machine: all primitive pair kinds, or all kinds with convex meshes; both with
+    the implicit contact stiffness and dry friction (their cost where a model has none: the
+    second collision pass, whose solve then never runs)."""
+    from .kernels.tree import Features
+
+    if not contacts:
+        return Features()
+    if not s.pairs:
+        return Features((), False, any(s.dof_frictionloss))
+    mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
+    kinds = [i for i, k in enumerate(PAIR_KINDS) if mesh or MESH not in k]
+    return Features(kinds, True, True)
+
+
+def _kernels(dtype: torch.dtype, feats):
     from .kernels import forward
 
-    return forward.build(_SCALAR[dtype])
+    return forward.build(_SCALAR[dtype], feats)
 
 
 def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
@@ -72,6 +88,14 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         a = np.asarray(x, dtype=np.int32).reshape(-1)
         return a if a.size else np.zeros(1, dtype=np.int32)
 
+    from .kernels.collision import POINTS
+
+    hull = list(s.geom_hull) or [()] * mj.ngeom
+    pnum = [POINTS[(s.geom_type[g1], s.geom_type[g2])](hull[g1][3] if hull[g1] else 0, hull[g2][3] if hull[g2] else 0)
+            for g1, g2 in s.pairs]
+    padr = np.cumsum([0, *pnum])[:-1]
+    point_pair = [i for i, n in enumerate(pnum) for _ in range(n)]
+
     return {
         "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
@@ -82,34 +106,56 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
         "dof_subtree": arr(subtree), "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
+        "body_dofadr": arr(np.maximum(mj.body_dofadr, 0)), "body_dofnum": arr(mj.body_dofnum),
+        "dof_frictionloss": arr(s.dof_frictionloss),
+        "ngeom": mj.ngeom, "npair": len(s.pairs),
+        "geom_type": arr(mj.geom_type), "geom_body": arr(mj.geom_bodyid),
+        **{f"geom_hull_{k}": arr([h[i] if h else 0 for h in hull])
+           for i, k in enumerate(("padr", "pnum", "vadr", "vnum"))},
+        "pair_geom1": arr([a for a, _ in s.pairs]), "pair_geom2": arr([b for _, b in s.pairs]),
+        "pair_kind": arr([PAIR_KINDS.index((s.geom_type[a], s.geom_type[b])) for a, b in s.pairs]),
+        "pair_implicit": arr(s.pair_implicit),
+        "npoint": len(point_pair), "pair_padr": arr(padr), "pair_pnum": arr(pnum), "point_pair": arr(point_pair),
     }
 
 
 class LoopedEngine:
     """Launches of the looped step for one model (see kernels/forward.py)."""
 
-    def __init__(self, model):
-        from .kernels.tree import SCRATCH, Tree, kind_types
+    def __init__(self, model, contacts: bool = True):
+        from .kernels.tree import SCRATCH, SLOT, Tree, kind_types
 
         self.model = model
-        self.k = _kernels(model.dtype)
+        #: what the compiled step covers (``contacts=False``: the contact-free, frictionless step
+        #: of the stage API, whatever the model has)
+        self.features = features(model.structure, contacts)
+        self.k = _kernels(model.dtype, self.features)
         dev = model.device
         self.tree = Tree()
         #: the same tree with explicit damping: the stage API reports qacc as mj_forward does
         #: (MuJoCo applies implicit damping only in its Euler step)
         self.stage_tree = Tree()
-        for name, v in tree_arrays(model.mj, model.structure).items():
+        self._tree_np = tree_arrays(model.mj, model.structure)
+        for name, v in self._tree_np.items():
             value = wp.array(v, dtype=int, device=dev) if isinstance(v, np.ndarray) else int(v)
             setattr(self.tree, name, value)
             setattr(self.stage_tree, name, value)
         self.stage_tree.implicit = 0
         m = model.mj
-        n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv}
+        n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv, "one": 1,
+             "ngeom": max(m.ngeom, 1) if self.features.kinds else 1,
+             "npair": max(len(model.structure.pairs), 1) if self.features.kinds else 1,
+             "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
-        #: per scratch field: (name, warp type key, entries per world, scalars per entry)
-        self.layout = [(name, kind, n[size], comps[kind]) for name, kind, size in SCRATCH]
+        #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
+        #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared
+        #: fields have slot -1
+        self.nsolve = self.features.nsolve
+        self.layout = [(name, kind, n[size], comps[kind], -1) for name, kind, size in SCRATCH]
+        for slot in range(self.nsolve):
+            self.layout += [(name, kind, n[size], comps[kind], slot) for name, kind, size in SLOT]
         #: scalars of scratch per world
-        self.scratch_size = sum(c * k for _, _, c, k in self.layout)
+        self.scratch_size = sum(c * k for _, _, c, k, _ in self.layout)
         #: warp type of each scratch kind ("T", "V3", "Q", "M33")
         self._types = kind_types(_SCALAR[model.dtype])
         self._bufs: dict = {}
@@ -129,25 +175,29 @@ class LoopedEngine:
             setattr(p, name, a)
         return p
 
-    def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> object:
-        """A Scratch struct whose arrays are views of ``buf`` [B, scratch_size] (one world per
-        row); with ``grad`` (same shape) each array's adjoint is the matching view of it."""
+    def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> tuple:
+        """The Scratch structs of both solves (the same struct twice with one solve), whose arrays
+        are views of ``buf`` [B, scratch_size] (one world per row): shared fields alike, each
+        solve's fields (kernels.tree.SLOT) its own. With ``grad`` (same shape) each array's
+        adjoint is the matching view of it."""
         types = self._types
-        s = self.k["Scratch"]()
+        structs = [self.k["Scratch"]() for _ in range(self.nsolve)]
         B = buf.shape[0]
         esize = buf.element_size()
         dev = self.model.device
         off = 0
-        for name, kind, count, comp in self.layout:
+        for name, kind, count, comp, slot in self.layout:
             def view(t, off=off, kind=kind, count=count, comp=comp):
                 return wp.array(ptr=t.data_ptr() + off * esize, dtype=types[kind], shape=(B, count),
                                 strides=(t.stride(0) * esize, comp * esize), device=dev)
             a = view(buf)
             if grad is not None:
                 a.grad = view(grad)
-            setattr(s, name, a)
+            for k, st in enumerate(structs):
+                if slot in (k, -1):
+                    setattr(st, name, a)
             off += count * comp
-        return s
+        return structs[0], structs[-1]
 
     def new_scratch(self, batch: int) -> torch.Tensor:
         m = self.model
@@ -185,30 +235,43 @@ class LoopedEngine:
         for a, b in sl:
             _, _, s, _ = self._rows("fwd", B, a, b)
             cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
-                            inputs=[*arrays(a, b), T, self.tree, p, s], record_cmd=record)
+                            inputs=[*arrays(a, b), T, self.tree, p, *s], record_cmd=record)
             if record:
                 cmds.append(cmd)
         return cmds
 
     def step_forward(self, dim: int, fwd, t: int, tree, p, s) -> None:
-        """Step t of the trajectory arrays ``fwd`` in three launches (stage_a, solve, stage_b),
-        leaving its intermediates in the scratch ``s``."""
+        """Step t of the trajectory arrays ``fwd`` in parts (stage_a, per solve the collision /
+        dry-friction stage and the solve, stage_b), leaving its intermediates in the scratch
+        structs ``s`` (one per solve, see :meth:`scratch`)."""
         dev = self.model.device
-        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s])
-        wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, s])
-        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s])
+        s0, s1 = s
+        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
+        for slot, sk in enumerate(s[:self.nsolve]):
+            if "assemble_kernel" in self.k:
+                wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
+                          inputs=[fwd[1], fwd[4], t, slot, tree, p, sk, s0])
+            wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, sk, slot])
+        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa) -> None:
         """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
-        mode, the solve's hand-written adjoint, stage_a in adjoint mode. ``s``'s arrays carry
-        their adjoints (the scratch ``sa`` is a struct over the same adjoint memory), ``padj`` the
-        parameters' (see :meth:`params`), ``adj`` the trajectory arrays'."""
+        mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
+        stage_a in adjoint mode. ``s``'s arrays carry their adjoints (the structs ``sa`` are over
+        the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
+        trajectory arrays'."""
         dev = self.model.device
-        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
-                  adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
-        wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, s, sa])
-        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s],
-                  adj_inputs=[*adj, 0, tree, padj, s], adjoint=True)
+        s0, s1 = s
+        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
+                  adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
+        for slot in range(self.nsolve - 1, -1, -1):
+            wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, s[slot], sa[slot], slot])
+            if "assemble_kernel" in self.k:
+                wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
+                          inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],
+                          adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
+        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
+                  adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
 
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
         """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, step t forward (its
@@ -238,19 +301,31 @@ class LoopedEngine:
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
 
     def load(self, verbose: bool = True, label: str = "this model") -> float:
-        """Compile (or load from Warp's cache) both kernels on the model's device; returns seconds.
-        The code is the same for every model of this scalar type, so it compiles once per machine
-        (Warp caches it on disk)."""
+        """Compile (or load from Warp's cache) the kernels on the model's device; returns seconds.
+        The code is the same for every model of this scalar type and features, so it compiles
+        once per machine (Warp caches it on disk). The kernels are separate modules, compiled
+        side by side on the CPU's cores."""
+        import os
         import sys
         import time
+        from concurrent.futures import ThreadPoolExecutor
 
         t0 = time.perf_counter()
-        for name in ("rollout_kernel", "stage_a_kernel", "stage_b_kernel", "solve_kernel", "solve_adjoint_kernel"):
-            wp.load_module(self.k[name].module, device=self.model.device)
+        dev = self.model.device
+        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel")]
+        wp.init()
+        workers = min(len(mods), os.cpu_count() or 1)
+        if workers > 1:
+            # each module's compile is a call into Warp's compiler that releases the GIL
+            with ThreadPoolExecutor(workers) as ex:
+                list(ex.map(lambda m: wp.load_module(m, device=dev), mods))
+        else:
+            for m in mods:
+                wp.load_module(m, device=dev)
         dt = time.perf_counter() - t0
         if verbose and dt > 1.0:
             print(f"hybridwam: compiled the looped physics kernels ({label}) in {dt:.1f} s; they serve every "
-                  "model of this dtype and are cached on disk", file=sys.stderr)
+                  "model of this dtype with the same contact pair kinds and are cached on disk", file=sys.stderr)
         return dt
 
 
@@ -258,8 +333,8 @@ class LoopedEngine:
 def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
     """View [B, entries, scalars per entry] of scratch field ``name`` in ``buf`` [B, scratch_size]."""
     off = 0
-    for n, _, count, comp in eng.layout:
-        if n == name:
+    for n, _, count, comp, slot in eng.layout:
+        if n == name and slot <= 0:
             return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
         off += count * comp
     raise KeyError(name)

@@ -172,14 +172,6 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             out.append(f"{names} plane-plane contact")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
-    if m.nv > MAX_NV:
-        # the looped engine (hybridwam.looped) has no size cap but covers less
-        needs = [what for what, used in (
-            ("contacts", bool(contact_pairs(m) if pairs is None else pairs)),
-            ("frictionloss", bool(np.any(m.dof_frictionloss > 0)))) if used]
-        if needs:
-            out.append(f"model size nv={m.nv} with {', '.join(needs)} (the unrolled engine supports nv <= {MAX_NV}; "
-                       "the looped engine, which has no size limit, does not simulate those yet)")
     return out
 
 

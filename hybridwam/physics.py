@@ -221,14 +221,18 @@ class _Rollout(torch.autograd.Function):
 
 #: The unrolled engine's generated source above which "auto" picks the looped engine (when the
 #: model needs nothing the looped engine lacks): its cold compile grows with that source (see
-#: codegen.estimate_compile_seconds), the looped engine's does not.
+#: codegen.estimate_compile_seconds), the looped engine's does not. Models with contact pairs
+#: have a higher threshold: on small contact scenes the unrolled step runs 2-4x faster (ball_toss,
+#: pusher: measured 2026-12-02), and the looped contact kernels take ~20 s to compile once.
 LOOPED_ABOVE_CHARS = 25_000
+LOOPED_ABOVE_CHARS_CONTACT = 60_000
 
 
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and the
-    unrolled code would exceed LOOPED_ABOVE_CHARS or the unrolled engine's size cap; with the
+    unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
+    unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
     if engine not in ("auto", "unrolled", "looped"):
         raise ValueError(f"engine must be 'auto', 'unrolled' or 'looped', got {engine!r}")
@@ -246,7 +250,8 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
         return "unrolled"
     if os.environ.get("HYBRIDWAM_ENGINE") == "looped":  # a preference: wherever the looped engine can
         return "looped"
-    return "looped" if too_big or len(generate_source(model.structure)) > LOOPED_ABOVE_CHARS else "unrolled"
+    limit = LOOPED_ABOVE_CHARS_CONTACT if model.structure.pairs else LOOPED_ABOVE_CHARS
+    return "looped" if too_big or len(generate_source(model.structure)) > limit else "unrolled"
 
 
 class Physics:
@@ -445,7 +450,8 @@ class Physics:
     # ---- stage-level API (the looped engine's stage functions, whatever engine steps) ---------
     def _stage_engine(self) -> looped.LoopedEngine:
         if self._stage_eng is None:
-            self._stage_eng = looped.LoopedEngine(self.model)
+            # kinematics and the mass matrix need no collision stage: the contact-free step
+            self._stage_eng = looped.LoopedEngine(self.model, contacts=False)
             self._stage_eng.load(verbose=False)
         return self._stage_eng
 
@@ -502,11 +508,14 @@ class Physics:
     def forward(self, qpos, qvel, ctrl) -> Forward:
         """Accelerations and the force terms at one state (MuJoCo's mj_forward): qacc, qfrc_bias,
         qfrc_passive, qfrc_actuator, qfrc_constraint (joint limits) [B, nv]; differentiable. Models
-        with contacts or frictionloss are refused (those stages are not looped yet)."""
-        missing = looped.unsupported(self.model.structure)
+        with contacts or frictionloss are refused: their forces depend on the step (the second
+        solve's friction limit uses the end-of-step velocity), not on the state alone."""
+        s = self.model.structure
+        missing = [w for w, used in ((f"{len(s.pairs)} contact pair(s)", bool(s.pairs)),
+                                     ("dry friction (frictionloss)", any(s.dof_frictionloss))) if used]
         if missing:
-            raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} yet "
-                                      "(kinematics and mass_matrix do)")
+            raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} "
+                                      "(kinematics and mass_matrix do; step and rollout simulate them)")
         st, unbatched = self._stages(qpos, qvel, ctrl)
         out = [st[n][..., 0] for n in ("qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_constraint")]
         return Forward(*(o[0] if unbatched else o for o in out))

@@ -13,10 +13,13 @@ FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
 # Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
 PLANE, SPHERE, CAPSULE, BOX, MESH = 0, 2, 3, 6, 7
 
-#: Geom pair types with a narrow phase, (type(g1), type(g2)) with type(g1) <= type(g2).
-PAIR_TYPES = {(PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
+#: Geom pair kinds with a narrow phase, (type(g1), type(g2)) with type(g1) <= type(g2): the pair
+#: table. Each has its narrow phase in kernels/contact.py and its entry in
+#: kernels/collision.NARROW (same order); the loader refuses pairs of other kinds.
+PAIR_KINDS = ((PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
               (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
-              (CAPSULE, MESH), (BOX, MESH), (MESH, MESH)}
+              (CAPSULE, MESH), (BOX, MESH), (MESH, MESH))
+PAIR_TYPES = set(PAIR_KINDS)
 
 #: Order of the model parameter arrays in every kernel signature (name, warp type key).
 PARAM_SPEC = (

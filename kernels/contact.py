@@ -448,19 +448,13 @@ def face_clamp(R: Any, half: Any, center: Any, axis: int, c: Any):
 
 
 @wp.func
-def pair_box_box(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
-                 vc2: Any, prm: Any):
-    """Face-based box-box contact. The normal is the face axis (of either box) of least overlap
-    (separating-axis test over the 6 face normals); that face is the reference face. Each corner
-    of the other (incident) box is clamped into the reference face rectangle and gives a
-    contact with the corner's depth below the face: for parallel faces these are exactly the
-    corners of the overlap polygon, so a box resting on another is supported over the whole
-    overlap. Edge-edge contacts between tilted boxes are not detected."""
-    N, F, A, B, C = _zero_action(rc)
-    zero = type(prm[0])(0.0)
+def box_box_face(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any):
+    """The reference face of a box pair (separating-axis test over the 6 face normals): (its index
+    a: 0-2 a face axis of box 1, 3-5 of box 2; the normal n from box 1 towards box 2)."""
+    zero = type(h1[0])(0.0)
     dp = p2 - p1
-    best = type(prm[0])(1.0e30)
-    n = wp.vector(zero, zero, type(prm[0])(1.0))
+    best = type(h1[0])(1.0e30)
+    n = wp.vector(zero, zero, type(h1[0])(1.0))
     best_a = 0
     for a in range(6):
         u = wp.vector(R1[0, a % 3], R1[1, a % 3], R1[2, a % 3])
@@ -472,24 +466,48 @@ def pair_box_box(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any, rc: Any, 
             best = overlap
             best_a = a
             n = wp.where(proj < zero, -u, u)
+    return best_a, n
+
+
+@wp.func
+def box_box_point(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any, best_a: int, n: Any, k: int):
+    """Contact k (0..7) of a box pair with reference face ``best_a`` and normal ``n``
+    (box_box_face): corner k of the incident box, clamped into the reference face rectangle, with
+    the corner's depth below the face. Returns (depth, n, point)."""
+    half = type(h1[0])(0.5)
+    depth = h1[0] * type(h1[0])(0.0)
+    p = p1
     if best_a < 3:
         # reference face on box 1 (its face towards box 2), incident corners of box 2
         top = wp.dot(p1, n) + box_extent(R1, h1, n)
-        for k in range(8):
-            c = box_corner(p2, R2, h2, k)
-            depth = top - wp.dot(c, n)
-            x = face_clamp(R1, h1, p1, best_a, c)
-            p = x + n * (top - wp.dot(x, n) - depth * type(prm[0])(0.5))
-            N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+        c = box_corner(p2, R2, h2, k)
+        depth = top - wp.dot(c, n)
+        x = face_clamp(R1, h1, p1, best_a, c)
+        p = x + n * (top - wp.dot(x, n) - depth * half)
     else:
         # reference face on box 2 (its face towards box 1), incident corners of box 1
         bot = wp.dot(p2, n) - box_extent(R2, h2, n)
-        for k in range(8):
-            c = box_corner(p1, R1, h1, k)
-            depth = wp.dot(c, n) - bot
-            x = face_clamp(R2, h2, p2, best_a - 3, c)
-            p = x + n * (bot - wp.dot(x, n) + depth * type(prm[0])(0.5))
-            N, F, A, B, C = _accumulate(depth, n, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
+        c = box_corner(p1, R1, h1, k)
+        depth = wp.dot(c, n) - bot
+        x = face_clamp(R2, h2, p2, best_a - 3, c)
+        p = x + n * (bot - wp.dot(x, n) + depth * half)
+    return depth, n, p
+
+
+@wp.func
+def pair_box_box(p1: Any, R1: Any, h1: Any, p2: Any, R2: Any, h2: Any, rc: Any, vw1: Any, vc1: Any, vw2: Any,
+                 vc2: Any, prm: Any):
+    """Face-based box-box contact. The normal is the face axis (of either box) of least overlap
+    (separating-axis test over the 6 face normals); that face is the reference face. Each corner
+    of the other (incident) box is clamped into the reference face rectangle and gives a
+    contact with the corner's depth below the face: for parallel faces these are exactly the
+    corners of the overlap polygon, so a box resting on another is supported over the whole
+    overlap. Edge-edge contacts between tilted boxes are not detected."""
+    N, F, A, B, C = _zero_action(rc)
+    best_a, n = box_box_face(p1, R1, h1, p2, R2, h2)
+    for k in range(8):
+        depth, nk, p = box_box_point(p1, R1, h1, p2, R2, h2, best_a, n, k)
+        N, F, A, B, C = _accumulate(depth, nk, p, rc, vw1, vc1, vw2, vc2, prm, N, F, A, B, C)
     return N, F, A, B, C
 
 

@@ -2,43 +2,51 @@
 
 kinematics -> com_vel -> rne_crb -> bias_and_mass (kernels/smooth.py) -> passive
 (kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits (kernels/limits.py) ->
-qf = passive + actuator + limits + extra - bias -> solve (kernels/solve.py) -> qacc +=
-qacc_extra -> semi-implicit Euler on the joint manifolds.
+qf = passive + actuator + limits + extra - bias; with contacts the geom poses and the narrow
+phase (kernels/collision.py) -> per solve: the contact law and dry friction into the solve's
+inputs (collision.assemble) -> solve (kernels/solve.py) -> qacc += qacc_extra -> semi-implicit
+Euler on the joint manifolds.
 
-The same code serves every model: sizes and the tree come in ``Tree`` arrays, numbers in the
-``Params`` struct (PARAM_SPEC order, differentiable), intermediates in the ``Scratch`` struct.
-Kernels, per scalar type (``build(T)``):
+The same code serves every model with the same features (kernels.tree.Features): sizes, the tree
+and the candidate pairs come in ``Tree`` arrays, numbers in the ``Params`` struct (PARAM_SPEC
+order, differentiable), intermediates in ``Scratch`` structs (one per solve). Kernels, per
+scalar type and features (``build(T, features)``):
 
 - ``rollout_kernel``: T steps per world in one launch, forward only.
-- the step at index ``t`` of the trajectory arrays in three parts, for the backward pass:
-  ``stage_a_kernel`` (up to M and qf), ``solve_kernel`` and ``stage_b_kernel`` (Euler). For
-  t = T-1 .. 0 the backward pass launches the three forward (step t's intermediates into the
-  scratch), then stage_b in Warp's adjoint mode, ``solve_adjoint_kernel`` (hand-written) and
-  stage_a in adjoint mode, with the scratch adjoints zeroed per step: the trajectory stays
-  O(T (nq + nv)) per world and the scratch is one step's.
+- the step at index ``t`` of the trajectory arrays in parts, for the backward pass:
+  ``stage_a_kernel`` (up to M and qf, and the contact points), per solve ``assemble_kernel``
+  (with contacts or dry friction) and ``solve_kernel``, then ``stage_b_kernel`` (Euler). For
+  t = T-1 .. 0 the backward pass launches these forward (step t's intermediates into the
+  scratch), then stage_b in Warp's adjoint mode, per solve from the last
+  ``solve_adjoint_kernel`` (hand-written) and assemble in adjoint mode, then stage_a in adjoint
+  mode, with the scratch adjoints zeroed per step: the trajectory stays O(T (nq + nv)) per world
+  and the scratch is one step's.
 """
 import warp as wp
 
-from ..types import BALL, FREE, PARAM_SPEC
+from ..types import BALL, FREE
 from . import actuation as _actuation
+from . import collision as _collision
 from . import limits as _limits
 from . import passive as _passive
 from . import smooth as _smooth
 from . import solve as _solve
 from .integration import quat_integrate
-from .tree import Tree, aliases, array_struct, per_dtype
+from .tree import NO_FEATURES, Tree, aliases, params_type, per_dtype
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
-@per_dtype
-def params_type(T):
-    """The ``wp.struct`` holding the model parameter arrays (PARAM_SPEC order) for scalar ``T``."""
-    return array_struct("Params", T, PARAM_SPEC)
 
 
 @per_dtype
-def build(T):
-    """The kernels (rollout_kernel, stage_a_kernel, solve_kernel, stage_b_kernel,
-    solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T``, as a dict."""
+def build(T, features=NO_FEATURES):
+    """The kernels (rollout_kernel, stage_a_kernel, assemble_kernel, solve_kernel, stage_b_kernel,
+    solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T`` and the model
+    ``features`` (kernels.tree.Features: the pair kinds present, implicit contacts, dry friction;
+    a contact-free, frictionless model needs none of the collision stage), as a dict.
+
+    Every kernel takes two Scratch structs, one per solve (kernels.tree.SLOT); with one solve
+    they are the same struct. ``slot`` selects the solve of assemble_kernel, solve_kernel and
+    solve_adjoint_kernel."""
     a = aliases(T)
     V3, Q, A3, S = a["V3"], a["Q"], a["A3"], a["S"]
     P = params_type(T)
@@ -46,15 +54,24 @@ def build(T):
     kinematics, com_vel, rne_crb, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["rne_crb"], sm["bias_and_mass"]
     passive = _passive.make(T)["passive"]
     actuation = _actuation.make(T)["actuation"]
-    solve, solve_adjoint = _solve.make(T)["solve"], _solve.make(T)["solve_adjoint"]
+    solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
+    col = _collision.make(T, features)
+    geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
+    CONTACT = bool(features.kinds)
+    ASSEMBLE = features.assemble
+    TWO = features.nsolve == 2
 
     @wp.func
-    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, h: T):
+    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
         """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
-        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
+        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out.
+        qacc is the second solve's where it ran (s1.lim > 0), else the first's."""
         for d in range(tree.nv):
-            acc = s.qacc[w, d] + qacc_extra[w, t, d]
+            acc = s.qacc[w, d]
+            if wp.static(TWO):
+                acc = wp.where(s1.lim[w, 0] > T(0.0), s1.qacc[w, d], acc)
+            acc = acc + qacc_extra[w, t, d]
             qacc_out[w, t, d] = acc
             qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
         for j in range(tree.njnt):
@@ -80,10 +97,14 @@ def build(T):
 
     @wp.func
     def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                tree: Tree, p: P, s: S):
-        """Everything before the solve: M, its implicit diagonal and the generalized force qf."""
+                tree: Tree, p: P, s: S, s1: S):
+        """Everything before the collision stage and the solve: M, its implicit diagonal and the
+        generalized force qf without contacts and dry friction (and the geom poses)."""
         h = p.timestep[0]
         kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+        if wp.static(CONTACT):
+            geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
+            narrow_phase(w, tree, p, s)
         com_vel(w, qvel, t, tree, s, p.gravity)
         rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
         bias_and_mass(w, tree, s, p.dof_armature)
@@ -99,39 +120,56 @@ def build(T):
 
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                tree: Tree, p: P, s: S):
+                tree: Tree, p: P, s: S, s1: S):
         """Everything after the solve: the Euler step."""
-        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, p.timestep[0])
+        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
 
     @wp.kernel(enable_backward=False, module="unique")
     def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, nstep: int,
-                       tree: Tree, p: P, s: S):
+                       tree: Tree, p: P, s: S, s1: S):
         w = wp.tid()
         for t in range(nstep):
-            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+            if wp.static(ASSEMBLE):
+                assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
             solve(w, tree, s)
-            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+            if wp.static(TWO):
+                assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
+                if s1.lim[w, 0] > T(0.0):
+                    solve(w, tree, s1)
+            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
-    # one step in three launches, for the backward pass: stage_a and stage_b forward and in Warp's
-    # adjoint mode, the solve forward and through its hand-written adjoint in between
+    # one step in parts, for the backward pass: stage_a, assemble and stage_b forward and in Warp's
+    # adjoint mode, the solves forward and through their hand-written adjoint in between
     @wp.kernel(module="unique")
     def stage_a_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                       tree: Tree, p: P, s: S):
-        stage_a(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+                       tree: Tree, p: P, s: S, s1: S):
+        stage_a(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
     @wp.kernel(module="unique")
     def stage_b_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                       tree: Tree, p: P, s: S):
-        stage_b(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s)
+                       tree: Tree, p: P, s: S, s1: S):
+        stage_b(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+
+    @wp.kernel(module="unique")
+    def assemble_kernel(qvel: A3, qacc_extra: A3, t: int, slot: int, tree: Tree, p: P, s: S, s0: S):
+        """The inputs of solve ``slot`` into ``s`` (that slot's struct; ``s0`` slot 0's)."""
+        assemble(wp.tid(), slot, qvel, qacc_extra, t, tree, p, s, s0)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def solve_kernel(tree: Tree, s: S):
-        solve(wp.tid(), tree, s)
+    def solve_kernel(tree: Tree, s: S, slot: int):
+        w = wp.tid()
+        if slot == 0 or s.lim[w, 0] > T(0.0):
+            solve(w, tree, s)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def solve_adjoint_kernel(tree: Tree, s: S, sa: S):
-        solve_adjoint(wp.tid(), tree, s, sa)
+    def solve_adjoint_kernel(tree: Tree, s: S, sa: S, slot: int):
+        w = wp.tid()
+        if slot == 0 or s.lim[w, 0] > T(0.0):
+            solve_adjoint(w, tree, s, sa)
 
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)
+    if ASSEMBLE:
+        out["assemble_kernel"] = assemble_kernel
     return out

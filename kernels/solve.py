@@ -18,12 +18,30 @@ lower triangle, adj_M[i, j] -= g_i x_j + g_j x_i (i != j), adj_M[i, i] -= g_i x_
 """
 import warp as wp
 
-from .tree import Tree, aliases, per_dtype
+from .tree import NO_FEATURES, Tree, aliases, per_dtype
 
 
 @per_dtype
-def make(T):
+def make(T, features=NO_FEATURES):
+    """``solve`` and ``solve_adjoint`` for scalar ``T``. With a collision / dry-friction stage
+    (``features.assemble``) the solve reads its slot's right-hand side ``qfs`` and diagonal ``dg``
+    instead of ``qf`` and ``diag``, and with implicit contacts adds its slot's ``dM`` to M."""
     S = aliases(T)["S"]
+    SLOTS = features.assemble
+    DM = features.implicit
+
+    @wp.func
+    def m_entry(w: int, s: S, i: int):
+        v = s.M[w, i]
+        if wp.static(DM):
+            v = v + s.dM[w, i]
+        return v
+
+    @wp.func
+    def diag_entry(w: int, s: S, k: int):
+        if wp.static(SLOTS):
+            return s.dg[w, k]
+        return s.diag[w, k]
 
     @wp.func
     def factor(w: int, tree: Tree, s: S):
@@ -32,7 +50,7 @@ def make(T):
         for kk in range(nv):
             k = nv - 1 - kk
             end = k + tree.dof_subtree[k]
-            d = s.M[w, k * nv + k] + s.diag[w, k]
+            d = m_entry(w, s, k * nv + k) + diag_entry(w, s, k)
             for m in range(k + 1, end):
                 u = s.U[w, k * nv + m]
                 d = d - u * u
@@ -41,7 +59,7 @@ def make(T):
             adr = tree.anc_adr[k]
             for a in range(1, tree.anc_num[k]):
                 j = tree.anc[adr + a]
-                acc = s.M[w, k * nv + j]
+                acc = m_entry(w, s, k * nv + j)
                 for m in range(k + 1, end):
                     acc = acc - s.U[w, j * nv + m] * s.U[w, k * nv + m]
                 s.U[w, j * nv + k] = acc / ukk
@@ -69,7 +87,10 @@ def make(T):
     def solve(w: int, tree: Tree, s: S):
         """s.qacc = (M + diag)^-1 s.qf, factor in s.U."""
         factor(w, tree, s)
-        back_substitute(w, tree, s, s.qf, s.y, s.qacc)
+        if wp.static(SLOTS):
+            back_substitute(w, tree, s, s.qfs, s.y, s.qacc)
+        else:
+            back_substitute(w, tree, s, s.qf, s.y, s.qacc)
 
     @wp.func
     def solve_adjoint(w: int, tree: Tree, s: S, sa: S):
@@ -80,13 +101,22 @@ def make(T):
         for i in range(nv):
             g = s.R2[w, i]
             xi = s.qacc[w, i]
-            sa.qf[w, i] = sa.qf[w, i] + g
-            sa.diag[w, i] = sa.diag[w, i] - g * xi
+            if wp.static(SLOTS):
+                sa.qfs[w, i] = sa.qfs[w, i] + g
+                sa.dg[w, i] = sa.dg[w, i] - g * xi
+            else:
+                sa.qf[w, i] = sa.qf[w, i] + g
+                sa.diag[w, i] = sa.diag[w, i] - g * xi
             adr = tree.anc_adr[i]
             sa.M[w, i * nv + i] = sa.M[w, i * nv + i] - g * xi
+            if wp.static(DM):
+                sa.dM[w, i * nv + i] = sa.dM[w, i * nv + i] - g * xi
             for a in range(1, tree.anc_num[i]):
                 j = tree.anc[adr + a]
-                sa.M[w, i * nv + j] = sa.M[w, i * nv + j] - (g * s.qacc[w, j] + s.R2[w, j] * xi)
+                gm = g * s.qacc[w, j] + s.R2[w, j] * xi
+                sa.M[w, i * nv + j] = sa.M[w, i * nv + j] - gm
+                if wp.static(DM):
+                    sa.dM[w, i * nv + j] = sa.dM[w, i * nv + j] - gm
 
     out = dict(solve=solve, solve_adjoint=solve_adjoint)
     return out

@@ -11,6 +11,8 @@ adds into a slot zeroed at the start of the step and read only after the last ad
 """
 import warp as wp
 
+from ..types import PARAM_SPEC
+
 
 @wp.struct
 class Tree:
@@ -54,10 +56,37 @@ class Tree:
     act_jnt: wp.array(dtype=int)
     #: per actuator: bit 0 ctrl clamped, bit 1 force clamped, bit 2 affine bias
     act_flags: wp.array(dtype=int)
+    #: each body's dofs: body_dofnum[b] of them from body_dofadr[b] (MuJoCo's order)
+    body_dofadr: wp.array(dtype=int)
+    body_dofnum: wp.array(dtype=int)
+    #: 1 for a dof with dry friction in the model (kernels/collision.py's friction_terms)
+    dof_frictionloss: wp.array(dtype=int)
+    # ---- collision (kernels/collision.py)
+    ngeom: int
+    npair: int
+    geom_type: wp.array(dtype=int)
+    geom_body: wp.array(dtype=int)
+    #: a mesh geom's convex hull: planes [padr, padr + pnum) and vertices [vadr, vadr + vnum) of
+    #: the hull_planes / hull_verts parameters
+    geom_hull_padr: wp.array(dtype=int)
+    geom_hull_pnum: wp.array(dtype=int)
+    geom_hull_vadr: wp.array(dtype=int)
+    geom_hull_vnum: wp.array(dtype=int)
+    #: candidate pairs: geoms (type(g1) <= type(g2)), the pair kind's index in
+    #: kernels.collision.PAIR_KINDS, 1 when its stiffness is treated implicitly
+    pair_geom1: wp.array(dtype=int)
+    pair_geom2: wp.array(dtype=int)
+    pair_kind: wp.array(dtype=int)
+    pair_implicit: wp.array(dtype=int)
+    #: each pair's contact points: pair_pnum[i] of them from pair_padr[i]; the pair of each point
+    npoint: int
+    pair_padr: wp.array(dtype=int)
+    pair_pnum: wp.array(dtype=int)
+    point_pair: wp.array(dtype=int)
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
-#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major).
+#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one".
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -74,22 +103,63 @@ SCRATCH = (
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
     ("qfrc_constraint", "T", "nv"), ("qf", "T", "nv"),
     ("diag", "T", "nv"),  # added to M's diagonal in the solve: implicit damping h b, limits' implicit share
-    ("M", "T", "nv2"), ("U", "T", "nv2"),
-    ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
+    ("M", "T", "nv2"),
+    ("gp", "V3", "ngeom"), ("gR", "M33", "ngeom"),  # geom poses (MuJoCo's geom_xpos, geom_xmat)
+    ("cdepth", "T", "npoint"), ("cnormal", "V3", "npoint"), ("cpoint", "V3", "npoint"),  # contact points
+    ("qdp", "T", "nv"), ("pvw", "V3", "nbody"), ("pvv", "V3", "nbody"),  # velocities the first solve predicts
+)
+
+#: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
+#: one when some contact's friction or some dof's dry friction must be limited, see
+#: kernels/collision.py): the contact action on each body (xn, xf) and its implicit stiffness
+#: (xA, xB, xC) summed over subtrees, each pair's action about its reference point (pN, pF; pA,
+#: pB, pC its implicit stiffness), the
+#: increments of the mass matrix (dM), its diagonal (dg: diag plus dry friction's share) and the
+#: right-hand side (qfs: qf plus contact and dry friction), ``lim`` (> 0 where the second solve's
+#: friction limit changed something), the factor and the solution.
+SLOT = (
+    ("xn", "V3", "nbody"), ("xf", "V3", "nbody"),
+    ("xA", "M33", "nbody"), ("xB", "M33", "nbody"), ("xC", "M33", "nbody"),
+    ("pN", "V3", "npair"), ("pF", "V3", "npair"),
+    ("pA", "M33", "npair"), ("pB", "M33", "npair"), ("pC", "M33", "npair"),
+    ("dM", "T", "nv2"), ("dg", "T", "nv"), ("qfs", "T", "nv"), ("ja", "T", "nv"), ("lim", "T", "one"),
+    ("U", "T", "nv2"), ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
 )
 
 def per_dtype(make):
-    """Decorator of a ``make(T)`` that builds Warp code or types for a scalar type ``T``
-    (wp.float32 or wp.float64): built once per ``T``, the same object returned afterwards."""
+    """Decorator of a ``make(T, *key)`` that builds Warp code or types for a scalar type ``T``
+    (wp.float32 or wp.float64) and optionally a hashable build key (see :class:`Features`):
+    built once per arguments, the same object returned afterwards."""
     built: dict = {}
 
-    def get(T):
-        if T not in built:
-            built[T] = make(T)
-        return built[T]
+    def get(T, *key):
+        if (T, *key) not in built:
+            built[(T, *key)] = make(T, *key)
+        return built[(T, *key)]
 
     get.__doc__ = make.__doc__
     return get
+
+
+class Features(tuple):
+    """What a model needs of the step beyond the contact-free tree, fixing the code compiled for
+    it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
+    implicitly; any dof with dry friction). Models with the same features share one module."""
+
+    def __new__(cls, kinds=(), implicit=False, friction=False):
+        return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction)))
+
+    kinds = property(lambda self: self[0])
+    implicit = property(lambda self: self[1])
+    friction = property(lambda self: self[2])
+    #: a collision / dry-friction stage runs before each solve
+    assemble = property(lambda self: bool(self[0]) or self[2])
+    #: number of solves: two when some friction is limited by the first solve's prediction
+    nsolve = property(lambda self: 2 if self[1] or self[2] else 1)
+
+
+#: the contact-free, frictionless step
+NO_FEATURES = Features()
 
 
 def kind_types(T) -> dict:
@@ -112,10 +182,17 @@ def array_struct(name: str, T, fields, ndim: int = 1):
 @per_dtype
 def scratch_type(T):
     """The ``wp.struct`` of per-world scratch arrays ([world, n]) for scalar type ``T``."""
-    return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH], ndim=2)
+    return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH + SLOT], ndim=2)
+
+
+@per_dtype
+def params_type(T):
+    """The ``wp.struct`` holding the model parameter arrays (PARAM_SPEC order) for scalar ``T``."""
+    return array_struct("Params", T, PARAM_SPEC)
 
 
 def aliases(T) -> dict:
-    """Type aliases the stage functions annotate with, for scalar type ``T``: S (Scratch), A3
-    (trajectory arrays [world, step, .]), AT (parameter array), V2, V3, Q, M33."""
-    return {"S": scratch_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T), **kind_types(T)}
+    """Type aliases the stage functions annotate with, for scalar type ``T``: S (Scratch), P
+    (Params), A3 (trajectory arrays [world, step, .]), AT (parameter array), V2, V3, V4, Q, M33."""
+    return {"S": scratch_type(T), "P": params_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T),
+            **kind_types(T)}

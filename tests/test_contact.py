@@ -54,10 +54,11 @@ def _mujoco_rollout(m, qpos, qvel, steps):
     return np.array(out)
 
 
-@pytest.fixture(scope="module")
-def drop():
+@pytest.fixture(scope="module", params=["unrolled", "looped"])
+def drop(request):
+    """The dropped bodies, through each engine (the same law; tests/test_looped_contact.py)."""
     model = hw.load_model(DROP_XML, device="cpu")
-    return model, hw.Physics(model)
+    return model, hw.Physics(model, engine=request.param)
 
 
 def test_dropped_bodies_rest_within_2mm_of_mujoco(drop):
@@ -73,12 +74,13 @@ def test_dropped_bodies_rest_within_2mm_of_mujoco(drop):
     assert abs(up[2]) > 0.999
 
 
-def test_convex_meshes_rest_like_mujoco():
+@pytest.mark.parametrize("engine", ["unrolled", "looped"])
+def test_convex_meshes_rest_like_mujoco(engine):
     """Mesh geoms collide as convex hulls (as in MuJoCo): an icosahedron and a wedge dropped on
     the floor (the wedge flat), and a ball dropped onto the wedge, come to rest within 2 mm of
-    MuJoCo's heights."""
+    MuJoCo's heights (through each engine)."""
     model = hw.load_model(MESH_XML, device="cpu")
-    phys = hw.Physics(model)
+    phys = hw.Physics(model, engine=engine)
     q0, v0 = model.default_state(1)
     tr = phys.rollout(q0, v0, torch.zeros(1, 2000, 0))
     ref = _mujoco_rollout(model.mj, model.mj.qpos0, np.zeros(model.nv), 2000)

@@ -210,14 +210,15 @@ def test_engine_choice_and_errors():
     assert choose_engine(small) == "unrolled"  # the shipped scenes keep their unrolled kernels
     assert choose_engine(small, "looped") == "looped"
     pusher = hw.load_model("pusher", device="cpu")
-    with pytest.raises(ValueError, match="looped engine does not simulate 2 contact pair"):
-        choose_engine(pusher, "looped")
+    assert choose_engine(pusher) == "unrolled"  # small contact scenes too (faster there)
     with pytest.raises(ValueError, match="engine must be"):
         choose_engine(small, "fast")
-    # above the unrolled cap, what the looped engine lacks is refused at load, naming it
-    with pytest.raises(hw.UnsupportedFeatureError, match="nv=40 with contacts"):
-        hw.load_model(chain_xml(40, contype=1).replace("<worldbody>", '<worldbody><geom type="plane" size="5 5 .1"/>'),
-                      device="cpu")
+    # above the unrolled cap, contacts load and take the looped engine
+    floor = '<worldbody><geom type="plane" size="5 5 .1"/>'
+    big = hw.load_model(chain_xml(40, contype=1).replace("<worldbody>", floor), device="cpu")
+    assert big.structure.pairs and choose_engine(big) == "looped"
+    with pytest.raises(ValueError, match="above the unrolled engine's cap"):
+        choose_engine(big, "unrolled")
 
 
 def test_looped_gravity_compensation_matches_mujoco(rng):

@@ -1,0 +1,458 @@
+"""Collision and the contact action on the tree (MuJoCo's mj_collision with the contact forces
+that its constraint solver would add to qfrc_constraint), looped over candidate pairs and points.
+
+Per step:
+
+- ``geom_poses`` (MuJoCo's geom_xpos / geom_xmat) and ``narrow_phase``, once per step (positions
+  only): per candidate pair a bounding-sphere (plane: half-space) test, then the narrow phase of
+  the pair's kind from the pair table (``narrow`` in :func:`make`, types.PAIR_KINDS order,
+  compiled for the kinds a model's group has), which writes the pair's POINTS[kind] contact
+  points (depth, normal, point); far pairs write depth -1.
+- ``assemble``, before each solve (one slot of kernels.tree.SLOT per solve): the contact law of
+  kernels/contact.py at every point with depth > 0 (one copy of its code, whatever the kinds),
+  summed per pair about its reference point (the second geom's centre): force, moment and the
+  implicit stiffness (A, B, C); each pair's action shifted to the reference point of each body's
+  tree and summed over subtrees (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated
+  implicitly, scaled by pair_iscale); then the solve's inputs: qfs = qf + cdof . (subtree
+  contact wrench) + dry friction, dg = diag + dry friction's implicit share, dM = cdof^T
+  (subtree contact stiffness) cdof.
+
+A second solve (slot 1) exists when some pair is treated implicitly or some dof has dry friction:
+it re-evaluates the friction of those with the end-of-step velocities the first solve predicted
+(kernels/contact.contact_force, joint_friction) and runs only where that limit changed a
+viscosity (``lim`` > 0); elsewhere the first solve's acceleration stands, as in the unrolled
+engine, whose pair functions give the same sums point by point.
+
+Every sum is an atomic add into a slot stored once per step and read after its last add, so that
+Warp's reverse mode differentiates the loops exactly; dynamic loops carry no register values.
+"""
+import warp as wp
+
+from ..types import BOX, CAPSULE, MESH, PAIR_KINDS, PLANE, SPHERE
+from .contact import (
+    box_box_face,
+    box_box_point,
+    box_corner,
+    box_point,
+    capsule_box_params,
+    contact_force,
+    joint_friction,
+    mesh_point,
+    plane_point,
+    segment_point,
+    segment_segment,
+    shift_moment,
+    shift_stiffness,
+    skew,
+    sphere_sphere,
+)
+from .tree import NO_FEATURES, Tree, aliases, per_dtype
+
+_PLANE = wp.constant(PLANE)
+
+#: Contact points of a pair of each kind (types.PAIR_KINDS), from the hull vertex counts of its
+#: geoms (0 for geoms that are not meshes): the narrow phase writes that many (depth, normal,
+#: point) per pair, the law runs on those with depth > 0.
+POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2, (PLANE, BOX): lambda v1, v2: 8,
+          (SPHERE, SPHERE): lambda v1, v2: 1, (SPHERE, CAPSULE): lambda v1, v2: 1, (SPHERE, BOX): lambda v1, v2: 1,
+          (CAPSULE, CAPSULE): lambda v1, v2: 1, (CAPSULE, BOX): lambda v1, v2: 3, (BOX, BOX): lambda v1, v2: 8,
+          (PLANE, MESH): lambda v1, v2: v2, (SPHERE, MESH): lambda v1, v2: 1, (CAPSULE, MESH): lambda v1, v2: 3 + v2,
+          (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2}
+assert set(POINTS) == set(PAIR_KINDS)
+
+
+@per_dtype
+def make(T, features=NO_FEATURES):
+    """The collision stage functions for scalar ``T`` and the model ``features``, as a dict."""
+    a = aliases(T)
+    V3, M33, S, A3, V4, P = a["V3"], a["M33"], a["S"], a["A3"], a["V4"], a["P"]
+
+    @wp.func
+    def axis(R: M33):
+        return V3(R[0, 2], R[1, 2], R[2, 2])
+
+    @wp.func
+    def seg0(p: V3, R: M33, size: V3):
+        return p - axis(R) * size[1]
+
+    @wp.func
+    def seg1(p: V3, R: M33, size: V3):
+        return p + axis(R) * size[1]
+
+    @wp.func
+    def put(w: int, s: S, j: int, depth: T, n: V3, p: V3):
+        s.cdepth[w, j] = depth
+        s.cnormal[w, j] = n
+        s.cpoint[w, j] = p
+
+    # ---- the pair table: one narrow phase per kind, all with one signature: the pair's
+    # contact points into s.cdepth / cnormal / cpoint from index j (POINTS[kind] of them)
+    @wp.func
+    def plane_sphere(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                     p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                     planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = plane_point(p1, axis(R1), p2, s2[0])
+        put(w, s, j, d, n, p)
+
+    @wp.func
+    def plane_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                      p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                      planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = plane_point(p1, axis(R1), seg0(p2, R2, s2), s2[0])
+        put(w, s, j, d, n, p)
+        d1, n1, q1 = plane_point(p1, axis(R1), seg1(p2, R2, s2), s2[0])
+        put(w, s, j + 1, d1, n1, q1)
+
+    @wp.func
+    def plane_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                  p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                  planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        for k in range(tree.pair_pnum[i]):  # 8, a dynamic loop: one copy of its code
+            d, n, p = plane_point(p1, axis(R1), box_corner(p2, R2, s2, k), T(0.0))
+            put(w, s, j + k, d, n, p)
+
+    @wp.func
+    def sphere_sphere_(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                       p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                       planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = sphere_sphere(p1, s1[0], p2, s2[0])
+        put(w, s, j, d, n, p)
+
+    @wp.func
+    def sphere_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                       p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                       planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = sphere_sphere(p1, s1[0], segment_point(seg0(p2, R2, s2), seg1(p2, R2, s2), p1), s2[0])
+        put(w, s, j, d, n, p)
+
+    @wp.func
+    def sphere_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                   p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                   planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = box_point(p2, R2, s2, p1, s1[0])
+        put(w, s, j, d, -n, p)  # box_point's normal points from the box (second) to the sphere
+
+    @wp.func
+    def capsule_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                        p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                        planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        pa, pb = segment_segment(seg0(p1, R1, s1), seg1(p1, R1, s1), seg0(p2, R2, s2), seg1(p2, R2, s2))
+        d, n, p = sphere_sphere(pa, s1[0], pb, s2[0])
+        put(w, s, j, d, n, p)
+
+    @wp.func
+    def capsule_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                    p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                    planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        a0 = seg0(p1, R1, s1)
+        ab = seg1(p1, R1, s1) - a0
+        t0, t1 = capsule_box_params(a0, a0 + ab, s1[0], p2, R2, s2)
+        c0 = a0 + ab * t0
+        c1 = a0 + ab * t1
+        d, n, p = box_point(p2, R2, s2, c0, s1[0])
+        put(w, s, j, d, -n, p)
+        d1, n1, q1 = box_point(p2, R2, s2, c1, s1[0])
+        put(w, s, j + 1, d1, -n1, q1)
+        d2, n2, q2 = box_point(p2, R2, s2, (c0 + c1) * T(0.5), s1[0])
+        put(w, s, j + 2, d2, -n2, q2)
+
+    @wp.func
+    def box_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        best_a, n = box_box_face(p1, R1, s1, p2, R2, s2)
+        for k in range(tree.pair_pnum[i]):  # 8
+            d, nk, p = box_box_point(p1, R1, s1, p2, R2, s2, best_a, n, k)
+            put(w, s, j + k, d, nk, p)
+
+    @wp.func
+    def mesh_of(w: int, s: S, j: int, tree: Tree, g: int, mp: V3, mR: M33, c: V3, r: T, flip: int,
+                planes: wp.array(dtype=V4)):
+        """Point j: a sphere of radius r at c (r = 0: a point) against mesh geom g; flip = 1 when
+        the mesh is the pair's second geom (normal reversed)."""
+        d, n, p = mesh_point(planes, tree.geom_hull_padr[g], tree.geom_hull_pnum[g], mp, mR, c, r)
+        put(w, s, j, d, n * wp.where(flip == 1, T(-1.0), T(1.0)), p)
+
+    @wp.func
+    def hull_vertex(tree: Tree, g: int, k: int, p: V3, R: M33, verts: wp.array(dtype=V3)):
+        return p + R * verts[tree.geom_hull_vadr[g] + k]
+
+    @wp.func
+    def plane_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                   p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                   planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        for k in range(tree.geom_hull_vnum[g2]):
+            d, n, p = plane_point(p1, axis(R1), hull_vertex(tree, g2, k, p2, R2, verts), T(0.0))
+            put(w, s, j + k, d, n, p)
+
+    @wp.func
+    def sphere_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                    p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                    planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        mesh_of(w, s, j, tree, g2, p2, R2, p1, s1[0], 1, planes)
+
+    @wp.func
+    def capsule_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                     p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                     planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        a0 = seg0(p1, R1, s1)
+        a1 = seg1(p1, R1, s1)
+        mesh_of(w, s, j, tree, g2, p2, R2, a0, s1[0], 1, planes)
+        mesh_of(w, s, j + 1, tree, g2, p2, R2, a1, s1[0], 1, planes)
+        mesh_of(w, s, j + 2, tree, g2, p2, R2, p1, s1[0], 1, planes)
+        for k in range(tree.geom_hull_vnum[g2]):
+            v = hull_vertex(tree, g2, k, p2, R2, verts)
+            d, n, p = sphere_sphere(segment_point(a0, a1, v), s1[0], v, T(0.0))
+            put(w, s, j + 3 + k, d, n, p)
+
+    @wp.func
+    def box_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                 p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                 planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        for k in range(tree.pair_pnum[i] - tree.geom_hull_vnum[g2]):  # 8
+            mesh_of(w, s, j + k, tree, g2, p2, R2, box_corner(p1, R1, s1, k), T(0.0), 1, planes)
+        for k in range(tree.geom_hull_vnum[g2]):
+            d, n, p = box_point(p1, R1, s1, hull_vertex(tree, g2, k, p2, R2, verts), T(0.0))
+            put(w, s, j + 8 + k, d, n, p)
+
+    @wp.func
+    def mesh_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                  p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                  planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        n1 = tree.geom_hull_vnum[g1]
+        for k in range(n1):
+            mesh_of(w, s, j + k, tree, g2, p2, R2, hull_vertex(tree, g1, k, p1, R1, verts), T(0.0), 1, planes)
+        for k in range(tree.geom_hull_vnum[g2]):
+            mesh_of(w, s, j + n1 + k, tree, g1, p1, R1, hull_vertex(tree, g2, k, p2, R2, verts), T(0.0), 0, planes)
+
+    #: per kind of types.PAIR_KINDS: its narrow phase
+    narrow = {(PLANE, SPHERE): plane_sphere, (PLANE, CAPSULE): plane_capsule, (PLANE, BOX): plane_box,
+              (SPHERE, SPHERE): sphere_sphere_, (SPHERE, CAPSULE): sphere_capsule, (SPHERE, BOX): sphere_box,
+              (CAPSULE, CAPSULE): capsule_capsule, (CAPSULE, BOX): capsule_box, (BOX, BOX): box_box,
+              (PLANE, MESH): plane_mesh, (SPHERE, MESH): sphere_mesh, (CAPSULE, MESH): capsule_mesh,
+              (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh}
+    assert set(narrow) == set(PAIR_KINDS)
+    present = list(features.kinds)
+    funcs = [narrow[PAIR_KINDS[k]] for k in present]
+    CONTACT = bool(present)
+    IMPLICIT = features.implicit
+    FRICTION = features.friction
+    NSOLVE = features.nsolve
+
+    @wp.func
+    def geom_poses(w: int, tree: Tree, s: S, geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=a["Q"])):
+        for g in range(tree.ngeom):
+            b = tree.geom_body[g]
+            xq = s.xq[w, b]
+            s.gp[w, g] = s.xp[w, b] + wp.quat_rotate(xq, geom_pos[g])
+            s.gR[w, g] = wp.quat_to_matrix(xq * geom_quat[g])
+
+    @wp.func
+    def predicted_velocities(w: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, s0: S, s: S, h: T):
+        """qdp = qd + h (qacc + qacc_extra) of the first solve and the body velocities it gives,
+        about each tree's reference point (as com_vel's, from the same cdof)."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        for d in range(tree.nv):
+            s.qdp[w, d] = qvel[w, t, d] + h * (s0.qacc[w, d] + qacc_extra[w, t, d])
+        s.pvw[w, 0] = z
+        s.pvv[w, 0] = z
+        for b in range(1, tree.nbody):
+            p = tree.body_parent[b]
+            s.pvw[w, b] = s.pvw[w, p]
+            s.pvv[w, b] = s.pvv[w, p]
+            adr = tree.body_dofadr[b]
+            for k in range(tree.body_dofnum[b]):
+                d = adr + k
+                wp.atomic_add(s.pvw, w, b, s.cdw[w, d] * s.qdp[w, d])
+                wp.atomic_add(s.pvv, w, b, s.cdv[w, d] * s.qdp[w, d])
+
+    @wp.func
+    def narrow_phase(w: int, tree: Tree, p: P, s: S):
+        """Each candidate pair's contact points (once per step: they depend on positions only):
+        a bounding-sphere (plane: half-space) test, then the narrow phase of the pair's kind;
+        the points of pairs too far apart get depth -1 (no force)."""
+        margin = p.contact_tau[0] * T(2.0)
+        for i in range(tree.npair):
+            g1 = tree.pair_geom1[i]
+            g2 = tree.pair_geom2[i]
+            kind = tree.pair_kind[i]
+            p1 = s.gp[w, g1]
+            p2 = s.gp[w, g2]
+            R1 = s.gR[w, g1]
+            R2 = s.gR[w, g2]
+            j = tree.pair_padr[i]
+            near = 0
+            if tree.geom_type[g1] == _PLANE:
+                if wp.dot(p2 - p1, axis(R1)) < p.geom_rbound[g2] + margin:
+                    near = 1
+            elif wp.length_sq(p2 - p1) < wp.pow(p.geom_rbound[g1] + p.geom_rbound[g2] + margin, T(2.0)):
+                near = 1
+            if near != 0:
+                for q in range(wp.static(len(funcs))):
+                    if kind == wp.static(present[q]):
+                        wp.static(funcs[q])(w, s, i, j, tree, g1, g2, p1, R1, p.geom_size[g1], p2, R2, p.geom_size[g2],
+                                            p.hull_planes, p.hull_verts)
+            else:
+                for k in range(tree.pair_pnum[i]):
+                    put(w, s, j + k, T(-1.0), V3(T(0.0), T(0.0), T(1.0)), p2)
+
+    @wp.func
+    def point_velocity(w: int, tree: Tree, s: S, b: int, x: V3, second: int):
+        """Velocity of body b's point at x: at the start of the step, and the first solve's
+        prediction (``second``; else the start velocity again)."""
+        r = x - s.xp[w, tree.body_root[b]]
+        v = s.cvv[w, b] + wp.cross(s.cvw[w, b], r)
+        vp = v
+        if second != 0:
+            vp = s.pvv[w, b] + wp.cross(s.pvw[w, b], r)
+        return v, vp
+
+    @wp.func
+    def contact_law(w: int, slot: int, tree: Tree, p: P, s: S, s0: S, h: T):
+        """The contact law at every point with depth > 0, summed per pair about its reference
+        point rc (the second geom's centre) into s.pN, pF and the implicit stiffness pA, pB, pC."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        zm = wp.outer(z, z)
+        for i in range(tree.npair):
+            s.pN[w, i] = z
+            s.pF[w, i] = z
+            s.pA[w, i] = zm
+            s.pB[w, i] = zm
+            s.pC[w, i] = zm
+        tau = p.contact_tau[0]
+        eps = p.contact_eps[0]
+        for j in range(tree.npoint):
+            depth = s.cdepth[w, j]
+            if depth > T(0.0):
+                i = tree.point_pair[j]
+                g1 = tree.pair_geom1[i]
+                g2 = tree.pair_geom2[i]
+                x = s.cpoint[w, j]
+                second = 0
+                Fp = z
+                if slot == 1 and tree.pair_implicit[i] != 0:
+                    second = 1
+                    Fp = s0.pF[w, i]
+                v1, vp1 = point_velocity(w, tree, s, tree.geom_body[g1], x, second)
+                v2, vp2 = point_velocity(w, tree, s, tree.geom_body[g2], x, second)
+                f, K = contact_force(depth, s.cnormal[w, j], x, v2 - v1, vp2 - vp1, p.pair_meff[i],
+                                     p.pair_stiffness[i], p.pair_damping[i],
+                                     wp.max(p.geom_friction[g1], p.geom_friction[g2]), tau, eps, h, Fp)
+                d = x - s.gp[w, g2]
+                X = skew(d)
+                wp.atomic_add(s.pN, w, i, wp.cross(d, f))
+                wp.atomic_add(s.pF, w, i, f)
+                wp.atomic_add(s.pA, w, i, -(X * K * X))
+                wp.atomic_add(s.pB, w, i, X * K)
+                wp.atomic_add(s.pC, w, i, K)
+
+    @wp.func
+    def body_actions(w: int, tree: Tree, p: P, s: S):
+        """Each pair's action on its two bodies, about their trees' reference points, summed over
+        subtrees into s.xn, xf (and xA, xB, xC for implicit pairs)."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        zm = wp.outer(z, z)
+        for b in range(tree.nbody):
+            s.xn[w, b] = z
+            s.xf[w, b] = z
+            if wp.static(IMPLICIT):
+                s.xA[w, b] = zm
+                s.xB[w, b] = zm
+                s.xC[w, b] = zm
+        for i in range(tree.npair):
+            N = s.pN[w, i]
+            F = s.pF[w, i]
+            rc = s.gp[w, tree.pair_geom2[i]]
+            for e in range(2):
+                g = tree.pair_geom1[i]
+                sign = T(-1.0)
+                if e == 1:
+                    g = tree.pair_geom2[i]
+                    sign = T(1.0)
+                b = tree.geom_body[g]
+                if tree.body_moving[b] != 0:
+                    d = rc - s.xp[w, tree.body_root[b]]
+                    wp.atomic_add(s.xn, w, b, sign * shift_moment(N, F, d))
+                    wp.atomic_add(s.xf, w, b, sign * F)
+                    if wp.static(IMPLICIT):
+                        if tree.pair_implicit[i] != 0:
+                            C = s.pC[w, i]
+                            A_, B_ = shift_stiffness(s.pA[w, i], s.pB[w, i], C, d)
+                            sc = p.pair_iscale[i][e]
+                            wp.atomic_add(s.xA, w, b, A_ * sc)
+                            wp.atomic_add(s.xB, w, b, B_ * sc)
+                            wp.atomic_add(s.xC, w, b, C * sc)
+        for kk in range(tree.nbody - 1):
+            b = tree.nbody - 1 - kk
+            pb = tree.body_parent[b]
+            if tree.body_moving[b] != 0 and tree.body_moving[pb] != 0:
+                wp.atomic_add(s.xn, w, pb, s.xn[w, b])
+                wp.atomic_add(s.xf, w, pb, s.xf[w, b])
+                if wp.static(IMPLICIT):
+                    wp.atomic_add(s.xA, w, pb, s.xA[w, b])
+                    wp.atomic_add(s.xB, w, pb, s.xB[w, b])
+                    wp.atomic_add(s.xC, w, pb, s.xC[w, b])
+
+    @wp.func
+    def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
+        """qfs, dg (and dM) of the slot's solve from the contact sums and dry friction."""
+        nv = tree.nv
+        eps = p.contact_eps[0]
+        for i in range(nv):
+            b = tree.dof_body[i]
+            sw = s.cdw[w, i]
+            sv = s.cdv[w, i]
+            fc = T(0.0)
+            if wp.static(CONTACT):
+                fc = wp.dot(sw, s.xn[w, b]) + wp.dot(sv, s.xf[w, b])
+            jf = T(0.0)
+            ja = T(0.0)
+            if wp.static(FRICTION):
+                if tree.dof_frictionloss[i] != 0:
+                    v = qvel[w, t, i]
+                    vp = v
+                    if slot == 1:
+                        vp = s.qdp[w, i]
+                    jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], eps, h)
+            s.ja[w, i] = ja
+            s.qfs[w, i] = s.qf[w, i] + fc + jf
+            s.dg[w, i] = s.diag[w, i] + ja
+            if wp.static(IMPLICIT):
+                xA = s.xA[w, b]
+                xB = s.xB[w, b]
+                fn = xA * sw + xB * sv
+                ff = wp.transpose(xB) * sw + s.xC[w, b] * sv
+                adr = tree.anc_adr[i]
+                for k in range(tree.anc_num[i]):
+                    j = tree.anc[adr + k]
+                    s.dM[w, i * nv + j] = wp.dot(s.cdw[w, j], fn) + wp.dot(s.cdv[w, j], ff)
+
+    @wp.func
+    def limited(w: int, tree: Tree, s: S, s0: S):
+        """s.lim: > 0 where the second solve's friction limit changed a viscosity (an implicit
+        pair's stiffness trace or a dof's dry-friction coefficient); 0 there, the first solve stands."""
+        s.lim[w, 0] = T(0.0)
+        for i in range(tree.npair):
+            if tree.pair_implicit[i] != 0:
+                wp.atomic_add(s.lim, w, 0, wp.abs(wp.trace(s.pC[w, i]) - wp.trace(s0.pC[w, i])))
+        if wp.static(FRICTION):
+            for d in range(tree.nv):
+                if tree.dof_frictionloss[d] != 0:
+                    wp.atomic_add(s.lim, w, 0, wp.abs(s.ja[w, d] - s0.ja[w, d]))
+
+    @wp.func
+    def assemble(w: int, slot: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, p: P, s: S, s0: S):
+        """The inputs of solve ``slot`` (0, or 1 for the second solve) into the slot's scratch ``s``
+        (``s0``: slot 0's, which the second solve reads)."""
+        h = p.timestep[0]
+        if slot == 1:
+            predicted_velocities(w, qvel, qacc_extra, t, tree, s0, s, h)
+        if wp.static(CONTACT):
+            contact_law(w, slot, tree, p, s, s0, h)
+            body_actions(w, tree, p, s)
+        solve_inputs(w, slot, qvel, t, tree, p, s, h)
+        if wp.static(NSOLVE == 2):
+            if slot == 1:
+                limited(w, tree, s, s0)
+
+    return dict(geom_poses=geom_poses, narrow_phase=narrow_phase, assemble=assemble)
