@@ -304,7 +304,7 @@ class LoopedEngine:
         """Compile (or load from Warp's cache) the kernels on the model's device; returns seconds.
         The code is the same for every model of this scalar type and features, so it compiles
         once per machine (Warp caches it on disk). The kernels are separate modules, compiled
-        side by side on the CPU's cores."""
+        side by side on the CPU's cores (one after another for a GPU)."""
         import os
         import sys
         import time
@@ -314,9 +314,10 @@ class LoopedEngine:
         dev = self.model.device
         mods = [k.module for name, k in self.k.items() if name.endswith("_kernel")]
         wp.init()
-        workers = min(len(mods), os.cpu_count() or 1)
+        # on the CPU each module's compile is a call into Warp's compiler that releases the GIL;
+        # CUDA modules load one after another (each thread would need the device's context)
+        workers = min(len(mods), os.cpu_count() or 1) if str(dev).startswith("cpu") else 1
         if workers > 1:
-            # each module's compile is a call into Warp's compiler that releases the GIL
             with ThreadPoolExecutor(workers) as ex:
                 list(ex.map(lambda m: wp.load_module(m, device=dev), mods))
         else:
