@@ -15,7 +15,7 @@ PLANE, SPHERE, CAPSULE, BOX, MESH = 0, 2, 3, 6, 7
 
 #: Geom pair kinds with a narrow phase, (type(g1), type(g2)) with type(g1) <= type(g2): the pair
 #: table. Each has its narrow phase in kernels/contact.py and its entry in
-#: kernels/collision.NARROW (same order); the loader refuses pairs of other kinds.
+#: the ``narrow`` table of kernels/collision.make (every kind); the loader refuses pairs of other kinds.
 PAIR_KINDS = ((PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
               (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
               (CAPSULE, MESH), (BOX, MESH), (MESH, MESH))

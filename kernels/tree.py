@@ -59,7 +59,7 @@ class Tree:
     #: each body's dofs: body_dofnum[b] of them from body_dofadr[b] (MuJoCo's order)
     body_dofadr: wp.array(dtype=int)
     body_dofnum: wp.array(dtype=int)
-    #: 1 for a dof with dry friction in the model (kernels/collision.py's friction_terms)
+    #: 1 for a dof with dry friction in the model (kernels/collision.py's solve_inputs)
     dof_frictionloss: wp.array(dtype=int)
     # ---- collision (kernels/collision.py)
     ngeom: int
