@@ -222,8 +222,8 @@ class _Rollout(torch.autograd.Function):
 #: The unrolled engine's generated source above which "auto" picks the looped engine (when the
 #: model needs nothing the looped engine lacks): its cold compile grows with that source (see
 #: codegen.estimate_compile_seconds), the looped engine's does not. Models with contact pairs
-#: have a higher threshold: on small contact scenes the unrolled step runs 2-4x faster (ball_toss,
-#: pusher: measured 2026-12-02), and the looped contact kernels take ~20 s to compile once.
+#: have a higher threshold: on small contact scenes the unrolled step runs 3-6x faster (ball_toss,
+#: pusher: measured 2026-12-02), and the looped contact kernels take ~15 s to compile once.
 LOOPED_ABOVE_CHARS = 25_000
 LOOPED_ABOVE_CHARS_CONTACT = 60_000
 
