@@ -53,12 +53,8 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     """The fields of ``kernels.tree.Tree`` for a model (int32 arrays, never empty)."""
     nb = mj.nbody
     moving = [False] * nb
-    root = list(range(nb))
     for b in range(1, nb):
-        p = int(mj.body_parentid[b])
-        moving[b] = bool(mj.body_jntnum[b]) or moving[p]
-        if moving[p]:
-            root[b] = root[p]
+        moving[b] = bool(mj.body_jntnum[b]) or moving[int(mj.body_parentid[b])]
     anc_adr, anc_num, anc = [], [], []
     for i in range(mj.nv):
         anc_adr.append(len(anc))
@@ -99,7 +95,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     return {
         "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
-        "body_root": arr(root), "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
+        "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
         "jnt_actfrclimited": arr(s.jnt_actfrclimited), "jnt_nact": arr(nact),
         "jnt_limited": arr(s.jnt_limited), "jnt_actgravcomp": arr(s.jnt_actgravcomp),
@@ -251,7 +247,7 @@ class LoopedEngine:
             if "assemble_kernel" in self.k:
                 wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
                           inputs=[fwd[1], fwd[4], t, slot, tree, p, sk, s0])
-            wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, sk, slot])
+            wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, p, sk, slot])
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa) -> None:
@@ -265,7 +261,7 @@ class LoopedEngine:
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
                   adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
         for slot in range(self.nsolve - 1, -1, -1):
-            wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, s[slot], sa[slot], slot])
+            wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, padj, s[slot], sa[slot], slot])
             if "assemble_kernel" in self.k:
                 wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
                           inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],

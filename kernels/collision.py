@@ -11,8 +11,9 @@ Per step:
 - ``assemble``, before each solve (one slot of kernels.tree.SLOT per solve): the contact law of
   kernels/contact.py at every point with depth > 0 (one copy of its code, whatever the kinds),
   summed per pair about its reference point (the second geom's centre): force, moment and the
-  implicit stiffness (A, B, C); each pair's action shifted to the reference point of each body's
-  tree and summed over subtrees (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated
+  implicit stiffness (A, B, C); each pair's action shifted to the origin of each of its bodies
+  (the reference point of kernels/smooth.py) and summed over subtrees (each child's sum shifted
+  to its parent's origin) (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated
   implicitly, scaled by pair_iscale); then the solve's inputs: qfs = qf + cdof . (subtree
   contact wrench) + dry friction, dg = diag + dry friction's implicit share, dM = cdof^T
   (subtree contact stiffness) cdof.
@@ -46,6 +47,7 @@ from .contact import (
     skew,
     sphere_sphere,
 )
+from .dynamics import shift_motion_v
 from .tree import NO_FEATURES, Tree, aliases, per_dtype
 
 _PLANE = wp.constant(PLANE)
@@ -250,7 +252,7 @@ def make(T, features=NO_FEATURES):
     @wp.func
     def predicted_velocities(w: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, s0: S, s: S, h: T):
         """qdp = qd + h (qacc + qacc_extra) of the first solve and the body velocities it gives,
-        about each tree's reference point (as com_vel's, from the same cdof)."""
+        about each body's origin (as com_vel's, from the same cdof)."""
         z = V3(T(0.0), T(0.0), T(0.0))
         for d in range(tree.nv):
             s.qdp[w, d] = qvel[w, t, d] + h * (s0.qacc[w, d] + qacc_extra[w, t, d])
@@ -258,8 +260,9 @@ def make(T, features=NO_FEATURES):
         s.pvv[w, 0] = z
         for b in range(1, tree.nbody):
             p = tree.body_parent[b]
-            s.pvw[w, b] = s.pvw[w, p]
-            s.pvv[w, b] = s.pvv[w, p]
+            pw = s.pvw[w, p]
+            s.pvw[w, b] = pw
+            s.pvv[w, b] = shift_motion_v(pw, s.pvv[w, p], -s.xd[w, b])
             adr = tree.body_dofadr[b]
             for k in range(tree.body_dofnum[b]):
                 d = adr + k
@@ -300,7 +303,7 @@ def make(T, features=NO_FEATURES):
     def point_velocity(w: int, tree: Tree, s: S, b: int, x: V3, second: int):
         """Velocity of body b's point at x: at the start of the step, and the first solve's
         prediction (``second``; else the start velocity again)."""
-        r = x - s.xp[w, tree.body_root[b]]
+        r = x - s.xp[w, b]
         v = s.cvv[w, b] + wp.cross(s.cvw[w, b], r)
         vp = v
         if second != 0:
@@ -348,7 +351,7 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def body_actions(w: int, tree: Tree, p: P, s: S):
-        """Each pair's action on its two bodies, about their trees' reference points, summed over
+        """Each pair's action on its two bodies, about their origins, summed over
         subtrees into s.xn, xf (and xA, xB, xC for implicit pairs)."""
         z = V3(T(0.0), T(0.0), T(0.0))
         zm = wp.outer(z, z)
@@ -359,6 +362,9 @@ def make(T, features=NO_FEATURES):
                 s.xA[w, b] = zm
                 s.xB[w, b] = zm
                 s.xC[w, b] = zm
+                s.oA[w, b] = zm
+                s.oB[w, b] = zm
+                s.oC[w, b] = zm
         for i in range(tree.npair):
             N = s.pN[w, i]
             F = s.pF[w, i]
@@ -371,7 +377,7 @@ def make(T, features=NO_FEATURES):
                     sign = T(1.0)
                 b = tree.geom_body[g]
                 if tree.body_moving[b] != 0:
-                    d = rc - s.xp[w, tree.body_root[b]]
+                    d = rc - s.xp[w, b]
                     wp.atomic_add(s.xn, w, b, sign * shift_moment(N, F, d))
                     wp.atomic_add(s.xf, w, b, sign * F)
                     if wp.static(IMPLICIT):
@@ -382,16 +388,23 @@ def make(T, features=NO_FEATURES):
                             wp.atomic_add(s.xA, w, b, A_ * sc)
                             wp.atomic_add(s.xB, w, b, B_ * sc)
                             wp.atomic_add(s.xC, w, b, C * sc)
+                            wp.atomic_add(s.oA, w, b, A_ * sc)
+                            wp.atomic_add(s.oB, w, b, B_ * sc)
+                            wp.atomic_add(s.oC, w, b, C * sc)
         for kk in range(tree.nbody - 1):
             b = tree.nbody - 1 - kk
             pb = tree.body_parent[b]
             if tree.body_moving[b] != 0 and tree.body_moving[pb] != 0:
-                wp.atomic_add(s.xn, w, pb, s.xn[w, b])
-                wp.atomic_add(s.xf, w, pb, s.xf[w, b])
+                d = s.xd[w, b]
+                F = s.xf[w, b]
+                wp.atomic_add(s.xn, w, pb, shift_moment(s.xn[w, b], F, d))
+                wp.atomic_add(s.xf, w, pb, F)
                 if wp.static(IMPLICIT):
-                    wp.atomic_add(s.xA, w, pb, s.xA[w, b])
-                    wp.atomic_add(s.xB, w, pb, s.xB[w, b])
-                    wp.atomic_add(s.xC, w, pb, s.xC[w, b])
+                    C = s.xC[w, b]
+                    A_, B_ = shift_stiffness(s.xA[w, b], s.xB[w, b], C, d)
+                    wp.atomic_add(s.xA, w, pb, A_)
+                    wp.atomic_add(s.xB, w, pb, B_)
+                    wp.atomic_add(s.xC, w, pb, C)
 
     @wp.func
     def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
@@ -416,6 +429,7 @@ def make(T, features=NO_FEATURES):
                     jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], eps, h)
             s.ja[w, i] = ja
             s.qfs[w, i] = s.qf[w, i] + fc + jf
+            s.qts[w, i] = s.qt[w, i] + fc + jf
             s.dg[w, i] = s.diag[w, i] + ja
             if wp.static(IMPLICIT):
                 xA = s.xA[w, b]
@@ -423,9 +437,11 @@ def make(T, features=NO_FEATURES):
                 fn = xA * sw + xB * sv
                 ff = wp.transpose(xB) * sw + s.xC[w, b] * sv
                 adr = tree.anc_adr[i]
+                r = s.xp[w, b]
                 for k in range(tree.anc_num[i]):
                     j = tree.anc[adr + k]
-                    s.dM[w, i * nv + j] = wp.dot(s.cdw[w, j], fn) + wp.dot(s.cdv[w, j], ff)
+                    nj = shift_moment(fn, ff, r - s.xp[w, tree.dof_body[j]])
+                    s.dM[w, i * nv + j] = wp.dot(s.cdw[w, j], nj) + wp.dot(s.cdv[w, j], ff)
 
     @wp.func
     def limited(w: int, tree: Tree, s: S, s0: S):

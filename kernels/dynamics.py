@@ -1,9 +1,11 @@
-"""Rigid-body dynamics in world-origin spatial coordinates.
+"""Rigid-body dynamics in world-aligned spatial coordinates about a reference point.
 
 A motion (twist) is a pair (w, v): angular velocity and the velocity of the body point at the
-world origin. A force (wrench) is (n, f): torque about the origin and force. A spatial inertia
-about the origin is (m, h, J): mass, first moment m*c and rotational inertia about the origin.
-Composite inertias are sums of these triples.
+reference point. A force (wrench) is (n, f): torque about the reference point and force. A spatial
+inertia about it is (m, h, J): mass, first moment m*c and rotational inertia about the point.
+Composite inertias are sums of these triples about one point; ``shift_*`` re-express each kind
+about another point (``d`` = old point - new point), as the looped engine does from a body's own
+origin to its parent's.
 """
 from typing import Any
 
@@ -54,3 +56,25 @@ def cross_force_n(w: Any, v: Any, n: Any, f: Any):
 def cross_force_f(w: Any, v: Any, n: Any, f: Any):
     """Force part of (w, v) x* (n, f)."""
     return wp.cross(w, f)
+
+
+@wp.func
+def shift_motion_v(w: Any, v: Any, d: Any):
+    """Linear part of the motion (w, v) about a point displaced by -d (d = old - new): v + d x w
+    (the angular part is unchanged)."""
+    return v + wp.cross(d, w)
+
+
+@wp.func
+def shift_force_n(n: Any, f: Any, d: Any):
+    """Torque part of the wrench (n, f) about a point displaced by -d (d = old - new): n + d x f."""
+    return n + wp.cross(d, f)
+
+
+@wp.func
+def shift_inertia_J(m: Any, h: Any, J: Any, d: Any):
+    """Rotational inertia of (m, h, J) about a point displaced by -d (d = old - new): for x' = x + d,
+    J + 2 (h . d) I - h d^T - d h^T + m (|d|^2 I - d d^T); the first moment becomes h + m d."""
+    eye = wp.identity(n=3, dtype=type(m))
+    return (J + (type(m)(2.0) * wp.dot(h, d)) * eye - wp.outer(h, d) - wp.outer(d, h)
+            + m * (wp.dot(d, d) * eye - wp.outer(d, d)))

@@ -105,7 +105,7 @@ def build(T, features=NO_FEATURES):
         if wp.static(CONTACT):
             geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
             narrow_phase(w, tree, p, s)
-        com_vel(w, qvel, t, tree, s, p.gravity)
+        com_vel(w, qvel, t, tree, s)
         rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
         bias_and_mass(w, tree, s, p.dof_armature)
         passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
@@ -115,8 +115,9 @@ def build(T, features=NO_FEATURES):
         joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                      p.jnt_limit_damping, p.contact_tau[0], h)
         for d in range(tree.nv):
-            s.qf[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d]
-                          + qfrc_extra[w, t, d] - s.qfrc_bias[w, d])
+            qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
+            s.qt[w, d] = qt
+            s.qf[w, d] = qt - s.qfrc_bias[w, d]
 
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
@@ -132,11 +133,11 @@ def build(T, features=NO_FEATURES):
             stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
             if wp.static(ASSEMBLE):
                 assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
-            solve(w, tree, s)
+            solve(w, tree, p, s)
             if wp.static(TWO):
                 assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
                 if s1.lim[w, 0] > T(0.0):
-                    solve(w, tree, s1)
+                    solve(w, tree, p, s1)
             stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
     # one step in parts, for the backward pass: stage_a, assemble and stage_b forward and in Warp's
@@ -157,16 +158,16 @@ def build(T, features=NO_FEATURES):
         assemble(wp.tid(), slot, qvel, qacc_extra, t, tree, p, s, s0)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def solve_kernel(tree: Tree, s: S, slot: int):
+    def solve_kernel(tree: Tree, p: P, s: S, slot: int):
         w = wp.tid()
         if slot == 0 or s.lim[w, 0] > T(0.0):
-            solve(w, tree, s)
+            solve(w, tree, p, s)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def solve_adjoint_kernel(tree: Tree, s: S, sa: S, slot: int):
+    def solve_adjoint_kernel(tree: Tree, p: P, s: S, sa: S, slot: int):
         w = wp.tid()
         if slot == 0 or s.lim[w, 0] > T(0.0):
-            solve_adjoint(w, tree, s, sa)
+            solve_adjoint(w, tree, p, s, sa)
 
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)

@@ -7,10 +7,15 @@ cdof, body velocities and velocity-product accelerations, gravity as the root's 
 subtree sums: mj_rne's backward pass and mj_crb's composite inertias) and ``bias_and_mass``
 (qfrc_bias, and the mass matrix M with armature on its diagonal: mj_crb / mj_makeM).
 
-Spatial vectors are world-aligned and taken about the reference point of the body's tree (the
-origin of its topmost moving body): a motion (w, v) is the angular velocity and the velocity of
-the body point at the reference, a wrench (n, f) the torque about it and the force; a spatial
-inertia is (m, h, J): mass, first moment and rotational inertia about the reference.
+Spatial vectors are world-aligned and taken about each body's own origin ``xp[b]`` (its
+reference point): a motion (w, v) is the angular velocity and the velocity of the body point at
+the reference, a wrench (n, f) the torque about it and the force; a spatial inertia is (m, h, J):
+mass, first moment and rotational inertia about the reference. A parent's quantities reach a
+child, and a child's subtree sums its parent, through the shifts of kernels/dynamics.py by the
+link offset ``xp[child] - xp[parent]``. A shared reference per tree (as MuJoCo's subtree centre
+of mass) would make a long chain's entries differences of terms that grow with the square of the
+distance from the root, which float32 cannot afford; about each body's origin no term is larger
+than the quantity it adds to.
 
 Joint kinds: one function per kind and concern (pose, motion subspace), selected by ``jnt_type``.
 """
@@ -25,6 +30,9 @@ from .dynamics import (
     inertia_about_origin,
     inertia_apply_f,
     inertia_apply_n,
+    shift_force_n,
+    shift_inertia_J,
+    shift_motion_v,
 )
 from .kinematics import hinge_quat, motion_dof, quat_from_wxyz
 from .tree import Tree, aliases, per_dtype
@@ -38,14 +46,15 @@ def make(T):
     V3, Q, S, A3 = a["V3"], a["Q"], a["S"], a["A3"]
 
     @wp.func
-    def joint_pose(typ: int, q: A3, w: int, t: int, pa: int, q0: T, cq: Q, cp: V3, jpos: V3, jaxis: V3):
-        """Frame after a joint from the frame before it (cq, cp): (quat, pos, axis, anchor)."""
+    def joint_pose(typ: int, q: A3, w: int, t: int, pa: int, q0: T, cq: Q, cp: V3, jpos: V3, jaxis: V3, base: V3):
+        """Frame after a joint from the frame before it (cq, cp): (quat, pos, axis, anchor), the
+        positions relative to ``base`` (the parent body's origin)."""
         ax = wp.quat_rotate(cq, jaxis)
         an = wp.quat_rotate(cq, jpos) + cp
         nq = cq
         np_ = cp
         if typ == _FREE:
-            np_ = V3(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2])
+            np_ = V3(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2]) - base
             nq = quat_from_wxyz(q[w, t, pa + 3], q[w, t, pa + 4], q[w, t, pa + 5], q[w, t, pa + 6])
             an = np_
         elif typ == _SLIDE:
@@ -67,29 +76,36 @@ def make(T):
         for b in range(1, tree.nbody):
             p = tree.body_parent[b]
             pq = s.xq[w, p]
+            base = s.xp[w, p]
+            # positions relative to the parent's origin first (s.xd, s.jp, s.janchor): the link
+            # offsets the dynamics shifts by, without the rounding of world positions
+            d0 = wp.quat_rotate(pq, body_pos[b])
             s.xq0[w, b] = pq * body_quat[b]
-            s.xp0[w, b] = s.xp[w, p] + wp.quat_rotate(pq, body_pos[b])
+            s.xp0[w, b] = base + d0
             adr = tree.body_jntadr[b]
             n = tree.body_jntnum[b]
             for k in range(n):
                 j = adr + k
                 cq = s.xq0[w, b]
-                cp = s.xp0[w, b]
+                cp = d0
                 if k > 0:
                     cq = s.jq[w, j - 1]
                     cp = s.jp[w, j - 1]
                 pa = tree.jnt_qposadr[j]
                 nq, np_, ax, an = joint_pose(tree.jnt_type[j], qpos, w, t, pa, qpos0[pa], cq, cp, jnt_pos[j],
-                                             jnt_axis[j])
+                                             jnt_axis[j], base)
                 s.jq[w, j] = nq
                 s.jp[w, j] = np_
                 s.jaxis[w, j] = ax
                 s.janchor[w, j] = an
             if n > 0:
+                d = s.jp[w, adr + n - 1]
                 s.xq[w, b] = s.jq[w, adr + n - 1]
-                s.xp[w, b] = s.jp[w, adr + n - 1]
+                s.xd[w, b] = d
+                s.xp[w, b] = base + d
             else:
                 s.xq[w, b] = s.xq0[w, b]
+                s.xd[w, b] = d0
                 s.xp[w, b] = s.xp0[w, b]
 
     @wp.func
@@ -114,23 +130,32 @@ def make(T):
         return vw, vv, aw, av
 
     @wp.func
-    def com_vel(w: int, qvel: A3, t: int, tree: Tree, s: S, gravity: wp.array(dtype=V3)):
+    def com_vel(w: int, qvel: A3, t: int, tree: Tree, s: S):
+        """Body velocities (cvw, cvv), each joint's motion subspace (cdw, cdv) and the bodies'
+        velocity-product accelerations (caw, cav: the acceleration at qacc = 0, gravity left out;
+        rne_crb adds it), all about each body's origin."""
         z = V3(T(0.0), T(0.0), T(0.0))
         s.cvw[w, 0] = z
         s.cvv[w, 0] = z
         s.caw[w, 0] = z
-        s.cav[w, 0] = -gravity[0]
+        s.cav[w, 0] = z
         for b in range(1, tree.nbody):
             p = tree.body_parent[b]
-            r = s.xp[w, tree.body_root[b]]
+            r = s.xd[w, b]
+            # the parent's velocity and acceleration about this body's origin
+            dp = -r
+            pw = s.cvw[w, p]
+            pv = shift_motion_v(pw, s.cvv[w, p], dp)
+            paw = s.caw[w, p]
+            pav = shift_motion_v(paw, s.cav[w, p], dp)
             adr = tree.body_jntadr[b]
             n = tree.body_jntnum[b]
             for k in range(n):
                 j = adr + k
-                bw = s.cvw[w, p]
-                bv = s.cvv[w, p]
-                baw = s.caw[w, p]
-                bav = s.cav[w, p]
+                bw = pw
+                bv = pv
+                baw = paw
+                bav = pav
                 if k > 0:
                     bw = s.jvw[w, j - 1]
                     bv = s.jvv[w, j - 1]
@@ -139,7 +164,7 @@ def make(T):
                 typ = tree.jnt_type[j]
                 da = tree.jnt_dofadr[j]
                 ax = s.jaxis[w, j]
-                an = s.janchor[w, j] - r
+                an = s.janchor[w, j] - r  # the anchor relative to the body's origin
                 vw = bw
                 vv = bv
                 aw = baw
@@ -179,25 +204,25 @@ def make(T):
                 s.caw[w, b] = s.jaw[w, adr + n - 1]
                 s.cav[w, b] = s.jav[w, adr + n - 1]
             else:
-                s.cvw[w, b] = s.cvw[w, p]
-                s.cvv[w, b] = s.cvv[w, p]
-                s.caw[w, b] = s.caw[w, p]
-                s.cav[w, b] = s.cav[w, p]
+                s.cvw[w, b] = pw
+                s.cvv[w, b] = pv
+                s.caw[w, b] = paw
+                s.cav[w, b] = pav
 
     @wp.func
     def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
                 body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
                 gravity: wp.array(dtype=V3)):
-        """Each moving body's RNE wrench I a + v x* I v, spatial inertia and gravity-compensation
+        """Each moving body's RNE wrench I a + v x* I v (ofn, off without gravity, cfn, cff with it),
+        spatial inertia and gravity-compensation
         wrench (MuJoCo's gravcomp: the force -m g gravcomp at its centre of mass), then their sums
         over subtrees (children have higher indices: a descending sweep adds each finished subtree
         into its parent)."""
         for b in range(1, tree.nbody):
             if tree.body_moving[b] == 0:
                 continue
-            r = s.xp[w, tree.body_root[b]]
             xq = s.xq[w, b]
-            com = s.xp[w, b] - r + wp.quat_rotate(xq, body_ipos[b])
+            com = wp.quat_rotate(xq, body_ipos[b])
             m = body_mass[b]
             h, J = inertia_about_origin(m, com, wp.quat_to_matrix(xq * body_iquat[b]), body_inertia[b])
             vw = s.cvw[w, b]
@@ -206,11 +231,20 @@ def make(T):
             av = s.cav[w, b]
             pn = inertia_apply_n(h, J, vw, vv)
             pf = inertia_apply_f(m, h, vw, vv)
-            s.cfn[w, b] = inertia_apply_n(h, J, aw, av) + cross_force_n(vw, vv, pn, pf)
-            s.cff[w, b] = inertia_apply_f(m, h, aw, av) + cross_force_f(vw, vv, pn, pf)
+            on = inertia_apply_n(h, J, aw, av) + cross_force_n(vw, vv, pn, pf)
+            of = inertia_apply_f(m, h, aw, av) + cross_force_f(vw, vv, pn, pf)
+            s.ofn[w, b] = on
+            s.off[w, b] = of
+            # gravity as the world's upward acceleration -g (the same for every body about any point)
+            G = -gravity[0]
+            s.cfn[w, b] = on + wp.cross(h, G)
+            s.cff[w, b] = of + m * G
             s.cm[w, b] = m
             s.ch[w, b] = h
             s.cJ[w, b] = J
+            s.om[w, b] = m
+            s.oh[w, b] = h
+            s.oJ[w, b] = J
             gf = V3(T(0.0), T(0.0), T(0.0))
             if tree.body_gravcomp[b] != 0:
                 gf = -gravity[0] * (m * body_gravcomp[b])
@@ -220,13 +254,18 @@ def make(T):
             b = tree.nbody - 1 - kk
             p = tree.body_parent[b]
             if tree.body_moving[b] != 0 and tree.body_moving[p] != 0:
-                wp.atomic_add(s.cfn, w, p, s.cfn[w, b])
-                wp.atomic_add(s.cff, w, p, s.cff[w, b])
-                wp.atomic_add(s.cm, w, p, s.cm[w, b])
-                wp.atomic_add(s.ch, w, p, s.ch[w, b])
-                wp.atomic_add(s.cJ, w, p, s.cJ[w, b])
-                wp.atomic_add(s.cgn, w, p, s.cgn[w, b])
-                wp.atomic_add(s.cgf, w, p, s.cgf[w, b])
+                d = s.xd[w, b]
+                m = s.cm[w, b]
+                h = s.ch[w, b]
+                f = s.cff[w, b]
+                g = s.cgf[w, b]
+                wp.atomic_add(s.cfn, w, p, shift_force_n(s.cfn[w, b], f, d))
+                wp.atomic_add(s.cff, w, p, f)
+                wp.atomic_add(s.cm, w, p, m)
+                wp.atomic_add(s.ch, w, p, h + m * d)
+                wp.atomic_add(s.cJ, w, p, shift_inertia_J(m, h, s.cJ[w, b], d))
+                wp.atomic_add(s.cgn, w, p, shift_force_n(s.cgn[w, b], g, d))
+                wp.atomic_add(s.cgf, w, p, g)
 
     @wp.func
     def bias_and_mass(w: int, tree: Tree, s: S, dof_armature: wp.array(dtype=T)):
@@ -242,9 +281,12 @@ def make(T):
             fn = inertia_apply_n(s.ch[w, b], s.cJ[w, b], sw, sv)
             ff = inertia_apply_f(s.cm[w, b], s.ch[w, b], sw, sv)
             adr = tree.anc_adr[i]
+            r = s.xp[w, b]
             for k in range(tree.anc_num[i]):
                 j = tree.anc[adr + k]
-                mij = wp.dot(s.cdw[w, j], fn) + wp.dot(s.cdv[w, j], ff)
+                # the wrench I_c cdof_i about the origin of dof j's body, where cdof_j is taken
+                nj = shift_force_n(fn, ff, r - s.xp[w, tree.dof_body[j]])
+                mij = wp.dot(s.cdw[w, j], nj) + wp.dot(s.cdv[w, j], ff)
                 if k == 0:
                     mij = mij + dof_armature[i]
                 s.M[w, i * nv + j] = mij

@@ -25,10 +25,6 @@ class Tree:
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
-    #: reference body of each body's kinematic tree (its topmost moving ancestor): spatial
-    #: quantities of a tree are taken about that body's origin, so float32 precision does not
-    #: depend on how far the robot stands from the world origin
-    body_root: wp.array(dtype=int)
     #: 1 when some dof lies on the body's path to the world
     body_moving: wp.array(dtype=int)
     jnt_type: wp.array(dtype=int)
@@ -90,14 +86,18 @@ class Tree:
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
-    ("jp", "V3", "njnt"), ("jq", "Q", "njnt"),  # frame after each joint
-    ("jaxis", "V3", "njnt"), ("janchor", "V3", "njnt"),  # MuJoCo's xaxis, xanchor
+    ("xd", "V3", "nbody"),  # link offset xp[b] - xp[parent], computed without world positions
+    ("jp", "V3", "njnt"), ("jq", "Q", "njnt"),  # frame after each joint (position relative to xp[parent])
+    ("jaxis", "V3", "njnt"), ("janchor", "V3", "njnt"),  # MuJoCo's xaxis, xanchor (relative to xp[parent])
     ("jvw", "V3", "njnt"), ("jvv", "V3", "njnt"), ("jaw", "V3", "njnt"), ("jav", "V3", "njnt"),
     ("cvw", "V3", "nbody"), ("cvv", "V3", "nbody"), ("caw", "V3", "nbody"), ("cav", "V3", "nbody"),
-    ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about the tree's reference
+    ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about its body's origin
     ("cfn", "V3", "nbody"), ("cff", "V3", "nbody"),  # RNE wrench of the subtree
     ("cgn", "V3", "nbody"), ("cgf", "V3", "nbody"),  # gravity-compensation wrench of the subtree
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
+    ("om", "T", "nbody"), ("oh", "V3", "nbody"), ("oJ", "M33", "nbody"),  # the body's own inertia
+    ("ofn", "V3", "nbody"), ("off", "V3", "nbody"),  # the body's own RNE wrench without gravity
+    ("qt", "T", "nv"),  # qf without the bias force
     ("jact", "T", "njnt"),
     ("jdq", "V3", "njnt"),  # spring displacement of a ball / free joint's rotation (passive.py)
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
@@ -112,18 +112,25 @@ SCRATCH = (
 #: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
 #: one when some contact's friction or some dof's dry friction must be limited, see
 #: kernels/collision.py): the contact action on each body (xn, xf) and its implicit stiffness
-#: (xA, xB, xC) summed over subtrees, each pair's action about its reference point (pN, pF; pA,
-#: pB, pC its implicit stiffness), the
-#: increments of the mass matrix (dM), its diagonal (dg: diag plus dry friction's share) and the
-#: right-hand side (qfs: qf plus contact and dry friction), ``lim`` (> 0 where the second solve's
-#: friction limit changed something), the factor and the solution.
+#: (xA, xB, xC) summed over subtrees (oA, oB, oC: each body's own), each pair's action about its
+#: reference point (pN, pF; pA, pB, pC its implicit stiffness), the increments of the mass matrix
+#: (dM), its diagonal (dg: diag plus dry friction's share) and the right-hand side (qfs: qf plus
+#: contact and dry friction; qts the same without the bias force), ``lim`` (> 0 where the second
+#: solve's friction limit changed something), the factor (kernels/solve.py: articulated inertias
+#: iA, iB, iC; per dof Un, Uf, D), the substitution's work arrays (ipn, ipf, uu, aw, av; R2 the
+#: adjoint's solution) and the solution.
 SLOT = (
     ("xn", "V3", "nbody"), ("xf", "V3", "nbody"),
     ("xA", "M33", "nbody"), ("xB", "M33", "nbody"), ("xC", "M33", "nbody"),
     ("pN", "V3", "npair"), ("pF", "V3", "npair"),
     ("pA", "M33", "npair"), ("pB", "M33", "npair"), ("pC", "M33", "npair"),
-    ("dM", "T", "nv2"), ("dg", "T", "nv"), ("qfs", "T", "nv"), ("ja", "T", "nv"), ("lim", "T", "one"),
-    ("U", "T", "nv2"), ("R", "T", "nv"), ("y", "T", "nv"), ("R2", "T", "nv"), ("qacc", "T", "nv"),
+    ("oA", "M33", "nbody"), ("oB", "M33", "nbody"), ("oC", "M33", "nbody"),
+    ("dM", "T", "nv2"), ("dg", "T", "nv"), ("qfs", "T", "nv"), ("qts", "T", "nv"), ("ja", "T", "nv"),
+    ("lim", "T", "one"),
+    ("iA", "M33", "nbody"), ("iB", "M33", "nbody"), ("iC", "M33", "nbody"),
+    ("Un", "V3", "nv"), ("Uf", "V3", "nv"), ("D", "T", "nv"),
+    ("ipn", "V3", "nbody"), ("ipf", "V3", "nbody"), ("uu", "T", "nv"), ("aw", "V3", "nbody"), ("av", "V3", "nbody"),
+    ("R2", "T", "nv"), ("qacc", "T", "nv"),
 )
 
 def per_dtype(make):
