@@ -12,9 +12,9 @@ Per step:
   kernels/contact.py at every point with depth > 0 (one copy of its code, whatever the kinds),
   summed per pair about its reference point (the second geom's centre): force, moment and the
   implicit stiffness (A, B, C); each pair's action shifted to the origin of each of its bodies
-  (the reference point of kernels/smooth.py) and summed over subtrees (each child's sum shifted
-  to its parent's origin) (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated
-  implicitly, scaled by pair_iscale); then the solve's inputs: qfs = qf + cdof . (subtree
+  (the reference point of kernels/smooth.py) and summed over subtrees, each child's sum shifted
+  to its parent's origin (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated implicitly,
+  scaled by pair_iscale; oA, oB, oC each body's own, for the solve); then the solve's inputs: qfs = qf + cdof . (subtree
   contact wrench) + dry friction, dg = diag + dry friction's implicit share, dM = cdof^T
   (subtree contact stiffness) cdof.
 

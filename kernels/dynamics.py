@@ -3,9 +3,10 @@
 A motion (twist) is a pair (w, v): angular velocity and the velocity of the body point at the
 reference point. A force (wrench) is (n, f): torque about the reference point and force. A spatial
 inertia about it is (m, h, J): mass, first moment m*c and rotational inertia about the point.
-Composite inertias are sums of these triples about one point; ``shift_*`` re-express each kind
-about another point (``d`` = old point - new point), as the looped engine does from a body's own
-origin to its parent's.
+Composite inertias are sums of these triples about one point; ``shift_*`` here (and
+kernels/contact.py's shift_moment for wrenches, shift_stiffness for 6x6 inertia-like matrices)
+re-express each kind about another point (``d`` = old point - new point), as the looped engine
+does from a body's own origin to its parent's.
 """
 from typing import Any
 
@@ -63,12 +64,6 @@ def shift_motion_v(w: Any, v: Any, d: Any):
     """Linear part of the motion (w, v) about a point displaced by -d (d = old - new): v + d x w
     (the angular part is unchanged)."""
     return v + wp.cross(d, w)
-
-
-@wp.func
-def shift_force_n(n: Any, f: Any, d: Any):
-    """Torque part of the wrench (n, f) about a point displaced by -d (d = old - new): n + d x f."""
-    return n + wp.cross(d, f)
 
 
 @wp.func

@@ -2,7 +2,7 @@
 
 Stages (one world ``w`` at a time, state read from ``qpos[w, t]`` / ``qvel[w, t]``):
 ``kinematics`` (mj_kinematics: body and joint frames), ``com_vel`` (mj_comVel: motion subspace
-cdof, body velocities and velocity-product accelerations, gravity as the root's acceleration),
+cdof, body velocities and velocity-product accelerations),
 ``rne_crb`` (each body's own RNE wrench, spatial inertia and gravity-compensation wrench, then
 subtree sums: mj_rne's backward pass and mj_crb's composite inertias) and ``bias_and_mass``
 (qfrc_bias, and the mass matrix M with armature on its diagonal: mj_crb / mj_makeM).
@@ -22,6 +22,7 @@ Joint kinds: one function per kind and concern (pose, motion subspace), selected
 import warp as wp
 
 from ..types import BALL, FREE, HINGE, SLIDE
+from .contact import shift_moment
 from .dynamics import (
     cross_force_f,
     cross_force_n,
@@ -30,7 +31,6 @@ from .dynamics import (
     inertia_about_origin,
     inertia_apply_f,
     inertia_apply_n,
-    shift_force_n,
     shift_inertia_J,
     shift_motion_v,
 )
@@ -259,12 +259,12 @@ def make(T):
                 h = s.ch[w, b]
                 f = s.cff[w, b]
                 g = s.cgf[w, b]
-                wp.atomic_add(s.cfn, w, p, shift_force_n(s.cfn[w, b], f, d))
+                wp.atomic_add(s.cfn, w, p, shift_moment(s.cfn[w, b], f, d))
                 wp.atomic_add(s.cff, w, p, f)
                 wp.atomic_add(s.cm, w, p, m)
                 wp.atomic_add(s.ch, w, p, h + m * d)
                 wp.atomic_add(s.cJ, w, p, shift_inertia_J(m, h, s.cJ[w, b], d))
-                wp.atomic_add(s.cgn, w, p, shift_force_n(s.cgn[w, b], g, d))
+                wp.atomic_add(s.cgn, w, p, shift_moment(s.cgn[w, b], g, d))
                 wp.atomic_add(s.cgf, w, p, g)
 
     @wp.func
@@ -285,7 +285,7 @@ def make(T):
             for k in range(tree.anc_num[i]):
                 j = tree.anc[adr + k]
                 # the wrench I_c cdof_i about the origin of dof j's body, where cdof_j is taken
-                nj = shift_force_n(fn, ff, r - s.xp[w, tree.dof_body[j]])
+                nj = shift_moment(fn, ff, r - s.xp[w, tree.dof_body[j]])
                 mij = wp.dot(s.cdw[w, j], nj) + wp.dot(s.cdv[w, j], ff)
                 if k == 0:
                     mij = mij + dof_armature[i]

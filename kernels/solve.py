@@ -32,8 +32,8 @@ is still assembled whenever gradients are taken.
 """
 import warp as wp
 
-from .contact import shift_stiffness, skew
-from .dynamics import shift_force_n, shift_motion_v
+from .contact import shift_moment, shift_stiffness, skew
+from .dynamics import shift_motion_v
 from .tree import NO_FEATURES, Tree, aliases, per_dtype
 
 
@@ -137,7 +137,7 @@ def make(T, features=NO_FEATURES):
                 pf = pf + s.Uf[w, i] * c
             pb = tree.body_parent[b]
             if tree.body_moving[pb] != 0:
-                s.ipn[w, pb] = s.ipn[w, pb] + shift_force_n(pn, pf, s.xd[w, b])
+                s.ipn[w, pb] = s.ipn[w, pb] + shift_moment(pn, pf, s.xd[w, b])
                 s.ipf[w, pb] = s.ipf[w, pb] + pf
         for b in range(1, tree.nbody):
             if tree.body_moving[b] == 0:
