@@ -111,7 +111,8 @@ def make(T, features=NO_FEATURES):
         """out = (M + diag)^-1 (rhs - bias) with the factor: the bias wrenches from the leaves
         (s.ipn, ipf; u_i into s.uu), then the accelerations from the root (s.aw, av). With
         ``bias`` the bias force comes as the bodies' own RNE wrenches (s.ofn, off) and gravity as
-        the world's acceleration, so the joint-space bias (large sums at the root) is never formed:
+        the world's acceleration (with implicit contacts in the wrenches: the bodies' contact
+        stiffness must not act on it), so the joint-space bias (large sums at the root) is never formed:
         ``rhs`` is then qf without it (qt, qts); else the bias is zero."""
         z = V3(T(0.0), T(0.0), T(0.0))
         for b in range(tree.nbody):
@@ -120,6 +121,11 @@ def make(T, features=NO_FEATURES):
             if bias != 0 and tree.body_moving[b] != 0:
                 s.ipn[w, b] = s.ofn[w, b]
                 s.ipf[w, b] = s.off[w, b]
+                if wp.static(DM):
+                    # the bodies' contact stiffness must not act on gravity: it goes in the wrenches
+                    G = -p.gravity[0]
+                    s.ipn[w, b] = s.ofn[w, b] + wp.cross(s.oh[w, b], G)
+                    s.ipf[w, b] = s.off[w, b] + s.om[w, b] * G
         for kk in range(tree.nbody - 1):
             b = tree.nbody - 1 - kk
             if tree.body_moving[b] == 0:
@@ -145,7 +151,7 @@ def make(T, features=NO_FEATURES):
             pb = tree.body_parent[b]
             aw = z
             av = z
-            if bias != 0:
+            if bias != 0 and not wp.static(DM):
                 av = -p.gravity[0]
             if tree.body_moving[pb] != 0:
                 aw = s.aw[w, pb]
