@@ -51,13 +51,14 @@ def build(T, features=NO_FEATURES):
     V3, Q, A3, S = a["V3"], a["Q"], a["A3"], a["S"]
     P = params_type(T)
     sm = _smooth.make(T)
-    kinematics, com_vel, rne_crb, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["rne_crb"], sm["bias_and_mass"]
+    kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
     passive = _passive.make(T)["passive"]
     actuation = _actuation.make(T)["actuation"]
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
     col = _collision.make(T, features)
-    geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
+    geom_poses, narrow_phase, assemble, assemble_fwd = (col["geom_poses"], col["narrow_phase"], col["assemble"],
+                                                        col["assemble_fwd"])
     CONTACT = bool(features.kinds)
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
@@ -95,29 +96,39 @@ def build(T, features=NO_FEATURES):
             else:
                 qpos[w, t + 1, pa] = qpos[w, t, pa] + h * qvel[w, t + 1, da]
 
-    @wp.func
-    def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                tree: Tree, p: P, s: S, s1: S):
-        """Everything before the collision stage and the solve: M, its implicit diagonal and the
-        generalized force qf without contacts and dry friction (and the geom poses)."""
-        h = p.timestep[0]
-        kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
-        if wp.static(CONTACT):
-            geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
-            narrow_phase(w, tree, p, s)
-        com_vel(w, qvel, t, tree, s)
-        rne_crb(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
-        bias_and_mass(w, tree, s, p.dof_armature)
-        passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
-                p.dof_coulomb_vel, h)
-        actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
-                  p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange)
-        joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
-                     p.jnt_limit_damping, p.contact_tau[0], h)
-        for d in range(tree.nv):
-            qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
-            s.qt[w, d] = qt
-            s.qf[w, d] = qt - s.qfrc_bias[w, d]
+    def stage_a_of(FULL):
+        rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]
+
+        @wp.func
+        def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                    tree: Tree, p: P, s: S, s1: S):
+            """Everything before the collision stage and the solve: M, its implicit diagonal and the
+            generalized force qf without contacts and dry friction (and the geom poses). Without
+            ``FULL`` (``stage_a_fwd``, the forward-only rollout) neither M, qfrc_bias nor qf: the
+            solve reads the bodies' own inertias and wrenches and qt; only its adjoint needs M."""
+            h = p.timestep[0]
+            kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+            if wp.static(CONTACT):
+                geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
+                narrow_phase(w, tree, p, s)
+            com_vel(w, qvel, t, tree, s)
+            rne(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
+            if wp.static(FULL):
+                bias_and_mass(w, tree, s, p.dof_armature)
+            passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
+                    p.dof_coulomb_vel, h)
+            actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
+                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange)
+            joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
+                         p.jnt_limit_damping, p.contact_tau[0], h)
+            for d in range(tree.nv):
+                qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
+                s.qt[w, d] = qt
+                if wp.static(FULL):
+                    s.qf[w, d] = qt - s.qfrc_bias[w, d]
+        return stage_a
+
+    stage_a, stage_a_fwd = stage_a_of(True), stage_a_of(False)
 
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
@@ -130,12 +141,12 @@ def build(T, features=NO_FEATURES):
                        tree: Tree, p: P, s: S, s1: S):
         w = wp.tid()
         for t in range(nstep):
-            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+            stage_a_fwd(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
             if wp.static(ASSEMBLE):
-                assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
+                assemble_fwd(w, 0, qvel, qacc_extra, t, tree, p, s, s)
             solve(w, tree, p, s)
             if wp.static(TWO):
-                assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
+                assemble_fwd(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
                 if s1.lim[w, 0] > T(0.0):
                     solve(w, tree, p, s1)
             stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)

@@ -209,63 +209,71 @@ def make(T):
                 s.caw[w, b] = paw
                 s.cav[w, b] = pav
 
-    @wp.func
-    def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
-                body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
-                gravity: wp.array(dtype=V3)):
-        """Each moving body's RNE wrench I a + v x* I v (ofn, off without gravity, cfn, cff with it),
-        spatial inertia and gravity-compensation
-        wrench (MuJoCo's gravcomp: the force -m g gravcomp at its centre of mass), then their sums
-        over subtrees (children have higher indices: a descending sweep adds each finished subtree
-        into its parent)."""
-        for b in range(1, tree.nbody):
-            if tree.body_moving[b] == 0:
-                continue
-            xq = s.xq[w, b]
-            com = wp.quat_rotate(xq, body_ipos[b])
-            m = body_mass[b]
-            h, J = inertia_about_origin(m, com, wp.quat_to_matrix(xq * body_iquat[b]), body_inertia[b])
-            vw = s.cvw[w, b]
-            vv = s.cvv[w, b]
-            aw = s.caw[w, b]
-            av = s.cav[w, b]
-            pn = inertia_apply_n(h, J, vw, vv)
-            pf = inertia_apply_f(m, h, vw, vv)
-            on = inertia_apply_n(h, J, aw, av) + cross_force_n(vw, vv, pn, pf)
-            of = inertia_apply_f(m, h, aw, av) + cross_force_f(vw, vv, pn, pf)
-            s.ofn[w, b] = on
-            s.off[w, b] = of
-            # gravity as the world's upward acceleration -g (the same for every body about any point)
-            G = -gravity[0]
-            s.cfn[w, b] = on + wp.cross(h, G)
-            s.cff[w, b] = of + m * G
-            s.cm[w, b] = m
-            s.ch[w, b] = h
-            s.cJ[w, b] = J
-            s.om[w, b] = m
-            s.oh[w, b] = h
-            s.oJ[w, b] = J
-            gf = V3(T(0.0), T(0.0), T(0.0))
-            if tree.body_gravcomp[b] != 0:
-                gf = -gravity[0] * (m * body_gravcomp[b])
-            s.cgn[w, b] = wp.cross(com, gf)
-            s.cgf[w, b] = gf
-        for kk in range(tree.nbody - 1):
-            b = tree.nbody - 1 - kk
-            p = tree.body_parent[b]
-            if tree.body_moving[b] != 0 and tree.body_moving[p] != 0:
-                d = s.xd[w, b]
-                m = s.cm[w, b]
-                h = s.ch[w, b]
-                f = s.cff[w, b]
-                g = s.cgf[w, b]
-                wp.atomic_add(s.cfn, w, p, shift_moment(s.cfn[w, b], f, d))
-                wp.atomic_add(s.cff, w, p, f)
-                wp.atomic_add(s.cm, w, p, m)
-                wp.atomic_add(s.ch, w, p, h + m * d)
-                wp.atomic_add(s.cJ, w, p, shift_inertia_J(m, h, s.cJ[w, b], d))
-                wp.atomic_add(s.cgn, w, p, shift_moment(s.cgn[w, b], g, d))
-                wp.atomic_add(s.cgf, w, p, g)
+    def rne_crb_of(FULL):
+        @wp.func
+        def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
+                    body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
+                    gravity: wp.array(dtype=V3)):
+            """Each moving body's RNE wrench I a + v x* I v (ofn, off without gravity, cfn, cff with it),
+            spatial inertia (om, oh, oJ; cm, ch, cJ) and gravity-compensation wrench (MuJoCo's
+            gravcomp: the force -m g gravcomp at its centre of mass), then the sums over subtrees
+            of cfn, cff, cm, ch, cJ and the gravity-compensation wrench (children have higher
+            indices: a descending sweep adds each finished subtree into its parent). Without
+            ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench is summed: a
+            forward-only step needs no composite quantities, its solve reads each body's own."""
+            for b in range(1, tree.nbody):
+                if tree.body_moving[b] == 0:
+                    continue
+                xq = s.xq[w, b]
+                com = wp.quat_rotate(xq, body_ipos[b])
+                m = body_mass[b]
+                h, J = inertia_about_origin(m, com, wp.quat_to_matrix(xq * body_iquat[b]), body_inertia[b])
+                vw = s.cvw[w, b]
+                vv = s.cvv[w, b]
+                aw = s.caw[w, b]
+                av = s.cav[w, b]
+                pn = inertia_apply_n(h, J, vw, vv)
+                pf = inertia_apply_f(m, h, vw, vv)
+                on = inertia_apply_n(h, J, aw, av) + cross_force_n(vw, vv, pn, pf)
+                of = inertia_apply_f(m, h, aw, av) + cross_force_f(vw, vv, pn, pf)
+                s.ofn[w, b] = on
+                s.off[w, b] = of
+                # gravity as the world's upward acceleration -g (the same for every body about any point)
+                if wp.static(FULL):
+                    G = -gravity[0]
+                    s.cfn[w, b] = on + wp.cross(h, G)
+                    s.cff[w, b] = of + m * G
+                    s.cm[w, b] = m
+                    s.ch[w, b] = h
+                    s.cJ[w, b] = J
+                s.om[w, b] = m
+                s.oh[w, b] = h
+                s.oJ[w, b] = J
+                gf = V3(T(0.0), T(0.0), T(0.0))
+                if tree.body_gravcomp[b] != 0:
+                    gf = -gravity[0] * (m * body_gravcomp[b])
+                s.cgn[w, b] = wp.cross(com, gf)
+                s.cgf[w, b] = gf
+            for kk in range(tree.nbody - 1):
+                b = tree.nbody - 1 - kk
+                p = tree.body_parent[b]
+                if tree.body_moving[b] != 0 and tree.body_moving[p] != 0:
+                    d = s.xd[w, b]
+                    if wp.static(FULL):
+                        m = s.cm[w, b]
+                        h = s.ch[w, b]
+                        f = s.cff[w, b]
+                        wp.atomic_add(s.cfn, w, p, shift_moment(s.cfn[w, b], f, d))
+                        wp.atomic_add(s.cff, w, p, f)
+                        wp.atomic_add(s.cm, w, p, m)
+                        wp.atomic_add(s.ch, w, p, h + m * d)
+                        wp.atomic_add(s.cJ, w, p, shift_inertia_J(m, h, s.cJ[w, b], d))
+                    g = s.cgf[w, b]
+                    wp.atomic_add(s.cgn, w, p, shift_moment(s.cgn[w, b], g, d))
+                    wp.atomic_add(s.cgf, w, p, g)
+        return rne_crb
+
+    rne_crb, rne_crb_fwd = rne_crb_of(True), rne_crb_of(False)
 
     @wp.func
     def bias_and_mass(w: int, tree: Tree, s: S, dof_armature: wp.array(dtype=T)):
@@ -292,5 +300,5 @@ def make(T):
                 s.M[w, i * nv + j] = mij
 
     out = dict(joint_pose=joint_pose, kinematics=kinematics, com_vel=com_vel, rne_crb=rne_crb,
-               bias_and_mass=bias_and_mass)
+               rne_crb_fwd=rne_crb_fwd, bias_and_mass=bias_and_mass)
     return out
