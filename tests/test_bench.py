@@ -26,6 +26,18 @@ def test_bench_step_acrobot_agrees_with_mujoco():
     assert r["mujoco_threads"] == 1
 
 
+def test_bench_step_counts_diverged_worlds_instead_of_stopping():
+    """A model that blows up (a stiff spring integrated explicitly with a 1 s step) still gives a
+    row: its diverged worlds are counted and named in the table, not hidden in the difference."""
+    xml = ('<mujoco><option timestep="1"/><worldbody><body><joint name="j" type="hinge" stiffness="1e6"/>'
+           '<geom size="0.1" mass="1"/></body></worldbody></mujoco>')
+    r = bench_step(xml, batch=4, steps=100, repeat=1, device="cpu", peers=())
+    assert r["diverged_worlds"] == 4, r
+    assert "4 of 4 worlds diverged" in markdown_table([r])
+    r = bench_step("pendulum", batch=4, steps=10, repeat=1, device="cpu", peers=())
+    assert r["diverged_worlds"] == 0 and "diverged" not in markdown_table([r])
+
+
 def test_registry_has_step_with_runner():
     bm = BENCHMARKS["step"]
     p = argparse.ArgumentParser()
