@@ -63,17 +63,6 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
             anc.append(j)
             j = int(mj.dof_parentid[j])
         anc_num.append(len(anc) - anc_adr[-1])
-    subtree = [1] * mj.nv
-    for i in range(mj.nv - 1, -1, -1):
-        p = int(mj.dof_parentid[i])
-        if p >= 0:
-            subtree[p] += subtree[i]
-    # the solve relies on MuJoCo's order, a dof's descendants being the subtree[i] - 1 dofs after it:
-    # each one lies in that range of each of its ancestors (and the counts then fill the ranges)
-    for j in range(mj.nv):
-        for i in anc[anc_adr[j] + 1:anc_adr[j] + anc_num[j]]:
-            if not i < j < i + subtree[i]:
-                raise ValueError(f"dof {i}: its descendants are not the {subtree[i] - 1} dofs after it")
     nact = np.zeros(mj.njnt, dtype=np.int32)
     for j in s.act_jnt:
         nact[j] += 1
@@ -100,7 +89,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "jnt_actfrclimited": arr(s.jnt_actfrclimited), "jnt_nact": arr(nact),
         "jnt_limited": arr(s.jnt_limited), "jnt_actgravcomp": arr(s.jnt_actgravcomp),
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
-        "dof_subtree": arr(subtree), "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
+        "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
         "body_dofadr": arr(np.maximum(mj.body_dofadr, 0)), "body_dofnum": arr(mj.body_dofnum),
         "dof_frictionloss": arr(s.dof_frictionloss),

@@ -42,9 +42,6 @@ class Tree:
     jnt_actgravcomp: wp.array(dtype=int)
     dof_body: wp.array(dtype=int)
     dof_jnt: wp.array(dtype=int)
-    #: dofs in each dof's subtree, itself included: in MuJoCo's order its descendants are the
-    #: contiguous range after it
-    dof_subtree: wp.array(dtype=int)
     #: ancestor dofs of each dof, itself first then up the tree (CSR: anc[anc_adr[i] + k])
     anc_adr: wp.array(dtype=int)
     anc_num: wp.array(dtype=int)
