@@ -482,7 +482,7 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
 
     import hybridwam as hw
 
-    model = hw.load_model(scene, device=device, dtype=dtype)
+    model = hw.load_model(model_xml(scene), device=device, dtype=dtype)
     phys = hw.Physics(model, verbose=False)
     m = model.mj
     fdt = model.dtype
@@ -550,8 +550,8 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
     ours = grad[:nw].double().cpu().numpy()
     agree = float(np.abs(ours - grads).max() / max(np.abs(grads).max(), 1e-12))
     return {
-        "benchmark": "grad", "scene": scene, "batch": batch, "horizon": horizon, "device": model.device,
-        "dtype": dtype,
+        "benchmark": "grad", "scene": scene, "engine": phys.engine, "batch": batch, "horizon": horizon,
+        "device": model.device, "dtype": dtype,
         "forward_s": t_fwd, "forward_backward_s": t_fb, "backward_over_forward": (t_fb - t_fwd) / t_fwd,
         "mujoco_fd_s": t_fd, "mujoco_fd_worlds_measured": nw, "speedup_vs_mujoco_fd": t_fd / t_fb,
         "max_rel_diff_vs_mujoco_fd": agree,
@@ -653,7 +653,8 @@ def _step_suite(args) -> list[dict]:
 
 
 def _grad_args(p: argparse.ArgumentParser):
-    p.add_argument("--scene", default="acrobot", metavar="S", help="hinge/slide scene (default: acrobot)")
+    p.add_argument("--scene", default="acrobot", metavar="S",
+                   help="hinge/slide scene: shipped, a path, or chain:N (default: acrobot)")
     p.add_argument("--batch", type=positive_int, default=256, metavar="B", help="worlds (default: 256)")
     p.add_argument("--horizon", type=positive_int, default=100, metavar="T", help="steps (default: 100)")
     p.add_argument("--repeat", type=positive_int, default=3, metavar="R", help="timed runs (default: 3)")
@@ -673,18 +674,27 @@ def _grad_run(args) -> list[dict]:
     return [r]
 
 
+#: The grad suite: (scene, worlds MuJoCo's finite differences run on): a shipped scene (the
+#: unrolled engine) and the 24-link chain (the looped engine; MuJoCo's FD take ~9 s per world there).
+SUITE_GRAD = (("acrobot", 64), ("chain:24", 2))
+
+
 def _grad_suite(args) -> list[dict]:
-    ns = argparse.Namespace(**vars(args))
-    ns.scene, ns.batch, ns.horizon, ns.repeat, ns.fd_worlds, ns.dtype = "acrobot", 256, 100, 3, 64, "float32"
-    return _grad_run(ns)
+    rows = []
+    for scene, fd in SUITE_GRAD:
+        ns = argparse.Namespace(**vars(args))
+        ns.scene, ns.batch, ns.horizon, ns.repeat, ns.fd_worlds, ns.dtype = scene, 256, 100, 3, fd, "float32"
+        rows += _grad_run(ns)
+    return rows
 
 
 def _grad_table(rows: list[dict]) -> str:
-    lines = ["| scene | B | T | dtype | forward | forward+backward | backward / forward | MuJoCo FD (mjd_transitionFD) "
-             "| hybridwam speed-up | max rel. gradient diff |",
+    lines = ["| scene (engine) | B | T | dtype | forward | forward+backward | backward / forward "
+             "| MuJoCo FD (mjd_transitionFD) | hybridwam speed-up | max rel. gradient diff |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['scene']} | {r['batch']} | {r['horizon']} | {r['dtype']} | {r['forward_s'] * 1e3:.1f} ms "
+        scene = r["scene"] + (f" ({r['engine']})" if "engine" in r else "")
+        lines.append(f"| {scene} | {r['batch']} | {r['horizon']} | {r['dtype']} | {r['forward_s'] * 1e3:.1f} ms "
                      f"| {r['forward_backward_s'] * 1e3:.1f} ms | {r['backward_over_forward']:.2f} "
                      f"| {r['mujoco_fd_s'] * 1e3:.0f} ms ({r['mujoco_fd_worlds_measured']} worlds, scaled) "
                      f"| {r['speedup_vs_mujoco_fd']:.1f}x | {r['max_rel_diff_vs_mujoco_fd']:.1e} |")
@@ -725,7 +735,8 @@ def _calls_table(rows: list[dict]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         diff = f"{r['max_abs_diff_vs_mujoco']:.1e}" + _law_note(r)
-        lines.append(f"| {r['scene']} | {r['batch']} | {r['step_us_per_call']:.0f} us | "
+        scene = r["scene"] + (f" ({r['engine']})" if "engine" in r else "")
+        lines.append(f"| {scene} | {r['batch']} | {r['step_us_per_call']:.0f} us | "
                      f"{r['captured_us_per_call']:.0f} us | {r['captured_speedup_vs_step']:.1f}x | "
                      f"{r['mujoco_us_per_call']:.0f} us ({r['mujoco_threads']}) | {r['captured_vs_mujoco']:.1f}x | "
                      f"{'yes' if r['captured_equals_step'] else 'NO'} | {diff} |")

@@ -225,13 +225,15 @@ class LoopedEngine:
                 cmds.append(cmd)
         return cmds
 
-    def step_forward(self, dim: int, fwd, t: int, tree, p, s) -> None:
+    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False) -> None:
         """Step t of the trajectory arrays ``fwd`` in parts (stage_a, per solve the collision /
         dry-friction stage and the solve, stage_b), leaving its intermediates in the scratch
-        structs ``s`` (one per solve, see :meth:`scratch`)."""
+        structs ``s`` (one per solve, see :meth:`scratch`). ``full``: with MuJoCo's joint-space
+        terms (M, qfrc_bias; the stage API's stage_full_kernel)."""
         dev = self.model.device
         s0, s1 = s
-        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
+        stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
+        wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
         for slot, sk in enumerate(s[:self.nsolve]):
             if "assemble_kernel" in self.k:
                 wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
@@ -239,12 +241,12 @@ class LoopedEngine:
             wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, p, sk, slot])
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
 
-    def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa) -> None:
+    def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False) -> None:
         """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
         stage_a in adjoint mode. ``s``'s arrays carry their adjoints (the structs ``sa`` are over
         the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
-        trajectory arrays'."""
+        trajectory arrays'; ``full`` as in :meth:`step_forward`."""
         dev = self.model.device
         s0, s1 = s
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
@@ -255,7 +257,8 @@ class LoopedEngine:
                 wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
                           inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],
                           adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
-        wp.launch(self.k["stage_a_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
+        stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
+        wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
                   adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
 
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
@@ -289,7 +292,8 @@ class LoopedEngine:
         """Compile (or load from Warp's cache) the kernels on the model's device; returns seconds.
         The code is the same for every model of this scalar type and features, so it compiles
         once per machine (Warp caches it on disk). The kernels are separate modules, compiled
-        side by side on the CPU's cores (one after another for a GPU)."""
+        side by side on the CPU's cores (one after another for a GPU). The stage API's
+        stage_full_kernel is left to its first launch (Warp compiles a module when first used)."""
         import os
         import sys
         import time
@@ -297,7 +301,7 @@ class LoopedEngine:
 
         t0 = time.perf_counter()
         dev = self.model.device
-        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel")]
+        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel") and name != "stage_full_kernel"]
         wp.init()
         # on the CPU each module's compile is a call into Warp's compiler that releases the GIL;
         # CUDA modules load one after another (each thread would need the device's context)
@@ -351,7 +355,7 @@ class _Stages(torch.autograd.Function):
         buf = eng.new_scratch(B)
         s = eng.scratch(buf)
         eng.step_forward(B, [phys._wp(t) for t in (Q, V, C, Z, Z, A)], 0, eng.stage_tree,
-                         eng.params(phys._wp_params(params)), s)
+                         eng.params(phys._wp_params(params)), s, full=True)
         ctx.phys, ctx.arrays = phys, (Q, V, C, Z, A)
         ctx.save_for_backward(*params)
         return tuple(field(eng, buf, n).clone() for n in STAGE_OUTPUTS)
@@ -376,7 +380,7 @@ class _Stages(torch.autograd.Function):
         wadj = [None if g is None else phys._wp_param(n, g) for (n, _), g in zip(PARAM_SPEC, pgrads, strict=True)]
         s = eng.scratch(buf, abuf)
         pa = eng.params(phys._wp_params(params), wadj)
-        eng.step_forward(B, wt, 0, eng.stage_tree, pa, s)
-        eng.step_adjoint(B, wt, [*wa, None, None, None], 0, eng.stage_tree, pa, s, eng.scratch(abuf))
+        eng.step_forward(B, wt, 0, eng.stage_tree, pa, s, full=True)
+        eng.step_adjoint(B, wt, [*wa, None, None, None], 0, eng.stage_tree, pa, s, eng.scratch(abuf), full=True)
         out = [None, aQ[:, 0], aV[:, 0], aC[:, 0, :m.nu] if m.nu else None, *pgrads]
         return tuple(g if needs[i] else None for i, g in enumerate(out))

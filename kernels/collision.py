@@ -13,10 +13,11 @@ Per step:
   summed per pair about its reference point (the second geom's centre): force, moment and the
   implicit stiffness (A, B, C); each pair's action shifted to the origin of each of its bodies
   (the reference point of kernels/smooth.py) and summed over subtrees, each child's sum shifted
-  to its parent's origin (``xn``, ``xf``; ``xA``, ``xB``, ``xC`` for pairs treated implicitly,
-  scaled by pair_iscale; oA, oB, oC each body's own, for the solve); then the solve's inputs: qfs = qf + cdof . (subtree
-  contact wrench) + dry friction, dg = diag + dry friction's implicit share, dM = cdof^T
-  (subtree contact stiffness) cdof.
+  to its parent's origin (``xn``, ``xf``), and for pairs treated implicitly the stiffness, scaled
+  by pair_iscale, into each body's own oA, oB, oC (the solve adds them to the bodies' inertias:
+  the contact's share J^T K J of the system is never formed in joint space); then the solve's
+  inputs: qts = qt + cdof . (subtree contact wrench) + dry friction, dg = diag + dry friction's
+  implicit share.
 
 A second solve (slot 1) exists when some pair is treated implicitly or some dof has dry friction:
 it re-evaluates the friction of those with the end-of-step velocities the first solve predicted
@@ -362,123 +363,85 @@ def make(T, features=NO_FEATURES):
                 if tree.dof_frictionloss[d] != 0:
                     wp.atomic_add(s.lim, w, 0, wp.abs(s.ja[w, d] - s0.ja[w, d]))
 
-    def assemble_of(FULL):
-        @wp.func
-        def body_actions(w: int, tree: Tree, p: P, s: S):
-            """Each pair's action on its two bodies, about their origins, summed over subtrees into
-            s.xn, xf (and for implicit pairs xA, xB, xC, only with ``FULL``; each body's own into
-            oA, oB, oC)."""
-            z = V3(T(0.0), T(0.0), T(0.0))
-            zm = wp.outer(z, z)
-            for b in range(tree.nbody):
-                s.xn[w, b] = z
-                s.xf[w, b] = z
-                if wp.static(IMPLICIT):
-                    if wp.static(FULL):
-                        s.xA[w, b] = zm
-                        s.xB[w, b] = zm
-                        s.xC[w, b] = zm
-                    s.oA[w, b] = zm
-                    s.oB[w, b] = zm
-                    s.oC[w, b] = zm
-            for i in range(tree.npair):
-                N = s.pN[w, i]
-                F = s.pF[w, i]
-                rc = s.gp[w, tree.pair_geom2[i]]
-                for e in range(2):
-                    g = tree.pair_geom1[i]
-                    sign = T(-1.0)
-                    if e == 1:
-                        g = tree.pair_geom2[i]
-                        sign = T(1.0)
-                    b = tree.geom_body[g]
-                    if tree.body_moving[b] != 0:
-                        d = rc - s.xp[w, b]
-                        wp.atomic_add(s.xn, w, b, sign * shift_moment(N, F, d))
-                        wp.atomic_add(s.xf, w, b, sign * F)
-                        if wp.static(IMPLICIT):
-                            if tree.pair_implicit[i] != 0:
-                                C = s.pC[w, i]
-                                A_, B_ = shift_stiffness(s.pA[w, i], s.pB[w, i], C, d)
-                                sc = p.pair_iscale[i][e]
-                                if wp.static(FULL):
-                                    wp.atomic_add(s.xA, w, b, A_ * sc)
-                                    wp.atomic_add(s.xB, w, b, B_ * sc)
-                                    wp.atomic_add(s.xC, w, b, C * sc)
-                                wp.atomic_add(s.oA, w, b, A_ * sc)
-                                wp.atomic_add(s.oB, w, b, B_ * sc)
-                                wp.atomic_add(s.oC, w, b, C * sc)
-            for kk in range(tree.nbody - 1):
-                b = tree.nbody - 1 - kk
-                pb = tree.body_parent[b]
-                if tree.body_moving[b] != 0 and tree.body_moving[pb] != 0:
-                    d = s.xd[w, b]
-                    F = s.xf[w, b]
-                    wp.atomic_add(s.xn, w, pb, shift_moment(s.xn[w, b], F, d))
-                    wp.atomic_add(s.xf, w, pb, F)
-                    if wp.static(IMPLICIT and FULL):
-                        C = s.xC[w, b]
-                        A_, B_ = shift_stiffness(s.xA[w, b], s.xB[w, b], C, d)
-                        wp.atomic_add(s.xA, w, pb, A_)
-                        wp.atomic_add(s.xB, w, pb, B_)
-                        wp.atomic_add(s.xC, w, pb, C)
+    @wp.func
+    def body_actions(w: int, tree: Tree, p: P, s: S):
+        """Each pair's action on its two bodies, about their origins, summed over subtrees into
+        s.xn, xf, and for implicit pairs its stiffness into each body's own oA, oB, oC (the solve
+        adds them to the bodies' inertias)."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        zm = wp.outer(z, z)
+        for b in range(tree.nbody):
+            s.xn[w, b] = z
+            s.xf[w, b] = z
+            if wp.static(IMPLICIT):
+                s.oA[w, b] = zm
+                s.oB[w, b] = zm
+                s.oC[w, b] = zm
+        for i in range(tree.npair):
+            N = s.pN[w, i]
+            F = s.pF[w, i]
+            rc = s.gp[w, tree.pair_geom2[i]]
+            for e in range(2):
+                g = tree.pair_geom1[i]
+                sign = T(-1.0)
+                if e == 1:
+                    g = tree.pair_geom2[i]
+                    sign = T(1.0)
+                b = tree.geom_body[g]
+                if tree.body_moving[b] != 0:
+                    d = rc - s.xp[w, b]
+                    wp.atomic_add(s.xn, w, b, sign * shift_moment(N, F, d))
+                    wp.atomic_add(s.xf, w, b, sign * F)
+                    if wp.static(IMPLICIT):
+                        if tree.pair_implicit[i] != 0:
+                            C = s.pC[w, i]
+                            A_, B_ = shift_stiffness(s.pA[w, i], s.pB[w, i], C, d)
+                            sc = p.pair_iscale[i][e]
+                            wp.atomic_add(s.oA, w, b, A_ * sc)
+                            wp.atomic_add(s.oB, w, b, B_ * sc)
+                            wp.atomic_add(s.oC, w, b, C * sc)
+        for kk in range(tree.nbody - 1):
+            b = tree.nbody - 1 - kk
+            pb = tree.body_parent[b]
+            if tree.body_moving[b] != 0 and tree.body_moving[pb] != 0:
+                F = s.xf[w, b]
+                wp.atomic_add(s.xn, w, pb, shift_moment(s.xn[w, b], F, s.xd[w, b]))
+                wp.atomic_add(s.xf, w, pb, F)
 
-        @wp.func
-        def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
-            """qts, dg (and with ``FULL`` qfs and dM, which only the solve's adjoint reads) of the
-            slot's solve from the contact sums and dry friction."""
-            nv = tree.nv
-            eps = p.contact_eps[0]
-            for i in range(nv):
-                b = tree.dof_body[i]
-                sw = s.cdw[w, i]
-                sv = s.cdv[w, i]
-                fc = T(0.0)
-                if wp.static(CONTACT):
-                    fc = wp.dot(sw, s.xn[w, b]) + wp.dot(sv, s.xf[w, b])
-                jf = T(0.0)
-                ja = T(0.0)
-                if wp.static(FRICTION):
-                    if tree.dof_frictionloss[i] != 0:
-                        v = qvel[w, t, i]
-                        vp = v
-                        if slot == 1:
-                            vp = s.qdp[w, i]
-                        jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], eps, h)
-                s.ja[w, i] = ja
-                if wp.static(FULL):
-                    s.qfs[w, i] = s.qf[w, i] + fc + jf
-                s.qts[w, i] = s.qt[w, i] + fc + jf
-                s.dg[w, i] = s.diag[w, i] + ja
-                if wp.static(IMPLICIT and FULL):
-                    xA = s.xA[w, b]
-                    xB = s.xB[w, b]
-                    fn = xA * sw + xB * sv
-                    ff = wp.transpose(xB) * sw + s.xC[w, b] * sv
-                    adr = tree.anc_adr[i]
-                    r = s.xp[w, b]
-                    for k in range(tree.anc_num[i]):
-                        j = tree.anc[adr + k]
-                        nj = shift_moment(fn, ff, r - s.xp[w, tree.dof_body[j]])
-                        s.dM[w, i * nv + j] = wp.dot(s.cdw[w, j], nj) + wp.dot(s.cdv[w, j], ff)
-
-        @wp.func
-        def assemble(w: int, slot: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, p: P, s: S, s0: S):
-            """The inputs of solve ``slot`` (0, or 1 for the second solve) into the slot's scratch ``s``
-            (``s0``: slot 0's, which the second solve reads). Without ``FULL`` (``assemble_fwd``,
-            for forward-only steps) what only the solve's adjoint reads is left out."""
-            h = p.timestep[0]
-            if slot == 1:
-                predicted_velocities(w, qvel, qacc_extra, t, tree, s0, s, h)
+    @wp.func
+    def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
+        """qts and dg of the slot's solve from the contact sums and dry friction."""
+        for i in range(tree.nv):
+            b = tree.dof_body[i]
+            fc = T(0.0)
             if wp.static(CONTACT):
-                contact_law(w, slot, tree, p, s, s0, h)
-                body_actions(w, tree, p, s)
-            solve_inputs(w, slot, qvel, t, tree, p, s, h)
-            if wp.static(NSOLVE == 2):
-                if slot == 1:
-                    limited(w, tree, s, s0)
-        return assemble
+                fc = wp.dot(s.cdw[w, i], s.xn[w, b]) + wp.dot(s.cdv[w, i], s.xf[w, b])
+            jf = T(0.0)
+            ja = T(0.0)
+            if wp.static(FRICTION):
+                if tree.dof_frictionloss[i] != 0:
+                    v = qvel[w, t, i]
+                    vp = v
+                    if slot == 1:
+                        vp = s.qdp[w, i]
+                    jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], p.contact_eps[0], h)
+            s.ja[w, i] = ja
+            s.qts[w, i] = s.qt[w, i] + fc + jf
+            s.dg[w, i] = s.diag[w, i] + ja
 
-    assemble, assemble_fwd = assemble_of(True), assemble_of(False)
+    @wp.func
+    def assemble(w: int, slot: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, p: P, s: S, s0: S):
+        """The inputs of solve ``slot`` (0, or 1 for the second solve) into the slot's scratch ``s``
+        (``s0``: slot 0's, which the second solve reads)."""
+        h = p.timestep[0]
+        if slot == 1:
+            predicted_velocities(w, qvel, qacc_extra, t, tree, s0, s, h)
+        if wp.static(CONTACT):
+            contact_law(w, slot, tree, p, s, s0, h)
+            body_actions(w, tree, p, s)
+        solve_inputs(w, slot, qvel, t, tree, p, s, h)
+        if wp.static(NSOLVE == 2):
+            if slot == 1:
+                limited(w, tree, s, s0)
 
-    return dict(geom_poses=geom_poses, narrow_phase=narrow_phase, assemble=assemble, assemble_fwd=assemble_fwd)
+    return dict(geom_poses=geom_poses, narrow_phase=narrow_phase, assemble=assemble)

@@ -1,11 +1,12 @@
 """The looped step (MuJoCo's mj_step with the Euler integrator), composed from the stage files.
 
-kinematics -> com_vel -> rne_crb -> bias_and_mass (kernels/smooth.py) -> passive
-(kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits (kernels/limits.py) ->
-qf = passive + actuator + limits + extra - bias; with contacts the geom poses and the narrow
-phase (kernels/collision.py) -> per solve: the contact law and dry friction into the solve's
-inputs (collision.assemble) -> solve (kernels/solve.py) -> qacc += qacc_extra -> semi-implicit
-Euler on the joint manifolds.
+kinematics -> com_vel -> rne_crb (kernels/smooth.py: the bodies' own inertias and RNE wrenches)
+-> passive (kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits
+(kernels/limits.py) -> qt = passive + actuator + limits + extra; with contacts the geom poses and
+the narrow phase (kernels/collision.py) -> per solve: the contact law and dry friction into the
+solve's inputs (collision.assemble) -> solve (kernels/solve.py, on the bodies: the bias force
+enters as their wrenches) -> qacc += qacc_extra -> semi-implicit Euler on the joint manifolds.
+MuJoCo's joint-space terms (M, qfrc_bias: bias_and_mass) are computed only for the stage API.
 
 The same code serves every model with the same features (kernels.tree.Features): sizes, the tree
 and the candidate pairs come in ``Tree`` arrays, numbers in the ``Params`` struct (PARAM_SPEC
@@ -14,13 +15,15 @@ scalar type and features (``build(T, features)``):
 
 - ``rollout_kernel``: T steps per world in one launch, forward only.
 - the step at index ``t`` of the trajectory arrays in parts, for the backward pass:
-  ``stage_a_kernel`` (up to M and qf, and the contact points), per solve ``assemble_kernel``
+  ``stage_a_kernel`` (up to qt, and the contact points), per solve ``assemble_kernel``
   (with contacts or dry friction) and ``solve_kernel``, then ``stage_b_kernel`` (Euler). For
   t = T-1 .. 0 the backward pass launches these forward (step t's intermediates into the
   scratch), then stage_b in Warp's adjoint mode, per solve from the last
   ``solve_adjoint_kernel`` (hand-written) and assemble in adjoint mode, then stage_a in adjoint
   mode, with the scratch adjoints zeroed per step: the trajectory stays O(T (nq + nv)) per world
   and the scratch is one step's.
+- ``stage_full_kernel``: stage_a with M and qfrc_bias, for the stage API (Physics.mass_matrix,
+  forward); compiled on its first use.
 """
 import warp as wp
 
@@ -39,8 +42,8 @@ _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
 
 @per_dtype
 def build(T, features=NO_FEATURES):
-    """The kernels (rollout_kernel, stage_a_kernel, assemble_kernel, solve_kernel, stage_b_kernel,
-    solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T`` and the model
+    """The kernels (rollout_kernel, stage_a_kernel, stage_full_kernel, assemble_kernel, solve_kernel,
+    stage_b_kernel, solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T`` and the model
     ``features`` (kernels.tree.Features: the pair kinds present, implicit contacts, dry friction;
     a contact-free, frictionless model needs none of the collision stage), as a dict.
 
@@ -57,8 +60,7 @@ def build(T, features=NO_FEATURES):
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
     col = _collision.make(T, features)
-    geom_poses, narrow_phase, assemble, assemble_fwd = (col["geom_poses"], col["narrow_phase"], col["assemble"],
-                                                        col["assemble_fwd"])
+    geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
     CONTACT = bool(features.kinds)
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
@@ -102,11 +104,13 @@ def build(T, features=NO_FEATURES):
         @wp.func
         def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                     tree: Tree, p: P, s: S, s1: S):
-            """Everything before the collision stage and the solve: M, its implicit diagonal and the
-            generalized force qf without contacts and dry friction (and the geom poses). Without
-            ``FULL`` (``stage_a_fwd``, the forward-only rollout) neither M, qfrc_bias nor qf: the
-            solve reads the bodies' own inertias and wrenches and qt; only its adjoint needs M."""
+            """Everything before the collision stage and the solve: the bodies' own inertias and
+            RNE wrenches, the solve's diagonal (armature and implicit terms) and the generalized
+            force qt without the bias force, contacts and dry friction (and the geom poses), which
+            is what the solve and its adjoint read. With ``FULL`` (``stage_full``, the stage API)
+            also MuJoCo's joint-space terms: the composite inertias, M and qfrc_bias."""
             h = p.timestep[0]
+            s.G[w, 0] = -p.gravity[0]
             kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
             if wp.static(CONTACT):
                 geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
@@ -122,13 +126,12 @@ def build(T, features=NO_FEATURES):
             joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                          p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):
-                qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
-                s.qt[w, d] = qt
-                if wp.static(FULL):
-                    s.qf[w, d] = qt - s.qfrc_bias[w, d]
+                s.qt[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d]
+                              + qfrc_extra[w, t, d])
+                wp.atomic_add(s.diag, w, d, p.dof_armature[d])
         return stage_a
 
-    stage_a, stage_a_fwd = stage_a_of(True), stage_a_of(False)
+    stage_a, stage_full = stage_a_of(False), stage_a_of(True)
 
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
@@ -141,12 +144,12 @@ def build(T, features=NO_FEATURES):
                        tree: Tree, p: P, s: S, s1: S):
         w = wp.tid()
         for t in range(nstep):
-            stage_a_fwd(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
             if wp.static(ASSEMBLE):
-                assemble_fwd(w, 0, qvel, qacc_extra, t, tree, p, s, s)
+                assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
             solve(w, tree, p, s)
             if wp.static(TWO):
-                assemble_fwd(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
+                assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
                 if s1.lim[w, 0] > T(0.0):
                     solve(w, tree, p, s1)
             stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
@@ -157,6 +160,11 @@ def build(T, features=NO_FEATURES):
     def stage_a_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                        tree: Tree, p: P, s: S, s1: S):
         stage_a(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+
+    @wp.kernel(module="unique")
+    def stage_full_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                          tree: Tree, p: P, s: S, s1: S):
+        stage_full(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
     @wp.kernel(module="unique")
     def stage_b_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
@@ -180,7 +188,8 @@ def build(T, features=NO_FEATURES):
         if slot == 0 or s.lim[w, 0] > T(0.0):
             solve_adjoint(w, tree, p, s, sa)
 
-    out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_b_kernel=stage_b_kernel,
+    out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_full_kernel=stage_full_kernel,
+               stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)
     if ASSEMBLE:
         out["assemble_kernel"] = assemble_kernel

@@ -219,8 +219,9 @@ def make(T):
             gravcomp: the force -m g gravcomp at its centre of mass), then the sums over subtrees
             of cfn, cff, cm, ch, cJ and the gravity-compensation wrench (children have higher
             indices: a descending sweep adds each finished subtree into its parent). Without
-            ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench is summed: a
-            forward-only step needs no composite quantities, its solve reads each body's own."""
+            ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench is summed: the
+            step needs no composite quantities (the solve and its adjoint read each body's own);
+            only the stage API's M and qfrc_bias do."""
             for b in range(1, tree.nbody):
                 if tree.body_moving[b] == 0:
                     continue

@@ -1,18 +1,19 @@
 """The linear solve (M + diag) qacc = qf (MuJoCo's mj_factorM / mj_solveM), looped over the tree
 in the articulated-body form, with a hand-written adjoint.
 
-``diag`` holds what the step integrates implicitly: h * damping (Euler with eulerdamp) and the
-joint limits' implicit share (kernels/limits.py); with implicit contacts the solve also adds each
-body's own contact stiffness (the spatial matrices whose subtree sums make dM).
+``diag`` holds M's armature and what the step integrates implicitly: h * damping (Euler with
+eulerdamp) and the joint limits' implicit share (kernels/limits.py); with implicit contacts the
+solve also adds each body's own contact stiffness (oA, oB, oC: the spatial matrices whose sum
+J^T K J is the contact's share of the system).
 
-M is never factored as a matrix. M = sum_b J_b^T I_b J_b + diag(armature) is a sum of spatial
+M is never formed. M = sum_b J_b^T I_b J_b + diag(armature) is a sum of spatial
 inertias I_b (kernels/smooth.py keeps each body's own, about its origin), and the same
 factorization MuJoCo computes on M's entries can be computed on the bodies instead
 (Featherstone's articulated-body recursion, with zero velocity and gravity): from the leaves to
 the root, per dof i of body b (its dofs from the last to the first, each body's articulated
 inertia I^A starting from its own inertia plus its children's projections shifted to its origin)
 
-    U_i = I^A S_i,   D_i = S_i . U_i + armature_i + diag_i,   I^A <- I^A - U_i U_i^T / D_i,
+    U_i = I^A S_i,   D_i = S_i . U_i + diag_i,   I^A <- I^A - U_i U_i^T / D_i,
 
 then for a right-hand side r: p^A (the bias wrench, from the leaves) u_i = r_i - S_i . p^A,
 p^A <- p^A + U_i u_i / D_i; and from the root the acceleration a (the parent's shifted to the body's
@@ -25,11 +26,18 @@ factored in float32; MuJoCo's own M rounded to float32 and solved exactly in flo
 misses qacc by 2.6e-5 of its largest entry).
 
 The forward code accumulates in registers and overwrites its work arrays, which Warp's reverse
-mode cannot follow; the adjoint is written by hand instead (``solve_adjoint``): with x = (M +
-diag)^-1 qf and g = (M + diag)^-1 adj_x (the same factor, M symmetric), adj_qf += g, adj_diag[i]
--= g_i x_i and, for the stored lower triangle of M (and dM), adj_M[i, j] -= g_i x_j + g_j x_i
-(i != j), adj_M[i, i] -= g_i x_i: the stages that build M take the gradient on from there, so M
-is still assembled whenever gradients are taken.
+mode cannot follow; the adjoint is written by hand instead (``solve_adjoint``), on the bodies as
+well. The solve's result x satisfies R(x) = 0 with
+
+    R_i = S_i . sum over the subtree of dof i's body of (I_b A_b + K_b X_b + f_b) + diag_i x_i - rhs_i,
+
+X_b the motion of body b from x (its ancestors' dofs' S_j x_j shifted to its origin), A_b = X_b +
+(0, -gravity), I_b its own inertia (om, oh, oJ), K_b its own contact stiffness (oA, oB, oC) and
+f_b its own RNE wrench (ofn, off). With g = (M + diag)^-1 adj_x (the same factor: the system is
+symmetric) the adjoint of any input theta is -d/dtheta of g . R(x) at fixed x and g, and
+g . R = sum_b G_b . (I_b A_b + K_b X_b + f_b) + sum_i g_i (diag_i x_i - rhs_i) with G_b the motion
+of body b from g, so every input's adjoint is a product of per-body motions and (subtree) wrenches:
+O(nbody + nv), and M is never needed (see ``solve_adjoint`` for the terms).
 """
 import warp as wp
 
@@ -92,7 +100,7 @@ def make(T, features=NO_FEATURES):
                 sv = s.cdv[w, i]
                 un = A * sw + B * sv
                 uf = wp.transpose(B) * sw + C * sv
-                d = wp.dot(sw, un) + wp.dot(sv, uf) + p.dof_armature[i] + diag_entry(w, s, i)
+                d = wp.dot(sw, un) + wp.dot(sv, uf) + diag_entry(w, s, i)
                 s.Un[w, i] = un
                 s.Uf[w, i] = uf
                 s.D[w, i] = d
@@ -124,7 +132,7 @@ def make(T, features=NO_FEATURES):
                 s.ipf[w, b] = s.off[w, b]
                 if wp.static(DM):
                     # the bodies' contact stiffness must not act on gravity: it goes in the wrenches
-                    G = -p.gravity[0]
+                    G = s.G[w, 0]
                     s.ipn[w, b] = s.ofn[w, b] + wp.cross(s.oh[w, b], G)
                     s.ipf[w, b] = s.off[w, b] + s.om[w, b] * G
         for kk in range(tree.nbody - 1):
@@ -153,7 +161,7 @@ def make(T, features=NO_FEATURES):
             aw = z
             av = z
             if bias != 0 and not wp.static(DM):
-                av = -p.gravity[0]
+                av = s.G[w, 0]
             if tree.body_moving[pb] != 0:
                 aw = s.aw[w, pb]
                 av = shift_motion_v(aw, s.av[w, pb], -s.xd[w, b])
@@ -169,8 +177,8 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def solve(w: int, tree: Tree, p: P, s: S):
-        """s.qacc = (M + diag)^-1 s.qf (or the slot's qfs), the factor in s; computed from qt (qts)
-        and the bodies' bias wrenches (see ``substitute``)."""
+        """s.qacc = (M + diag)^-1 (qt - qfrc_bias) (with a collision stage qts for qt), the factor
+        in s; the bias force enters as the bodies' own wrenches and gravity (see ``substitute``)."""
         factor(w, tree, p, s)
         if wp.static(SLOTS):
             substitute(w, tree, p, s, s.qts, s.qacc, 1)
@@ -179,30 +187,98 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def solve_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
-        """Adjoint of ``solve``: from sa.qacc (adj_x) into sa.qf, sa.M, sa.diag (accumulated), using
-        the forward's factor and solution s.qacc; g into s.R2 (the substitution's work arrays
-        are overwritten)."""
-        nv = tree.nv
+        """Adjoint of ``solve`` (see the module's docstring), from sa.qacc (adj_x) into the adjoints
+        (accumulated) of everything the solve read: the right-hand side (qt or qts), diag (dg), the
+        bodies' cdof, own inertias, RNE wrenches, contact stiffness and link offsets, and gravity
+        (s.G). Uses the forward's factor and solution s.qacc; g goes into s.R2 and G_b into s.aw,
+        av (the substitution's work arrays), X_b into s.qaw, qav, the bodies' own and then subtree
+        wrenches I A + K X + f into s.swn, swf and momenta (I + K) G into s.spn, spf."""
+        z = V3(T(0.0), T(0.0), T(0.0))
         substitute(w, tree, p, s, sa.qacc, s.R2, 0)
-        for i in range(nv):
-            g = s.R2[w, i]
-            xi = s.qacc[w, i]
-            if wp.static(SLOTS):
-                sa.qfs[w, i] = sa.qfs[w, i] + g
-                sa.dg[w, i] = sa.dg[w, i] - g * xi
-            else:
-                sa.qf[w, i] = sa.qf[w, i] + g
-                sa.diag[w, i] = sa.diag[w, i] - g * xi
-            adr = tree.anc_adr[i]
-            sa.M[w, i * nv + i] = sa.M[w, i * nv + i] - g * xi
+        Gg = s.G[w, 0]
+        adjG = z
+        # root to leaves: X_b, each body's own wrench and momentum, the adjoints of its own terms
+        for b in range(1, tree.nbody):
+            if tree.body_moving[b] == 0:
+                continue
+            pb = tree.body_parent[b]
+            xw = z
+            xv = z
+            if tree.body_moving[pb] != 0:
+                xw = s.qaw[w, pb]
+                xv = shift_motion_v(xw, s.qav[w, pb], -s.xd[w, b])
+            adr = tree.body_dofadr[b]
+            for q in range(tree.body_dofnum[b]):
+                i = adr + q
+                x = s.qacc[w, i]
+                xw = xw + s.cdw[w, i] * x
+                xv = xv + s.cdv[w, i] * x
+            s.qaw[w, b] = xw
+            s.qav[w, b] = xv
+            gw = s.aw[w, b]
+            gv = s.av[w, b]
+            m = s.om[w, b]
+            h = s.oh[w, b]
+            J = s.oJ[w, b]
+            av = xv + Gg  # A_b = X_b + (0, -gravity)
+            wn = J * xw + wp.cross(h, av) + s.ofn[w, b]
+            wf = m * av - wp.cross(h, xw) + s.off[w, b]
+            pn = J * gw + wp.cross(h, gv)
+            pf = m * gv - wp.cross(h, gw)
+            sa.om[w, b] = sa.om[w, b] - wp.dot(gv, av)
+            sa.oh[w, b] = sa.oh[w, b] - (wp.cross(av, gw) - wp.cross(xw, gv))
+            sa.oJ[w, b] = sa.oJ[w, b] - wp.outer(gw, xw)
+            sa.ofn[w, b] = sa.ofn[w, b] - gw
+            sa.off[w, b] = sa.off[w, b] - gv
+            adjG = adjG - pf
             if wp.static(DM):
-                sa.dM[w, i * nv + i] = sa.dM[w, i * nv + i] - g * xi
-            for k in range(1, tree.anc_num[i]):
-                j = tree.anc[adr + k]
-                gm = g * s.qacc[w, j] + s.R2[w, j] * xi
-                sa.M[w, i * nv + j] = sa.M[w, i * nv + j] - gm
-                if wp.static(DM):
-                    sa.dM[w, i * nv + j] = sa.dM[w, i * nv + j] - gm
+                A = s.oA[w, b]
+                B = s.oB[w, b]
+                C = s.oC[w, b]
+                wn = wn + A * xw + B * xv
+                wf = wf + wp.transpose(B) * xw + C * xv
+                pn = pn + A * gw + B * gv
+                pf = pf + wp.transpose(B) * gw + C * gv
+                sa.oA[w, b] = sa.oA[w, b] - wp.outer(gw, xw)
+                sa.oB[w, b] = sa.oB[w, b] - (wp.outer(gw, xv) + wp.outer(xw, gv))
+                sa.oC[w, b] = sa.oC[w, b] - wp.outer(gv, xv)
+            s.swn[w, b] = wn
+            s.swf[w, b] = wf
+            s.spn[w, b] = pn
+            s.spf[w, b] = pf
+        sa.G[w, 0] = sa.G[w, 0] + adjG
+        # leaves to root: subtree sums, the adjoints of the cdof and the link offsets
+        for kk in range(tree.nbody - 1):
+            b = tree.nbody - 1 - kk
+            if tree.body_moving[b] == 0:
+                continue
+            wn = s.swn[w, b]
+            wf = s.swf[w, b]
+            pn = s.spn[w, b]
+            pf = s.spf[w, b]
+            adr = tree.body_dofadr[b]
+            for q in range(tree.body_dofnum[b]):
+                i = adr + q
+                g = s.R2[w, i]
+                x = s.qacc[w, i]
+                sa.cdw[w, i] = sa.cdw[w, i] - (wn * g + pn * x)
+                sa.cdv[w, i] = sa.cdv[w, i] - (wf * g + pf * x)
+            pb = tree.body_parent[b]
+            if tree.body_moving[pb] != 0:
+                d = s.xd[w, b]
+                sa.xd[w, b] = sa.xd[w, b] - (wp.cross(wf, s.aw[w, pb]) + wp.cross(pf, s.qaw[w, pb]))
+                s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, d)
+                s.swf[w, pb] = s.swf[w, pb] + wf
+                s.spn[w, pb] = s.spn[w, pb] + shift_moment(pn, pf, d)
+                s.spf[w, pb] = s.spf[w, pb] + pf
+        for i in range(tree.nv):
+            g = s.R2[w, i]
+            if wp.static(SLOTS):
+                sa.qts[w, i] = sa.qts[w, i] + g
+                sa.dg[w, i] = sa.dg[w, i] - g * s.qacc[w, i]
+            else:
+                sa.qt[w, i] = sa.qt[w, i] + g
+                sa.diag[w, i] = sa.diag[w, i] - g * s.qacc[w, i]
 
     out = dict(solve=solve, solve_adjoint=solve_adjoint)
     return out

@@ -94,12 +94,13 @@ SCRATCH = (
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
     ("om", "T", "nbody"), ("oh", "V3", "nbody"), ("oJ", "M33", "nbody"),  # the body's own inertia
     ("ofn", "V3", "nbody"), ("off", "V3", "nbody"),  # the body's own RNE wrench without gravity
-    ("qt", "T", "nv"),  # qf without the bias force
+    ("qt", "T", "nv"),  # the generalized force without the bias force
+    ("G", "V3", "one"),  # gravity as the world's upward acceleration, -gravity (the solve reads it)
     ("jact", "T", "njnt"),
     ("jdq", "V3", "njnt"),  # spring displacement of a ball / free joint's rotation (passive.py)
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
-    ("qfrc_constraint", "T", "nv"), ("qf", "T", "nv"),
-    ("diag", "T", "nv"),  # added to M's diagonal in the solve: implicit damping h b, limits' implicit share
+    ("qfrc_constraint", "T", "nv"),
+    ("diag", "T", "nv"),  # added to the diagonal in the solve: armature, implicit damping h b, limits' implicit share
     ("M", "T", "nv2"),
     ("gp", "V3", "ngeom"), ("gR", "M33", "ngeom"),  # geom poses (MuJoCo's geom_xpos, geom_xmat)
     ("cdepth", "T", "npoint"), ("cnormal", "V3", "npoint"), ("cpoint", "V3", "npoint"),  # contact points
@@ -108,26 +109,27 @@ SCRATCH = (
 
 #: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
 #: one when some contact's friction or some dof's dry friction must be limited, see
-#: kernels/collision.py): the contact action on each body (xn, xf) and its implicit stiffness
-#: (xA, xB, xC) summed over subtrees (oA, oB, oC: each body's own), each pair's action about its
-#: reference point (pN, pF; pA, pB, pC its implicit stiffness), the increments of the mass matrix
-#: (dM), its diagonal (dg: diag plus dry friction's share) and the right-hand side (qfs: qf plus
-#: contact and dry friction; qts the same without the bias force), ``lim`` (> 0 where the second
-#: solve's friction limit changed something), the factor (kernels/solve.py: articulated inertias
-#: iA, iB, iC; per dof Un, Uf, D), the substitution's work arrays (ipn, ipf, uu, aw, av; R2 the
-#: adjoint's solution) and the solution.
+#: kernels/collision.py): the contact action on each body (xn, xf) summed over subtrees and each
+#: body's own implicit contact stiffness (oA, oB, oC), each pair's action about its reference
+#: point (pN, pF; pA, pB, pC its implicit stiffness), the diagonal (dg: diag plus dry friction's
+#: share) and the right-hand side without the bias force (qts: qt plus contact and dry friction),
+#: ``lim`` (> 0 where the second solve's friction limit changed something), the factor
+#: (kernels/solve.py: articulated inertias iA, iB, iC; per dof Un, Uf, D), the substitution's work
+#: arrays (ipn, ipf, uu, aw, av), the adjoint's (R2 its solution; qaw, qav, swn, swf, spn, spf) and
+#: the solution.
 SLOT = (
     ("xn", "V3", "nbody"), ("xf", "V3", "nbody"),
-    ("xA", "M33", "nbody"), ("xB", "M33", "nbody"), ("xC", "M33", "nbody"),
     ("pN", "V3", "npair"), ("pF", "V3", "npair"),
     ("pA", "M33", "npair"), ("pB", "M33", "npair"), ("pC", "M33", "npair"),
     ("oA", "M33", "nbody"), ("oB", "M33", "nbody"), ("oC", "M33", "nbody"),
-    ("dM", "T", "nv2"), ("dg", "T", "nv"), ("qfs", "T", "nv"), ("qts", "T", "nv"), ("ja", "T", "nv"),
+    ("dg", "T", "nv"), ("qts", "T", "nv"), ("ja", "T", "nv"),
     ("lim", "T", "one"),
     ("iA", "M33", "nbody"), ("iB", "M33", "nbody"), ("iC", "M33", "nbody"),
     ("Un", "V3", "nv"), ("Uf", "V3", "nv"), ("D", "T", "nv"),
     ("ipn", "V3", "nbody"), ("ipf", "V3", "nbody"), ("uu", "T", "nv"), ("aw", "V3", "nbody"), ("av", "V3", "nbody"),
-    ("R2", "T", "nv"), ("qacc", "T", "nv"),
+    ("R2", "T", "nv"), ("qaw", "V3", "nbody"), ("qav", "V3", "nbody"),
+    ("swn", "V3", "nbody"), ("swf", "V3", "nbody"), ("spn", "V3", "nbody"), ("spf", "V3", "nbody"),
+    ("qacc", "T", "nv"),
 )
 
 def per_dtype(make):

@@ -148,13 +148,15 @@ def test_looped_matches_mujoco_on_shipped_scenes(rng, scene):
 
 def test_looped_gradients_match_finite_differences(rng):
     """d loss / d (initial state, controls, physical parameters) of a 15-step rollout of the tree
-    model against central differences, float64."""
+    model against central differences, float64 (gravity, body_pos and body_inertia reach the solve's
+    hand-written adjoint through its gravity, link-offset and inertia terms)."""
     model, physics = looped(TREE_XML, "float64")
     B, T = 2, 15
     qpos, qvel = random_state(model.mj, B, rng, vel_scale=1.0, pos_scale=0.5)
     q0, v0 = to_torch(qpos, torch.float64), to_torch(qvel, torch.float64)
     u = to_torch(random_ctrl(model.mj, B, rng, outside=0.0, shape=(T,)), torch.float64)
-    names = ["body_mass", "dof_damping", "actuator_gear", "jnt_stiffness", "body_ipos", "dof_armature"]
+    names = ["body_mass", "dof_damping", "actuator_gear", "jnt_stiffness", "body_ipos", "dof_armature", "gravity",
+             "body_pos", "body_inertia"]
     saved = {n: model.params[n] for n in names}
     leaves = {n: model.params[n].detach().clone().requires_grad_(True) for n in names}
     weights = torch.linspace(0.5, 1.5, model.nv, dtype=torch.float64)
@@ -171,7 +173,9 @@ def test_looped_gradients_match_finite_differences(rng):
                   (inputs[2], (0, 3, 0)), (inputs[2], (1, 10, 2)), (inputs[2], (0, 0, 4))]
         checks += [(leaves[n], i) for n, i in (("body_mass", 2), ("body_mass", 7), ("dof_damping", 6),
                                                 ("actuator_gear", 0), ("jnt_stiffness", 1),
-                                                ("body_ipos", (3, 1)), ("dof_armature", 9))]
+                                                ("body_ipos", (3, 1)), ("dof_armature", 9), ("gravity", (0, 2)),
+                                                ("body_pos", (4, 0)), ("body_pos", (7, 2)),
+                                                ("body_inertia", (5, 1)))]
         for t, idx in checks:
             fd = central_difference(lambda: loss(*inputs), t, idx, 1e-5)
             g = t.grad[idx].item()
