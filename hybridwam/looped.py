@@ -141,6 +141,9 @@ class LoopedEngine:
             self.layout += [(name, kind, n[size], comps[kind], slot) for name, kind, size in SLOT]
         #: scalars of scratch per world
         self.scratch_size = sum(c * k for _, _, c, k, _ in self.layout)
+        #: the fields the kinematics stage writes (kinematics_kernel's scratch) and their size
+        self.kin_layout = [f for f in self.layout if f[0] in KIN_FIELDS]
+        self.kin_size = sum(c * k for _, _, c, k, _ in self.kin_layout)
         #: warp type of each scratch kind ("T", "V3", "Q", "M33")
         self._types = kind_types(_SCALAR[model.dtype])
         self._bufs: dict = {}
@@ -160,18 +163,20 @@ class LoopedEngine:
             setattr(p, name, a)
         return p
 
-    def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None) -> tuple:
+    def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None, layout=None) -> tuple:
         """The Scratch structs of both solves (the same struct twice with one solve), whose arrays
         are views of ``buf`` [B, scratch_size] (one world per row): shared fields alike, each
         solve's fields (kernels.tree.SLOT) its own. With ``grad`` (same shape) each array's
-        adjoint is the matching view of it."""
+        adjoint is the matching view of it. ``layout``: only these fields (a sublist of
+        ``self.layout``, as :attr:`kin_layout`; ``buf`` then holds just them, the other arrays
+        stay unset)."""
         types = self._types
         structs = [self.k["Scratch"]() for _ in range(self.nsolve)]
         B = buf.shape[0]
         esize = buf.element_size()
         dev = self.model.device
         off = 0
-        for name, kind, count, comp, slot in self.layout:
+        for name, kind, count, comp, slot in self.layout if layout is None else layout:
             def view(t, off=off, kind=kind, count=count, comp=comp):
                 return wp.array(ptr=t.data_ptr() + off * esize, dtype=types[kind], shape=(B, count),
                                 strides=(t.stride(0) * esize, comp * esize), device=dev)
@@ -328,6 +333,100 @@ def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
             return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
         off += count * comp
     raise KeyError(name)
+
+
+#: Scratch fields the kinematics stage writes (kernels/smooth.kinematics), parameters it reads.
+KIN_FIELDS = ("xp0", "xq0", "xp", "xq", "xd", "jp", "jq", "jaxis", "janchor")
+KIN_PARAMS = ("body_pos", "body_quat", "jnt_pos", "jnt_axis", "qpos0")
+
+
+def _kin_field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
+    off = 0
+    for n, _, count, comp, _ in eng.kin_layout:
+        if n == name:
+            return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
+        off += count * comp
+    raise KeyError(name)
+
+
+def _kin_params(eng: LoopedEngine, params, grads=None):
+    """A Params struct with the KIN_PARAMS arrays (``params``: their tensors in that order), each
+    with its adjoint ``grads[i]`` where given; the other fields stay unset."""
+    from .kernels.tree import kind_types
+
+    types = kind_types(_SCALAR[eng.model.dtype])
+    kinds = dict(PARAM_SPEC)
+    p = eng.k["Params"]()
+    for i, (name, t) in enumerate(zip(KIN_PARAMS, params, strict=True)):
+        a = wp.from_torch(t.contiguous(), dtype=types[kinds[name]], requires_grad=False)
+        if grads is not None and grads[i] is not None:
+            a.grad = wp.from_torch(grads[i], dtype=types[kinds[name]], requires_grad=False)
+        setattr(p, name, a)
+    return p
+
+
+class _Kinematics(torch.autograd.Function):
+    """Body poses at qpos [B, nq]: (xp [B, nbody, 3], xq [B, nbody, 4] as (x, y, z, w)) from the
+    kinematics stage (kernels.forward.build_kinematics), differentiable w.r.t. qpos and the
+    KIN_PARAMS parameters (Warp's adjoint of the same kernel)."""
+
+    @staticmethod
+    def forward(ctx, eng, qpos, *params):
+        from .kernels.forward import build_kinematics
+
+        k = build_kinematics(_SCALAR[eng.model.dtype])["kinematics_kernel"]
+        B = qpos.shape[0]
+        Q = qpos.detach().contiguous().view(B, 1, -1)
+        buf = torch.zeros(B, eng.kin_size, dtype=qpos.dtype, device=qpos.device)
+        s = eng.scratch(buf, layout=eng.kin_layout)[0]
+        T = wp.from_torch(Q, dtype=_SCALAR[eng.model.dtype], requires_grad=False)
+        wp.launch(k, dim=B, device=eng.model.device, inputs=[T, eng.tree, _kin_params(eng, params), s])
+        ctx.eng, ctx.kernel = eng, k
+        ctx.save_for_backward(Q, *params)
+        return _kin_field(eng, buf, "xp").clone(), _kin_field(eng, buf, "xq").clone()
+
+    @staticmethod
+    def backward(ctx, gxp, gxq):
+        eng, k = ctx.eng, ctx.kernel
+        Q, *params = ctx.saved_tensors
+        B = Q.shape[0]
+        needs = ctx.needs_input_grad
+        buf = torch.zeros(B, eng.kin_size, dtype=Q.dtype, device=Q.device)
+        abuf = torch.zeros_like(buf)
+        for name, g in (("xp", gxp), ("xq", gxq)):
+            if g is not None:
+                _kin_field(eng, abuf, name).copy_(g)
+        aQ = torch.zeros_like(Q)
+        pgrads = [torch.zeros_like(p) if needs[2 + i] else None for i, p in enumerate(params)]
+        s = eng.scratch(buf, abuf, layout=eng.kin_layout)[0]
+        sT = _SCALAR[eng.model.dtype]
+        T = wp.from_torch(Q, dtype=sT, requires_grad=False)
+        aT = wp.from_torch(aQ, dtype=sT, requires_grad=False)
+        p = _kin_params(eng, params, pgrads)
+        dev = eng.model.device
+        wp.launch(k, dim=B, device=dev, inputs=[T, eng.tree, p, s])
+        wp.launch(k, dim=B, device=dev, inputs=[T, eng.tree, p, s], adj_inputs=[aT, eng.tree, p, s], adjoint=True)
+        return (None, aQ.view(B, -1) if needs[1] else None, *pgrads)
+
+
+def kinematics(eng: LoopedEngine, qpos: torch.Tensor, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(xp [B, nbody, 3], xq [B, nbody, 4] (x, y, z, w)) at qpos [B, nq] with the model parameter
+    tensors ``params`` (a Model's ``params``), differentiable (see :class:`_Kinematics`)."""
+    return _Kinematics.apply(eng, qpos, *(params[n] for n in KIN_PARAMS))
+
+
+def site_positions(mj, xpos: torch.Tensor, xq: torch.Tensor, sites=None) -> torch.Tensor:
+    """World positions [B, n, 3] of the sites ``sites`` (ids; default: all) from the body poses
+    (xq as (x, y, z, w)): each site's body pose applied to its ``site_pos``."""
+    ids = list(range(mj.nsite)) if sites is None else list(sites)
+    if not ids:
+        return xpos.new_zeros(xpos.shape[0], 0, 3)
+    b = torch.as_tensor(np.asarray(mj.site_bodyid, dtype=np.int64)[ids], device=xpos.device)
+    r = torch.as_tensor(np.asarray(mj.site_pos)[ids], dtype=xpos.dtype, device=xpos.device)
+    q = xq[:, b]
+    u, w = q[..., :3], q[..., 3:]
+    t = 2.0 * torch.linalg.cross(u, r.expand_as(u))
+    return xpos[:, b] + r + w * t + torch.linalg.cross(u, t)
 
 
 #: What a stage evaluation returns, from the scratch fields of the same names.

@@ -292,6 +292,7 @@ class Physics:
         #: the looped stages behind kinematics / mass_matrix / forward (made on first use when the
         #: unrolled engine steps the model)
         self._stage_eng = self._looped
+        self._stage_loaded = self._looped is not None
 
     # protocol sizes (hw.WorldModel)
     nq = property(lambda self: self.model.nq)
@@ -448,11 +449,15 @@ class Physics:
                                graph=graph)
 
     # ---- stage-level API (the looped engine's stage functions, whatever engine steps) ---------
-    def _stage_engine(self) -> looped.LoopedEngine:
+    def _stage_engine(self, load: bool = True) -> looped.LoopedEngine:
+        """The looped engine behind the stage API; ``load``: with its step kernels compiled (the
+        kinematics kernel, a module of its own, is not among them)."""
         if self._stage_eng is None:
             # kinematics and the mass matrix need no collision stage: the contact-free step
             self._stage_eng = looped.LoopedEngine(self.model, contacts=False)
+        if load and not self._stage_loaded:
             self._stage_eng.load(verbose=False)
+            self._stage_loaded = True
         return self._stage_eng
 
     def _stages(self, qpos, qvel=None, ctrl=None):
@@ -476,25 +481,23 @@ class Physics:
     def kinematics(self, qpos) -> Kinematics:
         """Body and site poses at ``qpos`` [B, nq] (MuJoCo's mj_kinematics): xpos [B, nbody, 3],
         xquat [B, nbody, 4] (w, x, y, z), site_xpos [B, nsite, 3]; differentiable w.r.t. qpos and
-        the parameters."""
-        st, unbatched = self._stages(qpos)
-        xpos, xq = st["xp"], st["xq"]
+        the parameters. Runs the kinematics stage alone (kernels.forward.build_kinematics)."""
+        m = self.model
+        qpos = qpos if isinstance(qpos, torch.Tensor) else torch.as_tensor(qpos)
+        unbatched = qpos.dim() == 1
+        if unbatched:
+            qpos = qpos[None]
+        if qpos.dim() != 2:
+            raise ValueError(f"qpos: expected shape [B, {m.nq}] or [{m.nq}], got {list(qpos.shape)}")
+        qpos = self._prep(qpos, "qpos", (m.nq,), qpos.shape[0])
+        for n in looped.KIN_PARAMS:
+            self._check_param(n, m.params[n])
+        xpos, xq = looped.kinematics(self._stage_engine(load=False), qpos, m.params)
         xquat = torch.cat([xq[..., 3:], xq[..., :3]], dim=-1)
-        site_xpos = self._site_positions(xpos, xq)
+        site_xpos = looped.site_positions(m.mj, xpos, xq)
         if unbatched:
             xpos, xquat, site_xpos = xpos[0], xquat[0], site_xpos[0]
         return Kinematics(xpos, xquat, site_xpos)
-
-    def _site_positions(self, xpos, xq):
-        mj = self.model.mj
-        if not mj.nsite:
-            return xpos.new_zeros(xpos.shape[0], 0, 3)
-        b = torch.as_tensor(np.asarray(mj.site_bodyid, dtype=np.int64), device=xpos.device)
-        r = torch.as_tensor(mj.site_pos, dtype=xpos.dtype, device=xpos.device)
-        q = xq[:, b]  # (x, y, z, w)
-        u, w = q[..., :3], q[..., 3:]
-        t = 2.0 * torch.linalg.cross(u, r.expand_as(u))
-        return xpos[:, b] + r + w * t + torch.linalg.cross(u, t)
 
     def mass_matrix(self, qpos) -> torch.Tensor:
         """The joint-space inertia matrix at ``qpos`` [B, nq] -> [B, nv, nv] (MuJoCo's mj_fullM of

@@ -34,7 +34,7 @@ Cost of one trajectory with actions u_0..u_{H-1} and control-step states x_1..x_
 Hinge coordinates are compared on the circle: e = 2 sin((q - goal) / 2), so e^2 = 2 (1 - cos(q -
 goal)) is smooth, equals (q - goal)^2 near the goal and is blind to whole turns. Other coordinates
 use e = q - goal. s_a is half the width of the actuator's bounds (1 when unbounded). Site positions
-p_s come from a differentiable torch forward kinematics of the MuJoCo model (:class:`SiteKinematics`).
+p_s come from the looped engine's kinematics stage, differentiable (:class:`SiteKinematics`).
 ``success`` tests the final state against the tolerances (hinge errors wrapped to [-pi, pi]).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import yaml
 
-from .types import BALL, FREE, HINGE, SLIDE
+from .types import HINGE, SLIDE
 
 __all__ = ["SiteKinematics", "SiteTerm", "Task", "env_id", "list_tasks", "output_path", "resolve_task", "safe_stem"]
 
@@ -96,99 +96,65 @@ def _quat_to_mat(q: torch.Tensor) -> torch.Tensor:
     ], -2)
 
 
-def _mv(R: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """R [..., 3, 3] @ v [..., 3] by broadcasting (tiny batched matmuls are slow in BLAS)."""
-    return (R * v.unsqueeze(-2)).sum(-1)
-
-
-def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """A [..., 3, 3] @ B [..., 3, 3] by broadcasting."""
-    return (A.unsqueeze(-1) * B.unsqueeze(-3)).sum(-2)
-
-
-def _axis_angle_mat(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rotation about the unit ``axis`` [3] by ``angle`` [...] (Rodrigues) -> [..., 3, 3]."""
-    c, s = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros((), dtype=axis.dtype)
-    K = torch.stack([torch.stack([zero, -z, y]), torch.stack([z, zero, -x]), torch.stack([-y, x, zero])])
-    eye = torch.eye(3, dtype=axis.dtype)
-    return eye + s * K + (1 - c) * _mm(K, K)
-
-
 class SiteKinematics:
-    """Differentiable torch forward kinematics of a MuJoCo model, for site positions.
+    """Differentiable forward kinematics of a MuJoCo model, for site positions in task costs.
 
-    Follows ``mj_kinematics``: each body is placed by its parent frame, ``body_pos`` and
-    ``body_quat``, then its joints act in order (hinge: rotation about the axis through the joint
-    anchor by qpos - qpos0; slide: translation along the axis by qpos - qpos0; ball: quaternion;
-    free: world position and quaternion from qpos). ``site_pos(qpos [..., nq], sites) -> [..., n, 3]``
-    in world coordinates; gradients flow to qpos. Model numbers are constants (taken from ``mj``).
+    The looped engine's kinematics stage (``kernels/smooth.kinematics``, the code every step
+    runs; see ``Physics.kinematics``) on the model's numbers, in the dtype and on the device of the
+    ``qpos`` it is given (a kernel per scalar type, compiled on first use and cached on disk).
+    ``site_pos(qpos [..., nq], sites) -> [..., n, 3]`` in world coordinates; gradients flow to
+    qpos. Model numbers are constants (taken from ``mj``).
     """
 
     def __init__(self, mj: mujoco.MjModel):
         self.mj = mj
-        f64 = torch.float64
-        self._body_pos = torch.as_tensor(mj.body_pos, dtype=f64)
-        self._body_rot = _quat_to_mat(torch.as_tensor(mj.body_quat, dtype=f64))
-        self._jnt_pos = torch.as_tensor(mj.jnt_pos, dtype=f64)
-        self._jnt_axis = torch.as_tensor(mj.jnt_axis, dtype=f64)
-        self._qpos0 = torch.as_tensor(mj.qpos0, dtype=f64)
-        self._site_pos = torch.as_tensor(mj.site_pos, dtype=f64)
-        self._cache: dict = {}
+        self._engines: dict = {}
 
-    def _consts(self, dtype, device):
+    def _engine(self, dtype, device):
         key = (dtype, str(device))
-        if key not in self._cache:
-            self._cache[key] = {k: getattr(self, "_" + k).to(dtype=dtype, device=device)
-                                for k in ("body_pos", "body_rot", "jnt_pos", "jnt_axis", "qpos0", "site_pos")}
-        return self._cache[key]
+        e = self._engines.get(key)
+        if e is None:
+            from .looped import LoopedEngine
+            from .model import load_model
 
-    def body_frames(self, qpos: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """World positions [..., 3] and rotation matrices [..., 3, 3] of every body (lists by id)."""
-        m = self.mj
-        c = self._consts(qpos.dtype, qpos.device)
+            model = load_model(self.mj, device=str(device), dtype=dtype)
+            e = self._engines[key] = (model, LoopedEngine(model, contacts=False))
+        return e
+
+    def poses(self, qpos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Body positions [..., nbody, 3] and quaternions [..., nbody, 4] as (x, y, z, w) at
+        ``qpos`` [..., nq] (float32 or float64)."""
+        from .looped import kinematics
+
+        if qpos.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"qpos: expected float32 or float64, got {qpos.dtype}")
+        if qpos.shape[-1] != self.mj.nq:
+            raise ValueError(f"qpos: expected [..., {self.mj.nq}], got {list(qpos.shape)}")
+        model, eng = self._engine(qpos.dtype, qpos.device)
         batch = qpos.shape[:-1]
-        eye = torch.eye(3, dtype=qpos.dtype, device=qpos.device).expand(*batch, 3, 3)
-        xpos = [torch.zeros(*batch, 3, dtype=qpos.dtype, device=qpos.device)]
-        xmat = [eye]
-        for b in range(1, m.nbody):
-            p = int(m.body_parentid[b])
-            pos = xpos[p] + _mv(xmat[p], c["body_pos"][b])
-            rot = _mm(xmat[p], c["body_rot"][b])
-            for j in range(int(m.body_jntadr[b]), int(m.body_jntadr[b] + m.body_jntnum[b])):
-                a, t = int(m.jnt_qposadr[j]), int(m.jnt_type[j])
-                if t == FREE:
-                    pos = qpos[..., a:a + 3]
-                    rot = _quat_to_mat(qpos[..., a + 3:a + 7])
-                elif t == BALL:
-                    anchor = pos + _mv(rot, c["jnt_pos"][j])
-                    rot = _mm(rot, _quat_to_mat(qpos[..., a:a + 4]))
-                    pos = anchor - _mv(rot, c["jnt_pos"][j])
-                elif t == HINGE:
-                    anchor = pos + _mv(rot, c["jnt_pos"][j])
-                    rot = _mm(rot, _axis_angle_mat(c["jnt_axis"][j], qpos[..., a] - c["qpos0"][a]))
-                    pos = anchor - _mv(rot, c["jnt_pos"][j])
-                elif t == SLIDE:
-                    axis = _mv(rot, c["jnt_axis"][j])
-                    pos = pos + axis * (qpos[..., a] - c["qpos0"][a]).unsqueeze(-1)
-            xpos.append(pos)
-            xmat.append(rot)
-        return xpos, xmat
+        xp, xq = kinematics(eng, qpos.reshape(-1, self.mj.nq), model.params)
+        return xp.reshape(*batch, self.mj.nbody, 3), xq.reshape(*batch, self.mj.nbody, 4)
+
+    def body_frames(self, qpos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World positions [..., nbody, 3] and rotation matrices [..., nbody, 3, 3] of every body."""
+        xp, xq = self.poses(qpos)
+        return xp, _quat_to_mat(torch.cat([xq[..., 3:], xq[..., :3]], -1))
 
     def site_pos(self, qpos: torch.Tensor, sites) -> torch.Tensor:
         """World positions [..., len(sites), 3] of the sites (ids or names) at ``qpos`` [..., nq]."""
+        from .looped import site_positions
+
         ids = [self.site_id(s) for s in sites]
-        xpos, xmat = self.body_frames(qpos)
-        c = self._consts(qpos.dtype, qpos.device)
-        out = []
-        for i in ids:
-            b = int(self.mj.site_bodyid[i])
-            out.append(xpos[b] + _mv(xmat[b], c["site_pos"][i]))
-        return torch.stack(out, -2)
+        xp, xq = self.poses(qpos)
+        batch = qpos.shape[:-1]
+        nb = self.mj.nbody
+        out = site_positions(self.mj, xp.reshape(-1, nb, 3), xq.reshape(-1, nb, 4), ids)
+        return out.reshape(*batch, len(ids), 3)
 
     def site_id(self, site) -> int:
         if isinstance(site, (int, np.integer)):
+            if not 0 <= int(site) < self.mj.nsite:
+                raise KeyError(f"site id {site} out of range (the model has {self.mj.nsite} sites)")
             return int(site)
         i = mujoco.mj_name2id(self.mj, mujoco.mjtObj.mjOBJ_SITE, site)
         if i < 0:

@@ -194,3 +194,20 @@ def build(T, features=NO_FEATURES):
     if ASSEMBLE:
         out["assemble_kernel"] = assemble_kernel
     return out
+
+
+@per_dtype
+def build_kinematics(T):
+    """``kinematics_kernel(qpos [world, 1, nq], tree, p, s)``: the kinematics stage alone (the same
+    ``smooth.kinematics`` every step runs), for body poses without the rest of the step (task costs,
+    Physics.kinematics). It depends on the scalar type only, so one module serves every model."""
+    a = aliases(T)
+    A3, S = a["A3"], a["S"]
+    P = params_type(T)
+    kinematics = _smooth.make(T)["kinematics"]
+
+    @wp.kernel(module="unique")
+    def kinematics_kernel(qpos: A3, tree: Tree, p: P, s: S):
+        kinematics(wp.tid(), qpos, 0, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+
+    return {"kinematics_kernel": kinematics_kernel}

@@ -73,7 +73,8 @@ def _mj_site_xpos(m: mujoco.MjModel, qpos: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("scene", [*list_scenes(), "<kinematics test chain>"])
 def test_kinematics_matches_mujoco(scene, rng):
-    """Torch FK body frames and site positions equal ``mj_kinematics`` on random states (float64)."""
+    """The kinematics stage's body frames and site positions equal ``mj_kinematics`` on random
+    states (float64)."""
     if scene.startswith("<"):
         m = mujoco.MjModel.from_xml_string(KIN_XML)
     else:
@@ -86,8 +87,8 @@ def test_kinematics_matches_mujoco(scene, rng):
         d.qpos[:] = q[i]
         mujoco.mj_kinematics(m, d)
         for b in range(m.nbody):
-            np.testing.assert_allclose(xpos[b][i].numpy(), d.xpos[b], atol=1e-10, rtol=0)
-            np.testing.assert_allclose(xmat[b][i].numpy().ravel(), d.xmat[b], atol=1e-10, rtol=0)
+            np.testing.assert_allclose(xpos[i, b].numpy(), d.xpos[b], atol=1e-10, rtol=0)
+            np.testing.assert_allclose(xmat[i, b].numpy().ravel(), d.xmat[b], atol=1e-10, rtol=0)
     if m.nsite:
         ours = kin.site_pos(torch.as_tensor(q), list(range(m.nsite))).numpy()
         np.testing.assert_allclose(ours, _mj_site_xpos(m, q), atol=1e-10, rtol=0)
