@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
+from . import looped
 from .fsutil import TEMP_PREFIX, atomic_write, atomic_write_text, clean_stale_temp  # noqa: F401 - re-exported
 from .model import JOINT_TYPE_NAMES, Model, load_model
 from .physics import NonFiniteError, Physics, Trajectory
@@ -122,6 +123,21 @@ def _mismatch_text(missing: list[str], wrong: list[str], unknown: list[str], unk
                                  f"{unknown_label}: {', '.join(unknown)}" if unknown else "") if x)
 
 
+def step_rollout(step, q0, v0, ctrl, tbptt: int | None = None):
+    """(Q, V) [..., T+1, .] of a one-step predictor ``step(q, v, u)`` rolled over ctrl [..., T, nu],
+    detached every ``tbptt`` steps: the one stepwise loop (a HybridModel with a residual the kernel
+    cannot run, calibration's neural baseline)."""
+    qs, vs = [q0], [v0]
+    q, v = q0, v0
+    for t in range(ctrl.shape[-2]):
+        if tbptt and t and t % tbptt == 0:
+            q, v = q.detach(), v.detach()
+        q, v = step(q, v, ctrl[..., t, :])
+        qs.append(q)
+        vs.append(v)
+    return torch.stack(qs, -2), torch.stack(vs, -2)
+
+
 class HybridModel(torch.nn.Module):
     """Physics plus a learned residual; the same ``step`` / ``rollout`` as :class:`Physics`.
 
@@ -136,6 +152,9 @@ class HybridModel(torch.nn.Module):
                              f"the physics model has {model.nq}/{model.nv}/{model.nu}")
         self.physics = physics
         self.residual = residual
+        #: the looped engine running an hw.Residual inside the step (made on first use)
+        self._fused: looped.LoopedEngine | None = None
+        self._fused_key: tuple | None = None
 
     model = property(lambda self: self.physics.model)
     nq = property(lambda self: self.physics.nq)
@@ -156,10 +175,44 @@ class HybridModel(torch.nn.Module):
         return ResidualOutputError(f"the residual's output (its {self.residual.mode} correction) is NaN or inf in "
                                    f"world(s) {e.worlds[:20]}: {why}", e.worlds, -1)
 
+    def fused_engine(self) -> looped.LoopedEngine | None:
+        """The looped engine that evaluates the residual inside the step (kernels/residual.py),
+        compiled on first use (one module set per dtype, contact features and residual mode, for
+        every width and depth); None for a residual it cannot run (a user's own module, or a
+        Residual subclass that changes its features or forward), which keeps the stepwise path."""
+        r = self.residual
+        fusable = (isinstance(r, Residual) and type(r).forward is Residual.forward
+                   and type(r).features is Residual.features)
+        if not fusable:
+            return None
+        lin = [x for x in r.net if isinstance(x, torch.nn.Linear)]
+        key = (id(r), r.mode, r.activation, tuple(x.in_features for x in lin[:1]) + tuple(x.out_features for x in lin))
+        eng = self._fused
+        if eng is None or self._fused_key != key:
+            eng = looped.LoopedEngine(self.model, residual=r)
+            m = self.model
+            eng.load(verbose=True, label=f"{os.path.basename(m.source) or 'the model'} with its residual "
+                                         f"({m.dtype}, {m.device})".replace("torch.", ""))
+            self._fused, self._fused_key = eng, key
+        return eng
+
+    def _fused_rollout(self, eng, qpos0, qvel0, ctrls) -> Trajectory:
+        try:
+            return self.physics._rollout(qpos0, qvel0, ctrls, eng=eng)
+        except NonFiniteError as e:
+            # a non-finite state from finite inputs: say so when the residual's numbers are the cause
+            if not all(bool(torch.isfinite(t).all()) for t in self.residual.state_dict().values()):
+                raise self._residual_error(e) from None
+            raise
+
     def step(self, qpos, qvel, ctrl):
         """qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel'), residual applied."""
         m = self.model
         qpos, qvel, ctrl = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos, qvel, ctrl))
+        eng = self.fused_engine()
+        if eng is not None:
+            tr = self._fused_rollout(eng, qpos, qvel, ctrl.unsqueeze(-2))
+            return tr.qpos[..., 1, :], tr.qvel[..., 1, :]
         extra = self._correction(qpos, qvel, ctrl)
         try:
             return self.physics.step(qpos, qvel, ctrl, **extra)
@@ -171,12 +224,7 @@ class HybridModel(torch.nn.Module):
             raise
 
     def _segment(self, qpos, qvel, ctrls):
-        qs, vs = [qpos], [qvel]
-        for t in range(ctrls.shape[-2]):
-            qpos, qvel = self.step(qpos, qvel, ctrls[..., t, :])
-            qs.append(qpos)
-            vs.append(qvel)
-        return torch.stack(qs, -2), torch.stack(vs, -2)
+        return step_rollout(self.step, qpos, qvel, ctrls)
 
     def rollout(self, qpos0, qvel0, ctrls, checkpoint_every: int | None = None) -> Trajectory:
         """Roll out T = ctrls.shape[-2] steps; returns Trajectory (qacc from finite differences).
@@ -189,6 +237,9 @@ class HybridModel(torch.nn.Module):
             return self.physics.rollout(qpos0, qvel0, ctrls)
         m = self.model
         qpos0, qvel0, ctrls = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos0, qvel0, ctrls))
+        eng = self.fused_engine()
+        if eng is not None:
+            return self._fused_rollout(eng, qpos0, qvel0, ctrls)
         if ctrls.dim() != qpos0.dim() + 1:
             raise ValueError(f"ctrls: expected shape [B, T, {m.nu}], got {list(ctrls.shape)}")
         T = ctrls.shape[-2]

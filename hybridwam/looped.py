@@ -107,13 +107,16 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
 class LoopedEngine:
     """Launches of the looped step for one model (see kernels/forward.py)."""
 
-    def __init__(self, model, contacts: bool = True):
-        from .kernels.tree import SCRATCH, SLOT, Tree, kind_types
+    def __init__(self, model, contacts: bool = True, residual=None):
+        from .kernels.tree import SCRATCH, SLOT, Features, Tree, kind_types
 
         self.model = model
         #: what the compiled step covers (``contacts=False``: the contact-free, frictionless step
-        #: of the stage API, whatever the model has)
-        self.features = features(model.structure, contacts)
+        #: of the stage API, whatever the model has); ``residual``: a hw.Residual whose MLP the
+        #: step evaluates (kernels/residual.py; see :class:`ResidualNet`)
+        f = features(model.structure, contacts)
+        self.net = None if residual is None else ResidualNet(residual, model.device)
+        self.features = f if residual is None else Features(*f[:3], residual=residual.mode)
         self.k = _kernels(model.dtype, self.features)
         dev = model.device
         self.tree = Tree()
@@ -130,7 +133,9 @@ class LoopedEngine:
         n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv, "one": 1,
              "ngeom": max(m.ngeom, 1) if self.features.kinds else 1,
              "npair": max(len(model.structure.pairs), 1) if self.features.kinds else 1,
-             "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1}
+             "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1,
+             "nfeat": 1 if self.net is None else max(self.net.nfeat, 1),
+             "nnet": 1 if self.net is None else self.net.nnet}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared
@@ -215,28 +220,42 @@ class LoopedEngine:
                                    None if arows is None else self.scratch(arows))
         return hit
 
-    def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False) -> list:
+    def net_struct(self, tensors=None, grads=None):
+        """The Net struct of the residual's numbers (``tensors``: :meth:`ResidualNet.tensors`'
+        order; ``grads``: adjoint tensors of the same shapes, for the struct over them), or an
+        empty one without a residual."""
+        if self.net is None:
+            return self.k["Net"]()
+        return self.net.struct(self.k["Net"], self.model.dtype, tensors if grads is None else grads,
+                               flat=grads is not None)
+
+    def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False, net=None) -> list:
         """Launches of ``rollout_kernel`` over the slices ``sl`` of worlds; ``arrays``: a function
         (a, b) -> the six trajectory arrays (qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc) of
-        those worlds. Returns the launch commands when ``record`` (else launches, returns [])."""
+        those worlds; ``net``: the residual's Net struct (:meth:`net_struct`). Returns the launch
+        commands when ``record`` (else launches, returns [])."""
         p = self.params(wparams)
+        net = self.net_struct() if net is None else net
         B = sl[-1][1]
         cmds = []
         for a, b in sl:
             _, _, s, _ = self._rows("fwd", B, a, b)
             cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
-                            inputs=[*arrays(a, b), T, self.tree, p, *s], record_cmd=record)
+                            inputs=[*arrays(a, b), T, self.tree, p, *s, net], record_cmd=record)
             if record:
                 cmds.append(cmd)
         return cmds
 
-    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False) -> None:
-        """Step t of the trajectory arrays ``fwd`` in parts (stage_a, per solve the collision /
-        dry-friction stage and the solve, stage_b), leaving its intermediates in the scratch
-        structs ``s`` (one per solve, see :meth:`scratch`). ``full``: with MuJoCo's joint-space
-        terms (M, qfrc_bias; the stage API's stage_full_kernel)."""
+    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False, net=None) -> None:
+        """Step t of the trajectory arrays ``fwd`` in parts (the residual, stage_a, per solve the
+        collision / dry-friction stage and the solve, stage_b), leaving its intermediates in the
+        scratch structs ``s`` (one per solve, see :meth:`scratch`). ``full``: with MuJoCo's
+        joint-space terms (M, qfrc_bias; the stage API's stage_full_kernel); ``net``: the
+        residual's Net struct (engines with a residual)."""
         dev = self.model.device
         s0, s1 = s
+        if self.net is not None:
+            wp.launch(self.k["residual_kernel"], dim=dim, device=dev, inputs=[fwd[0], fwd[1], fwd[2], t, tree, net, s0])
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
         wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
         for slot, sk in enumerate(s[:self.nsolve]):
@@ -246,12 +265,15 @@ class LoopedEngine:
             wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, p, sk, slot])
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
 
-    def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False) -> None:
+    def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False, net=None,
+                     gnet=None) -> None:
         """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
         stage_a in adjoint mode. ``s``'s arrays carry their adjoints (the structs ``sa`` are over
         the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
-        trajectory arrays'; ``full`` as in :meth:`step_forward`."""
+        trajectory arrays'; ``full`` as in :meth:`step_forward`; ``net`` / ``gnet``: the
+        residual's Net struct and the one over its weights' adjoints (engines with a residual:
+        its hand-written adjoint runs last)."""
         dev = self.model.device
         s0, s1 = s
         wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
@@ -265,14 +287,20 @@ class LoopedEngine:
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
         wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
                   adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
+        if self.net is not None:
+            wp.launch(self.k["residual_adjoint_kernel"], dim=dim, device=dev,
+                      inputs=[fwd[0], fwd[2], t, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
 
-    def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run) -> None:
+    def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run, net=None,
+                 gnets=None) -> None:
         """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, step t forward (its
         intermediates into the scratch, outputs into the trajectory arrays, which must be copies
         of the rollout's) then its adjoint, with the scratch adjoints zeroed in between.
         ``arrays`` / ``adj_arrays``: (a, b) -> the six trajectory arrays / their adjoints;
         ``wadj[k]``: the parameter adjoint arrays of range k; ``run(tasks, threads)`` runs the
-        ranges' tasks (hybridwam.parallel.run)."""
+        ranges' tasks (hybridwam.parallel.run); ``net``, ``gnets[k]``: the residual's Net struct
+        and range k's struct over its weights' adjoints (engines with a residual; the adjoints of
+        ctrl must then be an array)."""
         B = ranges[-1][1]
         p = self.params(wparams)
 
@@ -282,13 +310,14 @@ class LoopedEngine:
                 padj = self.params(wparams, wadj[k])
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
                 host = abuf.numpy() if abuf.device.type == "cpu" else None
+                gnet = None if gnets is None else gnets[k]
                 for t in range(T - 1, -1, -1):
-                    self.step_forward(b - a, fwd, t, self.tree, p, s)
+                    self.step_forward(b - a, fwd, t, self.tree, p, s, net=net)
                     if host is not None:
                         host.fill(0)
                     else:
                         abuf.zero_()
-                    self.step_adjoint(b - a, fwd, adj, t, self.tree, padj, s, sa)
+                    self.step_adjoint(b - a, fwd, adj, t, self.tree, padj, s, sa, net=net, gnet=gnet)
             return go
 
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
@@ -333,6 +362,105 @@ def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
             return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
         off += count * comp
     raise KeyError(name)
+
+
+class ResidualNet:
+    """A hw.Residual as the Net struct of kernels/residual.py: its structure (layer sizes, the
+    feature plan, activation, mode) as index arrays made once, its numbers (flat weights and
+    biases, the standardisation, the controls' centre and half-range, the output scale) from the
+    tensors of :meth:`tensors` at each call."""
+
+    def __init__(self, residual, device: str):
+        from .kernels import residual as kr
+
+        if residual.activation not in kr.ACT_NAMES:
+            raise ValueError(f"the fused residual has no activation {residual.activation!r}")
+        self.linears = [m for m in residual.net if isinstance(m, torch.nn.Linear)]
+        dims = [self.linears[0].in_features] + [lin.out_features for lin in self.linears]
+        self.dims = dims
+        self.nfeat = dims[0]
+        self.nnet = sum(dims[1:])
+        self.act = kr.ACT_NAMES.index(residual.activation)
+        self.mode = residual.mode
+        fk, fa, fs = [], [], []
+        for kind, a in residual._plan:
+            if kind == "hinge":
+                fk += [kr.F_SIN, kr.F_COS]
+                fa += [a, a]
+                fs += [0, 0]
+            elif kind == "slide":
+                fk.append(kr.F_RAW)
+                fa.append(a)
+                fs.append(0)
+            else:
+                fk += [kr.F_QUAT] * 4
+                fa += [a, a + 1, a + 2, a + 3]
+                fs += [a] * 4
+        fk += [kr.F_VEL] * residual.nv + [kr.F_CTRL] * residual.nu
+        fa += list(range(residual.nv)) + list(range(residual.nu))
+        fs += [0] * (residual.nv + residual.nu)
+        if len(fk) != self.nfeat:
+            raise ValueError(f"the residual's first layer takes {self.nfeat} inputs, its features are {len(fk)}")
+        woff, boff = [], []
+        wo = bo = 0
+        for nin, nout in zip(dims[:-1], dims[1:], strict=True):
+            woff.append(wo)
+            boff.append(bo)
+            wo += nin * nout
+            bo += nout
+        self.nweights, self.nbiases = wo, bo
+        # each layer's outputs sit at its biases' offset in the per-world activation arrays
+        self._ints = {n: wp.array(np.asarray(v, dtype=np.int32), dtype=int, device=device)
+                      for n, v in (("dims", dims), ("woff", woff), ("boff", boff), ("hoff", boff),
+                                   ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
+        self.residual = residual
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The residual's numbers in the order the struct reads them: each layer's weight and
+        bias (the differentiable ones), then input_mean, input_std, ctrl_center, ctrl_scale,
+        output_scale."""
+        r = self.residual
+        out = []
+        for lin in self.linears:
+            out += [lin.weight, lin.bias]
+        return out + [r.input_mean, r.input_std, r.ctrl_center, r.ctrl_scale, r.output_scale]
+
+    def struct(self, cls, dtype, tensors, flat: bool = False):
+        """The Net struct ``cls`` over ``tensors`` (as :meth:`tensors`: flat copies of the weights
+        and biases are made; with ``flat``, ``tensors`` is (W, b), flat buffers the struct's
+        arrays view, as the adjoint kernel's struct over the weights' adjoints)."""
+        T = _SCALAR[dtype]
+        n = cls()
+        n.nlayer, n.nfeat, n.act = len(self.linears), self.nfeat, self.act
+        n.mode = 1 if self.mode == "force" else 0
+        for k, v in self._ints.items():
+            setattr(n, k, v)
+        if flat:
+            W, b = tensors
+            rest = []
+        else:
+            nl = len(self.linears)
+            W = torch.cat([t.detach().reshape(-1) for t in tensors[0:2 * nl:2]])
+            b = torch.cat([t.detach().reshape(-1) for t in tensors[1:2 * nl:2]])
+            rest = tensors[2 * nl:]
+        # (wp.from_torch keeps each tensor alive as long as its array)
+        n.W = wp.from_torch(W.contiguous(), dtype=T, requires_grad=False)
+        n.b = wp.from_torch(b.contiguous(), dtype=T, requires_grad=False)
+        for name, t in zip(("mean", "std", "ccen", "cscl", "oscl"), rest, strict=not flat):
+            t = t.detach().contiguous()
+            if t.numel() == 0:  # no actuators: an unread placeholder
+                t = torch.ones(1, dtype=t.dtype, device=t.device)
+            setattr(n, name, wp.from_torch(t, dtype=T, requires_grad=False))
+        return n
+
+    def split_grads(self, gW: torch.Tensor, gb: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer (weight, bias) gradients from the flat ones, in :meth:`tensors`' order."""
+        out, wo, bo = [], 0, 0
+        for lin in self.linears:
+            nw, nb = lin.weight.numel(), lin.bias.numel()
+            out += [gW[wo:wo + nw].view_as(lin.weight), gb[bo:bo + nb].view_as(lin.bias)]
+            wo, bo = wo + nw, bo + nb
+        return out
 
 
 #: Scratch fields the kinematics stage writes (kernels/smooth.kinematics), parameters it reads.

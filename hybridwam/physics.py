@@ -151,25 +151,34 @@ def _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc
 
 
 class _Rollout(torch.autograd.Function):
+    """The rollout as one autograd node: (qpos0, qvel0, ctrls, qfrc, qaccx, *params, *net) ->
+    (Q, V, A). ``eng``: None (the Physics' own engine), or a looped engine with a residual
+    (hybridwam.looped.ResidualNet), whose tensors (weights and biases, then buffers) follow the
+    parameters."""
+
     @staticmethod
-    def forward(ctx, phys, qpos0, qvel0, ctrls, qfrc, qaccx, *params):
+    def forward(ctx, phys, eng, qpos0, qvel0, ctrls, qfrc, qaccx, *tensors):
         B, T = ctrls.shape[0], ctrls.shape[1]
         m = phys.model
+        n = len(PARAM_SPEC)
+        params, net = tensors[:n], tensors[n:]
         Q = torch.empty(B, T + 1, m.nq, dtype=m.dtype, device=m.device)
         V = torch.empty(B, T + 1, m.nv, dtype=m.dtype, device=m.device)
         A = torch.empty(B, T, m.nv, dtype=m.dtype, device=m.device)
         Q[:, 0] = qpos0
         V[:, 0] = qvel0
         with _stream_scope(m.device):
-            phys._launch_forward(Q, V, ctrls, qfrc, qaccx, A, params)
-        ctx.phys = phys
-        ctx.save_for_backward(Q, V, A, ctrls, qfrc, qaccx, *params)
+            phys._launch_forward(Q, V, ctrls, qfrc, qaccx, A, params, eng=eng, net=net)
+        ctx.phys, ctx.eng = phys, eng
+        ctx.save_for_backward(Q, V, A, ctrls, qfrc, qaccx, *tensors)
         return Q, V, A
 
     @staticmethod
     def backward(ctx, gQ, gV, gA):
-        phys = ctx.phys
-        Q, V, A, ctrls, qfrc, qaccx, *params = ctx.saved_tensors
+        phys, eng = ctx.phys, ctx.eng
+        Q, V, A, ctrls, qfrc, qaccx, *tensors = ctx.saved_tensors
+        n = len(PARAM_SPEC)
+        params, net = tensors[:n], tensors[n:]
         B, T = ctrls.shape[0], ctrls.shape[1]
 
         def adj(g, like):
@@ -177,33 +186,50 @@ class _Rollout(torch.autograd.Function):
 
         aQ, aV, aA = adj(gQ, Q), adj(gV, V), adj(gA, A)
         needs = ctx.needs_input_grad
+        P0 = 7  # index of the first parameter among forward's inputs
         # adjoints only for what needs them: Warp skips accumulation into a null gradient array
-        a_ctrl = _zeros(ctrls.shape, ctrls) if needs[3] else None
-        a_qfrc = _zeros(qfrc.shape, qfrc) if needs[4] else None
-        a_qaccx = _zeros(qaccx.shape, qaccx) if needs[5] else None
-        # parameter adjoints are sums over worlds: each fixed chunk of worlds accumulates into its
-        # own buffer (concurrent slices never write one array), summed in chunk order below, so
-        # the bits do not depend on the thread count; without them, slices per thread
-        grad_params = any(needs[6 + i] for i in range(len(params)))
+        # (the residual's hand-written adjoint writes ctrl's)
+        a_ctrl = _zeros(ctrls.shape, ctrls) if needs[4] or eng is not None else None
+        a_qfrc = _zeros(qfrc.shape, qfrc) if needs[5] else None
+        a_qaccx = _zeros(qaccx.shape, qaccx) if needs[6] else None
+        # parameter (and weight) adjoints are sums over worlds: each fixed chunk of worlds
+        # accumulates into its own buffer (concurrent slices never write one array), summed in
+        # chunk order below, so the bits do not depend on the thread count; without them, slices
+        # per thread
+        grad_net = eng is not None and any(needs[P0 + n:])
+        grad_params = any(needs[P0:P0 + n]) or grad_net
         per_thread = parallel.slices(B, phys.threads, T)
         ranges = parallel.chunks(B) if grad_params else per_thread
         threads = phys.threads if len(per_thread) > 1 else 1  # small launches: chunks one after another
         K = len(ranges)
-        parts = [_zeros((K, *p.shape), p) if needs[6 + i] else None for i, p in enumerate(params)]
+        parts = [_zeros((K, *p.shape), p) if needs[P0 + i] else None for i, p in enumerate(params)]
         w = phys._wp
         wparams = phys._wp_params(params)
-        if phys.engine == "looped":
+        a_net = []
+        if eng is not None or phys.engine == "looped":
+            looped_eng = phys._looped if eng is None else eng
+
             def view(ts):
                 return lambda a, b: [None if t is None else w(t if K == 1 else t[a:b]) for t in ts]
 
-            wadj = [[None if P is None else phys._wp_param(n, P[k])
-                     for (n, _), P in zip(PARAM_SPEC, parts, strict=True)] for k in range(K)]
+            wadj = [[None if P is None else phys._wp_param(nm, P[k])
+                     for (nm, _), P in zip(PARAM_SPEC, parts, strict=True)] for k in range(K)]
+            netw = gnets = None
+            if eng is not None:
+                netw = eng.net_struct(list(net))
+                like = net[0]
+                gW = _zeros((K, eng.net.nweights), like)
+                gb = _zeros((K, eng.net.nbiases), like)
+                gnets = [eng.net_struct(grads=(gW[k], gb[k])) for k in range(K)]
             # the backward pass re-runs each step forward into copies: the returned trajectory keeps its bits
             Qc, Vc, Ac = _copy(Q), _copy(V), _copy(A)
             with _stream_scope(phys.model.device):
-                phys._looped.backward(view((Qc, Vc, ctrls, qfrc, qaccx, Ac)),
-                                      view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)), T, wparams, wadj, ranges, threads,
-                                      parallel.run)
+                looped_eng.backward(view((Qc, Vc, ctrls, qfrc, qaccx, Ac)),
+                                    view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)), T, wparams, wadj, ranges, threads,
+                                    parallel.run, net=netw, gnets=gnets)
+            if eng is not None:
+                a_net = eng.net.split_grads(gW.sum(0), gb.sum(0))
+                a_net += [None] * (len(net) - len(a_net))  # the buffers: no gradient
         else:
             _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA, T, parts,
                                ranges, threads, wparams)
@@ -215,7 +241,7 @@ class _Rollout(torch.autograd.Function):
                 for k in range(1, K):
                     acc = acc + P[k]
             a_params.append(acc)
-        grads = [None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params]
+        grads = [None, None, aQ[:, 0], aV[:, 0], a_ctrl, a_qfrc, a_qaccx, *a_params, *a_net]
         return tuple(g if needs[i] else None for i, g in enumerate(grads))
 
 
@@ -341,19 +367,24 @@ class Physics:
             out.append(a)
         return out
 
-    def _forward_launches(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, record=False):
+    def _forward_launches(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, record=False, eng=None,
+                          net=()):
         """Launches of ``rollout_kernel`` from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
         steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place: one per slice of worlds on the
         CPU's threads (see hybridwam.parallel). ``record``: return Warp launch commands instead
-        of launching (replayed by CapturedRollout)."""
+        of launching (replayed by CapturedRollout). ``eng``, ``net``: a looped engine with a
+        residual and the residual's tensors (hybridwam.looped.ResidualNet.tensors)."""
         w, T = self._wp, ctrls.shape[1]
         wparams = self._wp_params(params)
         sl = parallel.slices(Q.shape[0], self.threads, T)
         record = record or len(sl) > 1
-        if self.engine == "looped":
+        if eng is not None or self.engine == "looped":
             def arrays(a, b):
                 return [w(t if len(sl) == 1 else t[a:b]) for t in (Q, V, ctrls, qfrc, qaccx, A)]
-            return self._looped.forward_launches(arrays, T, wparams, sl, stream=stream, record=record)
+            if eng is None:
+                return self._looped.forward_launches(arrays, T, wparams, sl, stream=stream, record=record)
+            return eng.forward_launches(arrays, T, wparams, sl, stream=stream, record=record,
+                                        net=eng.net_struct(list(net)))
         cmds = []
         for a, b in sl:
             def s(t, a=a, b=b):
@@ -364,9 +395,9 @@ class Physics:
                 cmds.append(cmd)
         return cmds
 
-    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None):
+    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, eng=None, net=()):
         """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads."""
-        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream)
+        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, eng=eng, net=net)
         if cmds:
             parallel.run([c.launch for c in cmds], self.threads)
 
@@ -407,6 +438,12 @@ class Physics:
         ``qfrc_extra`` and accelerations ``qacc_extra`` [B, T, nv] added in each step.
         Returns a Trajectory with qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv].
         """
+        return self._rollout(qpos0, qvel0, ctrls, qfrc_extra, qacc_extra)
+
+    def _rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None, eng=None) -> Trajectory:
+        """:meth:`rollout`; ``eng``: a looped engine with a residual (``hybridwam.looped.LoopedEngine(
+        model, residual=...)``, as HybridModel makes), whose MLP runs inside the step (its
+        weights get gradients)."""
         m = self.model
         qpos0 = qpos0 if isinstance(qpos0, torch.Tensor) else torch.as_tensor(qpos0)
         unbatched = qpos0.dim() == 1
@@ -433,8 +470,9 @@ class Physics:
         qaccx = zeros if qacc_extra is None else self._prep(qacc_extra, "qacc_extra", (T, m.nv), B)
         if m.nu == 0:
             ctrls = _zeros((B, T, 1), qpos0)
-        Q, V, A = _Rollout.apply(self, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
-                                 qfrc.contiguous(), qaccx.contiguous(), *m.parameters([n for n, _ in PARAM_SPEC]))
+        Q, V, A = _Rollout.apply(self, eng, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
+                                 qfrc.contiguous(), qaccx.contiguous(), *m.parameters([n for n, _ in PARAM_SPEC]),
+                                 *(() if eng is None else eng.net.tensors()))
         if self.check_finite:
             self._check_output(Q.detach(), V.detach())
         if unbatched:

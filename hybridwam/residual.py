@@ -5,7 +5,9 @@ positions, ball/free quaternions (sign-fixed to w >= 0) and free positions, velo
 controls scaled to [-1, 1] by their ctrlrange. Features are standardised with statistics stored
 as buffers (part of the state dict, saved with checkpoints); the output is a generalized
 acceleration (rad/s^2, m/s^2) or generalized force (N m, N) correction [B, nv], scaled by a
-stored output scale. The last layer starts at zero, so a fresh HybridModel equals the physics.
+stored output scale. The last layer starts at zero, so a fresh HybridModel equals the physics (bit
+for bit that of the looped engine, which runs hw.Residual inside its step; the unrolled engine's
+to rounding).
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from . import actuation as _actuation
 from . import collision as _collision
 from . import limits as _limits
 from . import passive as _passive
+from . import residual as _residual
 from . import smooth as _smooth
 from . import solve as _solve
 from .integration import quat_integrate
@@ -61,6 +62,10 @@ def build(T, features=NO_FEATURES):
     joint_limits = _limits.make(T)["joint_limits"]
     col = _collision.make(T, features)
     geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
+    N = _residual.net_type(T)
+    res_stage = _residual.make(T)
+    residual, residual_adjoint = res_stage["residual"], res_stage["residual_adjoint"]
+    RES = features.residual
     CONTACT = bool(features.kinds)
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
@@ -75,6 +80,8 @@ def build(T, features=NO_FEATURES):
             if wp.static(TWO):
                 acc = wp.where(s1.lim[w, 0] > T(0.0), s1.qacc[w, d], acc)
             acc = acc + qacc_extra[w, t, d]
+            if wp.static(RES == "acceleration"):
+                acc = acc + s.res[w, d]
             qacc_out[w, t, d] = acc
             qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
         for j in range(tree.njnt):
@@ -126,8 +133,10 @@ def build(T, features=NO_FEATURES):
             joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                          p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):
-                s.qt[w, d] = (s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d]
-                              + qfrc_extra[w, t, d])
+                qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
+                if wp.static(RES == "force"):
+                    qt = qt + s.res[w, d]
+                s.qt[w, d] = qt
                 wp.atomic_add(s.diag, w, d, p.dof_armature[d])
         return stage_a
 
@@ -141,9 +150,11 @@ def build(T, features=NO_FEATURES):
 
     @wp.kernel(enable_backward=False, module="unique")
     def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, nstep: int,
-                       tree: Tree, p: P, s: S, s1: S):
+                       tree: Tree, p: P, s: S, s1: S, net: N):
         w = wp.tid()
         for t in range(nstep):
+            if wp.static(RES != ""):
+                residual(w, qpos, qvel, ctrl, t, tree.nv, net, s)
             stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
             if wp.static(ASSEMBLE):
                 assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
@@ -188,9 +199,21 @@ def build(T, features=NO_FEATURES):
         if slot == 0 or s.lim[w, 0] > T(0.0):
             solve_adjoint(w, tree, p, s, sa)
 
+    @wp.kernel(enable_backward=False, module="unique")
+    def residual_kernel(qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, net: N, s: S):
+        residual(wp.tid(), qpos, qvel, ctrl, t, tree.nv, net, s)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def residual_adjoint_kernel(qpos: A3, ctrl: A3, t: int, tree: Tree, net: N, gnet: N, s: S, sa: S,
+                                adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
+        residual_adjoint(wp.tid(), qpos, ctrl, t, tree.nv, net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)
+
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_full_kernel=stage_full_kernel,
                stage_b_kernel=stage_b_kernel,
-               solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S)
+               solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S, Net=N)
+    if RES:
+        out["residual_kernel"] = residual_kernel
+        out["residual_adjoint_kernel"] = residual_adjoint_kernel
     if ASSEMBLE:
         out["assemble_kernel"] = assemble_kernel
     return out

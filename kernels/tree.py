@@ -79,7 +79,8 @@ class Tree:
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
-#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one".
+#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nfeat" and
+#: "nnet" (the residual's features and its layers' outputs; 1 without a residual).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -105,6 +106,10 @@ SCRATCH = (
     ("gp", "V3", "ngeom"), ("gR", "M33", "ngeom"),  # geom poses (MuJoCo's geom_xpos, geom_xmat)
     ("cdepth", "T", "npoint"), ("cnormal", "V3", "npoint"), ("cpoint", "V3", "npoint"),  # contact points
     ("qdp", "T", "nv"), ("pvw", "V3", "nbody"), ("pvv", "V3", "nbody"),  # velocities the first solve predicts
+    # the residual stage (kernels/residual.py): standardised features, each layer's pre-activations
+    # and activations, the adjoint's work arrays and the output
+    ("nx", "T", "nfeat"), ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("ngx", "T", "nfeat"),
+    ("res", "T", "nv"),
 )
 
 #: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
@@ -150,14 +155,20 @@ def per_dtype(make):
 class Features(tuple):
     """What a model needs of the step beyond the contact-free tree, fixing the code compiled for
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
-    implicitly; any dof with dry friction). Models with the same features share one module."""
+    implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
+    "acceleration" or "force", its output added to the acceleration or to the force before the
+    solve, kernels/residual.py). Models with the same features share one module."""
 
-    def __new__(cls, kinds=(), implicit=False, friction=False):
-        return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction)))
+    def __new__(cls, kinds=(), implicit=False, friction=False, residual=""):
+        if residual not in ("", "acceleration", "force"):
+            raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
+        return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
+                                     residual))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
     friction = property(lambda self: self[2])
+    residual = property(lambda self: self[3])
     #: a collision / dry-friction stage runs before each solve
     assemble = property(lambda self: bool(self[0]) or self[2])
     #: number of solves: two when some friction is limited by the first solve's prediction

@@ -52,6 +52,7 @@ def test_notebook_03_runs(tmp_path):
     assert "episodes finished" in text  # the vector env ran past the horizon and autoreset
     assert "gym.make_vec with torch_output: Tensor" in text
     assert _number(r"zero residual == physics in the env: max \|obs diff\| = (\S+)", text) == 0.0
+    assert _number(r"zero residual vs the \w+ engine's physics: max \|obs diff\| = (\S+)", text) < 1e-5
     assert "reloaded HybridModel" in text
     ckpt = tmp_path / "nb03_out" / "hybrid_cartpole"
     assert (ckpt / "config.json").is_file() and (ckpt / "weights.safetensors").is_file()

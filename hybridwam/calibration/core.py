@@ -58,6 +58,7 @@ from ..hybrid import (
     clean_stale_temp,
     load_safetensors,
     model_fingerprint,
+    step_rollout,
 )
 from ..logs import Logs
 from ..planning.optimize import cosine_lr
@@ -232,17 +233,25 @@ def seg_loss(Q: torch.Tensor, V: torch.Tensor, seg: Segments, vel_weight: float)
     return loss
 
 
-def step_rollout(step, q0, v0, ctrl, tbptt: int | None = None):
-    """Roll a one-step predictor ``step(q, v, u)`` over ctrl [S, k, nu]; detach every ``tbptt`` steps."""
-    qs, vs = [q0], [v0]
+def predict(world, q0, v0, ctrl, tbptt: int | None = None):
+    """(Q, V) [S, k+1, .] of a world model over ctrl [S, k, nu], detached every ``tbptt`` steps: a
+    HybridModel whose residual runs inside the step rolls out in one launch per ``tbptt`` steps,
+    anything else steps through :func:`step_rollout`."""
+    fused = getattr(world, "fused_engine", None)
+    if fused is None or fused() is None:
+        return step_rollout(world.step, q0, v0, ctrl, tbptt)
+    k = ctrl.shape[1]
+    n = tbptt or k
+    Qs, Vs = [q0[:, None]], [v0[:, None]]
     q, v = q0, v0
-    for t in range(ctrl.shape[1]):
-        if tbptt and t and t % tbptt == 0:
+    for a in range(0, k, n):
+        if a:
             q, v = q.detach(), v.detach()
-        q, v = step(q, v, ctrl[:, t])
-        qs.append(q)
-        vs.append(v)
-    return torch.stack(qs, 1), torch.stack(vs, 1)
+        tr = world.rollout(q, v, ctrl[:, a:a + n])
+        Qs.append(tr.qpos[:, 1:])
+        Vs.append(tr.qvel[:, 1:])
+        q, v = tr.qpos[:, -1], tr.qvel[:, -1]
+    return torch.cat(Qs, 1), torch.cat(Vs, 1)
 
 
 def _batched(fn, seg: Segments, batch: int = 1024):
@@ -573,12 +582,12 @@ class _Run:
                 err = (phys.mass_matrix(q) @ err.unsqueeze(-1)).squeeze(-1)  # M [N, nv, nv] (mj_fullM)
         residual.fit_normalization(q, v, u, err)
 
-    def _train_net(self, stage: str, net: torch.nn.Module, step_fn, n_epochs: int, lr: float):
+    def _train_net(self, stage: str, net: torch.nn.Module, world, n_epochs: int, lr: float):
         cfg = self.cfg
         tr, va = self.seg["train"], self.seg["val"]
 
         def run(seg, grad=True):
-            return self.run_segments(lambda q, v, u: step_rollout(step_fn, q, v, u, cfg.tbptt if grad else None),
+            return self.run_segments(lambda q, v, u: predict(world, q, v, u, cfg.tbptt if grad else None),
                                      seg, grad)
 
         def train_step(idx):
@@ -630,7 +639,7 @@ class _Run:
     def residual(self):
         if "residual" not in self.meta["stages"]:
             self.init_residual()
-        self._train_net("residual", self.world.residual, self.world.step, self.cfg.residual_epochs, self.cfg.lr)
+        self._train_net("residual", self.world.residual, self.world, self.cfg.residual_epochs, self.cfg.lr)
 
     def make_neural(self):
         cfg, m = self.cfg, self.model
@@ -646,7 +655,7 @@ class _Run:
 
     def neural_stage(self):
         self.neural = self.make_neural()
-        self._train_net("neural", self.neural, self.neural.step, self.cfg.neural_epochs,
+        self._train_net("neural", self.neural, self.neural, self.cfg.neural_epochs,
                         self.cfg.neural_lr or self.cfg.lr)
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -667,7 +676,7 @@ class _Run:
 
         def hybrid(seg):
             self._physics_ready()
-            return step_rollout(self.world.step, seg.q0, seg.v0, seg.ctrl)
+            return predict(self.world, seg.q0, seg.v0, seg.ctrl)
 
         out = {"nominal": physics_pred(False), "identified": physics_pred(identified)}
         if "residual" in self.meta["done"]:

@@ -1,0 +1,182 @@
+"""The hybrid model's residual MLP as a stage of the looped step (``hw.Residual`` in the kernel).
+
+Per world and step: the residual's features of (qpos, qvel, ctrl) (sin / cos of hinge angles,
+slide coordinates, sign-fixed quaternions, velocities, controls scaled by their ctrlrange), their
+standardisation, the layers (weights row-major, [out, in] as torch's nn.Linear) with the
+activation between them, and the output scale -> ``s.res`` [nv], which the step adds to the
+generalized force before the solve (``mode`` force) or to the acceleration (``mode``
+acceleration). The numbers come in a ``Net`` struct (the residual's weights and buffers as flat
+arrays, the layer sizes and the feature plan as index arrays), so one compiled module serves
+every residual of any width and depth.
+
+The forward accumulates the matrix-vector products in registers, which Warp's reverse mode
+cannot follow; ``residual_adjoint`` is its hand-written adjoint (backpropagation through the
+stored pre-activations s.npre and activations s.nact): from sa.res into the adjoints of the
+state and controls at step t and (atomically, summed over worlds and steps) of the weights and
+biases.
+"""
+import warp as wp
+
+from .tree import per_dtype
+
+#: feature kinds (Net.fkind): sin / cos of a hinge angle, a coordinate as it is, a quaternion
+#: component times the sign of its w (q and -q are the same rotation), a velocity, a control
+F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL = 0, 1, 2, 3, 4, 5
+#: activations (Net.act), the order of hybridwam.residual.ACTIVATIONS' names in ACT_NAMES
+ACT_NAMES = ("silu", "tanh", "relu", "gelu")
+#: Net.mode
+MODE_ACCELERATION, MODE_FORCE = 0, 1
+
+_SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL))
+
+
+@per_dtype
+def net_type(T):
+    """The ``wp.struct`` Net for scalar ``T``: sizes (nlayer, nfeat, act, mode), per layer its
+    input width dims[l] (dims[nlayer] the output width) and the offsets of its weights, biases
+    and outputs (woff, boff, hoff), the flat weights W and biases b, the feature plan (fkind,
+    fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion component's w index), the
+    standardisation (mean, std), the controls' centre and half-range (ccen, cscl) and the
+    output scale (oscl)."""
+    fields = {"nlayer": int, "nfeat": int, "act": int, "mode": int}
+    for n in ("dims", "woff", "boff", "hoff", "fkind", "fadr", "fsgn"):
+        fields[n] = wp.array(dtype=int)
+    for n in ("W", "b", "mean", "std", "ccen", "cscl", "oscl"):
+        fields[n] = wp.array(dtype=T)
+    qualname = "Net" + ("64" if T == wp.float64 else "32")
+    return wp.struct(type(qualname, (), {"__annotations__": fields, "__module__": __name__, "__qualname__": qualname}))
+
+
+@per_dtype
+def make(T):
+    """``residual(w, qpos, qvel, ctrl, t, nv, net, s)`` and ``residual_adjoint(w, qpos, ctrl, t, nv,
+    net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)`` for scalar ``T`` (``gnet``: a Net over the
+    weights' and biases' adjoint arrays), as a dict."""
+    from .tree import aliases
+
+    a = aliases(T)
+    S, A3 = a["S"], a["A3"]
+    N = net_type(T)
+    half = T(0.5)
+    rsqrt2 = T(0.7071067811865476)
+    rsqrt2pi = T(0.3989422804014327)
+
+    @wp.func
+    def act(k: int, x: T):
+        if k == 0:
+            return x / (T(1.0) + wp.exp(-x))
+        if k == 1:
+            return wp.tanh(x)
+        if k == 2:
+            return wp.max(x, T(0.0))
+        return half * x * (T(1.0) + wp.erf(x * rsqrt2))
+
+    @wp.func
+    def dact(k: int, x: T):
+        if k == 0:
+            sg = T(1.0) / (T(1.0) + wp.exp(-x))
+            return sg * (T(1.0) + x * (T(1.0) - sg))
+        if k == 1:
+            th = wp.tanh(x)
+            return T(1.0) - th * th
+        if k == 2:
+            return wp.where(x > T(0.0), T(1.0), T(0.0))
+        return half * (T(1.0) + wp.erf(x * rsqrt2)) + x * rsqrt2pi * wp.exp(-half * x * x)
+
+    @wp.func
+    def feature(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, net: N, f: int):
+        k = net.fkind[f]
+        i = net.fadr[f]
+        if k == _SIN:
+            return wp.sin(qpos[w, t, i])
+        if k == _COS:
+            return wp.cos(qpos[w, t, i])
+        if k == _RAW:
+            return qpos[w, t, i]
+        if k == _QUAT:
+            return wp.where(qpos[w, t, net.fsgn[f]] < T(0.0), -qpos[w, t, i], qpos[w, t, i])
+        if k == _VEL:
+            return qvel[w, t, i]
+        return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
+
+    @wp.func
+    def layer_input(w: int, s: S, net: N, l: int, i: int):
+        if l == 0:
+            return s.nx[w, i]
+        return s.nact[w, net.hoff[l - 1] + i]
+
+    @wp.func
+    def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S):
+        """s.res = the residual's output at step t (standardised features into s.nx, each layer's
+        pre-activations and activations into s.npre, s.nact)."""
+        for f in range(net.nfeat):
+            s.nx[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
+        last = net.nlayer - 1
+        for l in range(net.nlayer):
+            nin = net.dims[l]
+            wo = net.woff[l]
+            ho = net.hoff[l]
+            for o in range(net.dims[l + 1]):
+                acc = net.b[net.boff[l] + o]
+                row = wo + o * nin
+                for i in range(nin):
+                    acc = acc + net.W[row + i] * layer_input(w, s, net, l, i)
+                s.npre[w, ho + o] = acc
+                if l < last:
+                    acc = act(net.act, acc)
+                s.nact[w, ho + o] = acc
+        ho = net.hoff[last]
+        for d in range(nv):
+            s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
+
+    @wp.func
+    def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
+                         adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
+        """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
+        of the weights and biases (gnet.W, gnet.b, atomic adds); s.ng holds each layer's output
+        adjoint, s.ngx the features'. Needs the forward's s.nx, s.npre, s.nact."""
+        last = net.nlayer - 1
+        ho = net.hoff[last]
+        for d in range(nv):
+            s.ng[w, ho + d] = sa.res[w, d] * net.oscl[d]
+        for ll in range(net.nlayer):
+            l = last - ll
+            nin = net.dims[l]
+            nout = net.dims[l + 1]
+            wo = net.woff[l]
+            ho = net.hoff[l]
+            if l < last:
+                for o in range(nout):
+                    s.ng[w, ho + o] = s.ng[w, ho + o] * dact(net.act, s.npre[w, ho + o])
+            for o in range(nout):
+                g = s.ng[w, ho + o]
+                wp.atomic_add(gnet.b, net.boff[l] + o, g)
+                row = wo + o * nin
+                for i in range(nin):
+                    wp.atomic_add(gnet.W, row + i, g * layer_input(w, s, net, l, i))
+            for i in range(nin):
+                acc = T(0.0)
+                for o in range(nout):
+                    acc = acc + net.W[wo + o * nin + i] * s.ng[w, ho + o]
+                if l > 0:
+                    s.ng[w, net.hoff[l - 1] + i] = acc
+                else:
+                    s.ngx[w, i] = acc
+        for f in range(net.nfeat):
+            g = s.ngx[w, f] / net.std[f]
+            k = net.fkind[f]
+            i = net.fadr[f]
+            if k == _SIN:
+                adj_qpos[w, t, i] = adj_qpos[w, t, i] + g * wp.cos(qpos[w, t, i])
+            elif k == _COS:
+                adj_qpos[w, t, i] = adj_qpos[w, t, i] - g * wp.sin(qpos[w, t, i])
+            elif k == _RAW:
+                adj_qpos[w, t, i] = adj_qpos[w, t, i] + g
+            elif k == _QUAT:
+                adj_qpos[w, t, i] = adj_qpos[w, t, i] + wp.where(qpos[w, t, net.fsgn[f]] < T(0.0), -g, g)
+            elif k == _VEL:
+                adj_qvel[w, t, i] = adj_qvel[w, t, i] + g
+            else:
+                adj_ctrl[w, t, i] = adj_ctrl[w, t, i] + g / net.cscl[i]
+
+    return {"residual": residual, "residual_adjoint": residual_adjoint}

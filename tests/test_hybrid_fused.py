@@ -1,0 +1,142 @@
+"""The residual inside the step (kernels/residual.py): HybridModel's fused rollout against its
+definition, a loop of ``Physics.step(q, v, u, qfrc_extra=residual(q, v, u))`` (or qacc_extra),
+and its gradients against torch autograd through that loop and central differences."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import central_difference, rel_err
+
+import hybridwam as hw
+from hybridwam.hybrid import step_rollout
+
+# (scene, dtype, mode, activation): every activation, both modes, a contact scene with a free joint
+CASES = [("acrobot", torch.float64, "force", "silu"), ("acrobot", torch.float64, "acceleration", "tanh"),
+         ("pusher", torch.float64, "force", "gelu"), ("acrobot", torch.float32, "force", "relu")]
+_BUILT: dict = {}
+
+
+def _world(scene, dtype, mode, act):
+    key = (scene, dtype, mode, act)
+    if key not in _BUILT:
+        model = hw.load_model(scene, dtype=dtype)
+        phys = hw.Physics(model, verbose=False)
+        res = hw.Residual(model, hidden=(16, 8), mode=mode, activation=act)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in res.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+            res.input_mean.copy_(0.1 * torch.randn(res.input_mean.shape, generator=g, dtype=torch.float64))
+            res.input_std.copy_(1 + 0.2 * torch.rand(res.input_std.shape, generator=g, dtype=torch.float64))
+            # the pusher's light links would be flung by a residual of ~1 N m: keep it a correction
+            scale = 0.02 if scene == "pusher" else 1.0
+            res.output_scale.copy_(scale * (0.5 + torch.rand(res.output_scale.shape, generator=g, dtype=torch.float64)))
+        _BUILT[key] = (model, phys, res, hw.HybridModel(phys, res))
+    return _BUILT[key]
+
+
+def _inputs(model, B=3, T=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q0, v0 = model.default_state(B)
+    if model.nq == model.nv:  # hinge models: perturb the angles (the pusher keeps its box at rest)
+        q0 = q0 + (0.1 * torch.randn(q0.shape, generator=g, dtype=torch.float64)).to(q0)
+    v0 = v0 + (0.1 * torch.randn(v0.shape, generator=g, dtype=torch.float64)).to(v0)
+    u = (0.3 * torch.randn(B, T, model.nu, generator=g, dtype=torch.float64)).to(q0)
+    return q0, v0, u
+
+
+def _definition(phys, res):
+    def step(q, v, u):
+        r = res(q, v, u)
+        return phys.step(q, v, u, **({"qfrc_extra": r} if res.mode == "force" else {"qacc_extra": r}))
+    return step
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[2]}-{c[3]}-{str(c[1])[6:]}")
+def test_fused_rollout_equals_its_definition(case):
+    model, phys, res, world = _world(*case)
+    assert world.fused_engine() is not None
+    q0, v0, u = _inputs(model)
+    with torch.no_grad():
+        tr = world.rollout(q0, v0, u)
+        Q, V = step_rollout(_definition(phys, res), q0, v0, u)
+    tol = 1e-10 if case[1] == torch.float64 else 1e-5
+    assert rel_err(tr.qpos, Q) <= tol and rel_err(tr.qvel, V) <= tol, (rel_err(tr.qpos, Q), rel_err(tr.qvel, V))
+    # the residual acts: the same rollout without it differs
+    assert rel_err(phys.rollout(q0, v0, u).qvel, V) > 100 * tol
+    # qacc is the integrated acceleration, residual included
+    torch.testing.assert_close(tr.qacc, (tr.qvel[:, 1:] - tr.qvel[:, :-1]) / model.timestep,
+                               rtol=1e-6 if case[1] == torch.float64 else 1e-3, atol=1e-8)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] == torch.float64], ids=lambda c: f"{c[0]}-{c[2]}")
+def test_fused_gradients_match_autograd_through_the_definition(case):
+    """d loss / d (weights, biases, ctrls, initial state, a physical parameter) of the fused
+    rollout against torch autograd through the stepwise definition (float64)."""
+    model, phys, res, world = _world(*case)
+    q0, v0, u = _inputs(model, B=2, T=15)
+    old = model.params["dof_damping"]
+    damping = old.detach().clone().requires_grad_(True)
+    w = torch.linspace(0.5, 1.5, model.nv, dtype=torch.float64)
+
+    def loss(rollout, q0, v0, u):
+        Q, V = rollout(q0, v0, u)
+        return (Q[:, -1] ** 2).sum() + (V[:, -1] * w).sum() + 0.1 * (V ** 2).sum()
+
+    def fused(q0, v0, u):
+        tr = world.rollout(q0, v0, u)
+        return tr.qpos, tr.qvel
+
+    def stepwise(q0, v0, u):
+        return step_rollout(_definition(phys, res), q0, v0, u)
+
+    grads = []
+    try:
+        model.params["dof_damping"] = damping
+        for fn in (fused, stepwise):
+            x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
+            grads.append(torch.autograd.grad(loss(fn, *x), [*x, damping, *res.parameters()]))
+    finally:
+        model.params["dof_damping"] = old
+    names = ["qpos0", "qvel0", "ctrls", "dof_damping"] + [n for n, _ in res.named_parameters()]
+    for n, a, b in zip(names, *grads, strict=True):
+        assert b.abs().max() > 0, n
+        assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
+
+
+def test_fused_gradients_match_finite_differences():
+    """The fused rollout's gradient w.r.t. weight and bias entries and a control against central
+    differences of its own forward (float64, the contact scene)."""
+    model, phys, res, world = _world("pusher", torch.float64, "force", "gelu")
+    q0, v0, u = _inputs(model, B=1, T=12)
+    w = torch.as_tensor([0.3, -0.7, 1.1, 0.4, -0.2, 0.9, 0.5, -1.3, 0.8][:model.nv], dtype=torch.float64)
+
+    def loss():
+        tr = world.rollout(q0, v0, u)
+        return (tr.qvel[:, -1] * w).sum() + (tr.qpos[:, -1] ** 2).sum()
+
+    W0, b1 = res.net[0].weight, res.net[2].bias
+    u.requires_grad_(True)
+    gW, gb, gu = torch.autograd.grad(loss(), [W0, b1, u])
+    u.requires_grad_(False)
+    for t, g, idx in ((W0, gW, (3, 1)), (W0, gW, (10, 6)), (b1, gb, (2,)), (u, gu, (0, 4, 1))):
+        with torch.no_grad():
+            fd = central_difference(loss, t, idx, 1e-6)
+        assert abs(g[idx].item() - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, g[idx].item(), fd)
+
+
+def test_own_module_residual_keeps_the_stepwise_path():
+    """A user's torch module (not hw.Residual) as the residual: no fused engine, the stepwise loop."""
+    model, phys, _, _ = _world("acrobot", torch.float64, "force", "silu")
+
+    class Own(torch.nn.Module):
+        nq, nv, nu, mode = model.nq, model.nv, model.nu, "acceleration"
+
+        def forward(self, q, v, u):
+            return -0.5 * v
+
+    world = hw.HybridModel(phys, Own())
+    assert world.fused_engine() is None
+    q0, v0, u = _inputs(model, B=2, T=5)
+    Q, V = step_rollout(lambda q, v, c: phys.step(q, v, c, qacc_extra=-0.5 * v), q0, v0, u)
+    torch.testing.assert_close(world.rollout(q0, v0, u).qvel, V, rtol=0, atol=0)
