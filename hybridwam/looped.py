@@ -134,7 +134,6 @@ class LoopedEngine:
              "ngeom": max(m.ngeom, 1) if self.features.kinds else 1,
              "npair": max(len(model.structure.pairs), 1) if self.features.kinds else 1,
              "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1,
-             "nfeat": 1 if self.net is None else max(self.net.nfeat, 1),
              "nnet": 1 if self.net is None else self.net.nnet}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
@@ -379,7 +378,8 @@ class ResidualNet:
         dims = [self.linears[0].in_features] + [lin.out_features for lin in self.linears]
         self.dims = dims
         self.nfeat = dims[0]
-        self.nnet = sum(dims[1:])
+        #: per world: the features, then every layer's outputs
+        self.nnet = sum(dims)
         self.act = kr.ACT_NAMES.index(residual.activation)
         self.mode = residual.mode
         fk, fa, fs = [], [], []
@@ -401,18 +401,23 @@ class ResidualNet:
         fs += [0] * (residual.nv + residual.nu)
         if len(fk) != self.nfeat:
             raise ValueError(f"the residual's first layer takes {self.nfeat} inputs, its features are {len(fk)}")
-        woff, boff = [], []
-        wo = bo = 0
+        woff, woff8, boff = [], [], []
+        wo = w8 = bo = 0
         for nin, nout in zip(dims[:-1], dims[1:], strict=True):
             woff.append(wo)
+            woff8.append(w8)
             boff.append(bo)
             wo += nin * nout
+            w8 += (nout // 8) * nin
             bo += nout
+        self.nw8 = w8
         self.nweights, self.nbiases = wo, bo
-        # each layer's outputs sit at its biases' offset in the per-world activation arrays
+        # per world the features come first, then each layer's outputs at its biases' offset
+        hoff = [self.nfeat + x for x in boff]
+        ioff = [0] + hoff[:-1]
         self._ints = {n: wp.array(np.asarray(v, dtype=np.int32), dtype=int, device=device)
-                      for n, v in (("dims", dims), ("woff", woff), ("boff", boff), ("hoff", boff),
-                                   ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
+                      for n, v in (("dims", dims), ("woff", woff), ("woff8", woff8), ("boff", boff), ("ioff", ioff),
+                                   ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
         self.residual = residual
 
     def tensors(self) -> list[torch.Tensor]:
@@ -437,14 +442,20 @@ class ResidualNet:
             setattr(n, k, v)
         if flat:
             W, b = tensors
+            W8 = W.new_zeros(1, 8)  # the adjoint kernel reads no W8
             rest = []
         else:
             nl = len(self.linears)
-            W = torch.cat([t.detach().reshape(-1) for t in tensors[0:2 * nl:2]])
+            Ws = [t.detach() for t in tensors[0:2 * nl:2]]
+            W = torch.cat([x.reshape(-1) for x in Ws])
+            # per layer, per block of eight outputs, per input: the block's eight weights
+            W8 = torch.cat([x[:(x.shape[0] // 8) * 8].reshape(-1, 8, x.shape[1]).transpose(1, 2).reshape(-1, 8)
+                            for x in Ws] + [W.new_zeros(1, 8)])
             b = torch.cat([t.detach().reshape(-1) for t in tensors[1:2 * nl:2]])
             rest = tensors[2 * nl:]
         # (wp.from_torch keeps each tensor alive as long as its array)
         n.W = wp.from_torch(W.contiguous(), dtype=T, requires_grad=False)
+        n.W8 = wp.from_torch(W8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
         n.b = wp.from_torch(b.contiguous(), dtype=T, requires_grad=False)
         for name, t in zip(("mean", "std", "ccen", "cscl", "oscl"), rest, strict=not flat):
             t = t.detach().contiguous()

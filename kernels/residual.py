@@ -33,16 +33,20 @@ _SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F
 @per_dtype
 def net_type(T):
     """The ``wp.struct`` Net for scalar ``T``: sizes (nlayer, nfeat, act, mode), per layer its
-    input width dims[l] (dims[nlayer] the output width) and the offsets of its weights, biases
-    and outputs (woff, boff, hoff), the flat weights W and biases b, the feature plan (fkind,
-    fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion component's w index), the
-    standardisation (mean, std), the controls' centre and half-range (ccen, cscl) and the
-    output scale (oscl)."""
+    input width dims[l] (dims[nlayer] the output width), the offsets of its weights and biases
+    (woff, boff) and of its inputs and outputs in the per-world arrays s.nact, s.npre, s.ng
+    (ioff, hoff: the features first, then each layer's outputs), the flat weights W (each layer
+    [out, in] row-major, as torch's nn.Linear) and W8 (per layer from woff8, per block of eight
+    outputs and per input, those outputs' eight weights: one load each), the biases b, the
+    feature plan (fkind, fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion
+    component's w index), the standardisation (mean, std), the controls' centre and half-range
+    (ccen, cscl) and the output scale (oscl)."""
     fields = {"nlayer": int, "nfeat": int, "act": int, "mode": int}
-    for n in ("dims", "woff", "boff", "hoff", "fkind", "fadr", "fsgn"):
+    for n in ("dims", "woff", "woff8", "boff", "ioff", "hoff", "fkind", "fadr", "fsgn"):
         fields[n] = wp.array(dtype=int)
     for n in ("W", "b", "mean", "std", "ccen", "cscl", "oscl"):
         fields[n] = wp.array(dtype=T)
+    fields["W8"] = wp.array(dtype=wp.types.vector(8, T))
     qualname = "Net" + ("64" if T == wp.float64 else "32")
     return wp.struct(type(qualname, (), {"__annotations__": fields, "__module__": __name__, "__qualname__": qualname}))
 
@@ -99,32 +103,46 @@ def make(T):
             return qvel[w, t, i]
         return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
 
-    @wp.func
-    def layer_input(w: int, s: S, net: N, l: int, i: int):
-        if l == 0:
-            return s.nx[w, i]
-        return s.nact[w, net.hoff[l - 1] + i]
+    V8 = wp.types.vector(8, T)
 
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S):
-        """s.res = the residual's output at step t (standardised features into s.nx, each layer's
-        pre-activations and activations into s.npre, s.nact)."""
+        """s.res = the residual's output at step t (the standardised features, then each layer's
+        outputs into s.nact; pre-activations into s.npre). Outputs in blocks of eight: eight
+        accumulators over each input's eight weights (W8), the rest one by one."""
         for f in range(net.nfeat):
-            s.nx[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
+            s.nact[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
         last = net.nlayer - 1
         for l in range(net.nlayer):
             nin = net.dims[l]
-            wo = net.woff[l]
+            nout = net.dims[l + 1]
+            io = net.ioff[l]
             ho = net.hoff[l]
-            for o in range(net.dims[l + 1]):
-                acc = net.b[net.boff[l] + o]
-                row = wo + o * nin
+            bo = net.boff[l]
+            wt = net.woff[l]
+            nblk = nout / 8
+            for k in range(nblk):
+                o0 = k * 8
+                acc = V8(net.b[bo + o0], net.b[bo + o0 + 1], net.b[bo + o0 + 2], net.b[bo + o0 + 3],
+                         net.b[bo + o0 + 4], net.b[bo + o0 + 5], net.b[bo + o0 + 6], net.b[bo + o0 + 7])
+                c = net.woff8[l] + k * nin
                 for i in range(nin):
-                    acc = acc + net.W[row + i] * layer_input(w, s, net, l, i)
-                s.npre[w, ho + o] = acc
+                    acc = acc + s.nact[w, io + i] * net.W8[c + i]
+                for e in range(8):
+                    x = acc[e]
+                    s.npre[w, ho + o0 + e] = x
+                    if l < last:
+                        x = act(net.act, x)
+                    s.nact[w, ho + o0 + e] = x
+            for o in range(nblk * 8, nout):
+                acc1 = net.b[bo + o]
+                row = wt + o * nin
+                for i in range(nin):
+                    acc1 = acc1 + net.W[row + i] * s.nact[w, io + i]
+                s.npre[w, ho + o] = acc1
                 if l < last:
-                    acc = act(net.act, acc)
-                s.nact[w, ho + o] = acc
+                    acc1 = act(net.act, acc1)
+                s.nact[w, ho + o] = acc1
         ho = net.hoff[last]
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
@@ -133,8 +151,8 @@ def make(T):
     def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
-        of the weights and biases (gnet.W, gnet.b, atomic adds); s.ng holds each layer's output
-        adjoint, s.ngx the features'. Needs the forward's s.nx, s.npre, s.nact."""
+        of the weights and biases (gnet.W, gnet.b, atomic adds); s.ng holds the adjoints of the
+        features and each layer's outputs (s.nact's layout). Needs the forward's s.npre, s.nact."""
         last = net.nlayer - 1
         ho = net.hoff[last]
         for d in range(nv):
@@ -144,6 +162,7 @@ def make(T):
             nin = net.dims[l]
             nout = net.dims[l + 1]
             wo = net.woff[l]
+            io = net.ioff[l]
             ho = net.hoff[l]
             if l < last:
                 for o in range(nout):
@@ -153,17 +172,14 @@ def make(T):
                 wp.atomic_add(gnet.b, net.boff[l] + o, g)
                 row = wo + o * nin
                 for i in range(nin):
-                    wp.atomic_add(gnet.W, row + i, g * layer_input(w, s, net, l, i))
+                    wp.atomic_add(gnet.W, row + i, g * s.nact[w, io + i])
             for i in range(nin):
                 acc = T(0.0)
                 for o in range(nout):
                     acc = acc + net.W[wo + o * nin + i] * s.ng[w, ho + o]
-                if l > 0:
-                    s.ng[w, net.hoff[l - 1] + i] = acc
-                else:
-                    s.ngx[w, i] = acc
+                s.ng[w, io + i] = acc
         for f in range(net.nfeat):
-            g = s.ngx[w, f] / net.std[f]
+            g = s.ng[w, f] / net.std[f]
             k = net.fkind[f]
             i = net.fadr[f]
             if k == _SIN:

@@ -79,8 +79,8 @@ class Tree:
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
-#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nfeat" and
-#: "nnet" (the residual's features and its layers' outputs; 1 without a residual).
+#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one" and "nnet"
+#: (the residual's features and its layers' outputs; 1 without a residual).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -106,10 +106,9 @@ SCRATCH = (
     ("gp", "V3", "ngeom"), ("gR", "M33", "ngeom"),  # geom poses (MuJoCo's geom_xpos, geom_xmat)
     ("cdepth", "T", "npoint"), ("cnormal", "V3", "npoint"), ("cpoint", "V3", "npoint"),  # contact points
     ("qdp", "T", "nv"), ("pvw", "V3", "nbody"), ("pvv", "V3", "nbody"),  # velocities the first solve predicts
-    # the residual stage (kernels/residual.py): standardised features, each layer's pre-activations
-    # and activations, the adjoint's work arrays and the output
-    ("nx", "T", "nfeat"), ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("ngx", "T", "nfeat"),
-    ("res", "T", "nv"),
+    # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
+    # (nact), its pre-activations (npre), their adjoints (ng) and the output
+    ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
 )
 
 #: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
