@@ -141,12 +141,32 @@ def _mujoco_rollout_setup(m, qpos, qvel, nthread: int):
     return np.ascontiguousarray(state0), datas, iq, iv
 
 
+def hybrid_world(physics, hidden: tuple[int, ...], seed: int = 0):
+    """A HybridModel of ``physics`` with an hw.Residual of ``hidden`` layers (force mode) whose
+    weights are random and non-zero (a fresh one is zero in its last layer, which would not be
+    a fair workload) and whose output is scaled to 1e-3 N m, a correction that leaves the
+    dynamics close to the physics'."""
+    from .hybrid import HybridModel
+    from .residual import Residual
+
+    res = Residual(physics.model, hidden=hidden, mode="force")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in res.parameters():
+            p.copy_((torch.randn(p.shape, generator=g, dtype=torch.float64) / max(p.shape[-1], 1) ** 0.5).to(p))
+        res.output_scale.fill_(1e-3)
+    return HybridModel(physics, res)
+
+
 def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repeat: int = 5,
                device: str | None = "cpu", seed: int = 0, nthread: int | None = None,
-               peers: tuple[str, ...] | None = None, threads: int | None = None) -> dict:
+               peers: tuple[str, ...] | None = None, threads: int | None = None,
+               hybrid: tuple[int, ...] | None = None) -> dict:
     """World-steps per second of a no-grad batched rollout, hybridwam vs ``mujoco.rollout``.
 
     hybridwam runs on ``threads`` CPU threads (default: all usable cores, as ``Physics``).
+    ``hybrid``: hidden layer sizes; hybridwam then runs the hybrid model (:func:`hybrid_world`:
+    physics plus that residual, inside the step) and MuJoCo the physics alone, no peers.
 
     Both simulate the same MjModel (``model.mj``) from the same initial states with the same
     controls ([batch, steps, nu]); MuJoCo runs on ``nthread`` threads (default: all cores).
@@ -171,6 +191,9 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
     # no finite check: a world that diverges is counted and reported in the row (diverged_worlds)
     # instead of stopping the benchmark; MuJoCo's rollout does not check either
     physics = Physics(model, verbose=False, threads=threads, check_finite=False)
+    world = physics if hybrid is None else hybrid_world(physics, tuple(hybrid), seed)
+    if hybrid is not None:
+        peers = ()
     nthread = (os.cpu_count() or 1) if nthread is None else nthread
     qpos, qvel, ctrls = random_inputs(model, batch, steps, seed)
     dev, dt = model.device, model.dtype
@@ -184,7 +207,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
 
     def run_hw():
         with torch.no_grad():
-            tr = physics.rollout(tq, tv, tc)
+            tr = world.rollout(tq, tv, tc)
         _sync(dev)
         return tr
 
@@ -251,7 +274,8 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         "max_abs_dv": float(np.max(np.abs(hw_v - mj_v)[finite], initial=0.0)),
         "diverged_worlds": int((~finite).sum()),
         "compile_seconds": physics.compile_seconds,
-        "engine": physics.engine,
+        "engine": physics.engine if hybrid is None else
+        f"hybrid: looped + {'x'.join(map(str, hybrid))} residual",
         "mujoco_integrator": mujoco.mjtIntegrator(m.opt.integrator).name,
         **peer_cols,
     }
@@ -619,6 +643,19 @@ def _step_args(p: argparse.ArgumentParser):
                         "(default: newton, plus mjwarp on CUDA; each only when installed)")
     p.add_argument("--threads", type=positive_int, nargs="+", default=None, metavar="N",
                    help="hybridwam CPU threads; several give one row each (default: all usable cores)")
+    p.add_argument("--hybrid", type=_hidden, default=None, metavar="HxH",
+                   help="run the hybrid model instead: physics plus a residual of these hidden sizes "
+                        "(e.g. 64x64; MuJoCo runs the physics alone)")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in text.lower().split("x"))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected hidden sizes like 64x64, got {text!r}")
+    return out
 
 
 def _step_run(args) -> list[dict]:
@@ -626,7 +663,8 @@ def _step_run(args) -> list[dict]:
     for scene in args.scene:
         for threads in getattr(args, "threads", None) or [None]:
             rows.append(bench_step(scene, args.batch, args.steps, args.repeat, device=args.device, seed=args.seed,
-                                   peers=getattr(args, "peers", None), threads=threads))
+                                   peers=getattr(args, "peers", None), threads=threads,
+                                   hybrid=getattr(args, "hybrid", None)))
             r = rows[-1]
             peer = "".join(f"; {p.label} {_fmt_rate(r[f'{n}_steps_per_s'])} ({r[f'ratio_{n}']:.1f}x)"
                            if f"{n}_steps_per_s" in r else f"; {p.label} not run: {r[n]}"
@@ -639,6 +677,9 @@ def _step_run(args) -> list[dict]:
     return rows
 
 
+#: Suite scenes also timed as hybrid models (physics plus a residual of SUITE_HYBRID_HIDDEN).
+SUITE_STEP_HYBRID = ("acrobot", "double_pendulum")
+SUITE_HYBRID_HIDDEN = (64, 64)
 #: Suite scenes timed without peers: Newton's CPU Featherstone takes many minutes on them.
 SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact")
 
@@ -649,6 +690,8 @@ def _step_suite(args) -> list[dict]:
     ns.scene = [s for s in SUITE_STEP_SCENES if s not in SUITE_STEP_NO_PEERS]
     rows = _step_run(ns)
     ns.scene, ns.peers = [s for s in SUITE_STEP_SCENES if s in SUITE_STEP_NO_PEERS], []
+    rows += _step_run(ns)
+    ns.scene, ns.hybrid = list(SUITE_STEP_HYBRID), SUITE_HYBRID_HIDDEN
     return rows + _step_run(ns)
 
 

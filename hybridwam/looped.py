@@ -401,23 +401,24 @@ class ResidualNet:
         fs += [0] * (residual.nv + residual.nu)
         if len(fk) != self.nfeat:
             raise ValueError(f"the residual's first layer takes {self.nfeat} inputs, its features are {len(fk)}")
-        woff, woff8, boff = [], [], []
-        wo = w8 = bo = 0
+        woff, woff8, boff, boff8 = [], [], [], []
+        wo = w8 = bo = b8 = 0
         for nin, nout in zip(dims[:-1], dims[1:], strict=True):
             woff.append(wo)
             woff8.append(w8)
             boff.append(bo)
+            boff8.append(b8)
             wo += nin * nout
-            w8 += (nout // 8) * nin
+            w8 += -(-nout // 8) * nin
             bo += nout
-        self.nw8 = w8
+            b8 += -(-nout // 8)
         self.nweights, self.nbiases = wo, bo
         # per world the features come first, then each layer's outputs at its biases' offset
         hoff = [self.nfeat + x for x in boff]
         ioff = [0] + hoff[:-1]
         self._ints = {n: wp.array(np.asarray(v, dtype=np.int32), dtype=int, device=device)
-                      for n, v in (("dims", dims), ("woff", woff), ("woff8", woff8), ("boff", boff), ("ioff", ioff),
-                                   ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
+                      for n, v in (("dims", dims), ("woff", woff), ("woff8", woff8), ("boff", boff), ("boff8", boff8),
+                                   ("ioff", ioff), ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
         self.residual = residual
 
     def tensors(self) -> list[torch.Tensor]:
@@ -448,10 +449,15 @@ class ResidualNet:
             nl = len(self.linears)
             Ws = [t.detach() for t in tensors[0:2 * nl:2]]
             W = torch.cat([x.reshape(-1) for x in Ws])
-            # per layer, per block of eight outputs, per input: the block's eight weights
-            W8 = torch.cat([x[:(x.shape[0] // 8) * 8].reshape(-1, 8, x.shape[1]).transpose(1, 2).reshape(-1, 8)
-                            for x in Ws] + [W.new_zeros(1, 8)])
-            b = torch.cat([t.detach().reshape(-1) for t in tensors[1:2 * nl:2]])
+            bs = [t.detach() for t in tensors[1:2 * nl:2]]
+            # per layer, per block of eight outputs (the last padded with zeros), per input: the
+            # block's eight weights; the biases by blocks alike
+            pad = [-x.shape[0] % 8 for x in Ws]
+            W8 = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, 8, x.shape[1]).transpose(1, 2)
+                            .reshape(-1, 8) for x, n in zip(Ws, pad, strict=True)])
+            b8 = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, 8) for x, n in zip(bs, pad, strict=True)])
+            n.b8 = wp.from_torch(b8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
+            b = torch.cat([x.reshape(-1) for x in bs])
             rest = tensors[2 * nl:]
         # (wp.from_torch keeps each tensor alive as long as its array)
         n.W = wp.from_torch(W.contiguous(), dtype=T, requires_grad=False)

@@ -37,16 +37,18 @@ def net_type(T):
     (woff, boff) and of its inputs and outputs in the per-world arrays s.nact, s.npre, s.ng
     (ioff, hoff: the features first, then each layer's outputs), the flat weights W (each layer
     [out, in] row-major, as torch's nn.Linear) and W8 (per layer from woff8, per block of eight
-    outputs and per input, those outputs' eight weights: one load each), the biases b, the
+    outputs and per input, those outputs' eight weights: one load each; a partial last block is
+    padded with zeros), the biases b (and b8, by blocks from boff8), the
     feature plan (fkind, fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion
     component's w index), the standardisation (mean, std), the controls' centre and half-range
     (ccen, cscl) and the output scale (oscl)."""
     fields = {"nlayer": int, "nfeat": int, "act": int, "mode": int}
-    for n in ("dims", "woff", "woff8", "boff", "ioff", "hoff", "fkind", "fadr", "fsgn"):
+    for n in ("dims", "woff", "woff8", "boff", "boff8", "ioff", "hoff", "fkind", "fadr", "fsgn"):
         fields[n] = wp.array(dtype=int)
     for n in ("W", "b", "mean", "std", "ccen", "cscl", "oscl"):
         fields[n] = wp.array(dtype=T)
     fields["W8"] = wp.array(dtype=wp.types.vector(8, T))
+    fields["b8"] = wp.array(dtype=wp.types.vector(8, T))
     qualname = "Net" + ("64" if T == wp.float64 else "32")
     return wp.struct(type(qualname, (), {"__annotations__": fields, "__module__": __name__, "__qualname__": qualname}))
 
@@ -103,13 +105,11 @@ def make(T):
             return qvel[w, t, i]
         return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
 
-    V8 = wp.types.vector(8, T)
-
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S):
         """s.res = the residual's output at step t (the standardised features, then each layer's
         outputs into s.nact; pre-activations into s.npre). Outputs in blocks of eight: eight
-        accumulators over each input's eight weights (W8), the rest one by one."""
+        accumulators over each input's eight weights (W8; a last, partial block padded with zeros)."""
         for f in range(net.nfeat):
             s.nact[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
         last = net.nlayer - 1
@@ -118,31 +118,18 @@ def make(T):
             nout = net.dims[l + 1]
             io = net.ioff[l]
             ho = net.hoff[l]
-            bo = net.boff[l]
-            wt = net.woff[l]
-            nblk = nout / 8
-            for k in range(nblk):
+            for k in range((nout + 7) / 8):
                 o0 = k * 8
-                acc = V8(net.b[bo + o0], net.b[bo + o0 + 1], net.b[bo + o0 + 2], net.b[bo + o0 + 3],
-                         net.b[bo + o0 + 4], net.b[bo + o0 + 5], net.b[bo + o0 + 6], net.b[bo + o0 + 7])
+                acc = net.b8[net.boff8[l] + k]
                 c = net.woff8[l] + k * nin
                 for i in range(nin):
                     acc = acc + s.nact[w, io + i] * net.W8[c + i]
-                for e in range(8):
+                for e in range(wp.min(8, nout - o0)):
                     x = acc[e]
                     s.npre[w, ho + o0 + e] = x
                     if l < last:
                         x = act(net.act, x)
                     s.nact[w, ho + o0 + e] = x
-            for o in range(nblk * 8, nout):
-                acc1 = net.b[bo + o]
-                row = wt + o * nin
-                for i in range(nin):
-                    acc1 = acc1 + net.W[row + i] * s.nact[w, io + i]
-                s.npre[w, ho + o] = acc1
-                if l < last:
-                    acc1 = act(net.act, acc1)
-                s.nact[w, ho + o] = acc1
         ho = net.hoff[last]
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
