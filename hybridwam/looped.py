@@ -104,6 +104,13 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     }
 
 
+def _launch(record, kernel, **kw):
+    """wp.launch, or with ``record`` (a list) its launch command appended instead."""
+    cmd = wp.launch(kernel, record_cmd=record is not None, **kw)
+    if record is not None:
+        record.append(cmd)
+
+
 class LoopedEngine:
     """Launches of the looped step for one model (see kernels/forward.py)."""
 
@@ -245,50 +252,56 @@ class LoopedEngine:
                 cmds.append(cmd)
         return cmds
 
-    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False, net=None) -> None:
+    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False, net=None, record=None) -> None:
         """Step t of the trajectory arrays ``fwd`` in parts (the residual, stage_a, per solve the
         collision / dry-friction stage and the solve, stage_b), leaving its intermediates in the
         scratch structs ``s`` (one per solve, see :meth:`scratch`). ``full``: with MuJoCo's
         joint-space terms (M, qfrc_bias; the stage API's stage_full_kernel); ``net``: the
-        residual's Net struct (engines with a residual)."""
+        residual's Net struct (engines with a residual); ``record``: a list the launches are
+        appended to as Warp launch commands, instead of running them."""
         dev = self.model.device
+
+        def go(kernel, **kw):
+            _launch(record, kernel, dim=dim, device=dev, **kw)
+
         s0, s1 = s
         if self.net is not None:
-            wp.launch(self.k["residual_kernel"], dim=dim, device=dev, inputs=[fwd[0], fwd[1], fwd[2], t, tree, net, s0])
+            go(self.k["residual_kernel"], inputs=[fwd[0], fwd[1], fwd[2], t, tree, net, s0])
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
-        wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
+        go(stage, inputs=[*fwd, t, tree, p, s0, s1])
         for slot, sk in enumerate(s[:self.nsolve]):
             if "assemble_kernel" in self.k:
-                wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
-                          inputs=[fwd[1], fwd[4], t, slot, tree, p, sk, s0])
-            wp.launch(self.k["solve_kernel"], dim=dim, device=dev, inputs=[tree, p, sk, slot])
-        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, p, s0, s1])
+                go(self.k["assemble_kernel"], inputs=[fwd[1], fwd[4], t, slot, tree, p, sk, s0])
+            go(self.k["solve_kernel"], inputs=[tree, p, sk, slot])
+        go(self.k["stage_b_kernel"], inputs=[*fwd, t, tree, p, s0, s1])
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False, net=None,
-                     gnet=None) -> None:
+                     gnet=None, record=None) -> None:
         """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
         stage_a in adjoint mode. ``s``'s arrays carry their adjoints (the structs ``sa`` are over
         the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
         trajectory arrays'; ``full`` as in :meth:`step_forward`; ``net`` / ``gnet``: the
         residual's Net struct and the one over its weights' adjoints (engines with a residual:
-        its hand-written adjoint runs last)."""
+        its hand-written adjoint runs last); ``record`` as in :meth:`step_forward`."""
         dev = self.model.device
+
+        def go(kernel, **kw):
+            _launch(record, kernel, dim=dim, device=dev, **kw)
+
         s0, s1 = s
-        wp.launch(self.k["stage_b_kernel"], dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
-                  adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
+        go(self.k["stage_b_kernel"], inputs=[*fwd, t, tree, padj, s0, s1], adj_inputs=[*adj, 0, tree, padj, s0, s1],
+           adjoint=True)
         for slot in range(self.nsolve - 1, -1, -1):
-            wp.launch(self.k["solve_adjoint_kernel"], dim=dim, device=dev, inputs=[tree, padj, s[slot], sa[slot], slot])
+            go(self.k["solve_adjoint_kernel"], inputs=[tree, padj, s[slot], sa[slot], slot])
             if "assemble_kernel" in self.k:
-                wp.launch(self.k["assemble_kernel"], dim=dim, device=dev,
-                          inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],
-                          adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
+                go(self.k["assemble_kernel"], inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],
+                   adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
-        wp.launch(stage, dim=dim, device=dev, inputs=[*fwd, t, tree, padj, s0, s1],
-                  adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
+        go(stage, inputs=[*fwd, t, tree, padj, s0, s1], adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
         if self.net is not None:
-            wp.launch(self.k["residual_adjoint_kernel"], dim=dim, device=dev,
-                      inputs=[fwd[0], fwd[2], t, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
+            go(self.k["residual_adjoint_kernel"],
+               inputs=[fwd[0], fwd[2], t, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
 
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run, net=None,
                  gnets=None) -> None:
@@ -310,13 +323,23 @@ class LoopedEngine:
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
                 host = abuf.numpy() if abuf.device.type == "cpu" else None
                 gnet = None if gnets is None else gnets[k]
+                # the step's launches are packed once and replayed with each t (a launch's
+                # argument packing costs more than a small batch's arithmetic)
+                fw, ad = [], []
+                self.step_forward(b - a, fwd, T - 1, self.tree, p, s, net=net, record=fw)
+                self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=ad)
+                timed = [c for c in fw + ad if "t" in [v.label for v in c.kernel.adj.args]]
                 for t in range(T - 1, -1, -1):
-                    self.step_forward(b - a, fwd, t, self.tree, p, s, net=net)
+                    for c in timed:
+                        c.set_param_by_name("t", t)
+                    for c in fw:
+                        c.launch()
                     if host is not None:
                         host.fill(0)
                     else:
                         abuf.zero_()
-                    self.step_adjoint(b - a, fwd, adj, t, self.tree, padj, s, sa, net=net, gnet=gnet)
+                    for c in ad:
+                        c.launch()
             return go
 
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
