@@ -582,6 +582,66 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
     }
 
 
+def bench_grad_hybrid(scene: str = "double_pendulum", batch: int = 1, horizon: int = 100, repeat: int = 5,
+                      hidden: tuple[int, ...] = (64, 64), device: str | None = None, seed: int = 0) -> dict:
+    """Gradient of sum(qpos_T^2) w.r.t. every control through the hybrid model (physics plus a
+    residual of ``hidden`` layers inside the step, :func:`hybrid_world`), timed against the same
+    gradient through the physics alone and through the stepwise definition (torch autograd over
+    a loop of Physics.step with the residual's force), whose gradient the fused one must equal."""
+    import torch
+
+    import hybridwam as hw
+
+    from .hybrid import step_rollout
+
+    model = hw.load_model(model_xml(scene), device=device)
+    phys = hw.Physics(model, verbose=False)
+    world = hybrid_world(phys, tuple(hidden), seed)
+    g = torch.Generator().manual_seed(seed)
+    q0, v0 = model.default_state(batch)
+    q0 = q0 + (0.1 * torch.randn(q0.shape, generator=g, dtype=torch.float64)).to(q0)
+    u = (0.5 * torch.randn(batch, horizon, model.nu, generator=g, dtype=torch.float64)).to(q0)
+    res = world.residual
+
+    def stepwise(q, v, c):
+        return phys.step(q, v, c, qfrc_extra=res(q, v, c))
+
+    def grad_of(rollout):
+        def run():
+            uu = u.clone().requires_grad_(True)
+            (rollout(uu)[:, -1] ** 2).sum().backward()
+            return uu.grad
+        return run
+
+    runs = {"hybrid": grad_of(lambda c: world.rollout(q0, v0, c).qpos),
+            "physics": grad_of(lambda c: phys.rollout(q0, v0, c).qpos),
+            "stepwise": grad_of(lambda c: step_rollout(stepwise, q0, v0, c)[0])}
+
+    def fwd():
+        with torch.no_grad():
+            world.rollout(q0, v0, u)
+
+    threads = torch.get_num_threads()
+    if model.device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        grads = {k: f() for k, f in runs.items()}
+        times = {k: min(_time(f) for _ in range(repeat if k != "stepwise" else max(1, repeat // 2)))
+                 for k, f in runs.items()}
+        fwd()
+        t_fwd = min(_time(fwd) for _ in range(repeat))
+    finally:
+        torch.set_num_threads(threads)
+    diff = (grads["hybrid"] - grads["stepwise"]).abs().max() / grads["stepwise"].abs().max().clamp_min(1e-12)
+    return {"benchmark": "grad", "hybrid": "x".join(map(str, hidden)), "scene": scene, "batch": batch,
+            "horizon": horizon, "device": model.device, "dtype": str(model.dtype).replace("torch.", ""),
+            "engine": f"hybrid: looped + {'x'.join(map(str, hidden))} residual", "physics_engine": phys.engine,
+            "forward_s": t_fwd, "forward_backward_s": times["hybrid"],
+            "physics_forward_backward_s": times["physics"], "stepwise_forward_backward_s": times["stepwise"],
+            "hybrid_over_physics": times["hybrid"] / times["physics"],
+            "max_rel_diff_vs_stepwise": float(diff)}
+
+
 def _time(fn) -> float:
     import time
 
@@ -728,6 +788,13 @@ def _grad_suite(args) -> list[dict]:
         ns = argparse.Namespace(**vars(args))
         ns.scene, ns.batch, ns.horizon, ns.repeat, ns.fd_worlds, ns.dtype = scene, 256, 100, 3, fd, "float32"
         rows += _grad_run(ns)
+    for scene in SUITE_STEP_HYBRID:
+        r = bench_grad_hybrid(scene, 1, 100, hidden=SUITE_HYBRID_HIDDEN, device=args.device, seed=args.seed)
+        print(f"grad {scene} hybrid {r['hybrid']} B=1 T=100: forward+backward {r['forward_backward_s'] * 1e3:.2f} ms, "
+              f"physics alone {r['physics_forward_backward_s'] * 1e3:.2f} ms ({r['hybrid_over_physics']:.1f}x), "
+              f"stepwise {r['stepwise_forward_backward_s'] * 1e3:.1f} ms; gradients agree to "
+              f"{r['max_rel_diff_vs_stepwise']:.1e}", flush=True)
+        rows.append(r)
     return rows
 
 
@@ -735,12 +802,26 @@ def _grad_table(rows: list[dict]) -> str:
     lines = ["| scene (engine) | B | T | dtype | forward | forward+backward | backward / forward "
              "| MuJoCo FD (mjd_transitionFD) | hybridwam speed-up | max rel. gradient diff |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in [r for r in rows if "hybrid" not in r]:
         scene = r["scene"] + (f" ({r['engine']})" if "engine" in r else "")
         lines.append(f"| {scene} | {r['batch']} | {r['horizon']} | {r['dtype']} | {r['forward_s'] * 1e3:.1f} ms "
                      f"| {r['forward_backward_s'] * 1e3:.1f} ms | {r['backward_over_forward']:.2f} "
                      f"| {r['mujoco_fd_s'] * 1e3:.0f} ms ({r['mujoco_fd_worlds_measured']} worlds, scaled) "
                      f"| {r['speedup_vs_mujoco_fd']:.1f}x | {r['max_rel_diff_vs_mujoco_fd']:.1e} |")
+    hyb = [r for r in rows if "hybrid" in r]
+    if hyb:
+        lines += ["", "Through the hybrid model (the residual inside the step; physics alone: the default engine, the "
+                  "stepwise path: torch autograd over Physics.step with the residual's force):", "",
+                  "| scene | residual | B | T | hybrid forward | hybrid forward+backward "
+                  "| physics alone forward+backward | hybrid / physics | stepwise forward+backward "
+                  "| max rel. gradient diff to stepwise |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in hyb:
+            lines.append(f"| {r['scene']} | {r['hybrid']} | {r['batch']} | {r['horizon']} "
+                         f"| {r['forward_s'] * 1e3:.2f} ms | {r['forward_backward_s'] * 1e3:.2f} ms "
+                         f"| {r['physics_forward_backward_s'] * 1e3:.2f} ms "
+                         f"({r['physics_engine']}) | {r['hybrid_over_physics']:.1f}x "
+                         f"| {r['stepwise_forward_backward_s'] * 1e3:.1f} ms | {r['max_rel_diff_vs_stepwise']:.1e} |")
     return "\n".join(lines)
 
 

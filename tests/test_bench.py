@@ -113,3 +113,15 @@ def test_bench_calls_three_ways_simulate_the_same_steps(tmp_path):
     assert r["max_abs_diff_vs_mujoco"] < 1e-4, r
     assert min(r["step_us_per_call"], r["captured_us_per_call"], r["mujoco_us_per_call"]) > 0
     assert "| acrobot | 4 |" in _calls_table([r]) and "Warp CPU graph" in r["graph"]
+
+
+def test_bench_hybrid_rows_time_the_fused_residual():
+    """bench step --hybrid and the hybrid grad row run the hybrid model (its residual inside the
+    step; no timing assertion): the fused gradient equals the stepwise definition's."""
+    from hybridwam.bench import _grad_table, bench_grad_hybrid
+
+    r = bench_step("acrobot", batch=4, steps=10, repeat=1, device="cpu", hybrid=(8, 8))
+    assert r["engine"] == "hybrid: looped + 8x8 residual" and "8x8 residual" in markdown_table([r])
+    g = bench_grad_hybrid("acrobot", batch=2, horizon=10, repeat=1, hidden=(8, 8))
+    assert g["max_rel_diff_vs_stepwise"] < 1e-4 and g["forward_backward_s"] > 0
+    assert "| acrobot | 8x8 | 2 | 10 |" in _grad_table([g])
