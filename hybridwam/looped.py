@@ -435,7 +435,7 @@ class ResidualNet:
             w8 += -(-nout // 8) * nin
             bo += nout
             b8 += -(-nout // 8)
-        self.nweights, self.nbiases = wo, bo
+        self.nw8, self.nb8 = w8, b8
         # per world the features come first, then each layer's outputs at its biases' offset
         hoff = [self.nfeat + x for x in boff]
         ioff = [0] + hoff[:-1]
@@ -465,9 +465,11 @@ class ResidualNet:
         for k, v in self._ints.items():
             setattr(n, k, v)
         if flat:
-            W, b = tensors
-            W8 = W.new_zeros(1, 8)  # the adjoint kernel reads no W8
-            rest = []
+            # the struct the adjoint accumulates into: its W8, b8 over (gW8, gb8) [., 8]
+            gW8, gb8 = tensors
+            n.W8 = wp.from_torch(gW8, dtype=wp.types.vector(8, T), requires_grad=False)
+            n.b8 = wp.from_torch(gb8, dtype=wp.types.vector(8, T), requires_grad=False)
+            return n
         else:
             nl = len(self.linears)
             Ws = [t.detach() for t in tensors[0:2 * nl:2]]
@@ -493,13 +495,16 @@ class ResidualNet:
             setattr(n, name, wp.from_torch(t, dtype=T, requires_grad=False))
         return n
 
-    def split_grads(self, gW: torch.Tensor, gb: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer (weight, bias) gradients from the flat ones, in :meth:`tensors`' order."""
+    def split_grads(self, gW8: torch.Tensor, gb8: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the block layout the
+        adjoint accumulates them in (gW8 [nw8, 8], gb8 [nb8, 8], as the struct's W8, b8)."""
         out, wo, bo = [], 0, 0
         for lin in self.linears:
-            nw, nb = lin.weight.numel(), lin.bias.numel()
-            out += [gW[wo:wo + nw].view_as(lin.weight), gb[bo:bo + nb].view_as(lin.bias)]
-            wo, bo = wo + nw, bo + nb
+            nout, nin = lin.weight.shape
+            nblk = -(-nout // 8)
+            g = gW8[wo:wo + nblk * nin].reshape(nblk, nin, 8).transpose(1, 2).reshape(nblk * 8, nin)[:nout]
+            out += [g, gb8[bo:bo + nblk].reshape(-1)[:nout]]
+            wo, bo = wo + nblk * nin, bo + nblk
         return out
 
 

@@ -105,6 +105,8 @@ def make(T):
             return qvel[w, t, i]
         return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
 
+    V8 = wp.types.vector(8, T)
+
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S):
         """s.res = the residual's output at step t (the standardised features, then each layer's
@@ -138,8 +140,9 @@ def make(T):
     def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
-        of the weights and biases (gnet.W, gnet.b, atomic adds); s.ng holds the adjoints of the
-        features and each layer's outputs (s.nact's layout). Needs the forward's s.npre, s.nact."""
+        of the weights and biases (gnet.W8, gnet.b8: the forward's block layout; atomic adds), by
+        the same blocks of eight outputs as the forward; s.ng holds the adjoints of the features
+        and each layer's outputs (s.nact's layout). Needs the forward's s.npre, s.nact."""
         last = net.nlayer - 1
         ho = net.hoff[last]
         for d in range(nv):
@@ -148,23 +151,23 @@ def make(T):
             l = last - ll
             nin = net.dims[l]
             nout = net.dims[l + 1]
-            wo = net.woff[l]
             io = net.ioff[l]
             ho = net.hoff[l]
             if l < last:
                 for o in range(nout):
                     s.ng[w, ho + o] = s.ng[w, ho + o] * dact(net.act, s.npre[w, ho + o])
-            for o in range(nout):
-                g = s.ng[w, ho + o]
-                wp.atomic_add(gnet.b, net.boff[l] + o, g)
-                row = wo + o * nin
-                for i in range(nin):
-                    wp.atomic_add(gnet.W, row + i, g * s.nact[w, io + i])
             for i in range(nin):
-                acc = T(0.0)
-                for o in range(nout):
-                    acc = acc + net.W[wo + o * nin + i] * s.ng[w, ho + o]
-                s.ng[w, io + i] = acc
+                s.ng[w, io + i] = T(0.0)
+            for k in range((nout + 7) / 8):
+                o0 = k * 8
+                g8 = V8()
+                for e in range(wp.min(8, nout - o0)):
+                    g8[e] = s.ng[w, ho + o0 + e]
+                wp.atomic_add(gnet.b8, net.boff8[l] + k, g8)
+                c = net.woff8[l] + k * nin
+                for i in range(nin):
+                    wp.atomic_add(gnet.W8, c + i, g8 * s.nact[w, io + i])
+                    s.ng[w, io + i] = s.ng[w, io + i] + wp.dot(net.W8[c + i], g8)
         for f in range(net.nfeat):
             g = s.ng[w, f] / net.std[f]
             k = net.fkind[f]
