@@ -17,7 +17,8 @@ RESIDUAL_EPOCHS = 1
 NEURAL_EPOCHS = 1
 MAX_TRAIN_SEGMENTS = 256
 OUT = "calibration_out"
-SEED = 0"""
+SEED = 0
+MPC_STEPS = 3"""
 
 
 @pytest.mark.skipif(not DP_DIR.is_dir(), reason=f"real double pendulum logs not found at {DP_DIR} (set "
@@ -35,5 +36,6 @@ def test_notebook_02_runs(tmp_path):
         assert (out / f).is_file(), f
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "held-out run" in text and "reloaded checkpoint" in text
+    assert "MPC through the calibrated hybrid (fused residual: True)" in text and "ms per control step" in text
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
