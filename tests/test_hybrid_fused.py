@@ -12,7 +12,8 @@ from hybridwam.hybrid import step_rollout
 
 # (scene, dtype, mode, activation): every activation, both modes, a contact scene with a free joint
 CASES = [("acrobot", torch.float64, "force", "silu"), ("acrobot", torch.float64, "acceleration", "tanh"),
-         ("pusher", torch.float64, "force", "gelu"), ("acrobot", torch.float32, "force", "relu")]
+         ("pusher", torch.float64, "force", "gelu"), ("acrobot", torch.float32, "force", "relu"),
+         ("pusher", torch.float32, "acceleration", "silu")]
 _BUILT: dict = {}
 
 
