@@ -58,16 +58,22 @@ def test_fused_rollout_equals_its_definition(case):
     model, phys, res, world = _world(*case)
     assert world.fused_engine() is not None
     q0, v0, u = _inputs(model)
+    # float32: the definition stepped by the engine the fused residual runs on (the looped one);
+    # the shipped scenes' default engine (unrolled) rounds differently, which a contact scene
+    # amplifies beyond 1e-5 in 20 steps. float64: the default engine, across engines.
+    ref = hw.Physics(model, verbose=False, engine="looped") if case[1] == torch.float32 else phys
     with torch.no_grad():
         tr = world.rollout(q0, v0, u)
-        Q, V = step_rollout(_definition(phys, res), q0, v0, u)
+        Q, V = step_rollout(_definition(ref, res), q0, v0, u)
     tol = 1e-10 if case[1] == torch.float64 else 1e-5
     assert rel_err(tr.qpos, Q) <= tol and rel_err(tr.qvel, V) <= tol, (rel_err(tr.qpos, Q), rel_err(tr.qvel, V))
     # the residual acts: the same rollout without it differs
     assert rel_err(phys.rollout(q0, v0, u).qvel, V) > 100 * tol
-    # qacc is the integrated acceleration, residual included
+    # qacc is the integrated acceleration, residual included (float32: the velocity difference over
+    # one 2 ms step keeps ~eps |qvel| / h of it)
+    f64 = case[1] == torch.float64
     torch.testing.assert_close(tr.qacc, (tr.qvel[:, 1:] - tr.qvel[:, :-1]) / model.timestep,
-                               rtol=1e-6 if case[1] == torch.float64 else 1e-3, atol=1e-8)
+                               rtol=1e-6 if f64 else 1e-3, atol=1e-8 if f64 else 1e-3)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c[1] == torch.float64], ids=lambda c: f"{c[0]}-{c[2]}")
