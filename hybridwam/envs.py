@@ -1,8 +1,9 @@
 """Gymnasium environments over any hybridwam scene + task: a batched ``VectorEnv`` and a one-world ``Env``.
 
 ``make_vec_env(task, num_envs)`` steps all worlds in ONE batched ``world.rollout`` call (for
-:class:`hw.Physics`: one fused Warp launch, replayed from a graph captured on the first step, see
-``Physics.capture``), on the world model's device; ``world=`` swaps the physics for
+:class:`hw.Physics` and a :class:`hw.HybridModel` whose residual runs inside the step: one fused
+Warp launch, replayed from a graph captured on the first step, see ``Physics.capture``), on the
+world model's device; ``world=`` swaps the physics for
 any ``hw.WorldModel`` (e.g. a calibrated :class:`hw.HybridModel`). Needs ``gymnasium`` (the
 ``gym`` extra: ``pip install "hybridwam[gym]"``). Conventions:
 
@@ -58,6 +59,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("hybridwam.envs needs gymnasium: pip install \"hybridwam[gym]\" "
                       "(or pip install gymnasium)") from e
 
+from .hybrid import HybridModel
 from .physics import Physics
 from .tasks import Task, env_id
 from .types import HINGE, SLIDE
@@ -140,7 +142,7 @@ class HybridWamVecEnv(VectorEnv):
         if wm is not None and hasattr(wm, "names") and wm.names("joint") != task.names("joint"):
             raise ValueError(f"world model joints {wm.names('joint')} differ from the task's {task.names('joint')}")
         self.world = world
-        self._captured = None  # Physics worlds: a CapturedRollout, made on the first step
+        self._captured = None  # Physics and fused hybrid worlds: a CapturedRollout, made on the first step
         self.device, self.dtype = _world_device_dtype(world)
         self.torch_output = bool(torch_output)
         self.num_envs = int(num_envs)
@@ -295,8 +297,10 @@ class HybridWamVecEnv(VectorEnv):
         ctrl = self._ctrl(actions)
         q0, v0 = self._qpos, self._qvel
         with torch.no_grad():
-            if isinstance(self.world, Physics):
-                # the same launch every step: replay it from a captured graph (CUDA or Warp CPU graph)
+            if isinstance(self.world, Physics) or (isinstance(self.world, HybridModel)
+                                                   and self.world.fused_engine() is not None):
+                # the same launch every step: replay it from a captured graph (CUDA or Warp CPU
+                # graph); a hybrid model's residual runs inside that launch
                 if self._captured is None:
                     self._captured = self.world.capture(B, self.frame_skip)
                 q1, v1 = self._captured.step(q0, v0, ctrl)

@@ -196,6 +196,20 @@ class HybridModel(torch.nn.Module):
             self._fused, self._fused_key = eng, key
         return eng
 
+    def capture(self, batch: int, horizon: int = 1, *, check_finite: bool | None = None, copy_outputs: bool = True,
+                graph: bool = True):
+        """``Physics.capture`` of the hybrid model: fixed-shape, forward-only steps and rollouts of
+        physics plus residual replayed from a captured graph (a CapturedRollout; the residual's
+        weights are copied into the capture's own buffers at every call, so training them between
+        calls is seen). Needs a residual that runs inside the step (an hw.Residual)."""
+        from .physics import CapturedRollout
+
+        if self.residual is None:
+            return self.physics.capture(batch, horizon, check_finite=check_finite, copy_outputs=copy_outputs,
+                                        graph=graph)
+        return CapturedRollout(self.physics, batch, horizon, check_finite=check_finite, copy_outputs=copy_outputs,
+                               graph=graph, hybrid=self)
+
     def _fused_rollout(self, eng, qpos0, qvel0, ctrls) -> Trajectory:
         try:
             return self.physics._rollout(qpos0, qvel0, ctrls, eng=eng)

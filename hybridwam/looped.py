@@ -435,7 +435,7 @@ class ResidualNet:
             w8 += -(-nout // 8) * nin
             bo += nout
             b8 += -(-nout // 8)
-        self.nw8, self.nb8 = w8, b8
+        self.nw8, self.nb8, self.nbiases = w8, b8, bo
         # per world the features come first, then each layer's outputs at its biases' offset
         hoff = [self.nfeat + x for x in boff]
         ioff = [0] + hoff[:-1]
@@ -454,10 +454,11 @@ class ResidualNet:
             out += [lin.weight, lin.bias]
         return out + [r.input_mean, r.input_std, r.ctrl_center, r.ctrl_scale, r.output_scale]
 
-    def struct(self, cls, dtype, tensors, flat: bool = False):
+    def struct(self, cls, dtype, tensors, flat: bool = False, keep: bool = False):
         """The Net struct ``cls`` over ``tensors`` (as :meth:`tensors`: flat copies of the weights
         and biases are made; with ``flat``, ``tensors`` is (W, b), flat buffers the struct's
-        arrays view, as the adjoint kernel's struct over the weights' adjoints)."""
+        arrays view, as the adjoint kernel's struct over the weights' adjoints; with ``keep`` the
+        flat tensors W, b, W8, b8 as a dict instead of a struct)."""
         T = _SCALAR[dtype]
         n = cls()
         n.nlayer, n.nfeat, n.act = len(self.linears), self.nfeat, self.act
@@ -484,6 +485,8 @@ class ResidualNet:
             n.b8 = wp.from_torch(b8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
             b = torch.cat([x.reshape(-1) for x in bs])
             rest = tensors[2 * nl:]
+            if keep:  # the flat weight tensors themselves (owned_struct copies them)
+                return {"W": W, "b": b, "W8": W8, "b8": b8}
         # (wp.from_torch keeps each tensor alive as long as its array)
         n.W = wp.from_torch(W.contiguous(), dtype=T, requires_grad=False)
         n.W8 = wp.from_torch(W8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
@@ -494,6 +497,40 @@ class ResidualNet:
                 t = torch.ones(1, dtype=t.dtype, device=t.device)
             setattr(n, name, wp.from_torch(t, dtype=T, requires_grad=False))
         return n
+
+    def owned_struct(self, cls, dtype, device):
+        """(struct, refresh): a Net struct whose weight arrays are buffers it owns (their addresses
+        stay, as a captured graph needs) and ``refresh()``, which copies the residual's current
+        weights and biases into them when they changed since the last call (the buffers mean,
+        std, ... are the module's own tensors)."""
+        like = self.linears[0].weight
+        bufs = {k: torch.zeros(shape, dtype=like.dtype, device=like.device) for k, shape in (
+            ("W", (sum(x.weight.numel() for x in self.linears),)), ("b", (self.nbiases,)),
+            ("W8", (self.nw8, 8)), ("b8", (self.nb8, 8)))}
+
+        seen = [None]
+
+        def refresh():
+            t = self.tensors()[:2 * len(self.linears)]
+            # torch counts in-place edits (an optimiser step) in each tensor's _version
+            key = tuple((x.data_ptr(), x._version) for x in t)
+            if key == seen[0]:
+                return
+            with torch.no_grad():
+                fresh = self.struct(cls, dtype, self.tensors(), keep=True)
+                for k, v in fresh.items():
+                    bufs[k].copy_(v)
+            seen[0] = key
+
+        n = self.struct(cls, dtype, self.tensors())
+        T = _SCALAR[dtype]
+        V8 = wp.types.vector(8, T)
+        n.W = wp.from_torch(bufs["W"], dtype=T, requires_grad=False)
+        n.b = wp.from_torch(bufs["b"], dtype=T, requires_grad=False)
+        n.W8 = wp.from_torch(bufs["W8"], dtype=V8, requires_grad=False)
+        n.b8 = wp.from_torch(bufs["b8"], dtype=V8, requires_grad=False)
+        refresh()
+        return n, refresh
 
     def split_grads(self, gW8: torch.Tensor, gb8: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the block layout the

@@ -368,12 +368,13 @@ class Physics:
         return out
 
     def _forward_launches(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, record=False, eng=None,
-                          net=()):
+                          net=(), net_struct=None):
         """Launches of ``rollout_kernel`` from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
         steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place: one per slice of worlds on the
         CPU's threads (see hybridwam.parallel). ``record``: return Warp launch commands instead
         of launching (replayed by CapturedRollout). ``eng``, ``net``: a looped engine with a
-        residual and the residual's tensors (hybridwam.looped.ResidualNet.tensors)."""
+        residual and the residual's tensors (hybridwam.looped.ResidualNet.tensors), or instead of
+        the tensors its Net struct ``net_struct`` (CapturedRollout's, over buffers it owns)."""
         w, T = self._wp, ctrls.shape[1]
         wparams = self._wp_params(params)
         sl = parallel.slices(Q.shape[0], self.threads, T)
@@ -384,7 +385,7 @@ class Physics:
             if eng is None:
                 return self._looped.forward_launches(arrays, T, wparams, sl, stream=stream, record=record)
             return eng.forward_launches(arrays, T, wparams, sl, stream=stream, record=record,
-                                        net=eng.net_struct(list(net)))
+                                        net=eng.net_struct(list(net)) if net_struct is None else net_struct)
         cmds = []
         for a, b in sl:
             def s(t, a=a, b=b):
@@ -395,9 +396,10 @@ class Physics:
                 cmds.append(cmd)
         return cmds
 
-    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, eng=None, net=()):
+    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, eng=None, net=(), net_struct=None):
         """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads."""
-        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, eng=eng, net=net)
+        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, eng=eng, net=net,
+                                      net_struct=net_struct)
         if cmds:
             parallel.run([c.launch for c in cmds], self.threads)
 
@@ -587,11 +589,13 @@ class CapturedRollout:
     [B, H, nv] as in ``Physics.rollout``. ``copy_outputs=False`` returns views of the internal
     buffers, overwritten by the next call. Physical parameters edited in place are used by the
     next call; parameter tensors replaced by new ones trigger a new capture. ``graph=False``
-    launches the kernel directly (same buffers, no capture).
+    launches the kernel directly (same buffers, no capture). ``hybrid``: a HybridModel of this
+    physics whose residual runs inside the step (``HybridModel.capture``); its weights are copied
+    into buffers the capture owns at every call, so training them between calls is seen.
     """
 
     def __init__(self, physics: Physics, batch: int, horizon: int = 1, *, check_finite: bool | None = None,
-                 copy_outputs: bool = True, graph: bool = True):
+                 copy_outputs: bool = True, graph: bool = True, hybrid=None):
         for name, v in (("batch", batch), ("horizon", horizon)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -622,19 +626,38 @@ class CapturedRollout:
         #: CPU batches split across threads replay recorded launch commands instead of one graph
         self._split = m.device == "cpu" and len(parallel.slices(B, physics.threads, T)) > 1
         self.captures = 0  # how many times the launch was (re)recorded
+        self._eng = self._net = self._refresh = None
+        self._hybrid = hybrid
+        if hybrid is not None:
+            self._eng = hybrid.fused_engine()
+            if self._eng is None:
+                raise ValueError("HybridModel.capture needs a residual that runs inside the step (an hw.Residual); "
+                                 "a module of your own steps through HybridModel.step / rollout")
+            self._net, self._refresh = self._eng.net.owned_struct(self._eng.k["Net"], m.dtype, m.device)
 
     # ---- launch ------------------------------------------------------------------------------
     def _launch(self, params, stream=None):
-        self.physics._launch_forward(self._Q, self._V, self._C, self._F, self._X, self._A, params, stream)
+        self.physics._launch_forward(self._Q, self._V, self._C, self._F, self._X, self._A, params, stream,
+                                     eng=self._eng, net_struct=self._net)
 
     def _run(self):
         m = self.physics.model
         params = m.parameters(self._param_names)
+        held = ()
+        if self._refresh is not None:
+            self._refresh()  # the residual's current weights into the captured buffers
+            # its buffers (standardisation, output scale) are read where they are: a replaced one
+            # is recorded again, as a replaced parameter
+            held = tuple(t.data_ptr() for t in self._eng.net.tensors()[2 * len(self._eng.net.linears):])
+            if held != getattr(self, "_held", held):
+                self._net, self._refresh = self._eng.net.owned_struct(self._eng.k["Net"], m.dtype, m.device)
+                self.graph = None
+            self._held = held
         if not self.use_graph:
             with _stream_scope(m.device):
                 self._launch(params)
             return
-        key = tuple(p.data_ptr() if isinstance(p, torch.Tensor) else id(p) for p in params)
+        key = tuple(p.data_ptr() if isinstance(p, torch.Tensor) else id(p) for p in params) + held
         cuda = m.device.startswith("cuda")
         if self.graph is None or key != self._params_key:
             # graphs bake in array addresses: record again when a parameter tensor was replaced
@@ -644,7 +667,7 @@ class CapturedRollout:
                 # several slices of worlds on the CPU's threads: a graph would run them one after
                 # the other, so the launches are recorded as Warp commands and replayed concurrently
                 self.graph = self.physics._forward_launches(self._Q, self._V, self._C, self._F, self._X, self._A,
-                                                            params, record=True)
+                                                            params, record=True, eng=self._eng, net_struct=self._net)
                 self._params_key = key
                 self.captures += 1
             else:

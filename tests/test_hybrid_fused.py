@@ -147,3 +147,38 @@ def test_own_module_residual_keeps_the_stepwise_path():
     q0, v0, u = _inputs(model, B=2, T=5)
     Q, V = step_rollout(lambda q, v, c: phys.step(q, v, c, qacc_extra=-0.5 * v), q0, v0, u)
     torch.testing.assert_close(world.rollout(q0, v0, u).qvel, V, rtol=0, atol=0)
+
+
+def test_captured_hybrid_equals_its_steps_and_sees_new_weights():
+    """HybridModel.capture: the captured step equals HybridModel.step bit for bit, and weights
+    trained (edited) between calls reach the next replay; a module of one's own is refused."""
+    model, phys, res, world = _world("acrobot", torch.float64, "force", "silu")
+    q0, v0, u = _inputs(model, B=4, T=3)
+    plant = world.capture(4, horizon=2)
+    q, v = q0, v0
+    for t in range(3):
+        qc, vc = plant.step(q, v, u[:, t])
+        with torch.no_grad():
+            tr = world.rollout(q, v, u[:, t:t + 1].expand(4, 2, model.nu))
+        torch.testing.assert_close(qc, tr.qpos[:, -1], rtol=0, atol=0)
+        torch.testing.assert_close(vc, tr.qvel[:, -1], rtol=0, atol=0)
+        q, v = qc, vc
+    old = res.net[0].bias.detach().clone()
+    try:
+        with torch.no_grad():
+            res.net[0].bias.add_(0.5)
+            tr = world.rollout(q0, v0, u[:, :1].expand(4, 2, model.nu))
+        qc, vc = plant.step(q0, v0, u[:, 0])
+        torch.testing.assert_close(vc, tr.qvel[:, -1], rtol=0, atol=0)
+    finally:
+        with torch.no_grad():
+            res.net[0].bias.copy_(old)
+    class Own(torch.nn.Module):
+        nq, nv, nu, mode = model.nq, model.nv, model.nu, "force"
+
+        def forward(self, q, v, c):
+            return 0 * v
+
+    own = hw.HybridModel(phys, Own())
+    with pytest.raises(ValueError, match="needs a residual that runs inside the step"):
+        own.capture(4)
