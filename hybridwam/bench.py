@@ -293,7 +293,8 @@ def _peer_columns(name: str, work: int, times: list[float], hw_rate: float, dq: 
 
 # ---- per-call stepping --------------------------------------------------------------------------
 def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repeat: int = 3,
-                device: str | None = "cpu", seed: int = 0, nthread: int = 1) -> dict:
+                device: str | None = "cpu", seed: int = 0, nthread: int = 1,
+                hybrid: tuple[int, ...] | None = None) -> dict:
     """Cost of one control step per call, as an environment or an MPC plant steps: ``calls``
     consecutive calls, each advancing ``batch`` worlds by one step from the previous call's state.
 
@@ -303,7 +304,9 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
     ``mujoco.rollout`` called with one step per call on ``nthread`` threads (default 1: for small
     batches MuJoCo's thread hand-off costs more than it saves). Times are the median over
     ``repeat`` interleaved runs; all three start from the same states and controls, and their final
-    states are compared (captured vs ``Physics.step`` must agree exactly).
+    states are compared (captured vs ``Physics.step`` must agree exactly). ``hybrid``: hidden
+    sizes; the hybrid model (:func:`hybrid_world`) then steps, ``HybridModel.step`` against
+    ``HybridModel.capture``, and MuJoCo the physics alone.
     """
     from mujoco import rollout as mj_rollout
 
@@ -314,7 +317,8 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
         raise ValueError("batch, calls and repeat must be positive")
     model = load_model(model_xml(scene), device=device)
     physics = Physics(model, verbose=False)
-    captured = physics.capture(batch, 1)
+    world = physics if hybrid is None else hybrid_world(physics, tuple(hybrid), seed)
+    captured = world.capture(batch, 1)
     qpos, qvel, ctrls = random_inputs(model, batch, calls, seed)
     dev, dt = model.device, model.dtype
     tq, tv, tc = (torch.as_tensor(x, dtype=dt, device=dev) for x in (qpos, qvel, ctrls))
@@ -334,7 +338,7 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
     state, datas, iq, iv = _mujoco_rollout_setup(m, qpos, qvel, nthread)
     ctrl_mj = [np.ascontiguousarray(ctrls[:, t:t + 1]) for t in range(calls)]
     out = np.empty((batch, 1, state.shape[1]))
-    runs = {"step": loop(physics.step), "captured": loop(captured.step)}
+    runs = {"step": loop(world.step), "captured": loop(captured.step)}
     times = {k: [] for k in (*runs, "mujoco")}
     finals = {}
     with mj_rollout.Rollout(nthread=nthread if nthread > 1 else 0) as pool:
@@ -367,7 +371,8 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
             "captured_vs_mujoco": per_call["mujoco"] / per_call["captured"],
             "captured_equals_step": bool(torch.equal(sq, cq) and torch.equal(sv, cv)),
             "max_abs_diff_vs_mujoco": float(max(np.abs(hq - mq).max(), np.abs(hv - mv).max())),
-            "graph": repr(captured)}
+            "graph": repr(captured),
+            **({} if hybrid is None else {"engine": f"hybrid: looped + {'x'.join(map(str, hybrid))} residual"})}
 
 
 # ---- reports ---------------------------------------------------------------------------------
@@ -832,13 +837,16 @@ def _calls_args(p: argparse.ArgumentParser):
                    help="worlds per call; several may be given (default: 64)")
     p.add_argument("--calls", type=positive_int, default=200, metavar="N", help="consecutive calls (default: 200)")
     p.add_argument("--repeat", type=positive_int, default=3, metavar="R", help="timed runs (default: 3)")
+    p.add_argument("--hybrid", type=_hidden, default=None, metavar="HxH",
+                   help="step the hybrid model instead (HybridModel.step vs .capture; MuJoCo: the physics alone)")
 
 
 def _calls_run(args) -> list[dict]:
     rows = []
     for scene in args.scene:
         for batch in args.batch:
-            r = bench_calls(scene, batch, args.calls, args.repeat, device=args.device, seed=args.seed)
+            r = bench_calls(scene, batch, args.calls, args.repeat, device=args.device, seed=args.seed,
+                            hybrid=getattr(args, "hybrid", None))
             rows.append(r)
             print(f"calls {scene} B={batch}: Physics.step {r['step_us_per_call']:.0f} us, captured "
                   f"{r['captured_us_per_call']:.0f} us ({r['captured_speedup_vs_step']:.1f}x), MuJoCo "
@@ -850,7 +858,9 @@ def _calls_run(args) -> list[dict]:
 def _calls_suite(args) -> list[dict]:
     ns = argparse.Namespace(**vars(args))
     ns.scene, ns.batch, ns.calls, ns.repeat = ["acrobot", "pusher"], [1, 64, 1024], 200, 3
-    return _calls_run(ns)
+    rows = _calls_run(ns)
+    ns.scene, ns.batch, ns.hybrid = ["double_pendulum"], [1, 64], SUITE_HYBRID_HIDDEN
+    return rows + _calls_run(ns)
 
 
 def _calls_table(rows: list[dict]) -> str:

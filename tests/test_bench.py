@@ -125,3 +125,7 @@ def test_bench_hybrid_rows_time_the_fused_residual():
     g = bench_grad_hybrid("acrobot", batch=2, horizon=10, repeat=1, hidden=(8, 8))
     assert g["max_rel_diff_vs_stepwise"] < 1e-4 and g["forward_backward_s"] > 0
     assert "| acrobot | 8x8 | 2 | 10 |" in _grad_table([g])
+    from hybridwam.bench import bench_calls
+
+    c = bench_calls("acrobot", batch=2, calls=5, repeat=1, hybrid=(8, 8))
+    assert c["captured_equals_step"] and c["engine"] == "hybrid: looped + 8x8 residual"
