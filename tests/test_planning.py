@@ -57,6 +57,7 @@ def mujoco_final(task, ctrls, mj_model=None):
     ("cartpole_swingup", 100),
     ("reacher_target", None),   # the task's planner settings (100 iterations, 4 restarts)
     ("acrobot_swingup", None),  # 300 iterations, 8 restarts
+    ("double_pendulum_reach", None),  # 200 iterations, 4 restarts
 ])
 def test_task_solved_open_loop_in_mujoco(sim, name, iters):
     """Optimise through hybridwam, replay the actions open-loop with ``mj_step`` on the scene's
@@ -283,7 +284,7 @@ def test_bench_plan_rows():
     for r in rows:
         assert r["task"] == "pendulum_swingup" and r["iters"] >= 1 and math.isfinite(r["cost"])
         assert r["seconds"] < 3.0 and isinstance(r["success_mujoco"], bool)
-    assert "| pendulum_swingup | cem |" in plan_table(rows)
+    assert "| pendulum_swingup | physics | cem |" in plan_table(rows)
 
 
 def test_mujoco_plant_helpers():
