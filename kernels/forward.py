@@ -24,6 +24,10 @@ scalar type and features (``build(T, features)``):
   and the scratch is one step's.
 - ``stage_full_kernel``: stage_a with M and qfrc_bias, for the stage API (Physics.mass_matrix,
   forward); compiled on its first use.
+- with a residual (``features.residual``, the hybrid model: kernels/residual.py), the rollout
+  kernel evaluates it first in every step (its output into qt or the acceleration), and the
+  backward pass runs ``residual_kernel`` before stage_a and ``residual_adjoint_kernel``
+  (hand-written) after stage_a's adjoint.
 """
 import warp as wp
 

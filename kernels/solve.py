@@ -49,8 +49,8 @@ from .tree import NO_FEATURES, Tree, aliases, per_dtype
 @per_dtype
 def make(T, features=NO_FEATURES):
     """``solve`` and ``solve_adjoint`` for scalar ``T``. With a collision / dry-friction stage
-    (``features.assemble``) the solve reads its slot's right-hand side ``qfs`` and diagonal ``dg``
-    instead of ``qf`` and ``diag``, and with implicit contacts adds its slot's own body
+    (``features.assemble``) the solve reads its slot's right-hand side ``qts`` and diagonal ``dg``
+    instead of ``qt`` and ``diag``, and with implicit contacts adds its slot's own body
     stiffness (oA, oB, oC) to the bodies' inertias."""
     a = aliases(T)
     S, P, V3 = a["S"], a["P"], a["V3"]
