@@ -241,11 +241,16 @@ class HybridModel(torch.nn.Module):
         return step_rollout(self.step, qpos, qvel, ctrls)
 
     def rollout(self, qpos0, qvel0, ctrls, checkpoint_every: int | None = None) -> Trajectory:
-        """Roll out T = ctrls.shape[-2] steps; returns Trajectory (qacc from finite differences).
+        """Roll out T = ctrls.shape[-2] steps; returns Trajectory (qacc: the integrated acceleration,
+        residual included).
 
-        ``checkpoint_every=K`` keeps only every K-th state during the forward pass and
-        recomputes the segments in backward: memory O(T/K + K) residual activations per world
-        instead of O(T), at the price of one extra forward pass.
+        An hw.Residual runs inside the step (:meth:`fused_engine`): one rollout launch, its
+        gradients from the backward pass, memory O(T (nq + nv)) per world. Any other residual
+        steps through the stepwise loop (qacc from the velocity differences, the same numbers for
+        the semi-implicit Euler step), where ``checkpoint_every=K`` keeps only every K-th state
+        during the forward pass and recomputes the segments in backward: memory O(T/K + K)
+        residual activations per world instead of O(T), at the price of one extra forward pass
+        (the fused path needs none and ignores it).
         """
         if self.residual is None:
             return self.physics.rollout(qpos0, qvel0, ctrls)
