@@ -123,6 +123,7 @@ class LoopedEngine:
         #: step evaluates (kernels/residual.py; see :class:`ResidualNet`)
         f = features(model.structure, contacts)
         self.net = None if residual is None else ResidualNet(residual, model.device)
+        self._net_cache = None  # the last Net struct net_struct made
         self.features = f if residual is None else Features(*f[:3], residual=residual.mode)
         self.k = _kernels(model.dtype, self.features)
         dev = model.device
@@ -232,8 +233,12 @@ class LoopedEngine:
         empty one without a residual."""
         if self.net is None:
             return self.k["Net"]()
-        return self.net.struct(self.k["Net"], self.model.dtype, tensors if grads is None else grads,
-                               flat=grads is not None)
+        if grads is not None:
+            return self.net.struct(self.k["Net"], self.model.dtype, grads, flat=True)
+        # the flat copies of the weights are remade only when a weight changed (ResidualNet.changed)
+        if self._net_cache is None or self.net.changed(tensors, "net_struct"):
+            self._net_cache = self.net.struct(self.k["Net"], self.model.dtype, tensors)
+        return self._net_cache
 
     def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False, net=None) -> list:
         """Launches of ``rollout_kernel`` over the slices ``sl`` of worlds; ``arrays``: a function
@@ -443,6 +448,7 @@ class ResidualNet:
                       for n, v in (("dims", dims), ("woff", woff), ("woff8", woff8), ("boff", boff), ("boff8", boff8),
                                    ("ioff", ioff), ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
         self.residual = residual
+        self._seen: dict = {}  # tag -> the weights as last seen (changed)
 
     def tensors(self) -> list[torch.Tensor]:
         """The residual's numbers in the order the struct reads them: each layer's weight and
@@ -501,26 +507,22 @@ class ResidualNet:
     def owned_struct(self, cls, dtype, device):
         """(struct, refresh): a Net struct whose weight arrays are buffers it owns (their addresses
         stay, as a captured graph needs) and ``refresh()``, which copies the residual's current
-        weights and biases into them when they changed since the last call (the buffers mean,
-        std, ... are the module's own tensors)."""
+        weights and biases into them when they changed since the last call (:meth:`changed`; the
+        buffers mean, std, ... are the module's own tensors)."""
         like = self.linears[0].weight
         bufs = {k: torch.zeros(shape, dtype=like.dtype, device=like.device) for k, shape in (
             ("W", (sum(x.weight.numel() for x in self.linears),)), ("b", (self.nbiases,)),
             ("W8", (self.nw8, 8)), ("b8", (self.nb8, 8)))}
 
-        seen = [None]
+        tag = ("owned", id(bufs))
 
         def refresh():
-            t = self.tensors()[:2 * len(self.linears)]
-            # torch counts in-place edits (an optimiser step) in each tensor's _version
-            key = tuple((x.data_ptr(), x._version) for x in t)
-            if key == seen[0]:
+            if not self.changed(self.tensors(), tag):
                 return
             with torch.no_grad():
                 fresh = self.struct(cls, dtype, self.tensors(), keep=True)
                 for k, v in fresh.items():
                     bufs[k].copy_(v)
-            seen[0] = key
 
         n = self.struct(cls, dtype, self.tensors())
         T = _SCALAR[dtype]
@@ -531,6 +533,19 @@ class ResidualNet:
         n.b8 = wp.from_torch(bufs["b8"], dtype=V8, requires_grad=False)
         refresh()
         return n, refresh
+
+    def changed(self, tensors, tag) -> bool:
+        """Whether the weights and biases among ``tensors`` (:meth:`tensors`' order) differ from
+        what they were at the last call with the same ``tag`` (True the first time): compared by
+        address and value, since an edit through ``.data`` leaves torch's version counter as it
+        was (the copies are cheap next to remaking the flat weights)."""
+        w = [t.detach() for t in tensors[:2 * len(self.linears)]]
+        old = self._seen.get(tag)
+        same = (old is not None and all(a.data_ptr() == p and torch.equal(a, c)
+                                        for a, (p, c) in zip(w, old, strict=True)))
+        if not same:
+            self._seen[tag] = [(a.data_ptr(), a.clone()) for a in w]
+        return not same
 
     def split_grads(self, gW8: torch.Tensor, gb8: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the block layout the

@@ -166,10 +166,16 @@ def test_captured_hybrid_equals_its_steps_and_sees_new_weights():
     old = res.net[0].bias.detach().clone()
     try:
         with torch.no_grad():
-            res.net[0].bias.add_(0.5)
-            tr = world.rollout(q0, v0, u[:, :1].expand(4, 2, model.nu))
-        qc, vc = plant.step(q0, v0, u[:, 0])
-        torch.testing.assert_close(vc, tr.qvel[:, -1], rtol=0, atol=0)
+            before = world.rollout(q0, v0, u[:, :1].expand(4, 2, model.nu)).qvel[:, -1]
+        # an edit through .data (which torch's version counter does not see), then an in-place one
+        for edit in (lambda b: b.data.add_(0.5), lambda b: b.add_(0.25)):
+            with torch.no_grad():
+                edit(res.net[0].bias)
+                tr = world.rollout(q0, v0, u[:, :1].expand(4, 2, model.nu))
+            assert (tr.qvel[:, -1] - before).abs().max() > 1e-6  # the rollout sees the new weights
+            qc, vc = plant.step(q0, v0, u[:, 0])
+            torch.testing.assert_close(vc, tr.qvel[:, -1], rtol=0, atol=0)  # and so does the capture
+            before = tr.qvel[:, -1]
     finally:
         with torch.no_grad():
             res.net[0].bias.copy_(old)
