@@ -200,8 +200,8 @@ class HybridModel(torch.nn.Module):
                 graph: bool = True):
         """``Physics.capture`` of the hybrid model: fixed-shape, forward-only steps and rollouts of
         physics plus residual replayed from a captured graph (a CapturedRollout; the residual's
-        weights are copied into the capture's own buffers at every call, so training them between
-        calls is seen). Needs a residual that runs inside the step (an hw.Residual)."""
+        weights are copied into the capture's own buffers whenever they changed, so training them
+        between calls is seen). Needs a residual that runs inside the step (an hw.Residual)."""
         from .physics import CapturedRollout
 
         if self.residual is None:

@@ -591,7 +591,7 @@ class CapturedRollout:
     next call; parameter tensors replaced by new ones trigger a new capture. ``graph=False``
     launches the kernel directly (same buffers, no capture). ``hybrid``: a HybridModel of this
     physics whose residual runs inside the step (``HybridModel.capture``); its weights are copied
-    into buffers the capture owns at every call, so training them between calls is seen.
+    into buffers the capture owns whenever they changed, so training them between calls is seen.
     """
 
     def __init__(self, physics: Physics, batch: int, horizon: int = 1, *, check_finite: bool | None = None,
