@@ -9,6 +9,7 @@ from conftest import central_difference, rel_err
 
 import hybridwam as hw
 from hybridwam.hybrid import step_rollout
+from hybridwam.model import list_scenes
 
 # (scene, dtype, mode, activation): every activation, both modes, a contact scene with a free joint
 CASES = [("acrobot", torch.float64, "force", "silu"), ("acrobot", torch.float64, "acceleration", "tanh"),
@@ -188,3 +189,25 @@ def test_captured_hybrid_equals_its_steps_and_sees_new_weights():
     own = hw.HybridModel(phys, Own())
     with pytest.raises(ValueError, match="needs a residual that runs inside the step"):
         own.capture(4)
+
+
+@pytest.mark.parametrize("scene", list_scenes())
+def test_fused_rollout_equals_its_definition_on_every_shipped_scene(scene):
+    """Every shipped scene (contacts, free joints, no actuators among them): the fused rollout
+    against its definition, float64, force mode."""
+    model = hw.load_model(scene, dtype=torch.float64)
+    phys = hw.Physics(model, verbose=False)
+    res = hw.Residual(model, hidden=(16,), mode="force")
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in res.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+        res.output_scale.fill_(0.02)
+    world = hw.HybridModel(phys, res)
+    q0, v0, u = _inputs(model, B=2, T=15, seed=3)
+    with torch.no_grad():
+        tr = world.rollout(q0, v0, u)
+        Q, V = step_rollout(_definition(phys, res), q0, v0, u)
+        plain = phys.rollout(q0, v0, u)
+    assert rel_err(tr.qpos, Q) <= 1e-10 and rel_err(tr.qvel, V) <= 1e-10, (rel_err(tr.qpos, Q), rel_err(tr.qvel, V))
+    assert rel_err(plain.qvel, V) > 1e-8  # the residual acts
