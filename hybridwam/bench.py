@@ -158,6 +158,11 @@ def hybrid_world(physics, hidden: tuple[int, ...], seed: int = 0):
     return HybridModel(physics, res)
 
 
+def _hybrid_label(hidden) -> str:
+    """A hybrid row's engine column: the looped engine with the residual of ``hidden`` layers."""
+    return f"hybrid: looped + {'x'.join(map(str, hidden))} residual"
+
+
 def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repeat: int = 5,
                device: str | None = "cpu", seed: int = 0, nthread: int | None = None,
                peers: tuple[str, ...] | None = None, threads: int | None = None,
@@ -274,8 +279,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
         "max_abs_dv": float(np.max(np.abs(hw_v - mj_v)[finite], initial=0.0)),
         "diverged_worlds": int((~finite).sum()),
         "compile_seconds": physics.compile_seconds,
-        "engine": physics.engine if hybrid is None else
-        f"hybrid: looped + {'x'.join(map(str, hybrid))} residual",
+        "engine": physics.engine if hybrid is None else _hybrid_label(hybrid),
         "mujoco_integrator": mujoco.mjtIntegrator(m.opt.integrator).name,
         **peer_cols,
     }
@@ -372,7 +376,7 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
             "captured_equals_step": bool(torch.equal(sq, cq) and torch.equal(sv, cv)),
             "max_abs_diff_vs_mujoco": float(max(np.abs(hq - mq).max(), np.abs(hv - mv).max())),
             "graph": repr(captured),
-            **({} if hybrid is None else {"engine": f"hybrid: looped + {'x'.join(map(str, hybrid))} residual"})}
+            **({} if hybrid is None else {"engine": _hybrid_label(hybrid)})}
 
 
 # ---- reports ---------------------------------------------------------------------------------
@@ -640,7 +644,7 @@ def bench_grad_hybrid(scene: str = "double_pendulum", batch: int = 1, horizon: i
     diff = (grads["hybrid"] - grads["stepwise"]).abs().max() / grads["stepwise"].abs().max().clamp_min(1e-12)
     return {"benchmark": "grad", "hybrid": "x".join(map(str, hidden)), "scene": scene, "batch": batch,
             "horizon": horizon, "device": model.device, "dtype": str(model.dtype).replace("torch.", ""),
-            "engine": f"hybrid: looped + {'x'.join(map(str, hidden))} residual", "physics_engine": phys.engine,
+            "engine": _hybrid_label(hidden), "physics_engine": phys.engine,
             "forward_s": t_fwd, "forward_backward_s": times["hybrid"],
             "physics_forward_backward_s": times["physics"], "stepwise_forward_backward_s": times["stepwise"],
             "hybrid_over_physics": times["hybrid"] / times["physics"],

@@ -234,7 +234,7 @@ class LoopedEngine:
         if self.net is None:
             return self.k["Net"]()
         if grads is not None:
-            return self.net.struct(self.k["Net"], self.model.dtype, grads, flat=True)
+            return self.net.grad_struct(self.k["Net"], self.model.dtype, *grads)
         # the flat copies of the weights are remade only when a weight changed (ResidualNet.changed)
         if self._net_cache is None or self.net.changed(tensors, "net_struct"):
             self._net_cache = self.net.struct(self.k["Net"], self.model.dtype, tensors)
@@ -381,10 +381,11 @@ class LoopedEngine:
 
 
 # ---- stage-level API: the same stage functions, one step's intermediates as torch tensors -------
-def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
-    """View [B, entries, scalars per entry] of scratch field ``name`` in ``buf`` [B, scratch_size]."""
+def field(eng: LoopedEngine, buf: torch.Tensor, name: str, layout=None) -> torch.Tensor:
+    """View [B, entries, scalars per entry] of scratch field ``name`` in ``buf`` [B, scratch_size]
+    (``layout``: of a buffer holding only those fields, as LoopedEngine.kin_layout)."""
     off = 0
-    for n, _, count, comp, slot in eng.layout:
+    for n, _, count, comp, slot in eng.layout if layout is None else layout:
         if n == name and slot <= 0:
             return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
         off += count * comp
@@ -393,9 +394,9 @@ def field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
 
 class ResidualNet:
     """A hw.Residual as the Net struct of kernels/residual.py: its structure (layer sizes, the
-    feature plan, activation, mode) as index arrays made once, its numbers (flat weights and
-    biases, the standardisation, the controls' centre and half-range, the output scale) from the
-    tensors of :meth:`tensors` at each call."""
+    feature plan, activation) as index arrays made once, its numbers (the weights and biases in
+    the kernel's block layout, the standardisation, the controls' centre and half-range, the
+    output scale) from the tensors of :meth:`tensors`."""
 
     def __init__(self, residual, device: str):
         from .kernels import residual as kr
@@ -404,12 +405,10 @@ class ResidualNet:
             raise ValueError(f"the fused residual has no activation {residual.activation!r}")
         self.linears = [m for m in residual.net if isinstance(m, torch.nn.Linear)]
         dims = [self.linears[0].in_features] + [lin.out_features for lin in self.linears]
-        self.dims = dims
         self.nfeat = dims[0]
         #: per world: the features, then every layer's outputs
         self.nnet = sum(dims)
         self.act = kr.ACT_NAMES.index(residual.activation)
-        self.mode = residual.mode
         fk, fa, fs = [], [], []
         for kind, a in residual._plan:
             if kind == "hinge":
@@ -429,24 +428,23 @@ class ResidualNet:
         fs += [0] * (residual.nv + residual.nu)
         if len(fk) != self.nfeat:
             raise ValueError(f"the residual's first layer takes {self.nfeat} inputs, its features are {len(fk)}")
-        woff, woff8, boff, boff8 = [], [], [], []
-        wo = w8 = bo = b8 = 0
+        # per layer: where its blocks of weights and biases start (woff8, boff8) and, per world
+        # (the features first), where its outputs go (hoff) and its inputs are (ioff)
+        woff8, boff8, hoff = [], [], []
+        w8 = b8 = 0
+        h = self.nfeat
         for nin, nout in zip(dims[:-1], dims[1:], strict=True):
-            woff.append(wo)
             woff8.append(w8)
-            boff.append(bo)
             boff8.append(b8)
-            wo += nin * nout
+            hoff.append(h)
             w8 += -(-nout // 8) * nin
-            bo += nout
             b8 += -(-nout // 8)
-        self.nw8, self.nb8, self.nbiases = w8, b8, bo
-        # per world the features come first, then each layer's outputs at its biases' offset
-        hoff = [self.nfeat + x for x in boff]
+            h += nout
+        self.nw8, self.nb8 = w8, b8
         ioff = [0] + hoff[:-1]
         self._ints = {n: wp.array(np.asarray(v, dtype=np.int32), dtype=int, device=device)
-                      for n, v in (("dims", dims), ("woff", woff), ("woff8", woff8), ("boff", boff), ("boff8", boff8),
-                                   ("ioff", ioff), ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
+                      for n, v in (("dims", dims), ("woff8", woff8), ("boff8", boff8), ("ioff", ioff),
+                                   ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
         self.residual = residual
         self._seen: dict = {}  # tag -> the weights as last seen (changed)
 
@@ -460,79 +458,68 @@ class ResidualNet:
             out += [lin.weight, lin.bias]
         return out + [r.input_mean, r.input_std, r.ctrl_center, r.ctrl_scale, r.output_scale]
 
-    def struct(self, cls, dtype, tensors, flat: bool = False, keep: bool = False):
-        """The Net struct ``cls`` over ``tensors`` (as :meth:`tensors`: flat copies of the weights
-        and biases are made; with ``flat``, ``tensors`` is (W, b), flat buffers the struct's
-        arrays view, as the adjoint kernel's struct over the weights' adjoints; with ``keep`` the
-        flat tensors W, b, W8, b8 as a dict instead of a struct)."""
+    def blocks(self, tensors) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W8 [nw8, 8], b8 [nb8, 8]): the weights and biases among ``tensors`` (:meth:`tensors`'
+        order) in the kernel's layout: per layer, per block of eight outputs (the last padded with
+        zeros), per input, the block's eight weights; the biases by blocks alike."""
+        nl = len(self.linears)
+        Ws = [t.detach() for t in tensors[0:2 * nl:2]]
+        bs = [t.detach() for t in tensors[1:2 * nl:2]]
+        pad = [-x.shape[0] % 8 for x in Ws]
+        W8 = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, 8, x.shape[1]).transpose(1, 2)
+                        .reshape(-1, 8) for x, n in zip(Ws, pad, strict=True)])
+        b8 = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, 8) for x, n in zip(bs, pad, strict=True)])
+        return W8.contiguous(), b8.contiguous()
+
+    def _struct(self, cls, dtype, W8, b8, buffers=()):
+        """The Net struct ``cls`` over the block tensors W8, b8 and the residual's ``buffers``
+        (input_mean, input_std, ctrl_center, ctrl_scale, output_scale; none for the struct the
+        adjoint accumulates the weights' adjoints into). wp.from_torch keeps each tensor alive
+        as long as its array."""
         T = _SCALAR[dtype]
+        V8 = wp.types.vector(8, T)
         n = cls()
         n.nlayer, n.nfeat, n.act = len(self.linears), self.nfeat, self.act
-        n.mode = 1 if self.mode == "force" else 0
         for k, v in self._ints.items():
             setattr(n, k, v)
-        if flat:
-            # the struct the adjoint accumulates into: its W8, b8 over (gW8, gb8) [., 8]
-            gW8, gb8 = tensors
-            n.W8 = wp.from_torch(gW8, dtype=wp.types.vector(8, T), requires_grad=False)
-            n.b8 = wp.from_torch(gb8, dtype=wp.types.vector(8, T), requires_grad=False)
-            return n
-        else:
-            nl = len(self.linears)
-            Ws = [t.detach() for t in tensors[0:2 * nl:2]]
-            W = torch.cat([x.reshape(-1) for x in Ws])
-            bs = [t.detach() for t in tensors[1:2 * nl:2]]
-            # per layer, per block of eight outputs (the last padded with zeros), per input: the
-            # block's eight weights; the biases by blocks alike
-            pad = [-x.shape[0] % 8 for x in Ws]
-            W8 = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, 8, x.shape[1]).transpose(1, 2)
-                            .reshape(-1, 8) for x, n in zip(Ws, pad, strict=True)])
-            b8 = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, 8) for x, n in zip(bs, pad, strict=True)])
-            n.b8 = wp.from_torch(b8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
-            b = torch.cat([x.reshape(-1) for x in bs])
-            rest = tensors[2 * nl:]
-            if keep:  # the flat weight tensors themselves (owned_struct copies them)
-                return {"W": W, "b": b, "W8": W8, "b8": b8}
-        # (wp.from_torch keeps each tensor alive as long as its array)
-        n.W = wp.from_torch(W.contiguous(), dtype=T, requires_grad=False)
-        n.W8 = wp.from_torch(W8.contiguous(), dtype=wp.types.vector(8, T), requires_grad=False)
-        n.b = wp.from_torch(b.contiguous(), dtype=T, requires_grad=False)
-        for name, t in zip(("mean", "std", "ccen", "cscl", "oscl"), rest, strict=not flat):
+        n.W8 = wp.from_torch(W8, dtype=V8, requires_grad=False)
+        n.b8 = wp.from_torch(b8, dtype=V8, requires_grad=False)
+        for name, t in zip(("mean", "std", "ccen", "cscl", "oscl"), buffers, strict=bool(buffers)):
             t = t.detach().contiguous()
             if t.numel() == 0:  # no actuators: an unread placeholder
                 t = torch.ones(1, dtype=t.dtype, device=t.device)
             setattr(n, name, wp.from_torch(t, dtype=T, requires_grad=False))
         return n
 
+    def struct(self, cls, dtype, tensors):
+        """The Net struct ``cls`` over ``tensors`` (as :meth:`tensors`; the weights copied into
+        the block layout, :meth:`blocks`)."""
+        return self._struct(cls, dtype, *self.blocks(tensors), tensors[2 * len(self.linears):])
+
+    def grad_struct(self, cls, dtype, gW8: torch.Tensor, gb8: torch.Tensor):
+        """The Net struct the adjoint kernel accumulates the weights' and biases' adjoints into:
+        its W8, b8 over gW8 [nw8, 8], gb8 [nb8, 8] (see :meth:`split_grads`)."""
+        return self._struct(cls, dtype, gW8, gb8)
+
     def owned_struct(self, cls, dtype, device):
-        """(struct, refresh): a Net struct whose weight arrays are buffers it owns (their addresses
+        """(struct, refresh): a Net struct whose block weights are buffers it owns (their addresses
         stay, as a captured graph needs) and ``refresh()``, which copies the residual's current
         weights and biases into them when they changed since the last call (:meth:`changed`; the
         buffers mean, std, ... are the module's own tensors)."""
         like = self.linears[0].weight
-        bufs = {k: torch.zeros(shape, dtype=like.dtype, device=like.device) for k, shape in (
-            ("W", (sum(x.weight.numel() for x in self.linears),)), ("b", (self.nbiases,)),
-            ("W8", (self.nw8, 8)), ("b8", (self.nb8, 8)))}
-
-        tag = ("owned", id(bufs))
+        W8 = torch.zeros(self.nw8, 8, dtype=like.dtype, device=like.device)
+        b8 = torch.zeros(self.nb8, 8, dtype=like.dtype, device=like.device)
+        tag = ("owned", id(W8))
 
         def refresh():
-            if not self.changed(self.tensors(), tag):
-                return
-            with torch.no_grad():
-                fresh = self.struct(cls, dtype, self.tensors(), keep=True)
-                for k, v in fresh.items():
-                    bufs[k].copy_(v)
+            t = self.tensors()
+            if self.changed(t, tag):
+                with torch.no_grad():
+                    for buf, fresh in zip((W8, b8), self.blocks(t), strict=True):
+                        buf.copy_(fresh)
 
-        n = self.struct(cls, dtype, self.tensors())
-        T = _SCALAR[dtype]
-        V8 = wp.types.vector(8, T)
-        n.W = wp.from_torch(bufs["W"], dtype=T, requires_grad=False)
-        n.b = wp.from_torch(bufs["b"], dtype=T, requires_grad=False)
-        n.W8 = wp.from_torch(bufs["W8"], dtype=V8, requires_grad=False)
-        n.b8 = wp.from_torch(bufs["b8"], dtype=V8, requires_grad=False)
         refresh()
-        return n, refresh
+        return self._struct(cls, dtype, W8, b8, self.tensors()[2 * len(self.linears):]), refresh
 
     def changed(self, tensors, tag) -> bool:
         """Whether the weights and biases among ``tensors`` (:meth:`tensors`' order) differ from
@@ -563,15 +550,6 @@ class ResidualNet:
 #: Scratch fields the kinematics stage writes (kernels/smooth.kinematics), parameters it reads.
 KIN_FIELDS = ("xp0", "xq0", "xp", "xq", "xd", "jp", "jq", "jaxis", "janchor")
 KIN_PARAMS = ("body_pos", "body_quat", "jnt_pos", "jnt_axis", "qpos0")
-
-
-def _kin_field(eng: LoopedEngine, buf: torch.Tensor, name: str) -> torch.Tensor:
-    off = 0
-    for n, _, count, comp, _ in eng.kin_layout:
-        if n == name:
-            return buf[:, off:off + count * comp].view(buf.shape[0], count, comp)
-        off += count * comp
-    raise KeyError(name)
 
 
 def _kin_params(eng: LoopedEngine, params, grads=None):
@@ -608,7 +586,7 @@ class _Kinematics(torch.autograd.Function):
         wp.launch(k, dim=B, device=eng.model.device, inputs=[T, eng.tree, _kin_params(eng, params), s])
         ctx.eng, ctx.kernel = eng, k
         ctx.save_for_backward(Q, *params)
-        return _kin_field(eng, buf, "xp").clone(), _kin_field(eng, buf, "xq").clone()
+        return tuple(field(eng, buf, n, eng.kin_layout).clone() for n in ("xp", "xq"))
 
     @staticmethod
     def backward(ctx, gxp, gxq):
@@ -620,7 +598,7 @@ class _Kinematics(torch.autograd.Function):
         abuf = torch.zeros_like(buf)
         for name, g in (("xp", gxp), ("xq", gxq)):
             if g is not None:
-                _kin_field(eng, abuf, name).copy_(g)
+                field(eng, abuf, name, eng.kin_layout).copy_(g)
         aQ = torch.zeros_like(Q)
         pgrads = [torch.zeros_like(p) if needs[2 + i] else None for i, p in enumerate(params)]
         s = eng.scratch(buf, abuf, layout=eng.kin_layout)[0]
@@ -641,17 +619,18 @@ def kinematics(eng: LoopedEngine, qpos: torch.Tensor, params: dict) -> tuple[tor
 
 
 def site_positions(mj, xpos: torch.Tensor, xq: torch.Tensor, sites=None) -> torch.Tensor:
-    """World positions [B, n, 3] of the sites ``sites`` (ids; default: all) from the body poses
-    (xq as (x, y, z, w)): each site's body pose applied to its ``site_pos``."""
+    """World positions [..., n, 3] of the sites ``sites`` (ids; default: all) from the body poses
+    xpos [..., nbody, 3], xq [..., nbody, 4] as (x, y, z, w): each site's body pose applied to its
+    ``site_pos``."""
     ids = list(range(mj.nsite)) if sites is None else list(sites)
     if not ids:
-        return xpos.new_zeros(xpos.shape[0], 0, 3)
+        return xpos.new_zeros(*xpos.shape[:-2], 0, 3)
     b = torch.as_tensor(np.asarray(mj.site_bodyid, dtype=np.int64)[ids], device=xpos.device)
     r = torch.as_tensor(np.asarray(mj.site_pos)[ids], dtype=xpos.dtype, device=xpos.device)
-    q = xq[:, b]
+    q = xq[..., b, :]
     u, w = q[..., :3], q[..., 3:]
     t = 2.0 * torch.linalg.cross(u, r.expand_as(u))
-    return xpos[:, b] + r + w * t + torch.linalg.cross(u, t)
+    return xpos[..., b, :] + r + w * t + torch.linalg.cross(u, t)
 
 
 #: What a stage evaluation returns, from the scratch fields of the same names.

@@ -168,7 +168,8 @@ class _Rollout(torch.autograd.Function):
         Q[:, 0] = qpos0
         V[:, 0] = qvel0
         with _stream_scope(m.device):
-            phys._launch_forward(Q, V, ctrls, qfrc, qaccx, A, params, eng=eng, net=net)
+            phys._launch_forward(Q, V, ctrls, qfrc, qaccx, A, params, eng=eng,
+                                 net=None if eng is None else eng.net_struct(list(net)))
         ctx.phys, ctx.eng = phys, eng
         ctx.save_for_backward(Q, V, A, ctrls, qfrc, qaccx, *tensors)
         return Q, V, A
@@ -368,13 +369,13 @@ class Physics:
         return out
 
     def _forward_launches(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, record=False, eng=None,
-                          net=(), net_struct=None):
+                          net=None):
         """Launches of ``rollout_kernel`` from Q[:, 0], V[:, 0] through all T = ctrls.shape[1]
         steps, writing Q, V [B, T+1, .] and A [B, T, nv] in place: one per slice of worlds on the
         CPU's threads (see hybridwam.parallel). ``record``: return Warp launch commands instead
         of launching (replayed by CapturedRollout). ``eng``, ``net``: a looped engine with a
-        residual and the residual's tensors (hybridwam.looped.ResidualNet.tensors), or instead of
-        the tensors its Net struct ``net_struct`` (CapturedRollout's, over buffers it owns)."""
+        residual and the residual's Net struct (``eng.net_struct``, or CapturedRollout's over
+        buffers it owns)."""
         w, T = self._wp, ctrls.shape[1]
         wparams = self._wp_params(params)
         sl = parallel.slices(Q.shape[0], self.threads, T)
@@ -382,10 +383,8 @@ class Physics:
         if eng is not None or self.engine == "looped":
             def arrays(a, b):
                 return [w(t if len(sl) == 1 else t[a:b]) for t in (Q, V, ctrls, qfrc, qaccx, A)]
-            if eng is None:
-                return self._looped.forward_launches(arrays, T, wparams, sl, stream=stream, record=record)
-            return eng.forward_launches(arrays, T, wparams, sl, stream=stream, record=record,
-                                        net=eng.net_struct(list(net)) if net_struct is None else net_struct)
+            return (self._looped if eng is None else eng).forward_launches(arrays, T, wparams, sl, stream=stream,
+                                                                           record=record, net=net)
         cmds = []
         for a, b in sl:
             def s(t, a=a, b=b):
@@ -396,10 +395,9 @@ class Physics:
                 cmds.append(cmd)
         return cmds
 
-    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, eng=None, net=(), net_struct=None):
+    def _launch_forward(self, Q, V, ctrls, qfrc, qaccx, A, params, stream=None, eng=None, net=None):
         """Run the rollout in place (see :meth:`_forward_launches`) on up to ``self.threads`` threads."""
-        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, eng=eng, net=net,
-                                      net_struct=net_struct)
+        cmds = self._forward_launches(Q, V, ctrls, qfrc, qaccx, A, params, stream, eng=eng, net=net)
         if cmds:
             parallel.run([c.launch for c in cmds], self.threads)
 
@@ -638,7 +636,7 @@ class CapturedRollout:
     # ---- launch ------------------------------------------------------------------------------
     def _launch(self, params, stream=None):
         self.physics._launch_forward(self._Q, self._V, self._C, self._F, self._X, self._A, params, stream,
-                                     eng=self._eng, net_struct=self._net)
+                                     eng=self._eng, net=self._net)
 
     def _run(self):
         m = self.physics.model
@@ -667,7 +665,7 @@ class CapturedRollout:
                 # several slices of worlds on the CPU's threads: a graph would run them one after
                 # the other, so the launches are recorded as Warp commands and replayed concurrently
                 self.graph = self.physics._forward_launches(self._Q, self._V, self._C, self._F, self._X, self._A,
-                                                            params, record=True, eng=self._eng, net_struct=self._net)
+                                                            params, record=True, eng=self._eng, net=self._net)
                 self._params_key = key
                 self.captures += 1
             else:

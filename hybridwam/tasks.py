@@ -144,12 +144,7 @@ class SiteKinematics:
         """World positions [..., len(sites), 3] of the sites (ids or names) at ``qpos`` [..., nq]."""
         from .looped import site_positions
 
-        ids = [self.site_id(s) for s in sites]
-        xp, xq = self.poses(qpos)
-        batch = qpos.shape[:-1]
-        nb = self.mj.nbody
-        out = site_positions(self.mj, xp.reshape(-1, nb, 3), xq.reshape(-1, nb, 4), ids)
-        return out.reshape(*batch, len(ids), 3)
+        return site_positions(self.mj, *self.poses(qpos), [self.site_id(s) for s in sites])
 
     def site_id(self, site) -> int:
         if isinstance(site, (int, np.integer)):

@@ -2,11 +2,11 @@
 
 Per world and step: the residual's features of (qpos, qvel, ctrl) (sin / cos of hinge angles,
 slide coordinates, sign-fixed quaternions, velocities, controls scaled by their ctrlrange), their
-standardisation, the layers (weights row-major, [out, in] as torch's nn.Linear) with the
-activation between them, and the output scale -> ``s.res`` [nv], which the step adds to the
-generalized force before the solve (``mode`` force) or to the acceleration (``mode``
-acceleration). The numbers come in a ``Net`` struct (the residual's weights and buffers as flat
-arrays, the layer sizes and the feature plan as index arrays), so one compiled module serves
+standardisation, the layers with the activation between them, and the output scale ->
+``s.res`` [nv], which the step adds to the generalized force before the solve (force mode) or
+to the acceleration (acceleration mode; the mode is a compile-time feature). The numbers come
+in a ``Net`` struct (the weights and biases by blocks of eight outputs, the buffers as they
+are, the layer sizes and the feature plan as index arrays), so one compiled module serves
 every residual of any width and depth.
 
 The forward accumulates the matrix-vector products in registers, which Warp's reverse mode
@@ -24,28 +24,26 @@ from .tree import per_dtype
 F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL = 0, 1, 2, 3, 4, 5
 #: activations (Net.act), the order of hybridwam.residual.ACTIVATIONS' names in ACT_NAMES
 ACT_NAMES = ("silu", "tanh", "relu", "gelu")
-#: Net.mode
-MODE_ACCELERATION, MODE_FORCE = 0, 1
 
 _SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL))
 
 
 @per_dtype
 def net_type(T):
-    """The ``wp.struct`` Net for scalar ``T``: sizes (nlayer, nfeat, act, mode), per layer its
-    input width dims[l] (dims[nlayer] the output width), the offsets of its weights and biases
-    (woff, boff) and of its inputs and outputs in the per-world arrays s.nact, s.npre, s.ng
-    (ioff, hoff: the features first, then each layer's outputs), the flat weights W (each layer
-    [out, in] row-major, as torch's nn.Linear) and W8 (per layer from woff8, per block of eight
-    outputs and per input, those outputs' eight weights: one load each; a partial last block is
-    padded with zeros), the biases b (and b8, by blocks from boff8), the
-    feature plan (fkind, fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion
-    component's w index), the standardisation (mean, std), the controls' centre and half-range
-    (ccen, cscl) and the output scale (oscl)."""
-    fields = {"nlayer": int, "nfeat": int, "act": int, "mode": int}
-    for n in ("dims", "woff", "woff8", "boff", "boff8", "ioff", "hoff", "fkind", "fadr", "fsgn"):
+    """The ``wp.struct`` Net for scalar ``T``: sizes (nlayer, nfeat, act), per layer its input
+    width dims[l] (dims[nlayer] the output width), where its blocks of weights and biases start
+    (woff8, boff8) and where its inputs and outputs are in the per-world arrays s.nact, s.npre,
+    s.ng (ioff, hoff: the features first, then each layer's outputs); W8: per layer, per block
+    of eight outputs and per input, those outputs' eight weights (one load each; a partial last
+    block padded with zeros), b8 the biases by blocks alike; the feature plan (fkind, fadr: the
+    index into qpos / qvel / ctrl, fsgn: a quaternion component's w index), the standardisation
+    (mean, std), the controls' centre and half-range (ccen, cscl) and the output scale (oscl).
+    The residual's mode (force or acceleration) is a compile-time feature
+    (kernels.tree.Features.residual), not a field."""
+    fields = {"nlayer": int, "nfeat": int, "act": int}
+    for n in ("dims", "woff8", "boff8", "ioff", "hoff", "fkind", "fadr", "fsgn"):
         fields[n] = wp.array(dtype=int)
-    for n in ("W", "b", "mean", "std", "ccen", "cscl", "oscl"):
+    for n in ("mean", "std", "ccen", "cscl", "oscl"):
         fields[n] = wp.array(dtype=T)
     fields["W8"] = wp.array(dtype=wp.types.vector(8, T))
     fields["b8"] = wp.array(dtype=wp.types.vector(8, T))
