@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from .replay import Replay
 from .types import MESH, PAIR_KINDS, PARAM_SPEC, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
@@ -104,6 +105,10 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     }
 
 
+#: Kernels only the stage API launches (Physics.forward, mass_matrix): compiled on first use.
+_STAGE_API_ONLY = ("stage_full_kernel", "solve_kernel")
+
+
 def _launch(record, kernel, **kw):
     """wp.launch, or with ``record`` (a list) its launch command appended instead."""
     cmd = wp.launch(kernel, record_cmd=record is not None, **kw)
@@ -124,6 +129,7 @@ class LoopedEngine:
         f = features(model.structure, contacts)
         self.net = None if residual is None else ResidualNet(residual, model.device)
         self._net_cache = None  # the last Net struct net_struct made
+        self._params_cache = None  # (ids, arrays, struct): the last Params struct without adjoints
         self.features = f if residual is None else Features(*f[:3], residual=residual.mode)
         self.k = _kernels(model.dtype, self.features)
         dev = model.device
@@ -165,7 +171,15 @@ class LoopedEngine:
         """A Params struct over the kernel's parameter arrays (PARAM_SPEC order). With ``wadj``
         (the adjoint arrays, None where no gradient is wanted) each differentiated array is a
         view whose ``grad`` is its adjoint: Warp's adjoint of a struct argument accumulates into
-        the ``grad`` of the struct's own arrays."""
+        the ``grad`` of the struct's own arrays. Without adjoints the struct is kept for the same
+        arrays (hybridwam.physics caches them per parameter tensor): building it costs more than a
+        small rollout."""
+        plain = wadj is None or all(g is None for g in wadj)
+        if plain:
+            key = tuple(id(a) for a in wparams)
+            hit = self._params_cache
+            if hit is not None and hit[0] == key:
+                return hit[2]
         p = self.k["Params"]()
         for i, ((name, _), a) in enumerate(zip(PARAM_SPEC, wparams, strict=True)):
             g = None if wadj is None else wadj[i]
@@ -173,6 +187,8 @@ class LoopedEngine:
                 a = wp.array(ptr=a.ptr, dtype=a.dtype, shape=a.shape, strides=a.strides, device=a.device)
                 a.grad = g
             setattr(p, name, a)
+        if plain:
+            self._params_cache = (key, list(wparams), p)  # the arrays held: their ids stay theirs
         return p
 
     def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None, layout=None) -> tuple:
@@ -252,26 +268,28 @@ class LoopedEngine:
         for a, b in sl:
             _, _, s, _ = self._rows("fwd", B, a, b)
             cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
-                            inputs=[*arrays(a, b), T, self.tree, p, *s, net], record_cmd=record)
+                            inputs=[*arrays(a, b), 0, T, 0, self.tree, p, *s, net], record_cmd=record)
             if record:
                 cmds.append(cmd)
         return cmds
 
-    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False, net=None, record=None) -> None:
-        """Step t of the trajectory arrays ``fwd`` in parts (the residual, stage_a, per solve the
-        collision / dry-friction stage and the solve, stage_b), leaving its intermediates in the
-        scratch structs ``s`` (one per solve, see :meth:`scratch`). ``full``: with MuJoCo's
-        joint-space terms (M, qfrc_bias; the stage API's stage_full_kernel); ``net``: the
-        residual's Net struct (engines with a residual); ``record``: a list the launches are
-        appended to as Warp launch commands, instead of running them."""
+    def step_forward(self, dim: int, fwd, t: int, tree, p, s, full: bool = False, record=None) -> None:
+        """Step t of the trajectory arrays ``fwd`` in parts (stage_a, per solve the collision /
+        dry-friction stage and the solve, stage_b), leaving its intermediates in the scratch
+        structs ``s`` (one per solve, see :meth:`scratch`): the stage API's step (the backward
+        pass of a rollout runs the rollout kernel for one step instead). ``full``: with MuJoCo's
+        joint-space terms (M, qfrc_bias; the stage API's stage_full_kernel); ``record``: a list
+        the launches are appended to as Warp launch commands, instead of running them. Physics
+        only: an engine with a residual has no separate residual stage forward."""
         dev = self.model.device
 
         def go(kernel, **kw):
             _launch(record, kernel, dim=dim, device=dev, **kw)
 
-        s0, s1 = s
         if self.net is not None:
-            go(self.k["residual_kernel"], inputs=[fwd[0], fwd[1], fwd[2], t, tree, net, s0])
+            raise ValueError("step_forward runs the physics' stages; an engine with a residual steps through "
+                             "its rollout kernel")
+        s0, s1 = s
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
         go(stage, inputs=[*fwd, t, tree, p, s0, s1])
         for slot, sk in enumerate(s[:self.nsolve]):
@@ -282,7 +300,8 @@ class LoopedEngine:
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False, net=None,
                      gnet=None, record=None) -> None:
-        """Adjoint of :meth:`step_forward` (run just before, same arrays): stage_b in Warp's adjoint
+        """Adjoint of step t (its forward run just before, same arrays, by :meth:`step_forward` or
+        the rollout kernel for that step): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
         stage_a in adjoint mode. ``s``'s arrays carry their adjoints (the structs ``sa`` are over
         the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
@@ -330,21 +349,26 @@ class LoopedEngine:
                 gnet = None if gnets is None else gnets[k]
                 # the step's launches are packed once and replayed with each t (a launch's
                 # argument packing costs more than a small batch's arithmetic)
-                fw, ad = [], []
-                self.step_forward(b - a, fwd, T - 1, self.tree, p, s, net=net, record=fw)
+                # (hybridwam.replay: with their argument structs packed once, where Warp allows)
+                # the step forward as one launch of the rollout kernel (step t only)
+                fw = [wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, record_cmd=True,
+                                inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s,
+                                        self.net_struct() if net is None else net])]
+                ad = []
                 self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=ad)
-                timed = [c for c in fw + ad if "t" in [v.label for v in c.kernel.adj.args]]
+                fw, ad = [Replay(c) for c in fw], [Replay(c) for c in ad]
+                timed = [c for c in fw + ad if "t" in c.names]
                 for t in range(T - 1, -1, -1):
                     for c in timed:
-                        c.set_param_by_name("t", t)
+                        c.set("t", t)
                     for c in fw:
-                        c.launch()
+                        c()
                     if host is not None:
                         host.fill(0)
                     else:
                         abuf.zero_()
                     for c in ad:
-                        c.launch()
+                        c()
             return go
 
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
@@ -353,8 +377,9 @@ class LoopedEngine:
         """Compile (or load from Warp's cache) the kernels on the model's device; returns seconds.
         The code is the same for every model of this scalar type and features, so it compiles
         once per machine (Warp caches it on disk). The kernels are separate modules, compiled
-        side by side on the CPU's cores (one after another for a GPU). The stage API's
-        stage_full_kernel is left to its first launch (Warp compiles a module when first used)."""
+        side by side on the CPU's cores (one after another for a GPU). What only the stage API
+        runs (stage_full_kernel, the forward solve_kernel) is left to its first launch (Warp
+        compiles a module when first used)."""
         import os
         import sys
         import time
@@ -362,7 +387,7 @@ class LoopedEngine:
 
         t0 = time.perf_counter()
         dev = self.model.device
-        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel") and name != "stage_full_kernel"]
+        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel") and name not in _STAGE_API_ONLY]
         wp.init()
         # on the CPU each module's compile is a call into Warp's compiler that releases the GIL;
         # CUDA modules load one after another (each thread would need the device's context)

@@ -13,21 +13,20 @@ and the candidate pairs come in ``Tree`` arrays, numbers in the ``Params`` struc
 order, differentiable), intermediates in ``Scratch`` structs (one per solve). Kernels, per
 scalar type and features (``build(T, features)``):
 
-- ``rollout_kernel``: T steps per world in one launch, forward only.
-- the step at index ``t`` of the trajectory arrays in parts, for the backward pass:
-  ``stage_a_kernel`` (up to qt, and the contact points), per solve ``assemble_kernel``
-  (with contacts or dry friction) and ``solve_kernel``, then ``stage_b_kernel`` (Euler). For
-  t = T-1 .. 0 the backward pass launches these forward (step t's intermediates into the
-  scratch), then stage_b in Warp's adjoint mode, per solve from the last
-  ``solve_adjoint_kernel`` (hand-written) and assemble in adjoint mode, then stage_a in adjoint
-  mode, with the scratch adjoints zeroed per step: the trajectory stays O(T (nq + nv)) per world
-  and the scratch is one step's.
+- ``rollout_kernel``: steps t .. t + nstep - 1 per world in one launch, forward only.
+- the step at index ``t`` of the trajectory arrays in parts, for the backward pass and the
+  stage API: ``stage_a_kernel`` (up to qt, and the contact points), per solve
+  ``assemble_kernel`` (with contacts or dry friction) and ``solve_kernel``, then
+  ``stage_b_kernel`` (Euler). For t = T-1 .. 0 the backward pass runs the rollout kernel for
+  step t alone (its intermediates into the scratch), then stage_b in Warp's adjoint mode, per
+  solve from the last ``solve_adjoint_kernel`` (hand-written) and assemble in adjoint mode,
+  then stage_a in adjoint mode, with the scratch adjoints zeroed per step: the trajectory stays
+  O(T (nq + nv)) per world and the scratch is one step's.
 - ``stage_full_kernel``: stage_a with M and qfrc_bias, for the stage API (Physics.mass_matrix,
   forward); compiled on its first use.
 - with a residual (``features.residual``, the hybrid model: kernels/residual.py), the rollout
   kernel evaluates it first in every step (its output into qt or the acceleration), and the
-  backward pass runs ``residual_kernel`` before stage_a and ``residual_adjoint_kernel``
-  (hand-written) after stage_a's adjoint.
+  backward pass runs ``residual_adjoint_kernel`` (hand-written) after stage_a's adjoint.
 """
 import warp as wp
 
@@ -153,21 +152,25 @@ def build(T, features=NO_FEATURES):
         euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
 
     @wp.kernel(enable_backward=False, module="unique")
-    def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, nstep: int,
-                       tree: Tree, p: P, s: S, s1: S, net: N):
+    def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                       nstep: int, deriv: int, tree: Tree, p: P, s: S, s1: S, net: N):
+        """Steps t .. t + nstep - 1 (the rollout: from 0; the backward pass: one step at a time,
+        leaving its intermediates in the scratch, with ``deriv`` = 1: the residual also keeps its
+        activations' derivatives)."""
         w = wp.tid()
-        for t in range(nstep):
+        for k in range(nstep):
+            ts = t + k
             if wp.static(RES != ""):
-                residual(w, qpos, qvel, ctrl, t, tree.nv, net, s)
-            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+                residual(w, qpos, qvel, ctrl, ts, tree.nv, net, s, deriv)
+            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
             if wp.static(ASSEMBLE):
-                assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
+                assemble(w, 0, qvel, qacc_extra, ts, tree, p, s, s)
             solve(w, tree, p, s)
             if wp.static(TWO):
-                assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
+                assemble(w, 1, qvel, qacc_extra, ts, tree, p, s1, s)
                 if s1.lim[w, 0] > T(0.0):
                     solve(w, tree, p, s1)
-            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
 
     # one step in parts, for the backward pass: stage_a, assemble and stage_b forward and in Warp's
     # adjoint mode, the solves forward and through their hand-written adjoint in between
@@ -204,10 +207,6 @@ def build(T, features=NO_FEATURES):
             solve_adjoint(w, tree, p, s, sa)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def residual_kernel(qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, net: N, s: S):
-        residual(wp.tid(), qpos, qvel, ctrl, t, tree.nv, net, s)
-
-    @wp.kernel(enable_backward=False, module="unique")
     def residual_adjoint_kernel(qpos: A3, ctrl: A3, t: int, tree: Tree, net: N, gnet: N, s: S, sa: S,
                                 adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         residual_adjoint(wp.tid(), qpos, ctrl, t, tree.nv, net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)
@@ -216,7 +215,6 @@ def build(T, features=NO_FEATURES):
                stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S, Net=N)
     if RES:
-        out["residual_kernel"] = residual_kernel
         out["residual_adjoint_kernel"] = residual_adjoint_kernel
     if ASSEMBLE:
         out["assemble_kernel"] = assemble_kernel

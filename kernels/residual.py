@@ -11,7 +11,8 @@ every residual of any width and depth.
 
 The forward accumulates the matrix-vector products in registers, which Warp's reverse mode
 cannot follow; ``residual_adjoint`` is its hand-written adjoint (backpropagation through the
-stored pre-activations s.npre and activations s.nact): from sa.res into the adjoints of the
+activations s.nact and their derivatives s.npre, which the
+backward pass's recompute of the step stores): from sa.res into the adjoints of the
 state and controls at step t and (atomically, summed over worlds and steps) of the weights and
 biases.
 """
@@ -60,6 +61,7 @@ def make(T):
 
     a = aliases(T)
     S, A3 = a["S"], a["A3"]
+    A2 = wp.array2d(dtype=T)
     N = net_type(T)
     half = T(0.5)
     rsqrt2 = T(0.7071067811865476)
@@ -76,16 +78,18 @@ def make(T):
         return half * x * (T(1.0) + wp.erf(x * rsqrt2))
 
     @wp.func
-    def dact(k: int, x: T):
+    def act_d(k: int, x: T):
+        """(act(k, x), its derivative at x), sharing their work."""
         if k == 0:
             sg = T(1.0) / (T(1.0) + wp.exp(-x))
-            return sg * (T(1.0) + x * (T(1.0) - sg))
+            return x * sg, sg * (T(1.0) + x * (T(1.0) - sg))
         if k == 1:
             th = wp.tanh(x)
-            return T(1.0) - th * th
+            return th, T(1.0) - th * th
         if k == 2:
-            return wp.where(x > T(0.0), T(1.0), T(0.0))
-        return half * (T(1.0) + wp.erf(x * rsqrt2)) + x * rsqrt2pi * wp.exp(-half * x * x)
+            return wp.max(x, T(0.0)), wp.where(x > T(0.0), T(1.0), T(0.0))
+        e = wp.erf(x * rsqrt2)
+        return half * x * (T(1.0) + e), half * (T(1.0) + e) + x * rsqrt2pi * wp.exp(-half * x * x)
 
     @wp.func
     def feature(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, net: N, f: int):
@@ -106,10 +110,28 @@ def make(T):
     V8 = wp.types.vector(8, T)
 
     @wp.func
-    def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S):
+    def emit(nact: A2, npre: A2, w: int, at: int, n: int, acc: V8, hidden: bool, k: int, deriv: int):
+        """The first ``n`` outputs of a block (``acc``) into nact (s.nact) from index ``at``,
+        through the activation ``k`` where ``hidden``; with ``deriv`` the activation's derivatives
+        into npre (s.npre: what the adjoint reads). The arrays, not the Scratch struct, are
+        passed: a struct argument is copied where the call is not inlined."""
+        for e in range(n):
+            y = acc[e]
+            if hidden:
+                if deriv != 0:
+                    y, d = act_d(k, y)
+                    npre[w, at + e] = d
+                else:
+                    y = act(k, y)
+            nact[w, at + e] = y
+
+    @wp.func
+    def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S, deriv: int):
         """s.res = the residual's output at step t (the standardised features, then each layer's
-        outputs into s.nact; pre-activations into s.npre). Outputs in blocks of eight: eight
-        accumulators over each input's eight weights (W8; a last, partial block padded with zeros)."""
+        outputs into s.nact; with ``deriv`` (the backward pass's recompute) the hidden units'
+        activation derivatives into s.npre). Outputs in blocks of eight (an
+        accumulator over each input's eight weights W8; a last, partial block padded with zeros),
+        four blocks at a time: four independent accumulation chains per input read."""
         for f in range(net.nfeat):
             s.nact[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
         last = net.nlayer - 1
@@ -118,28 +140,57 @@ def make(T):
             nout = net.dims[l + 1]
             io = net.ioff[l]
             ho = net.hoff[l]
-            for k in range((nout + 7) / 8):
-                o0 = k * 8
-                acc = net.b8[net.boff8[l] + k]
+            bo = net.boff8[l]
+            hidden = l < last
+            nb = (nout + 7) / 8
+            for g in range(nb / 4):
+                k = g * 4
+                a0 = net.b8[bo + k]
+                a1 = net.b8[bo + k + 1]
+                a2 = net.b8[bo + k + 2]
+                a3 = net.b8[bo + k + 3]
+                c = net.woff8[l] + k * nin
+                for i in range(nin):
+                    x = s.nact[w, io + i]
+                    a0 = a0 + x * net.W8[c + i]
+                    a1 = a1 + x * net.W8[c + nin + i]
+                    a2 = a2 + x * net.W8[c + 2 * nin + i]
+                    a3 = a3 + x * net.W8[c + 3 * nin + i]
+                o0 = ho + k * 8
+                emit(s.nact, s.npre, w, o0, 8, a0, hidden, net.act, deriv)
+                emit(s.nact, s.npre, w, o0 + 8, 8, a1, hidden, net.act, deriv)
+                emit(s.nact, s.npre, w, o0 + 16, 8, a2, hidden, net.act, deriv)
+                emit(s.nact, s.npre, w, o0 + 24, wp.min(8, nout - k * 8 - 24), a3, hidden, net.act, deriv)
+            for k in range((nb / 4) * 4, nb):
+                acc = net.b8[bo + k]
                 c = net.woff8[l] + k * nin
                 for i in range(nin):
                     acc = acc + s.nact[w, io + i] * net.W8[c + i]
-                for e in range(wp.min(8, nout - o0)):
-                    x = acc[e]
-                    s.npre[w, ho + o0 + e] = x
-                    if l < last:
-                        x = act(net.act, x)
-                    s.nact[w, ho + o0 + e] = x
+                emit(s.nact, s.npre, w, ho + k * 8, wp.min(8, nout - k * 8), acc, hidden, net.act, deriv)
         ho = net.hoff[last]
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
+
+    @wp.func
+    def hsum(v: V8):
+        """The sum of v's entries as a tree (three additions deep, not a chain of eight)."""
+        return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
+
+    @wp.func
+    def grad8(ng: A2, w: int, at: int, n: int):
+        """The block of ng (s.ng) from ``at`` (``n`` of its eight entries; the rest zero)."""
+        g = V8()
+        for e in range(n):
+            g[e] = ng[w, at + e]
+        return g
 
     @wp.func
     def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
         of the weights and biases (gnet.W8, gnet.b8: the forward's block layout; atomic adds), by
-        the same blocks of eight outputs as the forward; s.ng holds the adjoints of the features
+        the same blocks of eight outputs as the forward (four at a time: one sum over the lanes
+        per input for four blocks); s.ng holds the adjoints of the features
         and each layer's outputs (s.nact's layout). Needs the forward's s.npre, s.nact."""
         last = net.nlayer - 1
         ho = net.hoff[last]
@@ -153,19 +204,39 @@ def make(T):
             ho = net.hoff[l]
             if l < last:
                 for o in range(nout):
-                    s.ng[w, ho + o] = s.ng[w, ho + o] * dact(net.act, s.npre[w, ho + o])
+                    s.ng[w, ho + o] = s.ng[w, ho + o] * s.npre[w, ho + o]
             for i in range(nin):
                 s.ng[w, io + i] = T(0.0)
-            for k in range((nout + 7) / 8):
-                o0 = k * 8
-                g8 = V8()
-                for e in range(wp.min(8, nout - o0)):
-                    g8[e] = s.ng[w, ho + o0 + e]
-                wp.atomic_add(gnet.b8, net.boff8[l] + k, g8)
+            bo = net.boff8[l]
+            nb = (nout + 7) / 8
+            for gi in range(nb / 4):
+                k = gi * 4
+                o0 = ho + k * 8
+                g0 = grad8(s.ng, w, o0, 8)
+                g1 = grad8(s.ng, w, o0 + 8, 8)
+                g2 = grad8(s.ng, w, o0 + 16, 8)
+                g3 = grad8(s.ng, w, o0 + 24, wp.min(8, nout - k * 8 - 24))
+                wp.atomic_add(gnet.b8, bo + k, g0)
+                wp.atomic_add(gnet.b8, bo + k + 1, g1)
+                wp.atomic_add(gnet.b8, bo + k + 2, g2)
+                wp.atomic_add(gnet.b8, bo + k + 3, g3)
+                c = net.woff8[l] + k * nin
+                for i in range(nin):
+                    x = s.nact[w, io + i]
+                    wp.atomic_add(gnet.W8, c + i, g0 * x)
+                    wp.atomic_add(gnet.W8, c + nin + i, g1 * x)
+                    wp.atomic_add(gnet.W8, c + 2 * nin + i, g2 * x)
+                    wp.atomic_add(gnet.W8, c + 3 * nin + i, g3 * x)
+                    v = (wp.cw_mul(net.W8[c + i], g0) + wp.cw_mul(net.W8[c + nin + i], g1)
+                         + wp.cw_mul(net.W8[c + 2 * nin + i], g2) + wp.cw_mul(net.W8[c + 3 * nin + i], g3))
+                    s.ng[w, io + i] = s.ng[w, io + i] + hsum(v)
+            for k in range((nb / 4) * 4, nb):
+                g8 = grad8(s.ng, w, ho + k * 8, wp.min(8, nout - k * 8))
+                wp.atomic_add(gnet.b8, bo + k, g8)
                 c = net.woff8[l] + k * nin
                 for i in range(nin):
                     wp.atomic_add(gnet.W8, c + i, g8 * s.nact[w, io + i])
-                    s.ng[w, io + i] = s.ng[w, io + i] + wp.dot(net.W8[c + i], g8)
+                    s.ng[w, io + i] = s.ng[w, io + i] + hsum(wp.cw_mul(net.W8[c + i], g8))
         for f in range(net.nfeat):
             g = s.ng[w, f] / net.std[f]
             k = net.fkind[f]

@@ -1,0 +1,76 @@
+"""Recorded Warp launch commands, replayed many times with only a few integer arguments changing.
+
+The looped engine's backward steps through a rollout one step at a time: per step the same few
+launches (the step's stages forward, then their adjoints) with only the step index ``t``
+changing. Warp's ``Launch.launch`` packs every argument into a new ctypes struct at each call;
+for the step's scratch structs (about a hundred arrays, 14 kB) that costs 2-10 us a launch on
+the CPU, more than a small batch's arithmetic (a 2-dof model with a 64x64 residual: 8 launches a
+step, 4-11 us each through ``Launch.launch``, 0.4-4 us through a struct packed once).
+
+:class:`Replay` packs a CPU launch's argument structs once and calls the kernel's entry point
+with them; :meth:`Replay.set` changes an integer argument in the packed struct. Where the
+command does not expose what that needs (another Warp version, a CUDA device, a block launch),
+it falls back to ``Launch.set_param_by_name`` / ``Launch.launch``: the same kernel, the same
+arguments, only the packing repeated.
+"""
+from __future__ import annotations
+
+import ctypes
+
+#: argument struct types by (kernel, argument names, argument ctypes)
+_STRUCTS: dict = {}
+
+
+class Replay:
+    """One recorded launch command (``wp.launch(..., record_cmd=True)``), called as ``replay()``."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+        labels = [a.label for a in cmd.kernel.adj.args]
+        self.names = frozenset(labels)
+        self._args = self._adj = self._call = None
+        try:
+            if not cmd.device.is_cpu or (getattr(cmd, "block_dim", 1) or 1) > 1:
+                return
+            params, hooks, n = cmd.params, cmd.hooks, len(labels)
+
+            def pack(values):
+                key = (cmd.kernel.key, tuple(labels), tuple(type(v) for v in values))
+                struct = _STRUCTS.get(key)
+                if struct is None:  # a ctypes type costs more to make than to fill
+                    struct = _STRUCTS[key] = type("Args", (ctypes.Structure,), {
+                        "_fields_": [(k, type(v)) for k, v in zip(labels, values, strict=True)]})
+                out = struct()
+                for k, v in zip(labels, values, strict=True):
+                    setattr(out, k, v)
+                return out
+
+            bounds = params[0]
+            self._args = pack(params[1:1 + n])
+            if cmd.adjoint:
+                self._adj = pack(params[1 + n:1 + 2 * n])
+                fn, a, b = hooks.backward, ctypes.byref(self._args), ctypes.byref(self._adj)
+                self._call = lambda: fn(ctypes.byref(bounds), a, b)
+            else:
+                fn, a = hooks.forward, ctypes.byref(self._args)
+                self._call = lambda: fn(ctypes.byref(bounds), a)
+        except (AttributeError, TypeError, ValueError):  # a Warp without these internals: plain replay
+            self._args = self._adj = self._call = None
+
+    @property
+    def packed(self) -> bool:
+        """True when the launch goes through its struct packed once (else ``Launch.launch``)."""
+        return self._call is not None
+
+    def set(self, name: str, value: int) -> None:
+        """The forward integer argument ``name`` set to ``value`` for the next calls."""
+        if self._call is not None:
+            setattr(self._args, name, value)
+        else:
+            self.cmd.set_param_by_name(name, value)
+
+    def __call__(self) -> None:
+        if self._call is not None:
+            self._call()
+        else:
+            self.cmd.launch()
