@@ -9,6 +9,8 @@ unrolled engine (:mod:`hybridwam.codegen`) generates code that grows with the mo
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import warp as wp
@@ -109,8 +111,16 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
 _STAGE_API_ONLY = ("stage_full_kernel", "solve_kernel")
 
 
+class _Specs(list):
+    """A ``record`` list (:func:`_launch`) that collects (kernel, launch keywords) instead."""
+
+
 def _launch(record, kernel, **kw):
-    """wp.launch, or with ``record`` (a list) its launch command appended instead."""
+    """wp.launch, or with ``record`` (a list) its launch command appended instead; a
+    :class:`_Specs` list gets (kernel, keywords), nothing launched or recorded."""
+    if isinstance(record, _Specs):
+        record.append((kernel, kw))
+        return
     cmd = wp.launch(kernel, record_cmd=record is not None, **kw)
     if record is not None:
         record.append(cmd)
@@ -256,6 +266,22 @@ class LoopedEngine:
             self._net_cache = self.net.struct(self.k["Net"], self.model.dtype, tensors)
         return self._net_cache
 
+    def grad_buffers(self, K: int):
+        """(gW [K, nwb, block], gb [K, nbb, block], structs): zeroed buffers the residual's
+        adjoint accumulates its weights' and biases' adjoints into, one per range of worlds, and a
+        Net struct over each (:meth:`ResidualNet.grad_struct`); kept per K, zeroed per call (making
+        the structs costs more than a small rollout's backward)."""
+        hit = self._bufs.get(("grad net", K))
+        if hit is None:
+            like = self.net.linears[0].weight
+            gW = torch.zeros(K, self.net.nwb, self.net.block, dtype=like.dtype, device=like.device)
+            gb = torch.zeros(K, self.net.nbb, self.net.block, dtype=like.dtype, device=like.device)
+            hit = self._bufs[("grad net", K)] = (gW, gb, [self.net_struct(grads=(gW[k], gb[k])) for k in range(K)])
+        else:
+            hit[0].zero_()
+            hit[1].zero_()
+        return hit
+
     def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False, net=None) -> list:
         """Launches of ``rollout_kernel`` over the slices ``sl`` of worlds; ``arrays``: a function
         (a, b) -> the six trajectory arrays (qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc) of
@@ -347,26 +373,37 @@ class LoopedEngine:
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
                 host = abuf.numpy() if abuf.device.type == "cpu" else None
                 gnet = None if gnets is None else gnets[k]
-                # the step's launches are packed once and replayed with each t (a launch's
-                # argument packing costs more than a small batch's arithmetic)
-                # (hybridwam.replay: with their argument structs packed once, where Warp allows)
-                # the step forward as one launch of the rollout kernel (step t only)
-                fw = [wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, record_cmd=True,
-                                inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s,
-                                        self.net_struct() if net is None else net])]
-                ad = []
-                self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=ad)
-                fw, ad = [Replay(c) for c in fw], [Replay(c) for c in ad]
-                timed = [c for c in fw + ad if "t" in c.names]
+                # the step's launches, packed once and replayed with each t (a launch's argument
+                # packing costs more than a small batch's arithmetic; hybridwam.replay): the step
+                # forward as one launch of the rollout kernel (step t only), then its adjoint. They
+                # are kept for the next backward pass of this range, which repacks only the
+                # arguments that changed (the trajectory arrays, as a rule)
+                specs = _Specs()
+                _launch(specs, self.k["rollout_kernel"], dim=b - a, device=self.model.device,
+                        inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s, self.net_struct() if net is None else net])
+                self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=specs)
+                held = (p, padj, net, gnet, *(k for k, _ in specs))
+                slot = ("replay", B, a, b)
+                hit = self._bufs.get(slot)
+                same = hit is not None and len(hit[0]) == len(held)
+                if same and all(x is y for x, y in zip(hit[0], held, strict=True)):
+                    reps = hit[1]
+                    for r, (_, kw) in zip(reps, specs, strict=True):
+                        r.rebind(kw["inputs"], kw.get("adj_inputs"))
+                else:
+                    reps = [Replay(wp.launch(k, record_cmd=True, **kw), kw["inputs"], kw.get("adj_inputs"))
+                            for k, kw in specs]
+                    self._bufs[slot] = (held, reps)  # the structs held: the identity check stays sound
+                fw, ad = reps[:1], reps[1:]
+                timed = [c.setter("t") for c in fw + ad if "t" in c.names]
+                fw, ad = [c.call for c in fw], [c.call for c in ad]
+                zero = functools.partial(host.fill, 0) if host is not None else abuf.zero_
                 for t in range(T - 1, -1, -1):
                     for c in timed:
-                        c.set("t", t)
+                        c(t)
                     for c in fw:
                         c()
-                    if host is not None:
-                        host.fill(0)
-                    else:
-                        abuf.zero_()
+                    zero()
                     for c in ad:
                         c()
             return go
@@ -431,8 +468,6 @@ class ResidualNet:
         self.linears = [m for m in residual.net if isinstance(m, torch.nn.Linear)]
         dims = [self.linears[0].in_features] + [lin.out_features for lin in self.linears]
         self.nfeat = dims[0]
-        #: per world: the features, then every layer's outputs
-        self.nnet = sum(dims)
         self.act = kr.ACT_NAMES.index(residual.activation)
         fk, fa, fs = [], [], []
         for kind, a in residual._plan:
@@ -453,22 +488,30 @@ class ResidualNet:
         fs += [0] * (residual.nv + residual.nu)
         if len(fk) != self.nfeat:
             raise ValueError(f"the residual's first layer takes {self.nfeat} inputs, its features are {len(fk)}")
-        # per layer: where its blocks of weights and biases start (woff8, boff8) and, per world
-        # (the features first), where its outputs go (hoff) and its inputs are (ioff)
-        woff8, boff8, hoff = [], [], []
-        w8 = b8 = 0
-        h = self.nfeat
+        # per layer: where its blocks of weights and biases start (woff, boff) and, per world
+        # (the features first), where its outputs go (hoff; the features and each layer's outputs
+        # padded to whole blocks, which the kernel writes whole) and its inputs are (ioff)
+        NB = kr.BLOCK
+        woff, boff, toff, hoff = [], [], [], []
+        nw = nb = nt = 0
+        h = -(-self.nfeat // NB) * NB
         for nin, nout in zip(dims[:-1], dims[1:], strict=True):
-            woff8.append(w8)
-            boff8.append(b8)
+            woff.append(nw)
+            boff.append(nb)
+            toff.append(nt)
             hoff.append(h)
-            w8 += -(-nout // 8) * nin
-            b8 += -(-nout // 8)
-            h += nout
-        self.nw8, self.nb8 = w8, b8
+            nw += -(-nout // NB) * nin
+            nb += -(-nout // NB)
+            nt += -(-nin // NB) * nout
+            h += -(-nout // NB) * NB
+        #: blocks of weights, of biases and of transposed weights (rows of the block tensors,
+        #: :meth:`blocks`), the block width
+        self.nwb, self.nbb, self.ntb, self.block = nw, nb, nt, NB
+        #: per world: the features, then every layer's outputs (padded to whole blocks)
+        self.nnet = h
         ioff = [0] + hoff[:-1]
         self._ints = {n: wp.array(np.asarray(v, dtype=np.int32), dtype=int, device=device)
-                      for n, v in (("dims", dims), ("woff8", woff8), ("boff8", boff8), ("ioff", ioff),
+                      for n, v in (("dims", dims), ("woff", woff), ("boff", boff), ("toff", toff), ("ioff", ioff),
                                    ("hoff", hoff), ("fkind", fk), ("fadr", fa), ("fsgn", fs))}
         self.residual = residual
         self._seen: dict = {}  # tag -> the weights as last seen (changed)
@@ -483,32 +526,38 @@ class ResidualNet:
             out += [lin.weight, lin.bias]
         return out + [r.input_mean, r.input_std, r.ctrl_center, r.ctrl_scale, r.output_scale]
 
-    def blocks(self, tensors) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W8 [nw8, 8], b8 [nb8, 8]): the weights and biases among ``tensors`` (:meth:`tensors`'
-        order) in the kernel's layout: per layer, per block of eight outputs (the last padded with
-        zeros), per input, the block's eight weights; the biases by blocks alike."""
-        nl = len(self.linears)
+    def blocks(self, tensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Wb [nwb, block], bb [nbb, block], Wt [ntb, block]): the weights and biases among
+        ``tensors`` (:meth:`tensors`' order) in the kernel's layout: per layer, per block of
+        ``block`` outputs (the last padded with zeros), per input, the block's weights; the biases
+        by blocks alike; Wt the same weights by blocks of inputs (per block of ``block`` inputs,
+        per output, the weights from those inputs: the adjoint's product with the transpose)."""
+        nl, NB = len(self.linears), self.block
         Ws = [t.detach() for t in tensors[0:2 * nl:2]]
         bs = [t.detach() for t in tensors[1:2 * nl:2]]
-        pad = [-x.shape[0] % 8 for x in Ws]
-        W8 = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, 8, x.shape[1]).transpose(1, 2)
-                        .reshape(-1, 8) for x, n in zip(Ws, pad, strict=True)])
-        b8 = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, 8) for x, n in zip(bs, pad, strict=True)])
-        return W8.contiguous(), b8.contiguous()
+        pad = [-x.shape[0] % NB for x in Ws]
+        Wb = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, NB, x.shape[1]).transpose(1, 2)
+                        .reshape(-1, NB) for x, n in zip(Ws, pad, strict=True)])
+        bb = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, NB) for x, n in zip(bs, pad, strict=True)])
+        Wt = torch.cat([torch.cat([x.T, x.new_zeros(-x.shape[1] % NB, x.shape[0])]).reshape(-1, NB, x.shape[0])
+                        .transpose(1, 2).reshape(-1, NB) for x in Ws])
+        return Wb.contiguous(), bb.contiguous(), Wt.contiguous()
 
-    def _struct(self, cls, dtype, W8, b8, buffers=()):
-        """The Net struct ``cls`` over the block tensors W8, b8 and the residual's ``buffers``
+    def _struct(self, cls, dtype, Wb, bb, Wt=None, buffers=()):
+        """The Net struct ``cls`` over the block tensors Wb, bb, Wt and the residual's ``buffers``
         (input_mean, input_std, ctrl_center, ctrl_scale, output_scale; none for the struct the
         adjoint accumulates the weights' adjoints into). wp.from_torch keeps each tensor alive
         as long as its array."""
         T = _SCALAR[dtype]
-        V8 = wp.types.vector(8, T)
+        VB = wp.types.vector(self.block, T)
         n = cls()
         n.nlayer, n.nfeat, n.act = len(self.linears), self.nfeat, self.act
         for k, v in self._ints.items():
             setattr(n, k, v)
-        n.W8 = wp.from_torch(W8, dtype=V8, requires_grad=False)
-        n.b8 = wp.from_torch(b8, dtype=V8, requires_grad=False)
+        n.Wb = wp.from_torch(Wb, dtype=VB, requires_grad=False)
+        n.bb = wp.from_torch(bb, dtype=VB, requires_grad=False)
+        if Wt is not None:
+            n.Wt = wp.from_torch(Wt, dtype=VB, requires_grad=False)
         for name, t in zip(("mean", "std", "ccen", "cscl", "oscl"), buffers, strict=bool(buffers)):
             t = t.detach().contiguous()
             if t.numel() == 0:  # no actuators: an unread placeholder
@@ -519,12 +568,12 @@ class ResidualNet:
     def struct(self, cls, dtype, tensors):
         """The Net struct ``cls`` over ``tensors`` (as :meth:`tensors`; the weights copied into
         the block layout, :meth:`blocks`)."""
-        return self._struct(cls, dtype, *self.blocks(tensors), tensors[2 * len(self.linears):])
+        return self._struct(cls, dtype, *self.blocks(tensors), buffers=tensors[2 * len(self.linears):])
 
-    def grad_struct(self, cls, dtype, gW8: torch.Tensor, gb8: torch.Tensor):
+    def grad_struct(self, cls, dtype, gWb: torch.Tensor, gbb: torch.Tensor):
         """The Net struct the adjoint kernel accumulates the weights' and biases' adjoints into:
-        its W8, b8 over gW8 [nw8, 8], gb8 [nb8, 8] (see :meth:`split_grads`)."""
-        return self._struct(cls, dtype, gW8, gb8)
+        its Wb, bb over gWb [nwb, block], gbb [nbb, block] (see :meth:`split_grads`)."""
+        return self._struct(cls, dtype, gWb, gbb)
 
     def owned_struct(self, cls, dtype, device):
         """(struct, refresh): a Net struct whose block weights are buffers it owns (their addresses
@@ -532,19 +581,20 @@ class ResidualNet:
         weights and biases into them when they changed since the last call (:meth:`changed`; the
         buffers mean, std, ... are the module's own tensors)."""
         like = self.linears[0].weight
-        W8 = torch.zeros(self.nw8, 8, dtype=like.dtype, device=like.device)
-        b8 = torch.zeros(self.nb8, 8, dtype=like.dtype, device=like.device)
-        tag = ("owned", id(W8))
+        Wb = torch.zeros(self.nwb, self.block, dtype=like.dtype, device=like.device)
+        bb = torch.zeros(self.nbb, self.block, dtype=like.dtype, device=like.device)
+        Wt = torch.zeros(self.ntb, self.block, dtype=like.dtype, device=like.device)
+        tag = ("owned", id(Wb))
 
         def refresh():
             t = self.tensors()
             if self.changed(t, tag):
                 with torch.no_grad():
-                    for buf, fresh in zip((W8, b8), self.blocks(t), strict=True):
+                    for buf, fresh in zip((Wb, bb, Wt), self.blocks(t), strict=True):
                         buf.copy_(fresh)
 
         refresh()
-        return self._struct(cls, dtype, W8, b8, self.tensors()[2 * len(self.linears):]), refresh
+        return self._struct(cls, dtype, Wb, bb, Wt, self.tensors()[2 * len(self.linears):]), refresh
 
     def changed(self, tensors, tag) -> bool:
         """Whether the weights and biases among ``tensors`` (:meth:`tensors`' order) differ from
@@ -559,15 +609,15 @@ class ResidualNet:
             self._seen[tag] = [(a.data_ptr(), a.clone()) for a in w]
         return not same
 
-    def split_grads(self, gW8: torch.Tensor, gb8: torch.Tensor) -> list[torch.Tensor]:
+    def split_grads(self, gWb: torch.Tensor, gbb: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the block layout the
-        adjoint accumulates them in (gW8 [nw8, 8], gb8 [nb8, 8], as the struct's W8, b8)."""
-        out, wo, bo = [], 0, 0
+        adjoint accumulates them in (gWb [nwb, block], gbb [nbb, block], as the struct's Wb, bb)."""
+        out, wo, bo, NB = [], 0, 0, self.block
         for lin in self.linears:
             nout, nin = lin.weight.shape
-            nblk = -(-nout // 8)
-            g = gW8[wo:wo + nblk * nin].reshape(nblk, nin, 8).transpose(1, 2).reshape(nblk * 8, nin)[:nout]
-            out += [g, gb8[bo:bo + nblk].reshape(-1)[:nout]]
+            nblk = -(-nout // NB)
+            g = gWb[wo:wo + nblk * nin].reshape(nblk, nin, NB).transpose(1, 2).reshape(nblk * NB, nin)[:nout]
+            out += [g, gbb[bo:bo + nblk].reshape(-1)[:nout]]
             wo, bo = wo + nblk * nin, bo + nblk
         return out
 

@@ -218,10 +218,7 @@ class _Rollout(torch.autograd.Function):
             netw = gnets = None
             if eng is not None:
                 netw = eng.net_struct(list(net))
-                like = net[0]
-                gW = _zeros((K, eng.net.nw8, 8), like)
-                gb = _zeros((K, eng.net.nb8, 8), like)
-                gnets = [eng.net_struct(grads=(gW[k], gb[k])) for k in range(K)]
+                gW, gb, gnets = eng.grad_buffers(K)
             # the backward pass re-runs each step forward into copies: the returned trajectory keeps its bits
             Qc, Vc, Ac = _copy(Q), _copy(V), _copy(A)
             with _stream_scope(phys.model.device):

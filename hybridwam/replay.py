@@ -16,6 +16,7 @@ arguments, only the packing repeated.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 #: argument struct types by (kernel, argument names, argument ctypes)
 _STRUCTS: dict = {}
@@ -24,9 +25,12 @@ _STRUCTS: dict = {}
 class Replay:
     """One recorded launch command (``wp.launch(..., record_cmd=True)``), called as ``replay()``."""
 
-    def __init__(self, cmd):
+    def __init__(self, cmd, inputs=None, adj_inputs=None):
         self.cmd = cmd
+        #: the arguments it was recorded with (what :meth:`rebind` compares against)
+        self._inputs, self._adj_inputs = list(inputs or ()), list(adj_inputs or ())
         labels = [a.label for a in cmd.kernel.adj.args]
+        self._labels = labels
         self.names = frozenset(labels)
         self._args = self._adj = self._call = None
         try:
@@ -45,15 +49,14 @@ class Replay:
                     setattr(out, k, v)
                 return out
 
-            bounds = params[0]
+            self._bounds = params[0]
             self._args = pack(params[1:1 + n])
+            refs = [ctypes.byref(self._bounds), ctypes.byref(self._args)]
             if cmd.adjoint:
                 self._adj = pack(params[1 + n:1 + 2 * n])
-                fn, a, b = hooks.backward, ctypes.byref(self._args), ctypes.byref(self._adj)
-                self._call = lambda: fn(ctypes.byref(bounds), a, b)
-            else:
-                fn, a = hooks.forward, ctypes.byref(self._args)
-                self._call = lambda: fn(ctypes.byref(bounds), a)
+                refs.append(ctypes.byref(self._adj))
+            # a partial of the entry point: called without a Python frame
+            self._call = functools.partial(hooks.backward if cmd.adjoint else hooks.forward, *refs)
         except (AttributeError, TypeError, ValueError):  # a Warp without these internals: plain replay
             self._args = self._adj = self._call = None
 
@@ -61,6 +64,32 @@ class Replay:
     def packed(self) -> bool:
         """True when the launch goes through its struct packed once (else ``Launch.launch``)."""
         return self._call is not None
+
+    @property
+    def call(self):
+        """The launch as a callable of no arguments (the packed entry point, else Launch.launch)."""
+        return self._call if self._call is not None else self.cmd.launch
+
+    def setter(self, name: str):
+        """A callable ``f(value)`` that sets the forward integer argument ``name`` (:meth:`set`)."""
+        if self._call is not None:
+            return functools.partial(setattr, self._args, name)
+        return functools.partial(self.cmd.set_param_by_name, name)
+
+    def rebind(self, inputs, adj_inputs=None) -> None:
+        """The launch's arguments replaced by ``inputs`` (and ``adj_inputs``; the lists it was
+        recorded with, same kernel): only those that are not the very objects recorded are packed
+        again (Launch.set_param_at_index) and copied into the packed structs."""
+        n = len(self._labels)
+        for adjoint, new, old in ((False, inputs, self._inputs), (True, adj_inputs or (), self._adj_inputs)):
+            for i, v in enumerate(new):
+                if i < len(old) and v is old[i]:
+                    continue
+                self.cmd.set_param_at_index(i, v, adjoint)
+                if self._call is not None:
+                    setattr(self._adj if adjoint else self._args, self._labels[i],
+                            self.cmd.params[1 + i + (n if adjoint else 0)])
+            old[:] = list(new)
 
     def set(self, name: str, value: int) -> None:
         """The forward integer argument ``name`` set to ``value`` for the next calls."""

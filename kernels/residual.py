@@ -5,7 +5,7 @@ slide coordinates, sign-fixed quaternions, velocities, controls scaled by their 
 standardisation, the layers with the activation between them, and the output scale ->
 ``s.res`` [nv], which the step adds to the generalized force before the solve (force mode) or
 to the acceleration (acceleration mode; the mode is a compile-time feature). The numbers come
-in a ``Net`` struct (the weights and biases by blocks of eight outputs, the buffers as they
+in a ``Net`` struct (the weights and biases by blocks of BLOCK outputs, the buffers as they
 are, the layer sizes and the feature plan as index arrays), so one compiled module serves
 every residual of any width and depth.
 
@@ -25,6 +25,11 @@ from .tree import per_dtype
 F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL = 0, 1, 2, 3, 4, 5
 #: activations (Net.act), the order of hybridwam.residual.ACTIVATIONS' names in ACT_NAMES
 ACT_NAMES = ("silu", "tanh", "relu", "gelu")
+#: outputs per block of weights: a layer's matrix-vector product accumulates a block of BLOCK
+#: outputs per input read (one vector load of their weights, one index computation; Warp's
+#: index arithmetic, not the multiply-adds, is what a narrower block spends its time on: 8-wide
+#: blocks four at a time ran a 64x64 layer in about 600 ns per world-step inside the step)
+BLOCK = 32
 
 _SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL))
 
@@ -33,21 +38,24 @@ _SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F
 def net_type(T):
     """The ``wp.struct`` Net for scalar ``T``: sizes (nlayer, nfeat, act), per layer its input
     width dims[l] (dims[nlayer] the output width), where its blocks of weights and biases start
-    (woff8, boff8) and where its inputs and outputs are in the per-world arrays s.nact, s.npre,
-    s.ng (ioff, hoff: the features first, then each layer's outputs); W8: per layer, per block
-    of eight outputs and per input, those outputs' eight weights (one load each; a partial last
-    block padded with zeros), b8 the biases by blocks alike; the feature plan (fkind, fadr: the
-    index into qpos / qvel / ctrl, fsgn: a quaternion component's w index), the standardisation
-    (mean, std), the controls' centre and half-range (ccen, cscl) and the output scale (oscl).
-    The residual's mode (force or acceleration) is a compile-time feature
+    (woff, boff) and where its inputs and outputs are in the per-world arrays s.nact, s.npre,
+    s.ng (ioff, hoff: the features first, then each layer's outputs, each padded to whole
+    blocks); Wb: per layer, per block of BLOCK outputs and per input, those outputs' weights (one
+    load each; a partial last block padded with zeros), bb the biases by blocks alike; Wt the
+    weights by blocks of BLOCK inputs (per output, its weights from those inputs; from toff[l]),
+    for the adjoint's product with the transpose; the feature plan
+    (fkind, fadr: the index into qpos / qvel / ctrl, fsgn: a quaternion component's w index), the
+    standardisation (mean, std), the controls' centre and half-range (ccen, cscl) and the output
+    scale (oscl). The residual's mode (force or acceleration) is a compile-time feature
     (kernels.tree.Features.residual), not a field."""
     fields = {"nlayer": int, "nfeat": int, "act": int}
-    for n in ("dims", "woff8", "boff8", "ioff", "hoff", "fkind", "fadr", "fsgn"):
+    for n in ("dims", "woff", "boff", "toff", "ioff", "hoff", "fkind", "fadr", "fsgn"):
         fields[n] = wp.array(dtype=int)
     for n in ("mean", "std", "ccen", "cscl", "oscl"):
         fields[n] = wp.array(dtype=T)
-    fields["W8"] = wp.array(dtype=wp.types.vector(8, T))
-    fields["b8"] = wp.array(dtype=wp.types.vector(8, T))
+    fields["Wb"] = wp.array(dtype=wp.types.vector(BLOCK, T))
+    fields["bb"] = wp.array(dtype=wp.types.vector(BLOCK, T))
+    fields["Wt"] = wp.array(dtype=wp.types.vector(BLOCK, T))
     qualname = "Net" + ("64" if T == wp.float64 else "32")
     return wp.struct(type(qualname, (), {"__annotations__": fields, "__module__": __name__, "__qualname__": qualname}))
 
@@ -62,6 +70,9 @@ def make(T):
     a = aliases(T)
     S, A3 = a["S"], a["A3"]
     A2 = wp.array2d(dtype=T)
+    VB = wp.types.vector(BLOCK, T)
+    AVB = wp.array(dtype=VB)
+    HALF = BLOCK // 2
     N = net_type(T)
     half = T(0.5)
     rsqrt2 = T(0.7071067811865476)
@@ -107,136 +118,109 @@ def make(T):
             return qvel[w, t, i]
         return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
 
-    V8 = wp.types.vector(8, T)
+    @wp.func
+    def store(nact: A2, w: int, at: int, acc: VB):
+        """A block's outputs into nact[w, at:at + BLOCK], in two unrolled halves (Warp unrolls
+        loops of up to 16): each lane read at a constant index, so the accumulator stays in
+        registers (a vector read at a variable index lives in memory, through the whole loop)."""
+        for e in range(HALF):
+            nact[w, at + e] = acc[e]
+        for e in range(HALF):
+            nact[w, at + HALF + e] = acc[HALF + e]
 
     @wp.func
-    def emit(nact: A2, npre: A2, w: int, at: int, n: int, acc: V8, hidden: bool, k: int, deriv: int):
-        """The first ``n`` outputs of a block (``acc``) into nact (s.nact) from index ``at``,
-        through the activation ``k`` where ``hidden``; with ``deriv`` the activation's derivatives
-        into npre (s.npre: what the adjoint reads). The arrays, not the Scratch struct, are
-        passed: a struct argument is copied where the call is not inlined."""
-        for e in range(n):
-            y = acc[e]
-            if hidden:
+    def load(ng: A2, w: int, at: int):
+        """The block ng[w, at:at + BLOCK] as a vector (the adjoint's :func:`store`)."""
+        g = VB()
+        for e in range(HALF):
+            g[e] = ng[w, at + e]
+        for e in range(HALF):
+            g[HALF + e] = ng[w, at + HALF + e]
+        return g
+
+    @wp.func(inline=False)
+    def layer(Wb: AVB, bb: AVB, nact: A2, npre: A2, w: int, nin: int, nout: int, io: int, ho: int, wo: int,
+              bo: int, hidden: bool, k: int, deriv: int):
+        """One layer of world w: nact[ho:ho + nout] from nact[io:io + nin] (its blocks of weights
+        and biases from Wb[wo], bb[bo]; whole blocks written, the padding lanes too), through the
+        activation ``k`` where ``hidden``; with ``deriv`` (the backward pass's recompute) the
+        activation's derivatives into npre (what the adjoint reads). Not inlined: inside the
+        whole step's function the compiler splits the accumulators into scalars."""
+        for g in range((nout + BLOCK - 1) / BLOCK):
+            acc = bb[bo + g]
+            c = wo + g * nin
+            for i in range(nin):
+                acc = acc + nact[w, io + i] * Wb[c + i]
+            store(nact, w, ho + g * BLOCK, acc)
+        if hidden:
+            for o in range(nout):
+                x = nact[w, ho + o]
                 if deriv != 0:
-                    y, d = act_d(k, y)
-                    npre[w, at + e] = d
+                    y, d = act_d(k, x)
+                    npre[w, ho + o] = d
+                    nact[w, ho + o] = y
                 else:
-                    y = act(k, y)
-            nact[w, at + e] = y
+                    nact[w, ho + o] = act(k, x)
 
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S, deriv: int):
         """s.res = the residual's output at step t (the standardised features, then each layer's
         outputs into s.nact; with ``deriv`` (the backward pass's recompute) the hidden units'
-        activation derivatives into s.npre). Outputs in blocks of eight (an
-        accumulator over each input's eight weights W8; a last, partial block padded with zeros),
-        four blocks at a time: four independent accumulation chains per input read."""
+        activation derivatives into s.npre), a layer at a time (:func:`layer`)."""
         for f in range(net.nfeat):
             s.nact[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
         last = net.nlayer - 1
         for l in range(net.nlayer):
-            nin = net.dims[l]
-            nout = net.dims[l + 1]
-            io = net.ioff[l]
-            ho = net.hoff[l]
-            bo = net.boff8[l]
-            hidden = l < last
-            nb = (nout + 7) / 8
-            for g in range(nb / 4):
-                k = g * 4
-                a0 = net.b8[bo + k]
-                a1 = net.b8[bo + k + 1]
-                a2 = net.b8[bo + k + 2]
-                a3 = net.b8[bo + k + 3]
-                c = net.woff8[l] + k * nin
-                for i in range(nin):
-                    x = s.nact[w, io + i]
-                    a0 = a0 + x * net.W8[c + i]
-                    a1 = a1 + x * net.W8[c + nin + i]
-                    a2 = a2 + x * net.W8[c + 2 * nin + i]
-                    a3 = a3 + x * net.W8[c + 3 * nin + i]
-                o0 = ho + k * 8
-                emit(s.nact, s.npre, w, o0, 8, a0, hidden, net.act, deriv)
-                emit(s.nact, s.npre, w, o0 + 8, 8, a1, hidden, net.act, deriv)
-                emit(s.nact, s.npre, w, o0 + 16, 8, a2, hidden, net.act, deriv)
-                emit(s.nact, s.npre, w, o0 + 24, wp.min(8, nout - k * 8 - 24), a3, hidden, net.act, deriv)
-            for k in range((nb / 4) * 4, nb):
-                acc = net.b8[bo + k]
-                c = net.woff8[l] + k * nin
-                for i in range(nin):
-                    acc = acc + s.nact[w, io + i] * net.W8[c + i]
-                emit(s.nact, s.npre, w, ho + k * 8, wp.min(8, nout - k * 8), acc, hidden, net.act, deriv)
+            layer(net.Wb, net.bb, s.nact, s.npre, w, net.dims[l], net.dims[l + 1], net.ioff[l], net.hoff[l],
+                  net.woff[l], net.boff[l], l < last, net.act, deriv)
         ho = net.hoff[last]
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
 
-    @wp.func
-    def hsum(v: V8):
-        """The sum of v's entries as a tree (three additions deep, not a chain of eight)."""
-        return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
-
-    @wp.func
-    def grad8(ng: A2, w: int, at: int, n: int):
-        """The block of ng (s.ng) from ``at`` (``n`` of its eight entries; the rest zero)."""
-        g = V8()
-        for e in range(n):
-            g[e] = ng[w, at + e]
-        return g
+    @wp.func(inline=False)
+    def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, nact: A2, ng: A2, w: int, nin: int, nout: int, io: int,
+                      ho: int, wo: int, bo: int, to: int):
+        """The adjoint of :func:`layer`'s product (without its activation): from ng[ho:ho + nout]
+        (zero in the padding lanes) into the weights' and biases' adjoints gWb, gbb (atomic adds,
+        a block of outputs per input) and the inputs' adjoints ng[io:io + nin] (set, whole blocks:
+        a block of inputs accumulated over the outputs with the transposed weights Wt from
+        Wt[to], zero in the padding lanes)."""
+        for g in range((nout + BLOCK - 1) / BLOCK):
+            gb = load(ng, w, ho + g * BLOCK)
+            wp.atomic_add(gbb, bo + g, gb)
+            c = wo + g * nin
+            for i in range(nin):
+                wp.atomic_add(gWb, c + i, gb * nact[w, io + i])
+        for j in range((nin + BLOCK - 1) / BLOCK):
+            acc = VB()
+            c = to + j * nout
+            for o in range(nout):
+                acc = acc + ng[w, ho + o] * Wt[c + o]
+            store(ng, w, io + j * BLOCK, acc)
 
     @wp.func
     def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
-        of the weights and biases (gnet.W8, gnet.b8: the forward's block layout; atomic adds), by
-        the same blocks of eight outputs as the forward (four at a time: one sum over the lanes
-        per input for four blocks); s.ng holds the adjoints of the features
-        and each layer's outputs (s.nact's layout). Needs the forward's s.npre, s.nact."""
+        of the weights and biases (gnet.Wb, gnet.bb: the forward's block layout; atomic adds),
+        layer by layer from the last (:func:`layer_adjoint`); s.ng holds the adjoints of the
+        features and each layer's outputs (s.nact's layout). Needs the forward's s.npre (the
+        activations' derivatives) and s.nact."""
         last = net.nlayer - 1
         ho = net.hoff[last]
+        nb = (net.dims[net.nlayer] + BLOCK - 1) / BLOCK
+        for d in range(nb * BLOCK):
+            s.ng[w, ho + d] = T(0.0)
         for d in range(nv):
             s.ng[w, ho + d] = sa.res[w, d] * net.oscl[d]
         for ll in range(net.nlayer):
             l = last - ll
-            nin = net.dims[l]
-            nout = net.dims[l + 1]
-            io = net.ioff[l]
             ho = net.hoff[l]
             if l < last:
-                for o in range(nout):
+                for o in range(net.dims[l + 1]):
                     s.ng[w, ho + o] = s.ng[w, ho + o] * s.npre[w, ho + o]
-            for i in range(nin):
-                s.ng[w, io + i] = T(0.0)
-            bo = net.boff8[l]
-            nb = (nout + 7) / 8
-            for gi in range(nb / 4):
-                k = gi * 4
-                o0 = ho + k * 8
-                g0 = grad8(s.ng, w, o0, 8)
-                g1 = grad8(s.ng, w, o0 + 8, 8)
-                g2 = grad8(s.ng, w, o0 + 16, 8)
-                g3 = grad8(s.ng, w, o0 + 24, wp.min(8, nout - k * 8 - 24))
-                wp.atomic_add(gnet.b8, bo + k, g0)
-                wp.atomic_add(gnet.b8, bo + k + 1, g1)
-                wp.atomic_add(gnet.b8, bo + k + 2, g2)
-                wp.atomic_add(gnet.b8, bo + k + 3, g3)
-                c = net.woff8[l] + k * nin
-                for i in range(nin):
-                    x = s.nact[w, io + i]
-                    wp.atomic_add(gnet.W8, c + i, g0 * x)
-                    wp.atomic_add(gnet.W8, c + nin + i, g1 * x)
-                    wp.atomic_add(gnet.W8, c + 2 * nin + i, g2 * x)
-                    wp.atomic_add(gnet.W8, c + 3 * nin + i, g3 * x)
-                    v = (wp.cw_mul(net.W8[c + i], g0) + wp.cw_mul(net.W8[c + nin + i], g1)
-                         + wp.cw_mul(net.W8[c + 2 * nin + i], g2) + wp.cw_mul(net.W8[c + 3 * nin + i], g3))
-                    s.ng[w, io + i] = s.ng[w, io + i] + hsum(v)
-            for k in range((nb / 4) * 4, nb):
-                g8 = grad8(s.ng, w, ho + k * 8, wp.min(8, nout - k * 8))
-                wp.atomic_add(gnet.b8, bo + k, g8)
-                c = net.woff8[l] + k * nin
-                for i in range(nin):
-                    wp.atomic_add(gnet.W8, c + i, g8 * s.nact[w, io + i])
-                    s.ng[w, io + i] = s.ng[w, io + i] + hsum(wp.cw_mul(net.W8[c + i], g8))
+            layer_adjoint(net.Wt, gnet.Wb, gnet.bb, s.nact, s.ng, w, net.dims[l], net.dims[l + 1], net.ioff[l],
+                          ho, net.woff[l], net.boff[l], net.toff[l])
         for f in range(net.nfeat):
             g = s.ng[w, f] / net.std[f]
             k = net.fkind[f]

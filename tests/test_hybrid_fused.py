@@ -112,6 +112,40 @@ def test_fused_gradients_match_autograd_through_the_definition(case):
         assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
 
 
+def test_backward_passes_one_after_another_keep_their_gradients():
+    """The backward pass keeps its packed launches for the next one (hybridwam.replay), which
+    repacks only what changed: new inputs, another horizon, a pass with a parameter gradient in
+    between and a batch of another size still give autograd's gradients through the stepwise
+    definition (the passes without a parameter gradient reuse the launches: checked)."""
+    model, phys, res, world = _world("acrobot", torch.float64, "force", "silu")
+    eng = world.fused_engine()
+    old = model.params["dof_damping"]
+    plain = old.detach().clone()
+    made = []
+    try:
+        model.params["dof_damping"] = plain
+        for seed, (B, T, with_param) in enumerate([(2, 12, False), (2, 12, False), (2, 9, False), (2, 9, True),
+                                                   (3, 9, False), (2, 12, False), (2, 7, False)]):
+            q0, v0, u = _inputs(model, B=B, T=T, seed=10 + seed)
+            damping = plain.clone().requires_grad_(True)
+            if with_param:
+                model.params["dof_damping"] = damping
+            grads = []
+            for fn in (lambda *x: world.rollout(*x).qpos, lambda *x: step_rollout(_definition(phys, res), *x)[0]):
+                x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
+                wrt = [*x, *([damping] if with_param else []), *res.parameters()]
+                grads.append(torch.autograd.grad((fn(*x)[:, -1] ** 2).sum(), wrt))
+            model.params["dof_damping"] = plain
+            for a, b in zip(*grads, strict=True):
+                assert b.abs().max() > 0
+                assert rel_err(a, b) <= 1e-9, (seed, rel_err(a, b))
+            made.append(id(eng._bufs[("replay", B, 0, B)][1][0]))
+    finally:
+        model.params["dof_damping"] = old
+    # the launches were reused by the second and third passes and by the last
+    assert made[0] == made[1] == made[2] and made[5] == made[6] and made[3] != made[2]
+
+
 def test_fused_gradients_match_finite_differences():
     """The fused rollout's gradient w.r.t. weight and bias entries and a control against central
     differences of its own forward (float64, the contact scene)."""
