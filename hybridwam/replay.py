@@ -8,7 +8,9 @@ the CPU, more than a small batch's arithmetic (a 2-dof model with a 64x64 residu
 step, 4-11 us each through ``Launch.launch``, 0.4-4 us through a struct packed once).
 
 :class:`Replay` packs a CPU launch's argument structs once and calls the kernel's entry point
-with them; :meth:`Replay.set` changes an integer argument in the packed struct. Where the
+with them; :meth:`Replay.set` changes an integer argument in the packed struct and
+:meth:`Replay.rebind` swaps in new arguments (the next backward pass's trajectory arrays),
+repacking only those that changed. Where the
 command does not expose what that needs (another Warp version, a CUDA device, a block launch),
 it falls back to ``Launch.set_param_by_name`` / ``Launch.launch``: the same kernel, the same
 arguments, only the packing repeated.

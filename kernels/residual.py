@@ -153,14 +153,18 @@ def make(T):
                 acc = acc + nact[w, io + i] * Wb[c + i]
             store(nact, w, ho + g * BLOCK, acc)
         if hidden:
-            for o in range(nout):
-                x = nact[w, ho + o]
-                if deriv != 0:
-                    y, d = act_d(k, x)
+            if deriv != 0:
+                for o in range(nout):
+                    y, d = act_d(k, nact[w, ho + o])
                     npre[w, ho + o] = d
                     nact[w, ho + o] = y
-                else:
-                    nact[w, ho + o] = act(k, x)
+            elif k == 0:  # silu, the default, in a loop of its own: no branch per unit
+                for o in range(nout):
+                    x = nact[w, ho + o]
+                    nact[w, ho + o] = x / (T(1.0) + wp.exp(-x))
+            else:
+                for o in range(nout):
+                    nact[w, ho + o] = act(k, nact[w, ho + o])
 
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S, deriv: int):
