@@ -253,14 +253,12 @@ class LoopedEngine:
                                    None if arows is None else self.scratch(arows))
         return hit
 
-    def net_struct(self, tensors=None, grads=None):
+    def net_struct(self, tensors=None):
         """The Net struct of the residual's numbers (``tensors``: :meth:`ResidualNet.tensors`'
-        order; ``grads``: adjoint tensors of the same shapes, for the struct over them), or an
-        empty one without a residual."""
+        order), or an empty one without a residual (the struct over the weights' adjoints:
+        :meth:`grad_buffers`)."""
         if self.net is None:
             return self.k["Net"]()
-        if grads is not None:
-            return self.net.grad_struct(self.k["Net"], self.model.dtype, *grads)
         # the flat copies of the weights are remade only when a weight changed (ResidualNet.changed)
         if self._net_cache is None or self.net.changed(tensors, "net_struct"):
             self._net_cache = self.net.struct(self.k["Net"], self.model.dtype, tensors)
@@ -276,7 +274,8 @@ class LoopedEngine:
             like = self.net.linears[0].weight
             gW = torch.zeros(K, self.net.nwb, self.net.block, dtype=like.dtype, device=like.device)
             gb = torch.zeros(K, self.net.nbb, self.net.block, dtype=like.dtype, device=like.device)
-            hit = self._bufs[("grad net", K)] = (gW, gb, [self.net_struct(grads=(gW[k], gb[k])) for k in range(K)])
+            structs = [self.net.grad_struct(self.k["Net"], self.model.dtype, gW[k], gb[k]) for k in range(K)]
+            hit = self._bufs[("grad net", K)] = (gW, gb, structs)
         else:
             hit[0].zero_()
             hit[1].zero_()
@@ -382,18 +381,7 @@ class LoopedEngine:
                 _launch(specs, self.k["rollout_kernel"], dim=b - a, device=self.model.device,
                         inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s, self.net_struct() if net is None else net])
                 self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=specs)
-                held = (p, padj, net, gnet, *(k for k, _ in specs))
-                slot = ("replay", B, a, b)
-                hit = self._bufs.get(slot)
-                same = hit is not None and len(hit[0]) == len(held)
-                if same and all(x is y for x, y in zip(hit[0], held, strict=True)):
-                    reps = hit[1]
-                    for r, (_, kw) in zip(reps, specs, strict=True):
-                        r.rebind(kw["inputs"], kw.get("adj_inputs"))
-                else:
-                    reps = [Replay(wp.launch(k, record_cmd=True, **kw), kw["inputs"], kw.get("adj_inputs"))
-                            for k, kw in specs]
-                    self._bufs[slot] = (held, reps)  # the structs held: the identity check stays sound
+                reps = self._replays(("replay", B, a, b), specs, (p, padj, net, gnet))
                 fw, ad = reps[:1], reps[1:]
                 timed = [c.setter("t") for c in fw + ad if "t" in c.names]
                 fw, ad = [c.call for c in fw], [c.call for c in ad]
@@ -409,6 +397,21 @@ class LoopedEngine:
             return go
 
         run([task(k, a, b) for k, (a, b) in enumerate(ranges)], threads)
+
+    def _replays(self, slot, specs, structs) -> list[Replay]:
+        """The launches ``specs`` (a :class:`_Specs` list) as Replays, kept under ``slot``: the
+        ones kept there are rebound to the specs' arguments when they were made with the very
+        same ``structs`` and kernels (held, so the identity check stays sound), else new ones
+        are recorded and kept."""
+        held = (*structs, *(k for k, _ in specs))
+        hit = self._bufs.get(slot)
+        if hit is not None and len(hit[0]) == len(held) and all(x is y for x, y in zip(hit[0], held, strict=True)):
+            for r, (_, kw) in zip(hit[1], specs, strict=True):
+                r.rebind(kw["inputs"], kw.get("adj_inputs"))
+            return hit[1]
+        reps = [Replay(wp.launch(k, record_cmd=True, **kw), kw["inputs"], kw.get("adj_inputs")) for k, kw in specs]
+        self._bufs[slot] = (held, reps)
+        return reps
 
     def load(self, verbose: bool = True, label: str = "this model") -> float:
         """Compile (or load from Warp's cache) the kernels on the model's device; returns seconds.

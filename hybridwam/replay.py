@@ -8,7 +8,8 @@ the CPU, more than a small batch's arithmetic (a 2-dof model with a 64x64 residu
 step, 4-11 us each through ``Launch.launch``, 0.4-4 us through a struct packed once).
 
 :class:`Replay` packs a CPU launch's argument structs once and calls the kernel's entry point
-with them; :meth:`Replay.set` changes an integer argument in the packed struct and
+with them; :meth:`Replay.setter` gives a callable that changes an integer argument in the
+packed struct and
 :meth:`Replay.rebind` swaps in new arguments (the next backward pass's trajectory arrays),
 repacking only those that changed. Where the
 command does not expose what that needs (another Warp version, a CUDA device, a block launch),
@@ -25,7 +26,8 @@ _STRUCTS: dict = {}
 
 
 class Replay:
-    """One recorded launch command (``wp.launch(..., record_cmd=True)``), called as ``replay()``."""
+    """One recorded launch command (``wp.launch(..., record_cmd=True)``), launched by calling
+    :attr:`call`."""
 
     def __init__(self, cmd, inputs=None, adj_inputs=None):
         self.cmd = cmd
@@ -73,7 +75,7 @@ class Replay:
         return self._call if self._call is not None else self.cmd.launch
 
     def setter(self, name: str):
-        """A callable ``f(value)`` that sets the forward integer argument ``name`` (:meth:`set`)."""
+        """A callable ``f(value)`` that sets the forward integer argument ``name`` for the next calls."""
         if self._call is not None:
             return functools.partial(setattr, self._args, name)
         return functools.partial(self.cmd.set_param_by_name, name)
@@ -92,16 +94,3 @@ class Replay:
                     setattr(self._adj if adjoint else self._args, self._labels[i],
                             self.cmd.params[1 + i + (n if adjoint else 0)])
             old[:] = list(new)
-
-    def set(self, name: str, value: int) -> None:
-        """The forward integer argument ``name`` set to ``value`` for the next calls."""
-        if self._call is not None:
-            setattr(self._args, name, value)
-        else:
-            self.cmd.set_param_by_name(name, value)
-
-    def __call__(self) -> None:
-        if self._call is not None:
-            self._call()
-        else:
-            self.cmd.launch()

@@ -160,8 +160,7 @@ def make(T):
                     nact[w, ho + o] = y
             elif k == 0:  # silu, the default, in a loop of its own: no branch per unit
                 for o in range(nout):
-                    x = nact[w, ho + o]
-                    nact[w, ho + o] = x / (T(1.0) + wp.exp(-x))
+                    nact[w, ho + o] = act(0, nact[w, ho + o])
             else:
                 for o in range(nout):
                     nact[w, ho + o] = act(k, nact[w, ho + o])

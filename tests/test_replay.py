@@ -28,9 +28,10 @@ def test_forward_replay_with_changing_int(packed):
         r._call = None  # the fallback: Warp's Launch.set_param_by_name / launch
     assert r.packed is packed
     assert "t" in r.names
+    set_t = r.setter("t")
     for t in (3, 7):
-        r.set("t", t)
-        r()
+        set_t(t)
+        r.call()
     xs = np.arange(1.0, 6.0)
     np.testing.assert_allclose(y.numpy(), xs * xs * 10.0, rtol=1e-6)
 
@@ -44,9 +45,9 @@ def test_adjoint_replay(packed):
                          record_cmd=True))
     if not packed:
         r._call = None
-    r()
-    r.set("t", 1)
-    r()
+    r.call()
+    r.setter("t")(1)
+    r.call()
     # d(y . ay)/dx = 2 x t ay, summed over the two calls (t = 4, then 1)
     xs = np.arange(1.0, 6.0)
     np.testing.assert_allclose(ax.numpy(), 2.0 * xs * 5.0 * 2.0, rtol=1e-6)
