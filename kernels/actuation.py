@@ -8,7 +8,7 @@ actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags`
 """
 import warp as wp
 
-from .tree import Tree, aliases, per_dtype
+from .tree import Tree, aliases, per_dtype, stored
 
 
 @per_dtype
@@ -16,6 +16,7 @@ def make(T):
     a = aliases(T)
     S, A3, AT, V2, V3 = a["S"], a["A3"], a["AT"], a["V2"], a["V3"]
 
+    @stored
     @wp.func
     def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
                   actuator_bias: wp.array(dtype=V3), actuator_gear: AT, actuator_ctrlrange: wp.array(dtype=V2),

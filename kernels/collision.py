@@ -49,7 +49,7 @@ from .contact import (
     sphere_sphere,
 )
 from .dynamics import shift_motion_v
-from .tree import NO_FEATURES, Tree, aliases, per_dtype
+from .tree import NO_FEATURES, Tree, aliases, per_dtype, stored
 
 _PLANE = wp.constant(PLANE)
 
@@ -82,6 +82,7 @@ def make(T, features=NO_FEATURES):
     def seg1(p: V3, R: M33, size: V3):
         return p + axis(R) * size[1]
 
+    @stored
     @wp.func
     def put(w: int, s: S, j: int, depth: T, n: V3, p: V3):
         s.cdepth[w, j] = depth
@@ -90,6 +91,7 @@ def make(T, features=NO_FEATURES):
 
     # ---- the pair table: one narrow phase per kind, all with one signature: the pair's
     # contact points into s.cdepth / cnormal / cpoint from index j (POINTS[kind] of them)
+    @stored
     @wp.func
     def plane_sphere(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                      p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -97,6 +99,7 @@ def make(T, features=NO_FEATURES):
         d, n, p = plane_point(p1, axis(R1), p2, s2[0])
         put(w, s, j, d, n, p)
 
+    @stored
     @wp.func
     def plane_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                       p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -106,6 +109,7 @@ def make(T, features=NO_FEATURES):
         d1, n1, q1 = plane_point(p1, axis(R1), seg1(p2, R2, s2), s2[0])
         put(w, s, j + 1, d1, n1, q1)
 
+    @stored
     @wp.func
     def plane_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                   p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -114,6 +118,7 @@ def make(T, features=NO_FEATURES):
             d, n, p = plane_point(p1, axis(R1), box_corner(p2, R2, s2, k), T(0.0))
             put(w, s, j + k, d, n, p)
 
+    @stored
     @wp.func
     def sphere_sphere_(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                        p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -121,6 +126,7 @@ def make(T, features=NO_FEATURES):
         d, n, p = sphere_sphere(p1, s1[0], p2, s2[0])
         put(w, s, j, d, n, p)
 
+    @stored
     @wp.func
     def sphere_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                        p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -128,6 +134,7 @@ def make(T, features=NO_FEATURES):
         d, n, p = sphere_sphere(p1, s1[0], segment_point(seg0(p2, R2, s2), seg1(p2, R2, s2), p1), s2[0])
         put(w, s, j, d, n, p)
 
+    @stored
     @wp.func
     def sphere_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                    p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -135,6 +142,7 @@ def make(T, features=NO_FEATURES):
         d, n, p = box_point(p2, R2, s2, p1, s1[0])
         put(w, s, j, d, -n, p)  # box_point's normal points from the box (second) to the sphere
 
+    @stored
     @wp.func
     def capsule_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                         p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -143,6 +151,7 @@ def make(T, features=NO_FEATURES):
         d, n, p = sphere_sphere(pa, s1[0], pb, s2[0])
         put(w, s, j, d, n, p)
 
+    @stored
     @wp.func
     def capsule_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                     p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -159,6 +168,7 @@ def make(T, features=NO_FEATURES):
         d2, n2, q2 = box_point(p2, R2, s2, (c0 + c1) * T(0.5), s1[0])
         put(w, s, j + 2, d2, -n2, q2)
 
+    @stored
     @wp.func
     def box_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                 p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -168,6 +178,7 @@ def make(T, features=NO_FEATURES):
             d, nk, p = box_box_point(p1, R1, s1, p2, R2, s2, best_a, n, k)
             put(w, s, j + k, d, nk, p)
 
+    @stored
     @wp.func
     def mesh_of(w: int, s: S, j: int, tree: Tree, g: int, mp: V3, mR: M33, c: V3, r: T, flip: int,
                 planes: wp.array(dtype=V4)):
@@ -180,6 +191,7 @@ def make(T, features=NO_FEATURES):
     def hull_vertex(tree: Tree, g: int, k: int, p: V3, R: M33, verts: wp.array(dtype=V3)):
         return p + R * verts[tree.geom_hull_vadr[g] + k]
 
+    @stored
     @wp.func
     def plane_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                    p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -188,12 +200,14 @@ def make(T, features=NO_FEATURES):
             d, n, p = plane_point(p1, axis(R1), hull_vertex(tree, g2, k, p2, R2, verts), T(0.0))
             put(w, s, j + k, d, n, p)
 
+    @stored
     @wp.func
     def sphere_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                     p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
                     planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
         mesh_of(w, s, j, tree, g2, p2, R2, p1, s1[0], 1, planes)
 
+    @stored
     @wp.func
     def capsule_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                      p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -208,6 +222,7 @@ def make(T, features=NO_FEATURES):
             d, n, p = sphere_sphere(segment_point(a0, a1, v), s1[0], v, T(0.0))
             put(w, s, j + 3 + k, d, n, p)
 
+    @stored
     @wp.func
     def box_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                  p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -218,6 +233,7 @@ def make(T, features=NO_FEATURES):
             d, n, p = box_point(p1, R1, s1, hull_vertex(tree, g2, k, p2, R2, verts), T(0.0))
             put(w, s, j + 8 + k, d, n, p)
 
+    @stored
     @wp.func
     def mesh_mesh(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
                   p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
@@ -242,6 +258,7 @@ def make(T, features=NO_FEATURES):
     FRICTION = features.friction
     NSOLVE = features.nsolve
 
+    @stored
     @wp.func
     def geom_poses(w: int, tree: Tree, s: S, geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=a["Q"])):
         for g in range(tree.ngeom):
@@ -250,6 +267,7 @@ def make(T, features=NO_FEATURES):
             s.gp[w, g] = s.xp[w, b] + wp.quat_rotate(xq, geom_pos[g])
             s.gR[w, g] = wp.quat_to_matrix(xq * geom_quat[g])
 
+    @stored
     @wp.func
     def predicted_velocities(w: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, s0: S, s: S, h: T):
         """qdp = qd + h (qacc + qacc_extra) of the first solve and the body velocities it gives,
@@ -270,6 +288,7 @@ def make(T, features=NO_FEATURES):
                 wp.atomic_add(s.pvw, w, b, s.cdw[w, d] * s.qdp[w, d])
                 wp.atomic_add(s.pvv, w, b, s.cdv[w, d] * s.qdp[w, d])
 
+    @stored
     @wp.func
     def narrow_phase(w: int, tree: Tree, p: P, s: S):
         """Each candidate pair's contact points (once per step: they depend on positions only):
@@ -311,6 +330,36 @@ def make(T, features=NO_FEATURES):
             vp = s.pvv[w, b] + wp.cross(s.pvw[w, b], r)
         return v, vp
 
+    @stored
+    @wp.func
+    def point_law(w: int, j: int, slot: int, tree: Tree, p: P, s: S, s0: S, tau: T, eps: T, h: T):
+        """The contact law at point j (depth > 0), added into its pair's sums. A function of its
+        own: the adjoint's zeroed variables of a loop body are zeroed at every turn of the loop,
+        called or not, so the point loop's body stays small."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        i = tree.point_pair[j]
+        g1 = tree.pair_geom1[i]
+        g2 = tree.pair_geom2[i]
+        x = s.cpoint[w, j]
+        second = 0
+        Fp = z
+        if slot == 1 and tree.pair_implicit[i] != 0:
+            second = 1
+            Fp = s0.pF[w, i]
+        v1, vp1 = point_velocity(w, tree, s, tree.geom_body[g1], x, second)
+        v2, vp2 = point_velocity(w, tree, s, tree.geom_body[g2], x, second)
+        f, K = contact_force(s.cdepth[w, j], s.cnormal[w, j], x, v2 - v1, vp2 - vp1, p.pair_meff[i],
+                             p.pair_stiffness[i], p.pair_damping[i],
+                             wp.max(p.geom_friction[g1], p.geom_friction[g2]), tau, eps, h, Fp)
+        d = x - s.gp[w, g2]
+        X = skew(d)
+        wp.atomic_add(s.pN, w, i, wp.cross(d, f))
+        wp.atomic_add(s.pF, w, i, f)
+        wp.atomic_add(s.pA, w, i, -(X * K * X))
+        wp.atomic_add(s.pB, w, i, X * K)
+        wp.atomic_add(s.pC, w, i, K)
+
+    @stored
     @wp.func
     def contact_law(w: int, slot: int, tree: Tree, p: P, s: S, s0: S, h: T):
         """The contact law at every point with depth > 0, summed per pair about its reference
@@ -326,30 +375,10 @@ def make(T, features=NO_FEATURES):
         tau = p.contact_tau[0]
         eps = p.contact_eps[0]
         for j in range(tree.npoint):
-            depth = s.cdepth[w, j]
-            if depth > T(0.0):
-                i = tree.point_pair[j]
-                g1 = tree.pair_geom1[i]
-                g2 = tree.pair_geom2[i]
-                x = s.cpoint[w, j]
-                second = 0
-                Fp = z
-                if slot == 1 and tree.pair_implicit[i] != 0:
-                    second = 1
-                    Fp = s0.pF[w, i]
-                v1, vp1 = point_velocity(w, tree, s, tree.geom_body[g1], x, second)
-                v2, vp2 = point_velocity(w, tree, s, tree.geom_body[g2], x, second)
-                f, K = contact_force(depth, s.cnormal[w, j], x, v2 - v1, vp2 - vp1, p.pair_meff[i],
-                                     p.pair_stiffness[i], p.pair_damping[i],
-                                     wp.max(p.geom_friction[g1], p.geom_friction[g2]), tau, eps, h, Fp)
-                d = x - s.gp[w, g2]
-                X = skew(d)
-                wp.atomic_add(s.pN, w, i, wp.cross(d, f))
-                wp.atomic_add(s.pF, w, i, f)
-                wp.atomic_add(s.pA, w, i, -(X * K * X))
-                wp.atomic_add(s.pB, w, i, X * K)
-                wp.atomic_add(s.pC, w, i, K)
+            if s.cdepth[w, j] > T(0.0):
+                point_law(w, j, slot, tree, p, s, s0, tau, eps, h)
 
+    @stored
     @wp.func
     def limited(w: int, tree: Tree, s: S, s0: S):
         """s.lim: > 0 where the second solve's friction limit changed a viscosity (an implicit
@@ -363,6 +392,7 @@ def make(T, features=NO_FEATURES):
                 if tree.dof_frictionloss[d] != 0:
                     wp.atomic_add(s.lim, w, 0, wp.abs(s.ja[w, d] - s0.ja[w, d]))
 
+    @stored
     @wp.func
     def body_actions(w: int, tree: Tree, p: P, s: S):
         """Each pair's action on its two bodies, about their origins, summed over subtrees into
@@ -408,6 +438,7 @@ def make(T, features=NO_FEATURES):
                 wp.atomic_add(s.xn, w, pb, shift_moment(s.xn[w, b], F, s.xd[w, b]))
                 wp.atomic_add(s.xf, w, pb, F)
 
+    @stored
     @wp.func
     def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
         """qts and dg of the slot's solve from the contact sums and dry friction."""
@@ -429,6 +460,7 @@ def make(T, features=NO_FEATURES):
             s.qts[w, i] = s.qt[w, i] + fc + jf
             s.dg[w, i] = s.diag[w, i] + ja
 
+    @stored
     @wp.func
     def assemble(w: int, slot: int, qvel: A3, qacc_extra: A3, t: int, tree: Tree, p: P, s: S, s0: S):
         """The inputs of solve ``slot`` (0, or 1 for the second solve) into the slot's scratch ``s``

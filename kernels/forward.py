@@ -39,7 +39,7 @@ from . import residual as _residual
 from . import smooth as _smooth
 from . import solve as _solve
 from .integration import quat_integrate
-from .tree import NO_FEATURES, Tree, aliases, params_type, per_dtype
+from .tree import NO_FEATURES, Tree, aliases, params_type, per_dtype, stored
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
 
@@ -73,6 +73,7 @@ def build(T, features=NO_FEATURES):
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
 
+    @stored
     @wp.func
     def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
         """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
@@ -111,6 +112,7 @@ def build(T, features=NO_FEATURES):
     def stage_a_of(FULL):
         rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]
 
+        @stored
         @wp.func
         def stage_a(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                     tree: Tree, p: P, s: S, s1: S):
@@ -145,6 +147,7 @@ def build(T, features=NO_FEATURES):
 
     stage_a, stage_full = stage_a_of(False), stage_a_of(True)
 
+    @stored
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                 tree: Tree, p: P, s: S, s1: S):

@@ -7,7 +7,7 @@ the range both give no force; at and beyond a limit they differ (see the README'
 import warp as wp
 
 from .contact import limit_force
-from .tree import Tree, aliases, per_dtype
+from .tree import Tree, aliases, per_dtype, stored
 
 
 @per_dtype
@@ -15,6 +15,7 @@ def make(T):
     a = aliases(T)
     S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
 
+    @stored
     @wp.func
     def joint_limits(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_range: wp.array(dtype=V2),
                      jnt_margin: AT, dof_meff: AT, jnt_limit_stiffness: AT, jnt_limit_damping: AT, tau: T, h: T):

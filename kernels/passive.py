@@ -12,7 +12,7 @@ import warp as wp
 from ..types import BALL, FREE, HINGE, SLIDE
 from .integration import quat_sub
 from .kinematics import quat_from_wxyz
-from .tree import Tree, aliases, per_dtype
+from .tree import Tree, aliases, per_dtype, stored
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
 _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
@@ -29,6 +29,7 @@ def make(T):
         return quat_sub(quat_from_wxyz(q[w, t, qa], q[w, t, qa + 1], q[w, t, qa + 2], q[w, t, qa + 3]),
                         quat_from_wxyz(qs[qa], qs[qa + 1], qs[qa + 2], qs[qa + 3]))
 
+    @stored
     @wp.func
     def passive(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_stiffness: AT, qpos_spring: AT,
                 dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT, h: T):

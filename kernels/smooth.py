@@ -35,7 +35,7 @@ from .dynamics import (
     shift_motion_v,
 )
 from .kinematics import hinge_quat, motion_dof, quat_from_wxyz
-from .tree import Tree, aliases, per_dtype
+from .tree import Tree, aliases, per_dtype, stored
 
 _FREE, _BALL, _SLIDE, _HINGE = wp.constant(FREE), wp.constant(BALL), wp.constant(SLIDE), wp.constant(HINGE)
 
@@ -67,6 +67,7 @@ def make(T):
             np_ = an - wp.quat_rotate(nq, jpos)
         return nq, np_, ax, an
 
+    @stored
     @wp.func
     def kinematics(w: int, qpos: A3, t: int, tree: Tree, s: S, body_pos: wp.array(dtype=V3),
                    body_quat: wp.array(dtype=Q), jnt_pos: wp.array(dtype=V3), jnt_axis: wp.array(dtype=V3),
@@ -129,6 +130,7 @@ def make(T):
             vv = vv + sv * qd
         return vw, vv, aw, av
 
+    @stored
     @wp.func
     def com_vel(w: int, qvel: A3, t: int, tree: Tree, s: S):
         """Body velocities (cvw, cvv), each joint's motion subspace (cdw, cdv) and the bodies'
@@ -210,6 +212,7 @@ def make(T):
                 s.cav[w, b] = pav
 
     def rne_crb_of(FULL):
+        @stored
         @wp.func
         def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
                     body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
@@ -276,6 +279,7 @@ def make(T):
 
     rne_crb, rne_crb_fwd = rne_crb_of(True), rne_crb_of(False)
 
+    @stored
     @wp.func
     def bias_and_mass(w: int, tree: Tree, s: S, dof_armature: wp.array(dtype=T)):
         """qfrc_bias = cdof . (subtree RNE wrench); M[i, j] = cdof_j . (I_c(body of i) cdof_i) for j

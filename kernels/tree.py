@@ -136,6 +136,20 @@ SLOT = (
     ("qacc", "T", "nv"),
 )
 
+def stored(f):
+    """Decorator (above ``@wp.func``) of a stage function whose only effects are stores into the
+    scratch (it returns nothing): Warp's adjoint of a function calling it then skips its forward
+    replay. The adjoint of a step always runs after that step's forward (kernels/forward.py), so
+    what the replay would compute is in the scratch already; Warp's replay of nested calls
+    otherwise runs each stage's forward once per level of nesting above it (the kernel, stage_a,
+    the stage itself). Warp's replay never stores, so skipping a call without a result changes
+    no value the reverse pass reads. The decorator's line is part of the function's source, so the
+    module hash changes with it (Warp does not hash the flag itself)."""
+    for g in (f, *getattr(f, "user_overloads", {}).values()):
+        g.skip_replay = True
+    return f
+
+
 def per_dtype(make):
     """Decorator of a ``make(T, *key)`` that builds Warp code or types for a scalar type ``T``
     (wp.float32 or wp.float64) and optionally a hashable build key (see :class:`Features`):
