@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from .kernels.tree import ALIASES, NET_BLOCK
 from .replay import Replay
 from .types import MESH, PAIR_KINDS, PARAM_SPEC, Structure
 
@@ -214,9 +215,16 @@ class LoopedEngine:
         esize = buf.element_size()
         dev = self.model.device
         off = 0
-        for name, kind, count, comp, slot in self.layout if layout is None else layout:
-            def view(t, off=off, kind=kind, count=count, comp=comp):
-                return wp.array(ptr=t.data_ptr() + off * esize, dtype=types[kind], shape=(B, count),
+        offsets = {}
+        fields = self.layout if layout is None else layout
+        # the block views (kernels.tree.ALIASES) over the memory of the fields they alias
+        aliases = [(n, kind, count // NET_BLOCK, NET_BLOCK, -1, target) for n, kind, target in ALIASES
+                   for f, _, count, _, _ in fields if f == target and count >= NET_BLOCK]
+        for name, kind, count, comp, slot, *target in [*fields, *aliases]:
+            at = offsets[target[0]] if target else off
+
+            def view(t, at=at, kind=kind, count=count, comp=comp):
+                return wp.array(ptr=t.data_ptr() + at * esize, dtype=types[kind], shape=(B, count),
                                 strides=(t.stride(0) * esize, comp * esize), device=dev)
             a = view(buf)
             if grad is not None:
@@ -224,7 +232,9 @@ class LoopedEngine:
             for k, st in enumerate(structs):
                 if slot in (k, -1):
                     setattr(st, name, a)
-            off += count * comp
+            if not target:
+                offsets[name] = off
+                off += count * comp
         return structs[0], structs[-1]
 
     def new_scratch(self, batch: int) -> torch.Tensor:
@@ -265,20 +275,23 @@ class LoopedEngine:
         return self._net_cache
 
     def grad_buffers(self, K: int):
-        """(gW [K, nwb, block], gb [K, nbb, block], structs): zeroed buffers the residual's
-        adjoint accumulates its weights' and biases' adjoints into, one per range of worlds, and a
-        Net struct over each (:meth:`ResidualNet.grad_struct`); kept per K, zeroed per call (making
-        the structs costs more than a small rollout's backward)."""
+        """((gWb [K, nwb, block], gbb [K, nbb, block], gWt [K, ntb, block]), structs): zeroed
+        buffers the residual's adjoint accumulates its weights' and biases' adjoints into, one per
+        range of worlds, in the layouts of the Net struct's Wb, bb, Wt (see
+        :meth:`ResidualNet.split_grads`), and a Net struct over each
+        (:meth:`ResidualNet.grad_struct`); kept per K, zeroed per call (making the structs costs
+        more than a small rollout's backward)."""
         hit = self._bufs.get(("grad net", K))
         if hit is None:
-            like = self.net.linears[0].weight
-            gW = torch.zeros(K, self.net.nwb, self.net.block, dtype=like.dtype, device=like.device)
-            gb = torch.zeros(K, self.net.nbb, self.net.block, dtype=like.dtype, device=like.device)
-            structs = [self.net.grad_struct(self.k["Net"], self.model.dtype, gW[k], gb[k]) for k in range(K)]
-            hit = self._bufs[("grad net", K)] = (gW, gb, structs)
+            net = self.net
+            like = net.linears[0].weight
+            bufs = tuple(torch.zeros(K, n, net.block, dtype=like.dtype, device=like.device)
+                         for n in (net.nwb, net.nbb, net.ntb))
+            structs = [net.grad_struct(self.k["Net"], self.model.dtype, *(b[k] for b in bufs)) for k in range(K)]
+            hit = self._bufs[("grad net", K)] = (bufs, structs)
         else:
-            hit[0].zero_()
-            hit[1].zero_()
+            for b in hit[0]:
+                b.zero_()
         return hit
 
     def forward_launches(self, arrays, T: int, wparams, sl, stream=None, record=False, net=None) -> list:
@@ -573,10 +586,11 @@ class ResidualNet:
         the block layout, :meth:`blocks`)."""
         return self._struct(cls, dtype, *self.blocks(tensors), buffers=tensors[2 * len(self.linears):])
 
-    def grad_struct(self, cls, dtype, gWb: torch.Tensor, gbb: torch.Tensor):
+    def grad_struct(self, cls, dtype, gWb: torch.Tensor, gbb: torch.Tensor, gWt: torch.Tensor):
         """The Net struct the adjoint kernel accumulates the weights' and biases' adjoints into:
-        its Wb, bb over gWb [nwb, block], gbb [nbb, block] (see :meth:`split_grads`)."""
-        return self._struct(cls, dtype, gWb, gbb)
+        its Wb, bb, Wt over gWb [nwb, block], gbb [nbb, block], gWt [ntb, block] (see
+        :meth:`split_grads`)."""
+        return self._struct(cls, dtype, gWb, gbb, gWt)
 
     def owned_struct(self, cls, dtype, device):
         """(struct, refresh): a Net struct whose block weights are buffers it owns (their addresses
@@ -612,16 +626,23 @@ class ResidualNet:
             self._seen[tag] = [(a.data_ptr(), a.clone()) for a in w]
         return not same
 
-    def split_grads(self, gWb: torch.Tensor, gbb: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the block layout the
-        adjoint accumulates them in (gWb [nwb, block], gbb [nbb, block], as the struct's Wb, bb)."""
-        out, wo, bo, NB = [], 0, 0, self.block
+    def split_grads(self, gWb: torch.Tensor, gbb: torch.Tensor, gWt: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer (weight, bias) gradients, in :meth:`tensors`' order, from the layouts the
+        adjoint accumulates them in (gWb [nwb, block], gbb [nbb, block], gWt [ntb, block], as the
+        struct's Wb, bb, Wt; a layer of at most kernels.residual.NARROW outputs has its weights'
+        in gWt, by blocks of inputs)."""
+        from .kernels.residual import NARROW
+
+        out, wo, bo, to, NB = [], 0, 0, 0, self.block
         for lin in self.linears:
             nout, nin = lin.weight.shape
-            nblk = -(-nout // NB)
-            g = gWb[wo:wo + nblk * nin].reshape(nblk, nin, NB).transpose(1, 2).reshape(nblk * NB, nin)[:nout]
+            nblk, nbin = -(-nout // NB), -(-nin // NB)
+            if nout <= NARROW:
+                g = gWt[to:to + nbin * nout].reshape(nbin, nout, NB).transpose(0, 1).reshape(nout, nbin * NB)[:, :nin]
+            else:
+                g = gWb[wo:wo + nblk * nin].reshape(nblk, nin, NB).transpose(1, 2).reshape(nblk * NB, nin)[:nout]
             out += [g, gbb[bo:bo + nblk].reshape(-1)[:nout]]
-            wo, bo = wo + nblk * nin, bo + nblk
+            wo, bo, to = wo + nblk * nin, bo + nblk, to + nbin * nout
         return out
 
 

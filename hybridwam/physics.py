@@ -218,7 +218,7 @@ class _Rollout(torch.autograd.Function):
             netw = gnets = None
             if eng is not None:
                 netw = eng.net_struct(list(net))
-                gW, gb, gnets = eng.grad_buffers(K)
+                gbufs, gnets = eng.grad_buffers(K)
             # the backward pass re-runs each step forward into copies: the returned trajectory keeps its bits
             Qc, Vc, Ac = _copy(Q), _copy(V), _copy(A)
             with _stream_scope(phys.model.device):
@@ -226,7 +226,7 @@ class _Rollout(torch.autograd.Function):
                                     view((aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA)), T, wparams, wadj, ranges, threads,
                                     parallel.run, net=netw, gnets=gnets)
             if eng is not None:
-                a_net = eng.net.split_grads(gW.sum(0), gb.sum(0))
+                a_net = eng.net.split_grads(*(g.sum(0) for g in gbufs))
                 a_net += [None] * (len(net) - len(a_net))  # the buffers: no gradient
         else:
             _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc, a_qaccx, aA, T, parts,

@@ -16,9 +16,11 @@ backward pass's recompute of the step stores): from sa.res into the adjoints of 
 state and controls at step t and (atomically, summed over worlds and steps) of the weights and
 biases.
 """
+import math
+
 import warp as wp
 
-from .tree import per_dtype
+from .tree import NET_BLOCK, per_dtype
 
 #: feature kinds (Net.fkind): sin / cos of a hinge angle, a coordinate as it is, a quaternion
 #: component times the sign of its w (q and -q are the same rotation), a velocity, a control
@@ -29,7 +31,12 @@ ACT_NAMES = ("silu", "tanh", "relu", "gelu")
 #: outputs per input read (one vector load of their weights, one index computation; Warp's
 #: index arithmetic, not the multiply-adds, is what a narrower block spends its time on: 8-wide
 #: blocks four at a time ran a 64x64 layer in about 600 ns per world-step inside the step)
-BLOCK = 32
+BLOCK = NET_BLOCK
+#: a layer with at most this many outputs (the output layer: one per dof) runs its product per
+#: output, as dot products of blocks of inputs with its transposed weights (Wt), and its weights'
+#: adjoints accumulate in that layout: by blocks of outputs its BLOCK lanes would be mostly
+#: padding (a 2-dof model's output layer: 30 of 32)
+NARROW = 8
 
 _SIN, _COS, _RAW, _QUAT, _VEL, _CTRL = (wp.constant(k) for k in (F_SIN, F_COS, F_RAW, F_QUAT, F_VEL, F_CTRL))
 
@@ -71,8 +78,10 @@ def make(T):
     S, A3 = a["S"], a["A3"]
     A2 = wp.array2d(dtype=T)
     VB = wp.types.vector(BLOCK, T)
+    AB2 = wp.array2d(dtype=VB)
     AVB = wp.array(dtype=VB)
     HALF = BLOCK // 2
+    V16, V8, V4 = (wp.types.vector(n, T) for n in (HALF, HALF // 2, HALF // 4))
     N = net_type(T)
     half = T(0.5)
     rsqrt2 = T(0.7071067811865476)
@@ -102,6 +111,55 @@ def make(T):
         e = wp.erf(x * rsqrt2)
         return half * x * (T(1.0) + e), half * (T(1.0) + e) + x * rsqrt2pi * wp.exp(-half * x * x)
 
+    F64 = T == wp.float64
+    # e^x by range reduction x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts: Cody and Waite)
+    # and a Taylor polynomial of r (error below the type's rounding: degree 7 in float32, 13 in
+    # float64), 2^n from its exponent bits: no library call, so a loop over a block's lanes
+    # vectorizes (libm's exp, one call per unit, was most of the activation's time)
+    EXP_LO, EXP_HI = (T(-708.0), T(709.0)) if F64 else (T(-87.0), T(88.0))
+    LOG2E, LN2HI, LN2LO = T(1.4426950408889634), T(0.693145751953125), T(1.4286068203094173e-06)
+    NPOLY = 14 if F64 else 8
+    INV_FACT = wp.constant(wp.types.vector(NPOLY, T)(*[1.0 / math.factorial(NPOLY - 1 - i) for i in range(NPOLY)]))
+
+    @wp.func
+    def exp_poly(x: T):
+        """e^x for |x| <= ln2 / 2 (Horner, from the highest power)."""
+        p = INV_FACT[0]
+        for i in range(1, NPOLY):
+            p = p * x + INV_FACT[i]
+        return p
+
+    @wp.func
+    def exp_fast(x: T):
+        """e^x, branch- and call-free (clamped to the type's normal range)."""
+        xc = wp.clamp(x, EXP_LO, EXP_HI)
+        n = wp.floor(xc * LOG2E + half)
+        r = (xc - n * LN2HI) - n * LN2LO
+        if wp.static(F64):
+            scale = wp.cast((wp.int64(n) + wp.int64(1023)) << wp.int64(52), wp.float64)
+        else:
+            scale = wp.cast((wp.int32(n) + 127) << 23, wp.float32)
+        return exp_poly(r) * scale
+
+    @wp.func
+    def activate(k: int, v: VB):
+        """(act(k, .), its derivative) of each lane of a block: silu's by :func:`exp_fast` in a
+        loop the compiler vectorizes, the others' through :func:`act_d`."""
+        y = VB()
+        d = VB()
+        if k == 0:
+            for e in range(BLOCK):
+                x = v[e]
+                sg = T(1.0) / (T(1.0) + exp_fast(-x))
+                y[e] = x * sg
+                d[e] = sg * (T(1.0) + x * (T(1.0) - sg))
+        else:
+            for e in range(BLOCK):
+                a, b = act_d(k, v[e])
+                y[e] = a
+                d[e] = b
+        return y, d
+
     @wp.func
     def feature(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, net: N, f: int):
         k = net.fkind[f]
@@ -119,51 +177,88 @@ def make(T):
         return (ctrl[w, t, i] - net.ccen[i]) / net.cscl[i]
 
     @wp.func
-    def store(nact: A2, w: int, at: int, acc: VB):
-        """A block's outputs into nact[w, at:at + BLOCK], in two unrolled halves (Warp unrolls
-        loops of up to 16): each lane read at a constant index, so the accumulator stays in
-        registers (a vector read at a variable index lives in memory, through the whole loop)."""
+    def lanesum(v: VB):
+        """The sum of a block's lanes, as a tree of pairwise sums (a chain of 31 dependent adds
+        otherwise)."""
+        h = V16()
         for e in range(HALF):
-            nact[w, at + e] = acc[e]
-        for e in range(HALF):
-            nact[w, at + HALF + e] = acc[HALF + e]
+            h[e] = v[e] + v[HALF + e]
+        q = V8()
+        for e in range(HALF // 2):
+            q[e] = h[e] + h[HALF // 2 + e]
+        r = V4()
+        for e in range(HALF // 4):
+            r[e] = q[e] + q[HALF // 4 + e]
+        return (r[0] + r[2]) + (r[1] + r[3])
+
+    # acc + x w lane by lane as fused multiply-adds (Warp's C++ has each product and sum in a
+    # statement of its own, which the compiler does not fuse: 13% of a 64x64 hybrid rollout)
+    @wp.func_native(f"for (int e = 0; e < {BLOCK}; ++e) acc.c[e] = wp::muladd(x, v.c[e], acc.c[e]);\nreturn acc;")
+    def madd(acc: VB, x: T, v: VB) -> VB: ...
 
     @wp.func
-    def load(ng: A2, w: int, at: int):
-        """The block ng[w, at:at + BLOCK] as a vector (the adjoint's :func:`store`)."""
-        g = VB()
+    def block_madd(acc: VB, x: VB, W: AVB, c: int):
+        """acc + sum over the lanes e of x[e] W[c + e]: a whole block of inputs, its lanes read
+        at constant indices from registers (unrolled in halves: Warp unrolls loops of up to 16),
+        so no index arithmetic or loop control per input."""
         for e in range(HALF):
-            g[e] = ng[w, at + e]
+            acc = madd(acc, x[e], W[c + e])
         for e in range(HALF):
-            g[HALF + e] = ng[w, at + HALF + e]
-        return g
+            acc = madd(acc, x[HALF + e], W[c + HALF + e])
+        return acc
+
+    @wp.func
+    def block_outer_add(gW: AVB, c: int, g: VB, x: VB):
+        """gW[c + e] += g x[e] for each lane e of a block of inputs (the weights' adjoint of
+        :func:`block_madd`)."""
+        for e in range(HALF):
+            wp.atomic_add(gW, c + e, g * x[e])
+        for e in range(HALF):
+            wp.atomic_add(gW, c + HALF + e, g * x[HALF + e])
+
+    @wp.func
+    def emit(nactb: AB2, npreb: AB2, w: int, blk: int, acc: VB, hidden: bool, k: int, deriv: int):
+        """Block ``blk`` of a layer's outputs into nactb[w, blk], through the activation where
+        ``hidden`` (its derivatives into npreb with ``deriv``; act(0) = 0 keeps the padding
+        lanes zero)."""
+        if hidden:
+            y, d = activate(k, acc)
+            nactb[w, blk] = y
+            if deriv != 0:
+                npreb[w, blk] = d
+        else:
+            nactb[w, blk] = acc
 
     @wp.func(inline=False)
-    def layer(Wb: AVB, bb: AVB, nact: A2, npre: A2, w: int, nin: int, nout: int, io: int, ho: int, wo: int,
-              bo: int, hidden: bool, k: int, deriv: int):
-        """One layer of world w: nact[ho:ho + nout] from nact[io:io + nin] (its blocks of weights
+    def layer(Wb: AVB, bb: AVB, Wt: AVB, nact: A2, nactb: AB2, npreb: AB2, w: int, nin: int, nout: int, io: int,
+              ho: int, wo: int, bo: int, to: int, hidden: bool, k: int, deriv: int):
+        """One layer of world w: nact[ho:ho + nout] from nact[io:io + nin] (nactb, npreb: the
+        same memory as nact, npre by blocks, which it writes whole; its blocks of weights
         and biases from Wb[wo], bb[bo]; whole blocks written, the padding lanes too), through the
         activation ``k`` where ``hidden``; with ``deriv`` (the backward pass's recompute) the
-        activation's derivatives into npre (what the adjoint reads). Not inlined: inside the
-        whole step's function the compiler splits the accumulators into scalars."""
-        for g in range((nout + BLOCK - 1) / BLOCK):
-            acc = bb[bo + g]
-            c = wo + g * nin
-            for i in range(nin):
-                acc = acc + nact[w, io + i] * Wb[c + i]
-            store(nact, w, ho + g * BLOCK, acc)
-        if hidden:
-            if deriv != 0:
+        activation's derivatives into npre (what the adjoint reads). A NARROW layer: per output,
+        the dot products of its transposed weights (Wt from Wt[to]) with the blocks of inputs
+        (whose padding lanes are zero, as are the weights'). Not inlined: inside the whole
+        step's function the compiler splits the accumulators into scalars."""
+        if nout <= NARROW:
+            nbin = (nin + BLOCK - 1) / BLOCK
+            out = bb[bo]
+            for j in range(nbin):
+                x = nactb[w, io / BLOCK + j]
+                c = to + j * nout
                 for o in range(nout):
-                    y, d = act_d(k, nact[w, ho + o])
-                    npre[w, ho + o] = d
-                    nact[w, ho + o] = y
-            elif k == 0:  # silu, the default, in a loop of its own: no branch per unit
-                for o in range(nout):
-                    nact[w, ho + o] = act(0, nact[w, ho + o])
-            else:
-                for o in range(nout):
-                    nact[w, ho + o] = act(k, nact[w, ho + o])
+                    out[o] = out[o] + lanesum(wp.cw_mul(Wt[c + o], x))
+            emit(nactb, npreb, w, ho / BLOCK, out, hidden, k, deriv)
+        else:
+            nfull = nin / BLOCK
+            for g in range((nout + BLOCK - 1) / BLOCK):
+                acc = bb[bo + g]
+                c = wo + g * nin
+                for j in range(nfull):
+                    acc = block_madd(acc, nactb[w, io / BLOCK + j], Wb, c + j * BLOCK)
+                for i in range(nfull * BLOCK, nin):
+                    acc = madd(acc, nact[w, io + i], Wb[c + i])
+                emit(nactb, npreb, w, ho / BLOCK + g, acc, hidden, k, deriv)
 
     @wp.func
     def residual(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, nv: int, net: N, s: S, deriv: int):
@@ -174,38 +269,55 @@ def make(T):
             s.nact[w, f] = (feature(w, qpos, qvel, ctrl, t, net, f) - net.mean[f]) / net.std[f]
         last = net.nlayer - 1
         for l in range(net.nlayer):
-            layer(net.Wb, net.bb, s.nact, s.npre, w, net.dims[l], net.dims[l + 1], net.ioff[l], net.hoff[l],
-                  net.woff[l], net.boff[l], l < last, net.act, deriv)
+            layer(net.Wb, net.bb, net.Wt, s.nact, s.nactb, s.npreb, w, net.dims[l], net.dims[l + 1], net.ioff[l],
+                  net.hoff[l], net.woff[l], net.boff[l], net.toff[l], l < last, net.act, deriv)
         ho = net.hoff[last]
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
 
     @wp.func(inline=False)
-    def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, nact: A2, ng: A2, w: int, nin: int, nout: int, io: int,
-                      ho: int, wo: int, bo: int, to: int):
+    def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, gWt: AVB, nact: A2, nactb: AB2, ng: A2, ngb: AB2, w: int,
+                      nin: int, nout: int, io: int, ho: int, wo: int, bo: int, to: int):
         """The adjoint of :func:`layer`'s product (without its activation): from ng[ho:ho + nout]
         (zero in the padding lanes) into the weights' and biases' adjoints gWb, gbb (atomic adds,
-        a block of outputs per input) and the inputs' adjoints ng[io:io + nin] (set, whole blocks:
+        a block of outputs per input; a NARROW layer's weights into gWt instead, per output a
+        block of inputs: Wt's layout) and the inputs' adjoints ng[io:io + nin] (set, whole blocks:
         a block of inputs accumulated over the outputs with the transposed weights Wt from
-        Wt[to], zero in the padding lanes)."""
-        for g in range((nout + BLOCK - 1) / BLOCK):
-            gb = load(ng, w, ho + g * BLOCK)
-            wp.atomic_add(gbb, bo + g, gb)
-            c = wo + g * nin
-            for i in range(nin):
-                wp.atomic_add(gWb, c + i, gb * nact[w, io + i])
+        Wt[to], zero in the padding lanes). nactb, ngb: nact, ng by blocks."""
+        if nout <= NARROW:
+            gb = ngb[w, ho / BLOCK]
+            wp.atomic_add(gbb, bo, gb)
+            for j in range((nin + BLOCK - 1) / BLOCK):
+                x = nactb[w, io / BLOCK + j]
+                c = to + j * nout
+                for o in range(nout):
+                    wp.atomic_add(gWt, c + o, x * gb[o])
+        else:
+            nfull = nin / BLOCK
+            for g in range((nout + BLOCK - 1) / BLOCK):
+                gb = ngb[w, ho / BLOCK + g]
+                wp.atomic_add(gbb, bo + g, gb)
+                c = wo + g * nin
+                for j in range(nfull):
+                    block_outer_add(gWb, c + j * BLOCK, gb, nactb[w, io / BLOCK + j])
+                for i in range(nfull * BLOCK, nin):
+                    wp.atomic_add(gWb, c + i, gb * nact[w, io + i])
+        nfo = nout / BLOCK
         for j in range((nin + BLOCK - 1) / BLOCK):
             acc = VB()
             c = to + j * nout
-            for o in range(nout):
-                acc = acc + ng[w, ho + o] * Wt[c + o]
-            store(ng, w, io + j * BLOCK, acc)
+            for b in range(nfo):
+                acc = block_madd(acc, ngb[w, ho / BLOCK + b], Wt, c + b * BLOCK)
+            for o in range(nfo * BLOCK, nout):
+                acc = madd(acc, ng[w, ho + o], Wt[c + o])
+            ngb[w, io / BLOCK + j] = acc
 
     @wp.func
     def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
         """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
-        of the weights and biases (gnet.Wb, gnet.bb: the forward's block layout; atomic adds),
+        of the weights and biases (gnet.Wb, gnet.bb: the forward's block layout, a NARROW layer's
+        weights in gnet.Wt: Wt's; atomic adds),
         layer by layer from the last (:func:`layer_adjoint`); s.ng holds the adjoints of the
         features and each layer's outputs (s.nact's layout). Needs the forward's s.npre (the
         activations' derivatives) and s.nact."""
@@ -220,10 +332,10 @@ def make(T):
             l = last - ll
             ho = net.hoff[l]
             if l < last:
-                for o in range(net.dims[l + 1]):
-                    s.ng[w, ho + o] = s.ng[w, ho + o] * s.npre[w, ho + o]
-            layer_adjoint(net.Wt, gnet.Wb, gnet.bb, s.nact, s.ng, w, net.dims[l], net.dims[l + 1], net.ioff[l],
-                          ho, net.woff[l], net.boff[l], net.toff[l])
+                for b in range((net.dims[l + 1] + BLOCK - 1) / BLOCK):
+                    s.ngb[w, ho / BLOCK + b] = wp.cw_mul(s.ngb[w, ho / BLOCK + b], s.npreb[w, ho / BLOCK + b])
+            layer_adjoint(net.Wt, gnet.Wb, gnet.bb, gnet.Wt, s.nact, s.nactb, s.ng, s.ngb, w, net.dims[l],
+                          net.dims[l + 1], net.ioff[l], ho, net.woff[l], net.boff[l], net.toff[l])
         for f in range(net.nfeat):
             g = s.ng[w, f] / net.std[f]
             k = net.fkind[f]
@@ -241,4 +353,4 @@ def make(T):
             else:
                 adj_ctrl[w, t, i] = adj_ctrl[w, t, i] + g / net.cscl[i]
 
-    return {"residual": residual, "residual_adjoint": residual_adjoint}
+    return {"residual": residual, "residual_adjoint": residual_adjoint, "exp_fast": exp_fast, "activate": activate}

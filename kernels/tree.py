@@ -111,6 +111,15 @@ SCRATCH = (
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
 )
 
+#: The residual's block width (kernels/residual.BLOCK): its per-world arrays npre, nact, ng are
+#: also seen by blocks, as [world, nnet / NET_BLOCK] arrays of vectors over the same memory
+#: (npreb, nactb, ngb), so that a block is read and written as one vector: stored lane by lane,
+#: a block held in registers was split into its 32 lanes at every turn of the loop that
+#: accumulates it.
+NET_BLOCK = 32
+#: (alias, kind, field): the block views of SCRATCH fields (LoopedEngine.scratch)
+ALIASES = (("npreb", "VB", "npre"), ("nactb", "VB", "nact"), ("ngb", "VB", "ng"))
+
 #: Fields of one solve, kept once per solve (MuJoCo's step has one; the step here has a second
 #: one when some contact's friction or some dof's dry friction must be limited, see
 #: kernels/collision.py): the contact action on each body (xn, xf) summed over subtrees and each
@@ -193,9 +202,10 @@ NO_FEATURES = Features()
 
 
 def kind_types(T) -> dict:
-    """The Warp type of each kind key of SCRATCH and PARAM_SPEC ("T", "V2", "V3", "V4", "Q", "M33")."""
+    """The Warp type of each kind key of SCRATCH, ALIASES and PARAM_SPEC ("T", "V2", "V3", "V4", "Q",
+    "M33", "VB": a block of NET_BLOCK scalars)."""
     return {"T": T, "V2": wp.types.vector(2, T), "V3": wp.types.vector(3, T), "V4": wp.types.vector(4, T),
-            "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T)}
+            "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T), "VB": wp.types.vector(NET_BLOCK, T)}
 
 
 def array_struct(name: str, T, fields, ndim: int = 1):
@@ -212,7 +222,7 @@ def array_struct(name: str, T, fields, ndim: int = 1):
 @per_dtype
 def scratch_type(T):
     """The ``wp.struct`` of per-world scratch arrays ([world, n]) for scalar type ``T``."""
-    return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH + SLOT], ndim=2)
+    return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH + SLOT + ALIASES], ndim=2)
 
 
 @per_dtype

@@ -75,3 +75,57 @@ def test_bad_settings_are_rejected(bad):
     model = hw.load_model("pendulum", device="cpu")
     with pytest.raises(ValueError):
         hw.Residual(model, **bad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernel_exp_and_activations_match_numpy_and_torch(dtype):
+    """The residual stage's own e^x (kernels/residual.exp_fast: no library call, so its loops
+    vectorize) against numpy's exp over the range an activation sees, and its activations and
+    their derivatives (kernels/residual.activate) against torch's and autograd's."""
+    import numpy as np
+    import warp as wp
+    from hybridwam.kernels import residual as kr
+
+    T = wp.float32 if dtype == "float32" else wp.float64
+    VB = wp.types.vector(kr.BLOCK, T)
+    fns = kr.make(T)
+    exp_fast, activate = fns["exp_fast"], fns["activate"]
+
+    @wp.kernel(module="unique")
+    def run(x: wp.array(dtype=T), e: wp.array(dtype=T), y: wp.array(dtype=VB), d: wp.array(dtype=VB),
+            k: int):
+        i = wp.tid()
+        e[i] = exp_fast(x[i])
+        if i % kr.BLOCK == 0:
+            v = VB()
+            for j in range(kr.BLOCK):
+                v[j] = x[i + j]
+            a, b = activate(k, v)
+            y[i / kr.BLOCK] = a
+            d[i / kr.BLOCK] = b
+
+    n = 32 * 200
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([np.linspace(-30, 30, n // 2), rng.normal(0, 3, n // 2 - 4), [0.0, -0.0, 1e-30, -100.0]])
+    npt = np.float32 if dtype == "float32" else np.float64
+    x = wp.array(xs.astype(npt), dtype=T)
+    e = wp.zeros(n, dtype=T)
+    ref = np.exp(xs.astype(npt).astype(np.float64))
+    tol = 4e-7 if dtype == "float32" else 1e-15
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+    xt = torch.tensor(xs, dtype=tdt, requires_grad=True)
+    for k, name in enumerate(kr.ACT_NAMES):
+        y = wp.zeros(n // kr.BLOCK, dtype=VB)
+        d = wp.zeros(n // kr.BLOCK, dtype=VB)
+        wp.launch(run, dim=n, inputs=[x, e, y, d, k])
+        if k == 0:
+            big = np.abs(xs) < 80
+            assert np.max(np.abs(e.numpy()[big] / ref[big] - 1)) < tol
+        f = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "relu": torch.relu,
+             "gelu": torch.nn.functional.gelu}[name]
+        yt = f(xt)
+        (gt,) = torch.autograd.grad(yt.sum(), xt)
+        scale = 1 + np.abs(yt.detach().numpy())
+        err = np.abs(y.numpy().reshape(-1) - yt.detach().numpy()) / scale
+        assert err.max() < 4 * tol, (name, err.max(), xs[err.argmax()])
+        assert np.max(np.abs(d.numpy().reshape(-1) - gt.numpy()) / (1 + np.abs(gt.numpy()))) < 4 * tol, name
