@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import warp as wp
 
-from .kernels.tree import ALIASES, NET_BLOCK
+from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
 from .types import MESH, PAIR_KINDS, PARAM_SPEC, Structure
 
@@ -47,10 +47,10 @@ def features(s: Structure, contacts: bool = True):
     return Features(kinds, True, True)
 
 
-def _kernels(dtype: torch.dtype, feats):
+def _kernels(dtype: torch.dtype, feats, group: int = 1):
     from .kernels import forward
 
-    return forward.build(_SCALAR[dtype], feats)
+    return forward.build(_SCALAR[dtype], feats, group)
 
 
 def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
@@ -142,7 +142,14 @@ class LoopedEngine:
         self._net_cache = None  # the last Net struct net_struct made
         self._params_cache = None  # (ids, arrays, struct): the last Params struct without adjoints
         self.features = f if residual is None else Features(*f[:3], residual=residual.mode)
-        self.k = _kernels(model.dtype, self.features)
+        #: worlds per thread of the residual's adjoint (kernels/residual.GROUP on the CPU: they
+        #: share its weight loads and updates; one on a GPU)
+        self.group = 1
+        if residual is not None and wp.get_device(model.device).is_cpu:
+            from .kernels.residual import GROUP
+
+            self.group = GROUP
+        self.k = _kernels(model.dtype, self.features, self.group)
         dev = model.device
         self.tree = Tree()
         #: the same tree with explicit damping: the stage API reports qacc as mj_forward does
@@ -165,9 +172,14 @@ class LoopedEngine:
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared
         #: fields have slot -1
         self.nsolve = self.features.nsolve
-        self.layout = [(name, kind, n[size], comps[kind], -1) for name, kind, size in SCRATCH]
+        shared = [(name, kind, n[size], comps[kind], -1) for name, kind, size in SCRATCH]
+        self.layout = [f for f in shared if f[0] not in NET_FIELDS]
         for slot in range(self.nsolve):
             self.layout += [(name, kind, n[size], comps[kind], slot) for name, kind, size in SLOT]
+        #: scalars per world of the part of the scratch an adjoint reads (all but the residual's
+        #: NET_FIELDS, which come last): what the backward pass zeroes in the adjoint's scratch
+        self.adjoint_size = sum(c * k for _, _, c, k, _ in self.layout)
+        self.layout += [f for f in shared if f[0] in NET_FIELDS]
         #: scalars of scratch per world
         self.scratch_size = sum(c * k for _, _, c, k, _ in self.layout)
         #: the fields the kinematics stage writes (kinematics_kernel's scratch) and their size
@@ -362,8 +374,8 @@ class LoopedEngine:
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
         go(stage, inputs=[*fwd, t, tree, padj, s0, s1], adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
         if self.net is not None:
-            go(self.k["residual_adjoint_kernel"],
-               inputs=[fwd[0], fwd[2], t, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
+            _launch(record, self.k["residual_adjoint_kernel"], dim=-(-dim // self.group), device=dev,
+                    inputs=[fwd[0], fwd[2], t, dim, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
 
     def backward(self, arrays, adj_arrays, T: int, wparams, wadj, ranges, threads: int, run, net=None,
                  gnets=None) -> None:
@@ -398,7 +410,8 @@ class LoopedEngine:
                 fw, ad = reps[:1], reps[1:]
                 timed = [c.setter("t") for c in fw + ad if "t" in c.names]
                 fw, ad = [c.call for c in fw], [c.call for c in ad]
-                zero = functools.partial(host.fill, 0) if host is not None else abuf.zero_
+                n = self.adjoint_size
+                zero = functools.partial(host[:, :n].fill, 0) if host is not None else abuf[:, :n].zero_
                 for t in range(T - 1, -1, -1):
                     for c in timed:
                         c(t)

@@ -45,7 +45,7 @@ _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
 
 
 @per_dtype
-def build(T, features=NO_FEATURES):
+def build(T, features=NO_FEATURES, group=1):
     """The kernels (rollout_kernel, stage_a_kernel, stage_full_kernel, assemble_kernel, solve_kernel,
     stage_b_kernel, solve_adjoint_kernel) and structs (Params, Scratch) for scalar type ``T`` and the model
     ``features`` (kernels.tree.Features: the pair kinds present, implicit contacts, dry friction;
@@ -66,8 +66,9 @@ def build(T, features=NO_FEATURES):
     col = _collision.make(T, features)
     geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
     N = _residual.net_type(T)
-    res_stage = _residual.make(T)
-    residual, residual_adjoint = res_stage["residual"], res_stage["residual_adjoint"]
+    G = group
+    residual = _residual.make(T)["residual"]
+    residual_adjoint = _residual.make(T, G)["residual_adjoint"]
     RES = features.residual
     CONTACT = bool(features.kinds)
     ASSEMBLE = features.assemble
@@ -210,9 +211,12 @@ def build(T, features=NO_FEATURES):
             solve_adjoint(w, tree, p, s, sa)
 
     @wp.kernel(enable_backward=False, module="unique")
-    def residual_adjoint_kernel(qpos: A3, ctrl: A3, t: int, tree: Tree, net: N, gnet: N, s: S, sa: S,
+    def residual_adjoint_kernel(qpos: A3, ctrl: A3, t: int, nworld: int, tree: Tree, net: N, gnet: N, s: S, sa: S,
                                 adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
-        residual_adjoint(wp.tid(), qpos, ctrl, t, tree.nv, net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)
+        """The residual's adjoint at step t for worlds G tid .. G tid + G - 1 (below ``nworld``)."""
+        w0 = wp.tid() * G
+        residual_adjoint(w0, wp.min(G, nworld - w0), qpos, ctrl, t, tree.nv, net, gnet, s, sa, adj_qpos, adj_qvel,
+                         adj_ctrl)
 
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_full_kernel=stage_full_kernel,
                stage_b_kernel=stage_b_kernel,

@@ -32,6 +32,11 @@ ACT_NAMES = ("silu", "tanh", "relu", "gelu")
 #: index arithmetic, not the multiply-adds, is what a narrower block spends its time on: 8-wide
 #: blocks four at a time ran a 64x64 layer in about 600 ns per world-step inside the step)
 BLOCK = NET_BLOCK
+#: worlds per CPU thread of the residual's adjoint: their weight adjoints are summed before the
+#: one update per weight, and each load of the transposed weights serves them all (one world per
+#: thread streamed the weights and their adjoints through the cache per world and step). A GPU
+#: keeps one world per thread.
+GROUP = 4
 #: a layer with at most this many outputs (the output layer: one per dof) runs its product per
 #: output, as dot products of blocks of inputs with its transposed weights (Wt), and its weights'
 #: adjoints accumulate in that layout: by blocks of outputs its BLOCK lanes would be mostly
@@ -68,10 +73,13 @@ def net_type(T):
 
 
 @per_dtype
-def make(T):
-    """``residual(w, qpos, qvel, ctrl, t, nv, net, s)`` and ``residual_adjoint(w, qpos, ctrl, t, nv,
-    net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)`` for scalar ``T`` (``gnet``: a Net over the
-    weights' and biases' adjoint arrays), as a dict."""
+def make(T, G=1):
+    """``residual(w, qpos, qvel, ctrl, t, nv, net, s, deriv)`` and ``residual_adjoint(w0, n, qpos,
+    ctrl, t, nv, net, gnet, s, sa, adj_qpos, adj_qvel, adj_ctrl)`` for scalar ``T`` (``gnet``: a
+    Net over the weights' and biases' adjoint arrays; the adjoint for the n <= G worlds w0 .. w0
+    + n - 1, G: 1 or GROUP), as a dict."""
+    if G not in (1, GROUP):
+        raise ValueError(f"residual adjoint: expected 1 or {GROUP} worlds per thread, got {G}")
     from .tree import aliases
 
     a = aliases(T)
@@ -208,15 +216,6 @@ def make(T):
         return acc
 
     @wp.func
-    def block_outer_add(gW: AVB, c: int, g: VB, x: VB):
-        """gW[c + e] += g x[e] for each lane e of a block of inputs (the weights' adjoint of
-        :func:`block_madd`)."""
-        for e in range(HALF):
-            wp.atomic_add(gW, c + e, g * x[e])
-        for e in range(HALF):
-            wp.atomic_add(gW, c + HALF + e, g * x[HALF + e])
-
-    @wp.func
     def emit(nactb: AB2, npreb: AB2, w: int, blk: int, acc: VB, hidden: bool, k: int, deriv: int):
         """Block ``blk`` of a layer's outputs into nactb[w, blk], through the activation where
         ``hidden`` (its derivatives into npreb with ``deriv``; act(0) = 0 keeps the padding
@@ -275,82 +274,172 @@ def make(T):
         for d in range(nv):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
 
+    @wp.func
+    def outer_add(gW: AVB, c: int, x: VB, g0: VB, g1: VB, g2: VB, g3: VB, x1: VB, x2: VB, x3: VB):
+        """gW[c + e] += sum over the group's worlds k of g_k x_k[e], for each lane e of a block of
+        inputs (the weights' adjoint of :func:`block_madd`; x is world 0's inputs): one update per
+        weight for the G worlds."""
+        for h in range(2):
+            for e in range(HALF):
+                i = h * HALF + e
+                u = g0 * x[i]
+                if wp.static(G > 1):
+                    u = madd(madd(madd(u, x1[i], g1), x2[i], g2), x3[i], g3)
+                wp.atomic_add(gW, c + i, u)
+
     @wp.func(inline=False)
-    def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, gWt: AVB, nact: A2, nactb: AB2, ng: A2, ngb: AB2, w: int,
-                      nin: int, nout: int, io: int, ho: int, wo: int, bo: int, to: int):
-        """The adjoint of :func:`layer`'s product (without its activation): from ng[ho:ho + nout]
-        (zero in the padding lanes) into the weights' and biases' adjoints gWb, gbb (atomic adds,
-        a block of outputs per input; a NARROW layer's weights into gWt instead, per output a
-        block of inputs: Wt's layout) and the inputs' adjoints ng[io:io + nin] (set, whole blocks:
-        a block of inputs accumulated over the outputs with the transposed weights Wt from
-        Wt[to], zero in the padding lanes). nactb, ngb: nact, ng by blocks."""
+    def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, gWt: AVB, nact: A2, nactb: AB2, ng: A2, ngb: AB2, w0: int,
+                      n: int, nin: int, nout: int, io: int, ho: int, wo: int, bo: int, to: int):
+        """The adjoint of :func:`layer`'s product (without its activation) for the n <= G worlds
+        w0 .. w0 + n - 1: from ng[ho:ho + nout] (zero in the padding lanes) into the weights' and
+        biases' adjoints gWb, gbb (atomic adds, a block of outputs per input; a NARROW layer's
+        weights into gWt instead, per output a block of inputs: Wt's layout), one update per
+        weight for the n worlds, and the inputs' adjoints ng[io:io + nin] (set, whole blocks: a
+        block of inputs accumulated over the outputs with the transposed weights Wt from Wt[to],
+        each load of Wt serving the n worlds; zero in the padding lanes). nactb, ngb: nact, ng
+        by blocks. With n < G the spare slots repeat the last world, weighted zero in the sums."""
+        w1 = w0 + wp.min(1, n - 1)
+        w2 = w0 + wp.min(2, n - 1)
+        w3 = w0 + wp.min(3, n - 1)
+        m1 = wp.where(n > 1, T(1.0), T(0.0))
+        m2 = wp.where(n > 2, T(1.0), T(0.0))
+        m3 = wp.where(n > 3, T(1.0), T(0.0))
+        z = VB()
         if nout <= NARROW:
-            gb = ngb[w, ho / BLOCK]
-            wp.atomic_add(gbb, bo, gb)
+            g0 = ngb[w0, ho / BLOCK]
+            g1 = z
+            g2 = z
+            g3 = z
+            gs = g0
+            if wp.static(G > 1):
+                g1 = ngb[w1, ho / BLOCK] * m1
+                g2 = ngb[w2, ho / BLOCK] * m2
+                g3 = ngb[w3, ho / BLOCK] * m3
+                gs = g0 + g1 + g2 + g3
+            wp.atomic_add(gbb, bo, gs)
             for j in range((nin + BLOCK - 1) / BLOCK):
-                x = nactb[w, io / BLOCK + j]
+                x0 = nactb[w0, io / BLOCK + j]
                 c = to + j * nout
-                for o in range(nout):
-                    wp.atomic_add(gWt, c + o, x * gb[o])
+                if wp.static(G > 1):
+                    x1 = nactb[w1, io / BLOCK + j]
+                    x2 = nactb[w2, io / BLOCK + j]
+                    x3 = nactb[w3, io / BLOCK + j]
+                    for o in range(nout):
+                        wp.atomic_add(gWt, c + o, madd(madd(madd(x0 * g0[o], g1[o], x1), g2[o], x2), g3[o], x3))
+                else:
+                    for o in range(nout):
+                        wp.atomic_add(gWt, c + o, x0 * g0[o])
         else:
             nfull = nin / BLOCK
             for g in range((nout + BLOCK - 1) / BLOCK):
-                gb = ngb[w, ho / BLOCK + g]
-                wp.atomic_add(gbb, bo + g, gb)
+                blk = ho / BLOCK + g
+                g0 = ngb[w0, blk]
+                g1 = z
+                g2 = z
+                g3 = z
+                gs = g0
+                if wp.static(G > 1):
+                    g1 = ngb[w1, blk] * m1
+                    g2 = ngb[w2, blk] * m2
+                    g3 = ngb[w3, blk] * m3
+                    gs = g0 + g1 + g2 + g3
+                wp.atomic_add(gbb, bo + g, gs)
                 c = wo + g * nin
                 for j in range(nfull):
-                    block_outer_add(gWb, c + j * BLOCK, gb, nactb[w, io / BLOCK + j])
+                    xb = io / BLOCK + j
+                    if wp.static(G > 1):
+                        outer_add(gWb, c + j * BLOCK, nactb[w0, xb], g0, g1, g2, g3, nactb[w1, xb], nactb[w2, xb],
+                                  nactb[w3, xb])
+                    else:
+                        outer_add(gWb, c + j * BLOCK, nactb[w0, xb], g0, z, z, z, z, z, z)
                 for i in range(nfull * BLOCK, nin):
-                    wp.atomic_add(gWb, c + i, gb * nact[w, io + i])
+                    u = g0 * nact[w0, io + i]
+                    if wp.static(G > 1):
+                        u = madd(madd(madd(u, nact[w1, io + i], g1), nact[w2, io + i], g2), nact[w3, io + i], g3)
+                    wp.atomic_add(gWb, c + i, u)
         nfo = nout / BLOCK
         for j in range((nin + BLOCK - 1) / BLOCK):
-            acc = VB()
+            a0 = VB()
+            a1 = a0
+            a2 = a0
+            a3 = a0
             c = to + j * nout
             for b in range(nfo):
-                acc = block_madd(acc, ngb[w, ho / BLOCK + b], Wt, c + b * BLOCK)
+                blk = ho / BLOCK + b
+                cb = c + b * BLOCK
+                v0 = ngb[w0, blk]
+                if wp.static(G > 1):
+                    v1 = ngb[w1, blk]
+                    v2 = ngb[w2, blk]
+                    v3 = ngb[w3, blk]
+                    for h in range(2):
+                        for e in range(HALF):
+                            i = h * HALF + e
+                            wv = Wt[cb + i]
+                            a0 = madd(a0, v0[i], wv)
+                            a1 = madd(a1, v1[i], wv)
+                            a2 = madd(a2, v2[i], wv)
+                            a3 = madd(a3, v3[i], wv)
+                else:
+                    a0 = block_madd(a0, v0, Wt, cb)
             for o in range(nfo * BLOCK, nout):
-                acc = madd(acc, ng[w, ho + o], Wt[c + o])
-            ngb[w, io / BLOCK + j] = acc
+                wv = Wt[c + o]
+                a0 = madd(a0, ng[w0, ho + o], wv)
+                if wp.static(G > 1):
+                    a1 = madd(a1, ng[w1, ho + o], wv)
+                    a2 = madd(a2, ng[w2, ho + o], wv)
+                    a3 = madd(a3, ng[w3, ho + o], wv)
+            ngb[w0, io / BLOCK + j] = a0
+            if wp.static(G > 1):
+                ngb[w1, io / BLOCK + j] = a1
+                ngb[w2, io / BLOCK + j] = a2
+                ngb[w3, io / BLOCK + j] = a3
 
     @wp.func
-    def residual_adjoint(w: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
+    def residual_adjoint(w0: int, n: int, qpos: A3, ctrl: A3, t: int, nv: int, net: N, gnet: N, s: S, sa: S,
                          adj_qpos: A3, adj_qvel: A3, adj_ctrl: A3):
-        """From sa.res (the adjoint of s.res) into the adjoints of qpos, qvel, ctrl at step t and
-        of the weights and biases (gnet.Wb, gnet.bb: the forward's block layout, a NARROW layer's
-        weights in gnet.Wt: Wt's; atomic adds),
-        layer by layer from the last (:func:`layer_adjoint`); s.ng holds the adjoints of the
-        features and each layer's outputs (s.nact's layout). Needs the forward's s.npre (the
-        activations' derivatives) and s.nact."""
+        """From sa.res (the adjoint of s.res) of the n <= G worlds w0 .. w0 + n - 1 into the
+        adjoints of qpos, qvel, ctrl at step t and of the weights and biases (gnet.Wb, gnet.bb:
+        the forward's block layout, a NARROW layer's weights in gnet.Wt: Wt's; atomic adds),
+        layer by layer from the last (:func:`layer_adjoint`, the n worlds together); s.ng holds
+        the adjoints of the features and each layer's outputs (s.nact's layout). Needs the
+        forward's s.npre (the activations' derivatives) and s.nact."""
         last = net.nlayer - 1
         ho = net.hoff[last]
         nb = (net.dims[net.nlayer] + BLOCK - 1) / BLOCK
-        for d in range(nb * BLOCK):
-            s.ng[w, ho + d] = T(0.0)
-        for d in range(nv):
-            s.ng[w, ho + d] = sa.res[w, d] * net.oscl[d]
+        for v in range(n):
+            w = w0 + v
+            for d in range(nb * BLOCK):
+                s.ng[w, ho + d] = T(0.0)
+            for d in range(nv):
+                s.ng[w, ho + d] = sa.res[w, d] * net.oscl[d]
         for ll in range(net.nlayer):
             l = last - ll
             ho = net.hoff[l]
             if l < last:
-                for b in range((net.dims[l + 1] + BLOCK - 1) / BLOCK):
-                    s.ngb[w, ho / BLOCK + b] = wp.cw_mul(s.ngb[w, ho / BLOCK + b], s.npreb[w, ho / BLOCK + b])
-            layer_adjoint(net.Wt, gnet.Wb, gnet.bb, gnet.Wt, s.nact, s.nactb, s.ng, s.ngb, w, net.dims[l],
+                for v in range(n):
+                    w = w0 + v
+                    for b in range((net.dims[l + 1] + BLOCK - 1) / BLOCK):
+                        s.ngb[w, ho / BLOCK + b] = wp.cw_mul(s.ngb[w, ho / BLOCK + b], s.npreb[w, ho / BLOCK + b])
+            layer_adjoint(net.Wt, gnet.Wb, gnet.bb, gnet.Wt, s.nact, s.nactb, s.ng, s.ngb, w0, n, net.dims[l],
                           net.dims[l + 1], net.ioff[l], ho, net.woff[l], net.boff[l], net.toff[l])
-        for f in range(net.nfeat):
-            g = s.ng[w, f] / net.std[f]
-            k = net.fkind[f]
-            i = net.fadr[f]
-            if k == _SIN:
-                adj_qpos[w, t, i] = adj_qpos[w, t, i] + g * wp.cos(qpos[w, t, i])
-            elif k == _COS:
-                adj_qpos[w, t, i] = adj_qpos[w, t, i] - g * wp.sin(qpos[w, t, i])
-            elif k == _RAW:
-                adj_qpos[w, t, i] = adj_qpos[w, t, i] + g
-            elif k == _QUAT:
-                adj_qpos[w, t, i] = adj_qpos[w, t, i] + wp.where(qpos[w, t, net.fsgn[f]] < T(0.0), -g, g)
-            elif k == _VEL:
-                adj_qvel[w, t, i] = adj_qvel[w, t, i] + g
-            else:
-                adj_ctrl[w, t, i] = adj_ctrl[w, t, i] + g / net.cscl[i]
+        for v in range(n):
+            w = w0 + v
+            for f in range(net.nfeat):
+                g = s.ng[w, f] / net.std[f]
+                k = net.fkind[f]
+                i = net.fadr[f]
+                if k == _SIN:
+                    adj_qpos[w, t, i] = adj_qpos[w, t, i] + g * wp.cos(qpos[w, t, i])
+                elif k == _COS:
+                    adj_qpos[w, t, i] = adj_qpos[w, t, i] - g * wp.sin(qpos[w, t, i])
+                elif k == _RAW:
+                    adj_qpos[w, t, i] = adj_qpos[w, t, i] + g
+                elif k == _QUAT:
+                    adj_qpos[w, t, i] = adj_qpos[w, t, i] + wp.where(qpos[w, t, net.fsgn[f]] < T(0.0), -g, g)
+                elif k == _VEL:
+                    adj_qvel[w, t, i] = adj_qvel[w, t, i] + g
+                else:
+                    adj_ctrl[w, t, i] = adj_ctrl[w, t, i] + g / net.cscl[i]
 
     return {"residual": residual, "residual_adjoint": residual_adjoint, "exp_fast": exp_fast, "activate": activate}

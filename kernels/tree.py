@@ -117,6 +117,10 @@ SCRATCH = (
 #: a block held in registers was split into its 32 lanes at every turn of the loop that
 #: accumulates it.
 NET_BLOCK = 32
+#: The residual's own per-world arrays: forward intermediates its hand-written adjoint reads from
+#: the forward scratch, never from the adjoint's (LoopedEngine puts them last in a world's row, so
+#: that the backward pass zeroes only the part before them at each step)
+NET_FIELDS = ("npre", "nact", "ng")
 #: (alias, kind, field): the block views of SCRATCH fields (LoopedEngine.scratch)
 ALIASES = (("npreb", "VB", "npre"), ("nactb", "VB", "nact"), ("ngb", "VB", "ng"))
 
