@@ -443,6 +443,7 @@ def _step_func(s: Structure) -> str:
             for d in range(s.jnt_dofadr[j], s.jnt_dofadr[j] + ndof):
                 tau = f"(wp.dot(sw{d}, gN{b}) + wp.dot(sv{d}, gF{b}))"
                 (act_terms.setdefault(j, []) if s.jnt_actgravcomp[j] else f_terms[d]).append(tau)
+    act_diag: dict[int, list[str]] = {}  # implicitfast's actuator terms on the diagonal, per dof
     for a in range(s.nu):
         j = s.act_jnt[a]
         pa, da = s.jnt_qposadr[j], s.jnt_dofadr[j]
@@ -454,6 +455,15 @@ def _step_func(s: Structure) -> str:
         if s.act_affine_bias[a]:
             e(f"af{a} = af{a} + actuator_bias[{a}][1] * actuator_gear[{a}] * q{pa}"
               f" + actuator_bias[{a}][2] * actuator_gear[{a}] * qd{da}")
+        if s.implicit_actuators and s.act_affine_bias[a]:
+            # implicitfast: d force / d qvel = gear^2 bias[2] on the diagonal as -h gear^2 bias[2],
+            # skipped while the force is clamped (as MuJoCo does)
+            ia = f"-h * actuator_bias[{a}][2] * actuator_gear[{a}] * actuator_gear[{a}]"
+            if s.act_forcelimited[a]:
+                ia = (f"wp.where(af{a} > actuator_forcerange[{a}][0] and af{a} < actuator_forcerange[{a}][1], "
+                      f"{ia}, T(0.0))")
+            e(f"ia{a} = {ia}")
+            act_diag.setdefault(da, []).append(f"ia{a}")
         if s.act_forcelimited[a]:
             e(f"af{a} = wp.clamp(af{a}, actuator_forcerange[{a}][0], actuator_forcerange[{a}][1])")
         act_terms.setdefault(j, []).append(f"actuator_gear[{a}] * af{a}")
@@ -538,6 +548,7 @@ def _step_func(s: Structure) -> str:
                         expr += f" + ja{sfx}{i}"
                     if s.implicit_damping:
                         expr += f" + h * dof_damping[{i}]"
+                    expr += "".join(f" + {t}" for t in act_diag.get(i, ()))
                 out(f"M{i}_{j} = {expr}")
                 A[i, j] = f"M{i}_{j}"
         # ---- dense Cholesky with symbolic zeros, then two triangular solves

@@ -87,6 +87,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
 
     return {
         "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
+        "implicit_act": int(s.implicit_actuators),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
@@ -161,6 +162,7 @@ class LoopedEngine:
             setattr(self.tree, name, value)
             setattr(self.stage_tree, name, value)
         self.stage_tree.implicit = 0
+        self.stage_tree.implicit_act = 0
         m = model.mj
         n = {"nbody": m.nbody, "njnt": max(m.njnt, 1), "nv": m.nv, "nv2": m.nv * m.nv, "one": 1,
              "ngeom": max(m.ngeom, 1) if self.features.kinds else 1,

@@ -108,8 +108,13 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
     O = mujoco.mjtObj
     out: list[str] = []
-    if int(m.opt.integrator) != int(mujoco.mjtIntegrator.mjINT_EULER):
-        out.append(f"option integrator '{mujoco.mjtIntegrator(m.opt.integrator).name}' (only Euler)")
+    I = mujoco.mjtIntegrator
+    if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST)):
+        out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler and implicitfast only)")
+    elif int(m.opt.integrator) == int(I.mjINT_IMPLICITFAST):
+        for j in range(m.njnt):
+            if m.jnt_actfrclimited[j]:
+                out.append(f"{_name(m, O.mjOBJ_JOINT, j, 'joint')} actuatorfrcrange with the implicitfast integrator")
     for i in range(m.ntendon):
         out.append(_name(m, O.mjOBJ_TENDON, i, "tendon"))
     for i in range(m.neq):
@@ -266,7 +271,8 @@ class Model:
         lines = [f"model   {self.source}",
                  f"sizes   nq={m.nq} nv={m.nv} nu={m.nu} nbody={m.nbody} njnt={m.njnt} ngeom={m.ngeom}",
                  f"option  timestep={m.opt.timestep:g} s, gravity={tuple(float(x) for x in m.opt.gravity)}, "
-                 f"integrator=Euler, device={self.device}, dtype={str(self.dtype)[6:]}"]
+                 f"integrator={mujoco.mjtIntegrator(m.opt.integrator).name[6:]}, device={self.device}, "
+                 f"dtype={str(self.dtype)[6:]}"]
         jn, bn = self.names("joint"), self.names("body")
         lines.append("joints")
         for j in range(m.njnt):
@@ -436,6 +442,7 @@ def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
 
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
     dis = m.opt.disableflags
+    fast = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
     hull_index, ps, vs = [], 0, 0
     for g in range(m.ngeom):
         if g in hulls:
@@ -463,7 +470,9 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
         act_forcelimited=tuple(bool(x) for x in m.actuator_forcelimited),
         act_affine_bias=tuple(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
-        implicit_damping=not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP) and bool(np.any(m.dof_damping > 0)),
+        implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP))
+                          and bool(np.any(m.dof_damping > 0))),
+        implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
         geom_type=tuple(int(t) for t in m.geom_type),
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),

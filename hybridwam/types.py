@@ -108,6 +108,11 @@ class Structure:
     pair_implicit: tuple[bool, ...] = ()
     #: per geom: (first plane, plane count, first vertex, vertex count) of its convex hull, or ()
     geom_hull: tuple[tuple[int, ...], ...] = ()
+    #: MuJoCo's implicitfast integrator: besides joint damping (implicit_damping, always on with
+    #: it), each affine-bias actuator's velocity term d force / d qvel = gear^2 bias[2] is
+    #: integrated implicitly (on the solve's diagonal; skipped while the actuator's force is
+    #: clamped by its forcerange, as MuJoCo does); the rest of the step is Euler's
+    implicit_actuators: bool = False
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]

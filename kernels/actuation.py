@@ -4,7 +4,10 @@ Per actuator: ctrl clamped to ctrlrange (when limited), force = gain * ctrl + bi
 affine bias bias[1] * length + bias[2] * velocity, length and velocity = gear * q, gear * qd),
 clamped to forcerange (when limited), times gear; summed per joint, plus gravity compensation
 where the joint counts it as actuator force (actuatorgravcomp), and clamped to the joint's
-actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``.
+actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``. With MuJoCo's
+implicitfast integrator (``Tree.implicit_act``) each affine-bias actuator's d force / d qvel,
+gear^2 bias[2], goes to the solve's diagonal as -h gear^2 bias[2] (M - h D), except while its
+force is clamped.
 """
 import warp as wp
 
@@ -20,7 +23,7 @@ def make(T):
     @wp.func
     def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
                   actuator_bias: wp.array(dtype=V3), actuator_gear: AT, actuator_ctrlrange: wp.array(dtype=V2),
-                  actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2)):
+                  actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2), h: T):
         for j in range(tree.njnt):
             s.jact[w, j] = T(0.0)
         for a in range(tree.nu):
@@ -35,6 +38,15 @@ def make(T):
             if flags & 4:
                 f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
                      + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
+            if tree.implicit_act != 0 and (flags & 4) != 0:
+                # implicitfast: the velocity term's derivative gear^2 bias[2] on the solve's
+                # diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
+                free = 1
+                if flags & 2:
+                    if f <= actuator_forcerange[a][0] or f >= actuator_forcerange[a][1]:
+                        free = 0
+                if free != 0:
+                    wp.atomic_add(s.diag, w, tree.jnt_dofadr[j], -h * bias[2] * gear * gear)
             if flags & 2:
                 f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
             wp.atomic_add(s.jact, w, j, gear * f)

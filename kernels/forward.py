@@ -135,7 +135,7 @@ def build(T, features=NO_FEATURES, group=1):
             passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
                     p.dof_coulomb_vel, h)
             actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
-                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange)
+                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, h)
             joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                          p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):

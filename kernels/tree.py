@@ -20,8 +20,10 @@ class Tree:
     njnt: int
     nv: int
     nu: int
-    #: 1 when joint damping is integrated implicitly (MuJoCo's Euler with eulerdamp on)
+    #: 1 when joint damping is integrated implicitly (MuJoCo's Euler with eulerdamp on, implicitfast)
     implicit: int
+    #: 1 when the affine-bias actuators' velocity terms are too (MuJoCo's implicitfast)
+    implicit_act: int
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)

@@ -24,7 +24,8 @@ mjw = pytest.importorskip("mujoco_warp")
 ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
 FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
 #: the corpus models that load today (2026-12-02): a model dropping out of this set is a regression
-LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "collision.xml", "humanoid/humanoid.xml"}
+LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "collision.xml", "convex_collision/box100.xml",
+                   "humanoid/humanoid.xml", "humanoid/n_humanoid.xml"}
 
 
 def _inside_ranges(mj, qpos, rng):

@@ -1,0 +1,110 @@
+"""Integrators against MuJoCo: implicitfast (joint damping and the affine-bias actuators' velocity
+terms integrated implicitly, MuJoCo's M - h D with D = d (passive + actuator force) / d qvel
+without the bias force) on both engines; what is still refused, with its name."""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from conftest import central_difference, mj_rollout, rel_err, to_torch
+
+import hybridwam as hw
+
+# damped hinges driven by a position servo with kv (gear 1.5) and a velocity servo, a slide driven
+# by a position servo whose force saturates at +-1.5 N and a motor: every velocity term MuJoCo's
+# implicitfast treats implicitly, and the one it skips while the force is clamped
+IMPLICITFAST = """<mujoco><option integrator="implicitfast" timestep="0.01"/>{flag}
+  <worldbody>
+    <body><joint name="a" type="hinge" axis="0 1 0" damping="0.3"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -.5" size=".05" mass="1"/>
+      <body pos="0 0 -.5"><joint name="b" type="hinge" axis="0 1 0" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -.5" size=".05" mass="1"/>
+        <body pos="0 0 -.5"><joint name="c" type="slide" axis="1 0 0" damping="0.05"/>
+          <geom type="sphere" size=".05" mass=".5"/></body></body></body>
+  </worldbody>
+  <actuator><position joint="a" kp="20" kv="2" gear="1.5"/><velocity joint="b" kv="3"/>
+    <position joint="c" kp="5" kv="1" forcerange="-{fr} {fr}" forcelimited="true"/><motor joint="c" gear="2"/>
+  </actuator></mujoco>"""
+
+
+def _inputs(mj, B, T, seed, vel=2.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 0.5, (B, mj.nq)), rng.normal(0, vel, (B, mj.nv)), rng.normal(0, 1.0, (B, T, mj.nu))
+
+
+def _clamped_at_start(mj, qpos, qvel, ctrl) -> int:
+    """Worlds whose saturating servo (actuator 2) starts clamped by its forcerange."""
+    d = mujoco.MjData(mj)
+    n = 0
+    for b in range(qpos.shape[0]):
+        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b, 0]
+        mujoco.mj_forward(mj, d)
+        n += abs(abs(d.actuator_force[2]) - 1.5) < 1e-12
+    return n
+
+
+@pytest.mark.parametrize("engine", ["unrolled", "looped"])
+@pytest.mark.parametrize("flag", ["", '<option><flag eulerdamp="disable"/></option>'], ids=["default", "no-eulerdamp"])
+def test_implicitfast_rollouts_match_mujoco(engine, flag):
+    """50-step rollouts against mj_step with integrator="implicitfast" (float64 to 1e-10, float32
+    to 1e-4), from states where the saturating servo starts clamped and where it does not; the
+    same model under Euler differs from them by far more (the comparison can fail)."""
+    xml = IMPLICITFAST.format(flag=flag, fr=1.5)
+    mj = mujoco.MjModel.from_xml_string(xml)
+    qpos, qvel, ctrl = _inputs(mj, 16, 50, seed=1)
+    assert 0 < _clamped_at_start(mj, qpos, qvel, ctrl) < 16
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    euler = mujoco.MjModel.from_xml_string(xml.replace('integrator="implicitfast"', 'integrator="Euler"'))
+    assert rel_err(mj_rollout(euler, qpos, qvel, ctrl)[1], mv) > 1e-2
+    for dtype, tol in (("float64", 1e-10), ("float32", 1e-4)):
+        model = hw.load_model(xml, dtype=dtype)
+        assert model.structure.implicit_actuators and model.structure.implicit_damping
+        phys = hw.Physics(model, verbose=False, engine=engine)
+        tdt = model.dtype
+        tr = phys.rollout(to_torch(qpos, tdt), to_torch(qvel, tdt), to_torch(ctrl, tdt))
+        assert rel_err(tr.qpos, mq) <= tol and rel_err(tr.qvel, mv) <= tol, (dtype, rel_err(tr.qvel, mv))
+
+
+@pytest.mark.parametrize("engine", ["unrolled", "looped"])
+def test_implicitfast_gradients_match_finite_differences(engine):
+    """d loss / d (controls, initial velocity, the servos' velocity gain bias[2], joint damping)
+    through implicitfast rollouts against central differences (float64), from slow states where
+    the saturating servo (its forcerange widened) is not clamped throughout."""
+    xml = IMPLICITFAST.format(flag="", fr=6)
+    model = hw.load_model(xml, dtype="float64")
+    phys = hw.Physics(model, verbose=False, engine=engine)
+    qpos, qvel, ctrl = _inputs(model.mj, 2, 12, seed=2, vel=0.3)
+    inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
+    names = ("actuator_bias", "dof_damping")
+    saved = {n: model.params[n] for n in names}
+    leaves = {n: model.params[n].detach().clone().requires_grad_(True) for n in names}
+    w = torch.tensor([0.7, 1.3, 1.1], dtype=torch.float64)
+
+    def loss():
+        tr = phys.rollout(*inputs)
+        return (tr.qpos[:, -1] ** 2).sum() + (tr.qvel[:, -1] * w).sum()
+
+    try:
+        model.params.update(leaves)
+        loss().backward()
+        checks = [(inputs[2], (0, 3, 0)), (inputs[2], (1, 7, 1)), (inputs[2], (0, 5, 2)), (inputs[1], (1, 2)),
+                  (leaves["actuator_bias"], (0, 2)), (leaves["actuator_bias"], (1, 2)),
+                  (leaves["actuator_bias"], (2, 2)), (leaves["dof_damping"], 0), (leaves["dof_damping"], 2)]
+        for t, idx in checks:
+            fd = central_difference(loss, t, idx, 1e-6)
+            g = t.grad[idx].item()
+            assert fd != 0 and abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, g, fd)
+    finally:
+        model.params.update(saved)
+
+
+@pytest.mark.parametrize("change, expect", [
+    (('integrator="implicitfast"', 'integrator="RK4"'), "integrator 'mjINT_RK4'"),
+    (('integrator="implicitfast"', 'integrator="implicit"'), "integrator 'mjINT_IMPLICIT'"),
+    (('<joint name="a" type="hinge"', '<joint name="a" type="hinge" actuatorfrcrange="-1 1"'),
+     "joint 'a' actuatorfrcrange with the implicitfast integrator"),
+])
+def test_what_implicitfast_does_not_cover_is_refused_by_name(change, expect):
+    with pytest.raises(hw.UnsupportedFeatureError, match=expect):
+        hw.load_model(IMPLICITFAST.format(flag="", fr=1.5).replace(*change))
