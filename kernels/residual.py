@@ -279,13 +279,11 @@ def make(T, G=1):
         """gW[c + e] += sum over the group's worlds k of g_k x_k[e], for each lane e of a block of
         inputs (the weights' adjoint of :func:`block_madd`; x is world 0's inputs): one update per
         weight for the G worlds."""
-        for h in range(2):
-            for e in range(HALF):
-                i = h * HALF + e
-                u = g0 * x[i]
-                if wp.static(G > 1):
-                    u = madd(madd(madd(u, x1[i], g1), x2[i], g2), x3[i], g3)
-                wp.atomic_add(gW, c + i, u)
+        for i in range(BLOCK):  # longer than Warp unrolls: one copy of the body
+            u = g0 * x[i]
+            if wp.static(G > 1):
+                u = madd(madd(madd(u, x1[i], g1), x2[i], g2), x3[i], g3)
+            wp.atomic_add(gW, c + i, u)
 
     @wp.func(inline=False)
     def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, gWt: AVB, nact: A2, nactb: AB2, ng: A2, ngb: AB2, w0: int,
@@ -372,14 +370,12 @@ def make(T, G=1):
                     v1 = ngb[w1, blk]
                     v2 = ngb[w2, blk]
                     v3 = ngb[w3, blk]
-                    for h in range(2):
-                        for e in range(HALF):
-                            i = h * HALF + e
-                            wv = Wt[cb + i]
-                            a0 = madd(a0, v0[i], wv)
-                            a1 = madd(a1, v1[i], wv)
-                            a2 = madd(a2, v2[i], wv)
-                            a3 = madd(a3, v3[i], wv)
+                    for i in range(BLOCK):  # longer than Warp unrolls: one copy of the body
+                        wv = Wt[cb + i]
+                        a0 = madd(a0, v0[i], wv)
+                        a1 = madd(a1, v1[i], wv)
+                        a2 = madd(a2, v2[i], wv)
+                        a3 = madd(a3, v3[i], wv)
                 else:
                     a0 = block_madd(a0, v0, Wt, cb)
             for o in range(nfo * BLOCK, nout):
