@@ -46,11 +46,19 @@ def make(T):
     V3, Q, S, A3 = a["V3"], a["Q"], a["S"], a["A3"]
 
     @wp.func
+    def renormalize(q: Q):
+        """A product of unit quaternions brought back to unit length: for |q|^2 = 1 + e, q (3 -
+        |q|^2) / 2 has length 1 + O(e^2) (one Newton step of 1 / sqrt; e is float rounding, so
+        this equals q / |q| to the type's precision, without a square root and a division)."""
+        return q * (T(1.5) - T(0.5) * wp.dot(q, q))
+
+    @wp.func
     def joint_pose(typ: int, q: A3, w: int, t: int, pa: int, q0: T, cq: Q, cp: V3, jpos: V3, jaxis: V3, base: V3):
         """Frame after a joint from the frame before it (cq, cp): (quat, pos, axis, anchor), the
         positions relative to ``base`` (the parent body's origin). Each rotation product is
-        renormalised, as MuJoCo's kinematics does: in float32 the drift of a chain of products
-        otherwise dominates a long chain's error (16 links: about half the one-step error)."""
+        renormalised (:func:`renormalize`), as MuJoCo's kinematics does: in float32 the drift of
+        a chain of products otherwise dominates a long chain's error (16 links: about half the
+        one-step error)."""
         ax = wp.quat_rotate(cq, jaxis)
         an = wp.quat_rotate(cq, jpos) + cp
         nq = cq
@@ -62,10 +70,10 @@ def make(T):
         elif typ == _SLIDE:
             np_ = cp + ax * (q[w, t, pa] - q0)
         elif typ == _HINGE:
-            nq = wp.normalize(cq * hinge_quat(jaxis, q[w, t, pa] - q0))
+            nq = renormalize(cq * hinge_quat(jaxis, q[w, t, pa] - q0))
             np_ = an - wp.quat_rotate(nq, jpos)
         else:  # ball
-            nq = wp.normalize(cq * quat_from_wxyz(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2], q[w, t, pa + 3]))
+            nq = renormalize(cq * quat_from_wxyz(q[w, t, pa], q[w, t, pa + 1], q[w, t, pa + 2], q[w, t, pa + 3]))
             np_ = an - wp.quat_rotate(nq, jpos)
         return nq, np_, ax, an
 
@@ -83,7 +91,7 @@ def make(T):
             # positions relative to the parent's origin first (s.xd, s.jp, s.janchor): the link
             # offsets the dynamics shifts by, without the rounding of world positions
             d0 = wp.quat_rotate(pq, body_pos[b])
-            s.xq0[w, b] = wp.normalize(pq * body_quat[b])
+            s.xq0[w, b] = renormalize(pq * body_quat[b])
             s.xp0[w, b] = base + d0
             adr = tree.body_jntadr[b]
             n = tree.body_jntnum[b]
