@@ -114,6 +114,29 @@ def test_fused_gradients_match_autograd_through_the_definition(case):
         assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
 
 
+
+def test_one_world_per_thread_residual_adjoint_gives_the_same_gradients(monkeypatch):
+    """The residual's adjoint as a GPU runs it, one world per thread (kernels/residual.GROUP
+    patched to 1, so the CPU compiles that variant too), gives the gradients of the CPU's four
+    worlds per thread (five worlds: a whole group and a partial one), float64."""
+    import hybridwam.kernels.residual as kr
+
+    model, phys, res, world = _world("acrobot", torch.float64, "force", "silu")
+    q0, v0, u = _inputs(model, B=5, T=10, seed=4)
+
+    def grads(w):
+        x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
+        return torch.autograd.grad((w.rollout(*x).qpos[:, -1] ** 2).sum(), [*x, *res.parameters()])
+
+    four = grads(world)
+    assert world.fused_engine().group == kr.GROUP > 1
+    monkeypatch.setattr(kr, "GROUP", 1)
+    one_world = hw.HybridModel(phys, res)
+    assert one_world.fused_engine().group == 1
+    for a, b in zip(grads(one_world), four, strict=True):
+        assert b.abs().max() > 0
+        assert rel_err(a, b) <= 1e-12, rel_err(a, b)
+
 def test_backward_passes_one_after_another_keep_their_gradients():
     """The backward pass keeps its packed launches for the next one (hybridwam.replay), which
     repacks only what changed: new inputs, another horizon, a pass with a parameter gradient in
