@@ -15,6 +15,13 @@ activations s.nact and their derivatives s.npre, which the
 backward pass's recompute of the step stores): from sa.res into the adjoints of the
 state and controls at step t and (atomically, summed over worlds and steps) of the weights and
 biases.
+
+What the CPU's time went to, and what answers it: index arithmetic per weight read (blocks of
+BLOCK outputs per input, a whole block of inputs per iteration), blocks split into lanes (the
+scratch arrays also seen as blocks: kernels.tree.ALIASES), padding lanes of a narrow output layer
+(NARROW layers as dot products), a libm call per hidden unit (silu through exp_fast), products
+and sums in separate statements (madd), and in the adjoint the weights and their adjoints
+streamed per world (GROUP worlds per thread).
 """
 import math
 
@@ -96,21 +103,9 @@ def make(T, G=1):
     rsqrt2pi = T(0.3989422804014327)
 
     @wp.func
-    def act(k: int, x: T):
-        if k == 0:
-            return x / (T(1.0) + wp.exp(-x))
-        if k == 1:
-            return wp.tanh(x)
-        if k == 2:
-            return wp.max(x, T(0.0))
-        return half * x * (T(1.0) + wp.erf(x * rsqrt2))
-
-    @wp.func
     def act_d(k: int, x: T):
-        """(act(k, x), its derivative at x), sharing their work."""
-        if k == 0:
-            sg = T(1.0) / (T(1.0) + wp.exp(-x))
-            return x * sg, sg * (T(1.0) + x * (T(1.0) - sg))
+        """(activation k at x, its derivative), sharing their work, for tanh, relu and gelu (k =
+        1, 2, 3; silu, k = 0, is :func:`activate`'s own loop)."""
         if k == 1:
             th = wp.tanh(x)
             return th, T(1.0) - th * th
@@ -151,7 +146,7 @@ def make(T, G=1):
 
     @wp.func
     def activate(k: int, v: VB):
-        """(act(k, .), its derivative) of each lane of a block: silu's by :func:`exp_fast` in a
+        """(activation k, its derivative) of each lane of a block: silu's by :func:`exp_fast` in a
         loop the compiler vectorizes, the others' through :func:`act_d`."""
         y = VB()
         d = VB()
@@ -218,7 +213,7 @@ def make(T, G=1):
     @wp.func
     def emit(nactb: AB2, npreb: AB2, w: int, blk: int, acc: VB, hidden: bool, k: int, deriv: int):
         """Block ``blk`` of a layer's outputs into nactb[w, blk], through the activation where
-        ``hidden`` (its derivatives into npreb with ``deriv``; act(0) = 0 keeps the padding
+        ``hidden`` (its derivatives into npreb with ``deriv``; every activation is 0 at 0, which keeps the padding
         lanes zero)."""
         if hidden:
             y, d = activate(k, acc)
