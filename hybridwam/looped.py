@@ -220,7 +220,8 @@ class LoopedEngine:
         """The Scratch structs of both solves (the same struct twice with one solve), whose arrays
         are views of ``buf`` [B, scratch_size] (one world per row): shared fields alike, each
         solve's fields (kernels.tree.SLOT) its own. With ``grad`` (same shape) each array's
-        adjoint is the matching view of it. ``layout``: only these fields (a sublist of
+        adjoint is the matching view of it; the block views of kernels.tree.ALIASES cover the
+        memory of the fields they alias. ``layout``: only these fields (a sublist of
         ``self.layout``, as :attr:`kin_layout`; ``buf`` then holds just them, the other arrays
         stay unset)."""
         types = self._types

@@ -53,7 +53,8 @@ def build(T, features=NO_FEATURES, group=1):
 
     Every kernel takes two Scratch structs, one per solve (kernels.tree.SLOT); with one solve
     they are the same struct. ``slot`` selects the solve of assemble_kernel, solve_kernel and
-    solve_adjoint_kernel."""
+    solve_adjoint_kernel. ``group``: worlds per thread of residual_adjoint_kernel
+    (kernels/residual.GROUP on the CPU, 1 on a GPU)."""
     a = aliases(T)
     V3, Q, A3, S = a["V3"], a["Q"], a["A3"], a["S"]
     P = params_type(T)

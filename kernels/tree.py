@@ -151,6 +151,7 @@ SLOT = (
     ("qacc", "T", "nv"),
 )
 
+
 def stored(f):
     """Decorator (above ``@wp.func``) of a stage function whose only effects are stores into the
     scratch (it returns nothing): Warp's adjoint of a function calling it then skips its forward
