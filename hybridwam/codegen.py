@@ -471,6 +471,11 @@ def _step_func(s: Structure) -> str:
         da = s.jnt_dofadr[j]
         e(f"fa{j} = " + " + ".join(terms))
         if s.jnt_actfrclimited[j]:
+            if act_diag.get(da):
+                # clamped at the joint: MuJoCo skips all its actuators' implicit terms
+                e(f"ij{j} = wp.where(fa{j} > jnt_actfrcrange[{j}][0] and fa{j} < jnt_actfrcrange[{j}][1], "
+                  + " + ".join(act_diag[da]) + ", T(0.0))")
+                act_diag[da] = [f"ij{j}"]
             e(f"fa{j} = wp.clamp(fa{j}, jnt_actfrcrange[{j}][0], jnt_actfrcrange[{j}][1])")
         f_terms[da].append(f"fa{j}")
     contact = bool(s.pairs)

@@ -111,7 +111,8 @@ class Structure:
     #: MuJoCo's implicitfast integrator: besides joint damping (implicit_damping, always on with
     #: it), each affine-bias actuator's velocity term d force / d qvel = gear^2 bias[2] is
     #: integrated implicitly (on the solve's diagonal; skipped while the actuator's force is
-    #: clamped by its forcerange, as MuJoCo does); the rest of the step is Euler's
+    #: clamped by its forcerange or its joint's by actuatorfrcrange, as MuJoCo does); the rest of
+    #: the step is Euler's
     implicit_actuators: bool = False
 
     def key(self) -> str:

@@ -7,7 +7,7 @@ where the joint counts it as actuator force (actuatorgravcomp), and clamped to t
 actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``. With MuJoCo's
 implicitfast integrator (``Tree.implicit_act``) each affine-bias actuator's d force / d qvel,
 gear^2 bias[2], goes to the solve's diagonal as -h gear^2 bias[2] (M - h D), except while its
-force is clamped.
+force is clamped by its forcerange or its joint's by actuatorfrcrange (as MuJoCo skips them).
 """
 import warp as wp
 
@@ -26,6 +26,7 @@ def make(T):
                   actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2), h: T):
         for j in range(tree.njnt):
             s.jact[w, j] = T(0.0)
+            s.jimp[w, j] = T(0.0)
         for a in range(tree.nu):
             j = tree.act_jnt[a]
             flags = tree.act_flags[a]
@@ -39,14 +40,14 @@ def make(T):
                 f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
                      + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
             if tree.implicit_act != 0 and (flags & 4) != 0:
-                # implicitfast: the velocity term's derivative gear^2 bias[2] on the solve's
-                # diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
+                # implicitfast: the velocity term's derivative gear^2 bias[2], summed per joint for
+                # the solve's diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
                 free = 1
                 if flags & 2:
                     if f <= actuator_forcerange[a][0] or f >= actuator_forcerange[a][1]:
                         free = 0
                 if free != 0:
-                    wp.atomic_add(s.diag, w, tree.jnt_dofadr[j], -h * bias[2] * gear * gear)
+                    wp.atomic_add(s.jimp, w, j, -h * bias[2] * gear * gear)
             if flags & 2:
                 f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
             wp.atomic_add(s.jact, w, j, gear * f)
@@ -58,8 +59,13 @@ def make(T):
                 if tree.jnt_actgravcomp[j] != 0:
                     b = tree.dof_body[d]
                     f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])
+                free = 1
                 if tree.jnt_actfrclimited[j] != 0:
+                    if f <= jnt_actfrcrange[j][0] or f >= jnt_actfrcrange[j][1]:
+                        free = 0  # clamped at the joint: MuJoCo skips all its actuators' terms
                     f = wp.clamp(f, jnt_actfrcrange[j][0], jnt_actfrcrange[j][1])
+                if tree.implicit_act != 0 and free != 0:
+                    wp.atomic_add(s.diag, w, d, s.jimp[w, j])
             s.qfrc_actuator[w, d] = f
 
     out = dict(actuation=actuation)

@@ -100,6 +100,7 @@ SCRATCH = (
     ("qt", "T", "nv"),  # the generalized force without the bias force
     ("G", "V3", "one"),  # gravity as the world's upward acceleration, -gravity (the solve reads it)
     ("jact", "T", "njnt"),
+    ("jimp", "T", "njnt"),  # implicitfast: each joint's actuators' -h d force / d qvel (kernels/actuation.py)
     ("jdq", "V3", "njnt"),  # spring displacement of a ball / free joint's rotation (passive.py)
     ("qfrc_bias", "T", "nv"), ("qfrc_passive", "T", "nv"), ("qfrc_actuator", "T", "nv"),
     ("qfrc_constraint", "T", "nv"),
