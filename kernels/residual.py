@@ -270,15 +270,34 @@ def make(T, G=1):
             s.res[w, d] = s.nact[w, ho + d] * net.oscl[d]
 
     @wp.func
-    def outer_add(gW: AVB, c: int, x: VB, g0: VB, g1: VB, g2: VB, g3: VB, x1: VB, x2: VB, x3: VB):
+    def sum4(v0: VB, s0: T, v1: VB, s1: T, v2: VB, s2: T, v3: VB, s3: T):
+        """v0 s0 + v1 s1 + v2 s2 + v3 s3 over a group's worlds (v0 s0 alone when G = 1)."""
+        u = v0 * s0
+        if wp.static(G > 1):
+            u = madd(madd(madd(u, s1, v1), s2, v2), s3, v3)
+        return u
+
+    @wp.func
+    def gather4(a: AB2, blk: int, w0: int, w1: int, w2: int, w3: int, m1: T, m2: T, m3: T):
+        """Block ``blk`` of the group's worlds, the spare slots of a partial group (m = 0) and,
+        with G = 1, the other three zero."""
+        z = VB()
+        v1 = z
+        v2 = z
+        v3 = z
+        if wp.static(G > 1):
+            v1 = a[w1, blk] * m1
+            v2 = a[w2, blk] * m2
+            v3 = a[w3, blk] * m3
+        return a[w0, blk], v1, v2, v3
+
+    @wp.func
+    def outer_add(gW: AVB, c: int, g0: VB, g1: VB, g2: VB, g3: VB, x0: VB, x1: VB, x2: VB, x3: VB):
         """gW[c + e] += sum over the group's worlds k of g_k x_k[e], for each lane e of a block of
-        inputs (the weights' adjoint of :func:`block_madd`; x is world 0's inputs): one update per
-        weight for the G worlds."""
+        inputs (the weights' adjoint of :func:`block_madd`): one update per weight for the G
+        worlds."""
         for i in range(BLOCK):  # longer than Warp unrolls: one copy of the body
-            u = g0 * x[i]
-            if wp.static(G > 1):
-                u = madd(madd(madd(u, x1[i], g1), x2[i], g2), x3[i], g3)
-            wp.atomic_add(gW, c + i, u)
+            wp.atomic_add(gW, c + i, sum4(g0, x0[i], g1, x1[i], g2, x2[i], g3, x3[i]))
 
     @wp.func(inline=False)
     def layer_adjoint(Wt: AVB, gWb: AVB, gbb: AVB, gWt: AVB, nact: A2, nactb: AB2, ng: A2, ngb: AB2, w0: int,
@@ -297,58 +316,29 @@ def make(T, G=1):
         m1 = wp.where(n > 1, T(1.0), T(0.0))
         m2 = wp.where(n > 2, T(1.0), T(0.0))
         m3 = wp.where(n > 3, T(1.0), T(0.0))
-        z = VB()
+        one = T(1.0)
         if nout <= NARROW:
-            g0 = ngb[w0, ho / BLOCK]
-            g1 = z
-            g2 = z
-            g3 = z
-            gs = g0
-            if wp.static(G > 1):
-                g1 = ngb[w1, ho / BLOCK] * m1
-                g2 = ngb[w2, ho / BLOCK] * m2
-                g3 = ngb[w3, ho / BLOCK] * m3
-                gs = g0 + g1 + g2 + g3
-            wp.atomic_add(gbb, bo, gs)
+            g0, g1, g2, g3 = gather4(ngb, ho / BLOCK, w0, w1, w2, w3, m1, m2, m3)
+            wp.atomic_add(gbb, bo, g0 + g1 + g2 + g3)
             for j in range((nin + BLOCK - 1) / BLOCK):
-                x0 = nactb[w0, io / BLOCK + j]
+                x0, x1, x2, x3 = gather4(nactb, io / BLOCK + j, w0, w1, w2, w3, one, one, one)
                 c = to + j * nout
-                if wp.static(G > 1):
-                    x1 = nactb[w1, io / BLOCK + j]
-                    x2 = nactb[w2, io / BLOCK + j]
-                    x3 = nactb[w3, io / BLOCK + j]
-                    for o in range(nout):
-                        wp.atomic_add(gWt, c + o, madd(madd(madd(x0 * g0[o], g1[o], x1), g2[o], x2), g3[o], x3))
-                else:
-                    for o in range(nout):
-                        wp.atomic_add(gWt, c + o, x0 * g0[o])
+                for o in range(nout):
+                    wp.atomic_add(gWt, c + o, sum4(x0, g0[o], x1, g1[o], x2, g2[o], x3, g3[o]))
         else:
             nfull = nin / BLOCK
             for g in range((nout + BLOCK - 1) / BLOCK):
-                blk = ho / BLOCK + g
-                g0 = ngb[w0, blk]
-                g1 = z
-                g2 = z
-                g3 = z
-                gs = g0
-                if wp.static(G > 1):
-                    g1 = ngb[w1, blk] * m1
-                    g2 = ngb[w2, blk] * m2
-                    g3 = ngb[w3, blk] * m3
-                    gs = g0 + g1 + g2 + g3
-                wp.atomic_add(gbb, bo + g, gs)
+                g0, g1, g2, g3 = gather4(ngb, ho / BLOCK + g, w0, w1, w2, w3, m1, m2, m3)
+                wp.atomic_add(gbb, bo + g, g0 + g1 + g2 + g3)
                 c = wo + g * nin
                 for j in range(nfull):
-                    xb = io / BLOCK + j
-                    if wp.static(G > 1):
-                        outer_add(gWb, c + j * BLOCK, nactb[w0, xb], g0, g1, g2, g3, nactb[w1, xb], nactb[w2, xb],
-                                  nactb[w3, xb])
-                    else:
-                        outer_add(gWb, c + j * BLOCK, nactb[w0, xb], g0, z, z, z, z, z, z)
+                    x0, x1, x2, x3 = gather4(nactb, io / BLOCK + j, w0, w1, w2, w3, one, one, one)
+                    outer_add(gWb, c + j * BLOCK, g0, g1, g2, g3, x0, x1, x2, x3)
                 for i in range(nfull * BLOCK, nin):
                     u = g0 * nact[w0, io + i]
                     if wp.static(G > 1):
-                        u = madd(madd(madd(u, nact[w1, io + i], g1), nact[w2, io + i], g2), nact[w3, io + i], g3)
+                        u = sum4(g0, nact[w0, io + i], g1, nact[w1, io + i], g2, nact[w2, io + i], g3,
+                                 nact[w3, io + i])
                     wp.atomic_add(gWb, c + i, u)
         nfo = nout / BLOCK
         for j in range((nin + BLOCK - 1) / BLOCK):
