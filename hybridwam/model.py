@@ -111,7 +111,6 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     I = mujoco.mjtIntegrator
     if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST)):
         out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler and implicitfast only)")
-
     for i in range(m.ntendon):
         out.append(_name(m, O.mjOBJ_TENDON, i, "tendon"))
     for i in range(m.neq):
