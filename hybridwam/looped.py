@@ -532,13 +532,14 @@ class ResidualNet:
             boff.append(nb)
             toff.append(nt)
             hoff.append(h)
-            nw += -(-nout // NB) * nin
+            if nout > kr.NARROW:  # a narrow layer reads Wt only (kernels/residual.layer)
+                nw += -(-nout // NB) * nin
             nb += -(-nout // NB)
             nt += -(-nin // NB) * nout
             h += -(-nout // NB) * NB
-        #: blocks of weights, of biases and of transposed weights (rows of the block tensors,
-        #: :meth:`blocks`), the block width
-        self.nwb, self.nbb, self.ntb, self.block = nw, nb, nt, NB
+        #: blocks of weights (one unread row when every layer is narrow), of biases and of
+        #: transposed weights (rows of the block tensors, :meth:`blocks`), the block width
+        self.nwb, self.nbb, self.ntb, self.block = max(nw, 1), nb, nt, NB
         #: per world: the features, then every layer's outputs (padded to whole blocks)
         self.nnet = h
         ioff = [0] + hoff[:-1]
@@ -560,16 +561,20 @@ class ResidualNet:
 
     def blocks(self, tensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Wb [nwb, block], bb [nbb, block], Wt [ntb, block]): the weights and biases among
-        ``tensors`` (:meth:`tensors`' order) in the kernel's layout: per layer, per block of
-        ``block`` outputs (the last padded with zeros), per input, the block's weights; the biases
-        by blocks alike; Wt the same weights by blocks of inputs (per block of ``block`` inputs,
-        per output, the weights from those inputs: the adjoint's product with the transpose)."""
+        ``tensors`` (:meth:`tensors`' order) in the kernel's layout: per layer of more than
+        kernels.residual.NARROW outputs, per block of ``block`` outputs (the last padded with
+        zeros), per input, the block's weights; the biases by blocks alike; Wt the same weights by
+        blocks of inputs (per block of ``block`` inputs, per output, the weights from those
+        inputs: the adjoint's product with the transpose, and a narrow layer's product)."""
+        from .kernels.residual import NARROW
+
         nl, NB = len(self.linears), self.block
         Ws = [t.detach() for t in tensors[0:2 * nl:2]]
         bs = [t.detach() for t in tensors[1:2 * nl:2]]
         pad = [-x.shape[0] % NB for x in Ws]
-        Wb = torch.cat([torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, NB, x.shape[1]).transpose(1, 2)
-                        .reshape(-1, NB) for x, n in zip(Ws, pad, strict=True)])
+        Wb = [torch.cat([x, x.new_zeros(n, x.shape[1])]).reshape(-1, NB, x.shape[1]).transpose(1, 2).reshape(-1, NB)
+              for x, n in zip(Ws, pad, strict=True) if x.shape[0] > NARROW]
+        Wb = torch.cat(Wb) if Wb else Ws[0].new_zeros(1, NB)
         bb = torch.cat([torch.cat([x, x.new_zeros(n)]).reshape(-1, NB) for x, n in zip(bs, pad, strict=True)])
         Wt = torch.cat([torch.cat([x.T, x.new_zeros(-x.shape[1] % NB, x.shape[0])]).reshape(-1, NB, x.shape[0])
                         .transpose(1, 2).reshape(-1, NB) for x in Ws])
@@ -657,8 +662,9 @@ class ResidualNet:
                 g = gWt[to:to + nbin * nout].reshape(nbin, nout, NB).transpose(0, 1).reshape(nout, nbin * NB)[:, :nin]
             else:
                 g = gWb[wo:wo + nblk * nin].reshape(nblk, nin, NB).transpose(1, 2).reshape(nblk * NB, nin)[:nout]
+                wo += nblk * nin
             out += [g, gbb[bo:bo + nblk].reshape(-1)[:nout]]
-            wo, bo, to = wo + nblk * nin, bo + nblk, to + nbin * nout
+            bo, to = bo + nblk, to + nbin * nout
         return out
 
 
