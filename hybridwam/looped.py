@@ -41,10 +41,10 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     if not s.pairs:
-        return Features((), False, any(s.dof_frictionloss))
+        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS) if mesh or MESH not in k]
-    return Features(kinds, True, True)
+    return Features(kinds, True, True, rk4=s.rk4)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -86,7 +86,8 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     point_pair = [i for i, n in enumerate(pnum) for _ in range(n)]
 
     return {
-        "nbody": nb, "njnt": mj.njnt, "nv": mj.nv, "nu": mj.nu, "implicit": int(s.implicit_damping),
+        "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
+        "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
@@ -142,7 +143,7 @@ class LoopedEngine:
         self.net = None if residual is None else ResidualNet(residual, model.device)
         self._net_cache = None  # the last Net struct net_struct made
         self._params_cache = None  # (ids, arrays, struct): the last Params struct without adjoints
-        self.features = f if residual is None else Features(*f[:3], residual=residual.mode)
+        self.features = f if residual is None else Features(*f[:3], residual=residual.mode, rk4=f.rk4)
         #: worlds per thread of the residual's adjoint (kernels/residual.GROUP on the CPU: they
         #: share its weight loads and updates; one on a GPU)
         self.group = 1
@@ -175,11 +176,17 @@ class LoopedEngine:
         #: fields have slot -1
         self.nsolve = self.features.nsolve
         shared = [(name, kind, n[size], comps[kind], -1) for name, kind, size in SCRATCH]
-        self.layout = [f for f in shared if f[0] not in NET_FIELDS]
+        self.layout = [f for f in shared if f[0] not in NET_FIELDS and f[0] != "res"]
         for slot in range(self.nsolve):
             self.layout += [(name, kind, n[size], comps[kind], slot) for name, kind, size in SLOT]
+        #: scalars per world of the part of the scratch one RK4 stage's adjoint is zeroed in (all
+        #: but the residual's output and NET_FIELDS: with RK4 the residual runs once per step,
+        #: at its state, and every stage adds into the adjoint of its output)
+        self.stage_adjoint_size = sum(c * k for _, _, c, k, _ in self.layout)
+        self.layout += [f for f in shared if f[0] == "res"]
         #: scalars per world of the part of the scratch an adjoint reads (all but the residual's
         #: NET_FIELDS, which come last): what the backward pass zeroes in the adjoint's scratch
+        #: at each step
         self.adjoint_size = sum(c * k for _, _, c, k, _ in self.layout)
         self.layout += [f for f in shared if f[0] in NET_FIELDS]
         #: scalars of scratch per world
@@ -278,6 +285,49 @@ class LoopedEngine:
                                    None if arows is None else self.scratch(arows))
         return hit
 
+    def rk_rows(self, key: str, batch: int, a: int, b: int, adjoint: bool = False):
+        """The RK4 stages' arrays over rows [a, b) of the ``key`` RK buffer of ``batch`` worlds
+        (kernels.tree.RK_FIELDS, each [world, RK_SLOTS, n]): (RK struct, its arrays in RK_FIELDS
+        order, the adjoint rows or None); with ``adjoint`` each array's grad is its view of the
+        ``key`` adjoint RK buffer. Without RK4: an empty struct (the kernels take one)."""
+        from .kernels.tree import RK_FIELDS, RK_SLOTS
+
+        k = ("rk", key, batch, a, b, adjoint)
+        hit = self._bufs.get(k)
+        if hit is not None:
+            return hit
+        if not self.features.rk4:
+            hit = self._bufs[k] = (self.k["RK"](), [], None)
+            return hit
+        mj, m = self.model.mj, self.model
+        widths = {"q": mj.nq, "v": mj.nv, "k": mj.nv, "c": max(mj.nu, 1), "fe": mj.nv, "ae": mj.nv, "a": mj.nv}
+        size = RK_SLOTS * sum(widths.values())
+
+        def rows(name):
+            t = self._bufs.get((name, batch))
+            if t is None:
+                t = self._bufs[(name, batch)] = torch.zeros(batch, size, dtype=m.dtype, device=m.device)
+            return t[a:b]
+
+        buf = rows(key + " rk")
+        abuf = rows(key + " rk adj") if adjoint else None
+        st, arrays, off = self.k["RK"](), [], 0
+        esize = buf.element_size()
+        for name in RK_FIELDS:
+            n = widths[name]
+
+            def view(t, off=off, n=n):
+                return wp.array(ptr=t.data_ptr() + off * esize, dtype=_SCALAR[m.dtype], shape=(b - a, RK_SLOTS, n),
+                                strides=(t.stride(0) * esize, n * esize, esize), device=m.device)
+            arr = view(buf)
+            if abuf is not None:
+                arr.grad = view(abuf)
+            setattr(st, name, arr)
+            arrays.append(arr)
+            off += RK_SLOTS * n
+        hit = self._bufs[k] = (st, arrays, abuf)
+        return hit
+
     def net_struct(self, tensors=None):
         """The Net struct of the residual's numbers (``tensors``: :meth:`ResidualNet.tensors`'
         order), or an empty one without a residual (the struct over the weights' adjoints:
@@ -320,8 +370,9 @@ class LoopedEngine:
         cmds = []
         for a, b in sl:
             _, _, s, _ = self._rows("fwd", B, a, b)
+            rk = self.rk_rows("fwd", B, a, b)[0]
             cmd = wp.launch(self.k["rollout_kernel"], dim=b - a, device=self.model.device, stream=stream,
-                            inputs=[*arrays(a, b), 0, T, 0, self.tree, p, *s, net], record_cmd=record)
+                            inputs=[*arrays(a, b), 0, T, 0, self.tree, p, *s, net, rk], record_cmd=record)
             if record:
                 cmds.append(cmd)
         return cmds
@@ -352,7 +403,7 @@ class LoopedEngine:
         go(self.k["stage_b_kernel"], inputs=[*fwd, t, tree, p, s0, s1])
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False, net=None,
-                     gnet=None, record=None) -> None:
+                     gnet=None, record=None, residual: bool = True) -> None:
         """Adjoint of step t (its forward run just before, same arrays, by :meth:`step_forward` or
         the rollout kernel for that step): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
@@ -360,7 +411,8 @@ class LoopedEngine:
         the same adjoint memory), ``padj`` the parameters' (see :meth:`params`), ``adj`` the
         trajectory arrays'; ``full`` as in :meth:`step_forward`; ``net`` / ``gnet``: the
         residual's Net struct and the one over its weights' adjoints (engines with a residual:
-        its hand-written adjoint runs last); ``record`` as in :meth:`step_forward`."""
+        its hand-written adjoint runs last, unless not ``residual``: an RK4 stage after the first,
+        whose residual is the first stage's); ``record`` as in :meth:`step_forward`."""
         dev = self.model.device
 
         def go(kernel, **kw):
@@ -376,7 +428,7 @@ class LoopedEngine:
                    adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
         stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
         go(stage, inputs=[*fwd, t, tree, padj, s0, s1], adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
-        if self.net is not None:
+        if self.net is not None and residual:
             _launch(record, self.k["residual_adjoint_kernel"], dim=-(-dim // self.group), device=dev,
                     inputs=[fwd[0], fwd[2], t, dim, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
 
@@ -384,44 +436,90 @@ class LoopedEngine:
                  gnets=None) -> None:
         """Adjoint of a rollout: per range of worlds, for t = T-1 .. 0, step t forward (its
         intermediates into the scratch, outputs into the trajectory arrays, which must be copies
-        of the rollout's) then its adjoint, with the scratch adjoints zeroed in between.
+        of the rollout's) then its adjoint, with the scratch adjoints zeroed in between (with
+        RK4: the combination's adjoint, then per stage from the last its evaluation again and its
+        adjoint, the scratch adjoints zeroed before each; kernels/forward.py).
         ``arrays`` / ``adj_arrays``: (a, b) -> the six trajectory arrays / their adjoints;
         ``wadj[k]``: the parameter adjoint arrays of range k; ``run(tasks, threads)`` runs the
         ranges' tasks (hybridwam.parallel.run); ``net``, ``gnets[k]``: the residual's Net struct
         and range k's struct over its weights' adjoints (engines with a residual; the adjoints of
         ctrl must then be an array)."""
+        from .kernels.tree import RK_FIELDS
+
         B = ranges[-1][1]
         p = self.params(wparams)
 
         def task(k, a, b):
             def go():
                 _, abuf, s, sa = self._rows("bwd", B, a, b, adjoint=True)
+                rk, rka, rkbuf = self.rk_rows("bwd", B, a, b, adjoint=True)
                 padj = self.params(wparams, wadj[k])
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
-                host = abuf.numpy() if abuf.device.type == "cpu" else None
                 gnet = None if gnets is None else gnets[k]
+                netf = self.net_struct() if net is None else net
+                dev, dim = self.model.device, b - a
                 # the step's launches, packed once and replayed with each t (a launch's argument
                 # packing costs more than a small batch's arithmetic; hybridwam.replay): the step
                 # forward as one launch of the rollout kernel (step t only), then its adjoint. They
                 # are kept for the next backward pass of this range, which repacks only the
-                # arguments that changed (the trajectory arrays, as a rule)
-                specs = _Specs()
-                _launch(specs, self.k["rollout_kernel"], dim=b - a, device=self.model.device,
-                        inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s, self.net_struct() if net is None else net])
-                self.step_adjoint(b - a, fwd, adj, T - 1, self.tree, padj, s, sa, net=net, gnet=gnet, record=specs)
+                # arguments that changed (the trajectory arrays, as a rule). ``plan``: per launch
+                # whether its t is the step's (an RK stage's launches take the stage there) and
+                # whether the scratch adjoints are zeroed before it
+                specs, plan = _Specs(), []
+
+                def add(timed: bool, zero: bool, record) -> None:
+                    """``record(specs)`` appends launches: their t is the step's where ``timed`` (an
+                    RK stage's launches take the stage there), the scratch adjoints zeroed before
+                    the first where ``zero``."""
+                    n0 = len(specs)
+                    record(specs)
+                    plan.extend((timed, zero and i == n0) for i in range(n0, len(specs)))
+
+                def launch(kernel, **kw):
+                    return lambda r: _launch(r, kernel, dim=dim, device=dev, **kw)
+
+                add(True, False, launch(self.k["rollout_kernel"],
+                                        inputs=[*fwd, T - 1, 1, 1, self.tree, p, *s, netf, rk]))
+                if self.features.rk4:
+                    # the stage kernels' trajectory arrays: the rk arrays of (q, v, c, fe, ae, a)
+                    rkf = [rka[RK_FIELDS.index(n)] for n in ("q", "v", "c", "fe", "ae", "a")]
+                    rkg = [x.grad for x in rkf]
+                    add(True, True, launch(self.k["rk_final_kernel"],
+                                           inputs=[fwd[0], fwd[1], fwd[5], T - 1, self.tree, padj, rk],
+                                           adj_inputs=[adj[0], adj[1], adj[5], 0, self.tree, padj, rk], adjoint=True))
+                    for i in range(3, -1, -1):
+                        if i < 3:  # stage i again: its intermediates into the scratch
+                            add(False, False, launch(self.k["rk_eval_kernel"], inputs=[i, self.tree, p, *s, netf, rk]))
+                        add(False, i < 3, lambda r, i=i: self.step_adjoint(dim, rkf, rkg, i, self.tree, padj, s, sa,
+                                                                             net=net, gnet=gnet, record=r,
+                                                                             residual=i == 0))
+                        add(True, False, launch(self.k["rk_prep_kernel"],
+                                                inputs=[*fwd[:5], T - 1, i, self.tree, padj, rk],
+                                                adj_inputs=[*adj[:5], 0, 0, self.tree, padj, rk], adjoint=True))
+                else:
+                    add(True, True, lambda r: self.step_adjoint(dim, fwd, adj, T - 1, self.tree, padj, s, sa, net=net,
+                                                                gnet=gnet, record=r))
                 reps = self._replays(("replay", B, a, b), specs, (p, padj, net, gnet))
-                fw, ad = reps[:1], reps[1:]
-                timed = [c.setter("t") for c in fw + ad if "t" in c.names]
-                fw, ad = [c.call for c in fw], [c.call for c in ad]
-                n = self.adjoint_size
-                zero = functools.partial(host[:, :n].fill, 0) if host is not None else abuf[:, :n].zero_
+                timed = [r.setter("t") for r, (tm, _) in zip(reps, plan, strict=True) if tm and "t" in r.names]
+                cpu = abuf.device.type == "cpu"
+
+                def zero(t):
+                    return functools.partial(t.numpy().fill, 0) if cpu else t.zero_
+
+                # at the step's first zeroing its whole adjoint scratch (and the RK arrays'), later
+                # (RK4's stages) all but the residual's output, which every stage adds into
+                first = [zero(abuf[:, :self.adjoint_size])] + ([] if rkbuf is None else [zero(rkbuf)])
+                later = zero(abuf[:, :self.stage_adjoint_size])
+                calls = []
+                for r, (_, z) in zip(reps, plan, strict=True):
+                    if z:
+                        calls += [later] if first is None else first
+                        first = None
+                    calls.append(r.call)
                 for t in range(T - 1, -1, -1):
                     for c in timed:
                         c(t)
-                    for c in fw:
-                        c()
-                    zero()
-                    for c in ad:
+                    for c in calls:
                         c()
             return go
 

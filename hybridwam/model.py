@@ -109,8 +109,8 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     O = mujoco.mjtObj
     out: list[str] = []
     I = mujoco.mjtIntegrator
-    if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST)):
-        out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler and implicitfast only)")
+    if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST), int(I.mjINT_RK4)):
+        out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler, implicitfast and RK4 only)")
     for i in range(m.ntendon):
         out.append(_name(m, O.mjOBJ_TENDON, i, "tendon"))
     for i in range(m.neq):
@@ -439,6 +439,7 @@ def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
     dis = m.opt.disableflags
     fast = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
+    rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     hull_index, ps, vs = [], 0, 0
     for g in range(m.ngeom):
         if g in hulls:
@@ -466,7 +467,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
         act_forcelimited=tuple(bool(x) for x in m.actuator_forcelimited),
         act_affine_bias=tuple(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
-        implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP))
+        implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)) and not rk4
                           and bool(np.any(m.dof_damping > 0))),
         implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
         geom_type=tuple(int(t) for t in m.geom_type),
@@ -474,6 +475,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         pairs=tuple(pairs),
         pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
         geom_hull=tuple(hull_index),
+        rk4=rk4,
     )
 
 

@@ -254,7 +254,8 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
-    engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and the
+    engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
+    RK4 (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
@@ -268,10 +269,19 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     if engine == "unrolled" and too_big:
         raise ValueError(f"{model.source}: nv={model.nv} is above the unrolled engine's cap ({MAX_NV}); "
                          "use engine='looped' (or 'auto')")
+    rk4 = model.structure.rk4
+    if engine == "unrolled" and rk4:
+        raise ValueError(f"{model.source}: the unrolled engine steps with Euler and implicitfast only; the RK4 "
+                         "integrator runs on engine='looped' (or 'auto')")
+    if missing and rk4:
+        raise ValueError(f"{model.source}: the RK4 integrator runs on the looped engine only, which does not "
+                         f"simulate {', '.join(missing)}")
     if engine != "auto":
         return engine
     if missing:
         return "unrolled"
+    if rk4:
+        return "looped"
     if os.environ.get("HYBRIDWAM_ENGINE") == "looped":  # a preference: wherever the looped engine can
         return "looped"
     limit = LOOPED_ABOVE_CHARS_CONTACT if model.structure.pairs else LOOPED_ABOVE_CHARS

@@ -114,6 +114,9 @@ class Structure:
     #: clamped by its forcerange or its joint's by actuatorfrcrange, as MuJoCo does); the rest of
     #: the step is Euler's
     implicit_actuators: bool = False
+    #: MuJoCo's RK4 integrator (mj_RungeKutta): four evaluations of the dynamics per step, joint
+    #: damping explicit (as in MuJoCo); the looped engine only (kernels/forward.py)
+    rk4: bool = False
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]

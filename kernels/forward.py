@@ -1,4 +1,5 @@
-"""The looped step (MuJoCo's mj_step with the Euler integrator), composed from the stage files.
+"""The looped step (MuJoCo's mj_step with the Euler or implicitfast integrator, or with RK4 four
+evaluations of the dynamics combined as mj_RungeKutta does), composed from the stage files.
 
 kinematics -> com_vel -> rne_crb (kernels/smooth.py: the bodies' own inertias and RNE wrenches)
 -> passive (kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits
@@ -24,6 +25,11 @@ scalar type and features (``build(T, features)``):
   O(T (nq + nv)) per world and the scratch is one step's.
 - ``stage_full_kernel``: stage_a with M and qfrc_bias, for the stage API (Physics.mass_matrix,
   forward); compiled on its first use.
+- with RK4 (``features.rk4``) each step is four evaluations of the stages in the RK arrays
+  (kernels.tree.RK_FIELDS: each stage's state, position rate, inputs and acceleration) and their
+  combination; the backward pass runs the combination's adjoint (``rk_final_kernel``), then per
+  stage from the last its evaluation again (``rk_eval_kernel``), the kernels above in adjoint
+  mode on the RK arrays and the adjoint of the stage's state (``rk_prep_kernel``).
 - with a residual (``features.residual``, the hybrid model: kernels/residual.py), the rollout
   kernel evaluates it first in every step (its output into qt or the acceleration), and the
   backward pass runs ``residual_adjoint_kernel`` (hand-written) after stage_a's adjoint.
@@ -56,7 +62,7 @@ def build(T, features=NO_FEATURES, group=1):
     solve_adjoint_kernel. ``group``: worlds per thread of residual_adjoint_kernel
     (kernels/residual.GROUP on the CPU, 1 on a GPU)."""
     a = aliases(T)
-    V3, Q, A3, S = a["V3"], a["Q"], a["A3"], a["S"]
+    V3, Q, A3, S, R = a["V3"], a["Q"], a["A3"], a["S"], a["R"]
     P = params_type(T)
     sm = _smooth.make(T)
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
@@ -74,22 +80,25 @@ def build(T, features=NO_FEATURES, group=1):
     CONTACT = bool(features.kinds)
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
+    RK4 = features.rk4
+
+    @wp.func
+    def accel(w: int, d: int, qacc_extra: A3, t: int, s: S, s1: S):
+        """The acceleration of dof d the step integrates: the solve's (the second solve's where it
+        ran, s1.lim > 0) plus qacc_extra (and the residual in acceleration mode)."""
+        acc = s.qacc[w, d]
+        if wp.static(TWO):
+            acc = wp.where(s1.lim[w, 0] > T(0.0), s1.qacc[w, d], acc)
+        acc = acc + qacc_extra[w, t, d]
+        if wp.static(RES == "acceleration"):
+            acc = acc + s.res[w, d]
+        return acc
 
     @stored
     @wp.func
-    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
-        """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
-        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out.
-        qacc is the second solve's where it ran (s1.lim > 0), else the first's."""
-        for d in range(tree.nv):
-            acc = s.qacc[w, d]
-            if wp.static(TWO):
-                acc = wp.where(s1.lim[w, 0] > T(0.0), s1.qacc[w, d], acc)
-            acc = acc + qacc_extra[w, t, d]
-            if wp.static(RES == "acceleration"):
-                acc = acc + s.res[w, d]
-            qacc_out[w, t, d] = acc
-            qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+    def integrate_pos(w: int, qin: A3, ti: int, vel: A3, tv: int, h: T, qout: A3, to: int, tree: Tree):
+        """MuJoCo's mj_integratePos: qout[w, to] = qin[w, ti] advanced by the velocity vel[w, tv] over
+        h, each joint's coordinates on their manifold (quaternions by quat_integrate)."""
         for j in range(tree.njnt):
             typ = tree.jnt_type[j]
             pa = tree.jnt_qposadr[j]
@@ -99,17 +108,109 @@ def build(T, features=NO_FEATURES, group=1):
                 va = da
                 if typ == _FREE:
                     for i in range(3):
-                        qpos[w, t + 1, pa + i] = qpos[w, t, pa + i] + h * qvel[w, t + 1, da + i]
+                        qout[w, to, pa + i] = qin[w, ti, pa + i] + h * vel[w, tv, da + i]
                     qa = pa + 3
                     va = da + 3
-                nq = quat_integrate(Q(qpos[w, t, qa + 1], qpos[w, t, qa + 2], qpos[w, t, qa + 3], qpos[w, t, qa]),
-                                    V3(qvel[w, t + 1, va], qvel[w, t + 1, va + 1], qvel[w, t + 1, va + 2]), h)
-                qpos[w, t + 1, qa] = nq[3]
-                qpos[w, t + 1, qa + 1] = nq[0]
-                qpos[w, t + 1, qa + 2] = nq[1]
-                qpos[w, t + 1, qa + 3] = nq[2]
+                nq = quat_integrate(Q(qin[w, ti, qa + 1], qin[w, ti, qa + 2], qin[w, ti, qa + 3], qin[w, ti, qa]),
+                                    V3(vel[w, tv, va], vel[w, tv, va + 1], vel[w, tv, va + 2]), h)
+                qout[w, to, qa] = nq[3]
+                qout[w, to, qa + 1] = nq[0]
+                qout[w, to, qa + 2] = nq[1]
+                qout[w, to, qa + 3] = nq[2]
             else:
-                qpos[w, t + 1, pa] = qpos[w, t, pa] + h * qvel[w, t + 1, da]
+                qout[w, to, pa] = qin[w, ti, pa] + h * vel[w, tv, da]
+
+    @stored
+    @wp.func
+    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
+        """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
+        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
+        for d in range(tree.nv):
+            acc = accel(w, d, qacc_extra, t, s, s1)
+            qacc_out[w, t, d] = acc
+            qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+        integrate_pos(w, qpos, t, qvel, t + 1, h, qpos, t + 1, tree)
+
+    # MuJoCo's RK4 (mj_RungeKutta): stage i's state X_i = X_0 + A_i h F_{i-1} (A = 1/2, 1/2, 1; F
+    # = (position rate, acceleration)), the step X_0 + h sum_i B_i F_i (B = 1/6, 1/3, 1/3, 1/6);
+    # rotations (ball, free) as Munthe-Kaas's RK on the group, as MuJoCo 4 does: q_i = q_0 exp(A_i h
+    # k_{i-1}), their rate k_i = dexp^-1(A_i h k_{i-1}) w_i (found by comparing with mj_step: 4e-15
+    # with it; the velocity as the rate is 1e-6 rad off per step at 2 rad/s, dexp^-1 to second
+    # order 1e-10)
+    RK_B0, RK_B1 = T(1.0 / 6.0), T(1.0 / 3.0)
+
+    @wp.func
+    def dexp_inv(th: V3, om: V3):
+        """The rate of the exponential coordinates th of a rotation moving at body angular velocity
+        om: dexp^-1(th) om = om + th x om / 2 + c(|th|) th x (th x om), c(x) = (1 - (x / 2)
+        cot(x / 2)) / x^2 (its series below |th| = 0.1, where the closed form cancels)."""
+        n2 = wp.dot(th, th)
+        c = T(1.0) / T(12.0) + n2 * (T(1.0) / T(720.0) + n2 * (T(1.0) / T(30240.0) + n2 / T(1209600.0)))
+        if n2 >= T(0.01):
+            n = wp.sqrt(n2)
+            c = (T(1.0) - T(0.5) * n * wp.cos(T(0.5) * n) / wp.sin(T(0.5) * n)) / n2
+        x = wp.cross(th, om)
+        return om + T(0.5) * x + c * wp.cross(th, x)
+
+    @stored
+    @wp.func
+    def rk_rates(w: int, i: int, c: T, tree: Tree, rk: R):
+        """Stage i's position rate rk.k[w, i] from its velocity and the previous stage's rate (the
+        stage's exponential coordinates c k_{i-1}); i = 0: the velocity itself."""
+        for j in range(tree.njnt):
+            typ = tree.jnt_type[j]
+            da = tree.jnt_dofadr[j]
+            ra = da
+            if typ == _FREE:
+                for e in range(3):
+                    rk.k[w, i, da + e] = rk.v[w, i, da + e]
+                ra = da + 3
+            if typ == _FREE or typ == _BALL:
+                om = V3(rk.v[w, i, ra], rk.v[w, i, ra + 1], rk.v[w, i, ra + 2])
+                kk = om
+                if i > 0:
+                    kk = dexp_inv(V3(rk.k[w, i - 1, ra], rk.k[w, i - 1, ra + 1], rk.k[w, i - 1, ra + 2]) * c, om)
+                for e in range(3):
+                    rk.k[w, i, ra + e] = kk[e]
+            else:
+                rk.k[w, i, da] = rk.v[w, i, da]
+
+    @stored
+    @wp.func
+    def rk_prep(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, t: int, i: int, tree: Tree,
+                h: T, rk: R):
+        """RK4 stage i's state and position rate into slot i of the rk arrays (step t's state for i
+        = 0, else X_0 + A_i h F_{i-1}, positions on their manifolds) and step t's inputs beside it."""
+        for a in range(tree.nu):
+            rk.c[w, i, a] = ctrl[w, t, a]
+        for d in range(tree.nv):
+            rk.fe[w, i, d] = qfrc_extra[w, t, d]
+            rk.ae[w, i, d] = qacc_extra[w, t, d]
+        c = wp.where(i == 3, h, T(0.5) * h)
+        if i == 0:
+            for k in range(tree.nq):
+                rk.q[w, 0, k] = qpos[w, t, k]
+            for d in range(tree.nv):
+                rk.v[w, 0, d] = qvel[w, t, d]
+        else:
+            for d in range(tree.nv):
+                rk.v[w, i, d] = qvel[w, t, d] + c * rk.a[w, i - 1, d]
+            integrate_pos(w, qpos, t, rk.k, i - 1, c, rk.q, i, tree)
+        rk_rates(w, i, c, tree, rk)
+
+    @stored
+    @wp.func
+    def rk_final(w: int, qpos: A3, qvel: A3, qacc_out: A3, t: int, tree: Tree, h: T, rk: R):
+        """Step t + 1 from the four stages: the velocity by the B-weighted acceleration (also step t
+        of qacc_out: what the step integrated), the positions by the B-weighted rate (slot 4 of
+        rk.k), as MuJoCo's mj_advance after mj_RungeKutta."""
+        for d in range(tree.nv):
+            acc = RK_B0 * rk.a[w, 0, d] + RK_B1 * rk.a[w, 1, d] + RK_B1 * rk.a[w, 2, d] + RK_B0 * rk.a[w, 3, d]
+            qacc_out[w, t, d] = acc
+            qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+            rk.k[w, 4, d] = (RK_B0 * rk.k[w, 0, d] + RK_B1 * rk.k[w, 1, d] + RK_B1 * rk.k[w, 2, d]
+                             + RK_B0 * rk.k[w, 3, d])
+        integrate_pos(w, qpos, t, rk.k, 4, h, qpos, t + 1, tree)
 
     def stage_a_of(FULL):
         rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]
@@ -153,29 +254,74 @@ def build(T, features=NO_FEATURES, group=1):
     @wp.func
     def stage_b(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                 tree: Tree, p: P, s: S, s1: S):
-        """Everything after the solve: the Euler step."""
-        euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
+        """Everything after the solve: the Euler step; with RK4 (the arrays then a stage's: rk_eval)
+        only the stage's acceleration into qacc_out[w, t]."""
+        if wp.static(RK4):
+            for d in range(tree.nv):
+                qacc_out[w, t, d] = accel(w, d, qacc_extra, t, s, s1)
+        else:
+            euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
+
+    # forced inline: as a function of its own the compiler kept it out of line, which cost the
+    # hybrid rollout (residual inside) 22% of its throughput
+    @wp.func(inline=True)
+    def dynamics(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                 tree: Tree, p: P, s: S, s1: S, net: N, deriv: int, res: int):
+        """The step's stages at index t of the arrays (the residual where ``res``, stage_a, per solve
+        the collision / dry-friction stage and the solve, stage_b): the Euler step, or with RK4 an
+        RK stage's acceleration (the arrays then the rk arrays, t the stage; the residual is the
+        first stage's in every stage, as a qfrc_extra of the step would be)."""
+        if wp.static(RES != ""):
+            if res != 0:
+                residual(w, qpos, qvel, ctrl, t, tree.nv, net, s, deriv)
+        stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+        if wp.static(ASSEMBLE):
+            assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
+        solve(w, tree, p, s)
+        if wp.static(TWO):
+            assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
+            if s1.lim[w, 0] > T(0.0):
+                solve(w, tree, p, s1)
+        stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
     @wp.kernel(enable_backward=False, module="unique")
     def rollout_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
-                       nstep: int, deriv: int, tree: Tree, p: P, s: S, s1: S, net: N):
+                       nstep: int, deriv: int, tree: Tree, p: P, s: S, s1: S, net: N, rk: R):
         """Steps t .. t + nstep - 1 (the rollout: from 0; the backward pass: one step at a time,
         leaving its intermediates in the scratch, with ``deriv`` = 1: the residual also keeps its
-        activations' derivatives)."""
+        activations' derivatives). With RK4 each step is four stage evaluations in the rk arrays
+        (``rk``; the scratch is then the last stage's), then their combination."""
         w = wp.tid()
         for k in range(nstep):
             ts = t + k
-            if wp.static(RES != ""):
-                residual(w, qpos, qvel, ctrl, ts, tree.nv, net, s, deriv)
-            stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
-            if wp.static(ASSEMBLE):
-                assemble(w, 0, qvel, qacc_extra, ts, tree, p, s, s)
-            solve(w, tree, p, s)
-            if wp.static(TWO):
-                assemble(w, 1, qvel, qacc_extra, ts, tree, p, s1, s)
-                if s1.lim[w, 0] > T(0.0):
-                    solve(w, tree, p, s1)
-            stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
+            if wp.static(RK4):
+                h = p.timestep[0]
+                for i in range(tree.nstage):
+                    rk_prep(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, ts, i, tree, h, rk)
+                    first = wp.where(i == 0, 1, 0)  # the residual: once per step, at its state
+                    dynamics(w, rk.q, rk.v, rk.c, rk.fe, rk.ae, rk.a, i, tree, p, s, s1, net, deriv, first)
+                rk_final(w, qpos, qvel, qacc_out, ts, tree, h, rk)
+            else:
+                dynamics(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1, net, deriv, 1)
+
+    # RK4's backward pass (kernels of their own: the rollout kernel's step t first fills the rk
+    # arrays): the combination's adjoint, then per stage from the last its evaluation again
+    # (rk_eval_kernel: its intermediates into the scratch; the residual's, the first stage's,
+    # stay from the rollout kernel's), the stage's adjoint (the kernels below on the rk arrays, t
+    # the stage; the residual's after the first stage's) and rk_prep's
+    @wp.kernel(enable_backward=False, module="unique")
+    def rk_eval_kernel(i: int, tree: Tree, p: P, s: S, s1: S, net: N, rk: R):
+        w = wp.tid()
+        dynamics(w, rk.q, rk.v, rk.c, rk.fe, rk.ae, rk.a, i, tree, p, s, s1, net, 1, 0)
+
+    @wp.kernel(module="unique")
+    def rk_prep_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, t: int, i: int, tree: Tree,
+                       p: P, rk: R):
+        rk_prep(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, t, i, tree, p.timestep[0], rk)
+
+    @wp.kernel(module="unique")
+    def rk_final_kernel(qpos: A3, qvel: A3, qacc_out: A3, t: int, tree: Tree, p: P, rk: R):
+        rk_final(wp.tid(), qpos, qvel, qacc_out, t, tree, p.timestep[0], rk)
 
     # one step in parts, for the backward pass: stage_a, assemble and stage_b forward and in Warp's
     # adjoint mode, the solves forward and through their hand-written adjoint in between
@@ -221,9 +367,12 @@ def build(T, features=NO_FEATURES, group=1):
 
     out = dict(rollout_kernel=rollout_kernel, stage_a_kernel=stage_a_kernel, stage_full_kernel=stage_full_kernel,
                stage_b_kernel=stage_b_kernel,
-               solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S, Net=N)
+               solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S, Net=N,
+               RK=R)
     if RES:
         out["residual_adjoint_kernel"] = residual_adjoint_kernel
+    if RK4:
+        out.update(rk_eval_kernel=rk_eval_kernel, rk_prep_kernel=rk_prep_kernel, rk_final_kernel=rk_final_kernel)
     if ASSEMBLE:
         out["assemble_kernel"] = assemble_kernel
     return out

@@ -18,8 +18,12 @@ from ..types import PARAM_SPEC
 class Tree:
     nbody: int
     njnt: int
+    nq: int
     nv: int
     nu: int
+    #: evaluations of the dynamics per step: 1 (Euler, implicitfast) or 4 (RK4; the bound of a
+    #: loop that must not be unrolled, so not the compile-time Features.rk4)
+    nstage: int
     #: 1 when joint damping is integrated implicitly (MuJoCo's Euler with eulerdamp on, implicitfast)
     implicit: int
     #: 1 when the affine-bias actuators' velocity terms are too (MuJoCo's implicitfast)
@@ -187,18 +191,20 @@ class Features(tuple):
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
-    solve, kernels/residual.py). Models with the same features share one module."""
+    solve, kernels/residual.py; the RK4 integrator). Models with the same features share one module."""
 
-    def __new__(cls, kinds=(), implicit=False, friction=False, residual=""):
+    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual))
+                                     residual, bool(rk4)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
     friction = property(lambda self: self[2])
     residual = property(lambda self: self[3])
+    #: MuJoCo's RK4 integrator: four evaluations of the dynamics per step (kernels/forward.py)
+    rk4 = property(lambda self: self[4])
     #: a collision / dry-friction stage runs before each solve
     assemble = property(lambda self: bool(self[0]) or self[2])
     #: number of solves: two when some friction is limited by the first solve's prediction
@@ -220,7 +226,7 @@ def array_struct(name: str, T, fields, ndim: int = 1):
     """A ``wp.struct`` named ``name`` + 32 / 64 of ``ndim``-dimensional arrays, one per
     (field, kind) in ``fields``, of the kinds' types for scalar ``T``."""
     types = kind_types(T)
-    array = wp.array2d if ndim == 2 else wp.array
+    array = {1: wp.array, 2: wp.array2d, 3: wp.array3d}[ndim]
     qualname = name + ("64" if T == wp.float64 else "32")
     cls = type(qualname, (), {"__annotations__": {n: array(dtype=types[k]) for n, k in fields},
                               "__module__": __name__, "__qualname__": qualname})
@@ -233,6 +239,22 @@ def scratch_type(T):
     return array_struct("Scratch", T, [(n, k) for n, k, _ in SCRATCH + SLOT + ALIASES], ndim=2)
 
 
+#: The RK4 stages' arrays (kernels/forward.py), [world, slot, n] like the trajectory arrays, so
+#: the stage functions read a stage's state as they read a step's: per stage i = 0..3 its state
+#: (q, v), the rate its positions integrate (k: the velocity, rotations' through the inverse
+#: differential of the exponential map), the step's inputs copied (c: ctrl, fe: qfrc_extra, ae:
+#: qacc_extra) and its acceleration (a); slot 4 of k holds the B-weighted rate of the step.
+RK_FIELDS = ("q", "v", "k", "c", "fe", "ae", "a")
+#: slots per RK array
+RK_SLOTS = 5
+
+
+@per_dtype
+def rk_type(T):
+    """The ``wp.struct`` of the RK4 stages' arrays (RK_FIELDS, [world, RK_SLOTS, n]) for scalar ``T``."""
+    return array_struct("RK", T, [(n, "T") for n in RK_FIELDS], ndim=3)
+
+
 @per_dtype
 def params_type(T):
     """The ``wp.struct`` holding the model parameter arrays (PARAM_SPEC order) for scalar ``T``."""
@@ -241,6 +263,7 @@ def params_type(T):
 
 def aliases(T) -> dict:
     """Type aliases the stage functions annotate with, for scalar type ``T``: S (Scratch), P
-    (Params), A3 (trajectory arrays [world, step, .]), AT (parameter array), V2, V3, V4, Q, M33."""
-    return {"S": scratch_type(T), "P": params_type(T), "A3": wp.array3d(dtype=T), "AT": wp.array(dtype=T),
-            **kind_types(T)}
+    (Params), R (the RK4 stages' arrays), A3 (trajectory arrays [world, step, .]), AT (parameter
+    array), V2, V3, V4, Q, M33."""
+    return {"S": scratch_type(T), "P": params_type(T), "R": rk_type(T), "A3": wp.array3d(dtype=T),
+            "AT": wp.array(dtype=T), **kind_types(T)}

@@ -1,5 +1,6 @@
 """MuJoCo Warp's feature test models (``mujoco_warp/test_data``, shipped with the mujoco-warp dev
-dependency) as a public corpus: every model hybridwam loads steps like ``mj_step`` contact-free.
+dependency) and Gymnasium's MuJoCo environment models as a public corpus: every model hybridwam
+loads steps like ``mj_step`` contact-free.
 
 Each model is loaded as its author wrote it; one that loads is then copied with contacts disabled
 (MuJoCo's contact flag, which hybridwam's pair filter honours) and stepped from random states
@@ -76,3 +77,31 @@ def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
     assert d.nefc == 0  # no limit active in MuJoCo either
     assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9
     assert np.isfinite(q1.numpy()).all()
+
+
+#: Gymnasium's MuJoCo environment models (the gymnasium dev dependency's assets), written by
+#: others for RK4 and Euler: every one hybridwam loads steps like mj_step contact-free, as above
+GYM_MODELS = ("ant.xml", "half_cheetah.xml", "hopper.xml", "inverted_double_pendulum.xml", "inverted_pendulum.xml",
+              "point.xml", "reacher.xml", "walker2d.xml", "walker2d_v5.xml")
+
+
+@pytest.mark.parametrize("name", GYM_MODELS)
+def test_gymnasium_model_contact_free_step_matches_mujoco(rng, name):
+    gym = pytest.importorskip("gymnasium")
+    path = os.path.join(os.path.dirname(gym.__file__), "envs", "mujoco", "assets", name)
+    mj = mujoco.MjModel.from_xml_path(path)
+    mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+    model = hw.load_model(mj, device="cpu", dtype="float64")
+    assert model.structure.rk4 == (int(mj.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4))
+    phys = hw.Physics(model, engine="looped", verbose=False)
+    B = 16
+    qpos, qvel = random_state(mj, B, rng, vel_scale=1.0, pos_scale=0.3)
+    qpos = _inside_ranges(mj, qpos, rng)
+    ctrl = random_ctrl(mj, B, rng)
+    q1, v1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
+    mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
+    d = mujoco.MjData(mj)
+    d.qpos[:] = qpos[0]
+    mujoco.mj_forward(mj, d)
+    assert d.nefc == 0
+    assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9, (rel_err(q1, mq), rel_err(v1, mv))

@@ -137,6 +137,52 @@ def test_one_world_per_thread_residual_adjoint_gives_the_same_gradients(monkeypa
         assert b.abs().max() > 0
         assert rel_err(a, b) <= 1e-12, rel_err(a, b)
 
+def test_rk4_fused_rollout_and_gradients_equal_the_definition():
+    """With MuJoCo's RK4 (the looped engine's four stages per step) the fused residual is
+    evaluated once per step, at its state, and held over the stages, as the definition's
+    qfrc_extra is: the rollout equals it to 1e-10 and its gradients (initial state, controls, joint
+    damping, weights and biases) equal autograd's through it to 1e-9 (float64; a chain ending in
+    a ball joint, a free body)."""
+    from test_integrators import RK4
+
+    key = ("rk4", torch.float64, "force", "silu")
+    if key not in _BUILT:
+        model = hw.load_model(RK4, dtype="float64")
+        phys = hw.Physics(model, verbose=False)
+        res = hw.Residual(model, hidden=(16, 8), mode="force")
+        g = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for p in res.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+            res.output_scale.fill_(0.5)
+        _BUILT[key] = (model, phys, res, hw.HybridModel(phys, res))
+    model, phys, res, world = _BUILT[key]
+    assert model.structure.rk4 and world.fused_engine().features.rk4
+    q0, v0, u = _inputs(model, B=5, T=12, seed=5)
+    with torch.no_grad():
+        tr = world.rollout(q0, v0, u)
+        Q, V = step_rollout(_definition(phys, res), q0, v0, u)
+        assert rel_err(tr.qpos, Q) <= 1e-10 and rel_err(tr.qvel, V) <= 1e-10, (rel_err(tr.qpos, Q), rel_err(tr.qvel, V))
+        assert rel_err(phys.rollout(q0, v0, u).qvel, V) > 1e-6  # the residual acts
+    old = model.params["dof_damping"]
+    damping = old.detach().clone().requires_grad_(True)
+    grads = []
+    try:
+        model.params["dof_damping"] = damping
+        for fn in (lambda *x: world.rollout(*x), lambda *x: step_rollout(_definition(phys, res), *x)):
+            x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
+            out = fn(*x)
+            Qx, Vx = (out.qpos, out.qvel) if hasattr(out, "qpos") else out
+            loss = (Qx[:, -1] ** 2).sum() + (Vx ** 2).sum() * 0.1
+            grads.append(torch.autograd.grad(loss, [*x, damping, *res.parameters()]))
+    finally:
+        model.params["dof_damping"] = old
+    names = ["qpos0", "qvel0", "ctrls", "dof_damping"] + [n for n, _ in res.named_parameters()]
+    for n, a, b in zip(names, *grads, strict=True):
+        assert b.abs().max() > 0, n
+        assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
+
+
 def test_backward_passes_one_after_another_keep_their_gradients():
     """The backward pass keeps its packed launches for the next one (hybridwam.replay), which
     repacks only what changed: new inputs, another horizon, a pass with a parameter gradient in

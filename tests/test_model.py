@@ -225,7 +225,7 @@ UNSUPPORTED = {
     "intvelocity": (dict(actuator='<intvelocity name="integrating_servo" joint="elbow" kp="10" actrange="-1 1"/>'),
                     ["integrating_servo"]),
     "muscle": (dict(actuator='<muscle name="biceps" joint="elbow" lengthrange="-1 1"/>'), ["biceps"]),
-    "rk4": (dict(integrator="RK4"), ["integrator", "RK4"]),
+    "implicit": (dict(integrator="implicit"), ["integrator", "IMPLICIT"]),
     "ball_actuator": (dict(actuator='<motor name="wrist_motor" joint="wrist_ball"/>'), ["wrist_motor"]),
 }
 
@@ -266,7 +266,7 @@ def test_unsupported_element_is_named(tmp_path, case):
 
 def test_model_with_several_problems_lists_all_of_them(tmp_path):
     pieces = {}
-    for case in ("fixed_tendon", "equality", "ball_joint_range", "rk4"):
+    for case in ("fixed_tendon", "equality", "ball_joint_range", "implicit"):
         pieces.update(UNSUPPORTED[case][0])
     pieces["actuator"] = (UNSUPPORTED["intvelocity"][0]["actuator"] + UNSUPPORTED["muscle"][0]["actuator"]
                           + UNSUPPORTED["ball_actuator"][0]["actuator"])
@@ -275,7 +275,7 @@ def test_model_with_several_problems_lists_all_of_them(tmp_path):
     with pytest.raises(hw.UnsupportedFeatureError) as ei:
         hw.load_model(str(path), device="cpu")
     err = ei.value
-    cases = ("fixed_tendon", "equality", "ball_joint_range", "rk4", "intvelocity", "muscle",
+    cases = ("fixed_tendon", "equality", "ball_joint_range", "implicit", "intvelocity", "muscle",
              "ball_actuator")
     for case in cases:
         assert _has_entry(err.features, UNSUPPORTED[case][1]), (case, err.features)
