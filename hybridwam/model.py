@@ -104,6 +104,22 @@ def _name(m: mujoco.MjModel, objtype, i: int, kind: str) -> str:
     return f"{kind} '{n}'" if n else f"{kind} #{i}"
 
 
+#: tendon properties through which a tendon acts on the step (MuJoCo's tendon_* fields): a tendon
+#: with all of them zero / off and no actuator on it exerts no force, so ignoring it is exact
+TENDON_ACTING = ("stiffness", "stiffnesspoly", "springyield", "damping", "dampingpoly", "frictionloss", "armature",
+                 "limited")
+
+
+def inert_tendon_violations(m: mujoco.MjModel, i: int) -> list[str]:
+    """What makes tendon ``i`` act on the step (TENDON_ACTING fields that are set, an actuator
+    on it); empty for a tendon the step may ignore exactly."""
+    out = [f for f in TENDON_ACTING if hasattr(m, "tendon_" + f) and np.any(np.asarray(getattr(m, "tendon_" + f))[i])]
+    if any(int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_TENDON) and int(m.actuator_trnid[a, 0]) == i
+           for a in range(m.nu)):
+        out.append("an actuator")
+    return out
+
+
 def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None) -> list[str]:
     """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
     O = mujoco.mjtObj
@@ -112,7 +128,10 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST), int(I.mjINT_RK4)):
         out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler, implicitfast and RK4 only)")
     for i in range(m.ntendon):
-        out.append(_name(m, O.mjOBJ_TENDON, i, "tendon"))
+        acting = inert_tendon_violations(m, i)
+        if acting:
+            out.append(f"{_name(m, O.mjOBJ_TENDON, i, 'tendon')} {', '.join(acting)} (a tendon that exerts no force "
+                       "is accepted: it changes nothing in the step)")
     for i in range(m.neq):
         out.append(_name(m, O.mjOBJ_EQUALITY, i, "equality constraint"))
     for i in range(getattr(m, "nflex", 0)):

@@ -212,11 +212,16 @@ BASE = """<mujoco model="arm">
 
 # case: (pieces to insert, [keywords that must all appear in one entry of .features])
 UNSUPPORTED = {
-    "fixed_tendon": (dict(tendon='<fixed name="coupling_tendon"><joint joint="shoulder" coef="1"/>'
+    # a tendon is refused by what makes it act (one that exerts no force is accepted: below)
+    "fixed_tendon": (dict(tendon='<fixed name="coupling_tendon" stiffness="10"><joint joint="shoulder" coef="1"/>'
                                  '<joint joint="elbow" coef="-1"/></fixed>'),
-                     ["tendon", "coupling_tendon"]),
-    "spatial_tendon": (dict(tendon='<spatial name="cable"><site site="s_upper"/><site site="s_lower"/></spatial>'),
-                       ["tendon", "cable"]),
+                     ["tendon", "coupling_tendon", "stiffness"]),
+    "spatial_tendon": (dict(tendon='<spatial name="cable" limited="true" range="0 1"><site site="s_upper"/>'
+                                   '<site site="s_lower"/></spatial>'),
+                       ["tendon", "cable", "limited"]),
+    "tendon_actuator": (dict(tendon='<fixed name="drive"><joint joint="shoulder" coef="1"/></fixed>',
+                             actuator='<motor name="tendon_motor" tendon="drive"/>'),
+                        ["tendon", "drive", "an actuator"]),
     "equality": (dict(equality='<joint name="mirror_constraint" joint1="shoulder" joint2="elbow"/>'),
                  ["equality", "mirror_constraint"]),
     # hinge and slide limits are simulated (tests/test_contact.py); a ball joint's cone limit is not
@@ -243,6 +248,26 @@ def _has_entry(features: list[str], keywords: list[str]) -> bool:
 def test_base_model_is_supported():
     model = hw.load_model(_xml(), device="cpu")
     assert (model.nq, model.nv, model.nu) == (6, 5, 1)
+
+
+def test_tendons_that_exert_no_force_are_accepted():
+    """A fixed and a spatial tendon without stiffness, damping, friction, armature, limit or
+    actuator change nothing in MuJoCo's step (checked here against the model without them), so
+    the model loads; Gymnasium's humanoid has two (tests/test_corpus.py steps it)."""
+    tendons = ('<fixed name="coupling"><joint joint="shoulder" coef="1"/><joint joint="elbow" coef="-1"/></fixed>'
+               '<spatial name="cable"><site site="s_upper"/><site site="s_lower"/></spatial>')
+    model = hw.load_model(_xml(tendon=tendons), device="cpu")
+    assert model.mj.ntendon == 2
+    bare = mujoco.MjModel.from_xml_string(_xml())
+    rng = np.random.default_rng(0)
+    d1, d2 = mujoco.MjData(model.mj), mujoco.MjData(bare)
+    q = bare.qpos0.copy()
+    q[:2] = rng.normal(0, 0.5, 2)
+    v = rng.normal(0, 1.0, bare.nv)
+    for d, mj in ((d1, model.mj), (d2, bare)):
+        d.qpos[:], d.qvel[:], d.ctrl[:] = q, v, 0.3
+        mujoco.mj_step(mj, d)
+    assert np.array_equal(d1.qvel, d2.qvel) and np.array_equal(d1.qpos, d2.qpos)
 
 
 @pytest.mark.parametrize("case", list(UNSUPPORTED))

@@ -208,7 +208,7 @@ TENDON_SCENE = """
     </body>
   </worldbody>
   <tendon>
-    <fixed name="my_tendon"><joint joint="shoulder" coef="1"/></fixed>
+    <fixed name="my_tendon" damping="1"><joint joint="shoulder" coef="1"/></fixed>
   </tendon>
 </mujoco>
 """
