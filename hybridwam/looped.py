@@ -88,7 +88,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     return {
         "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
         "implicit": int(s.implicit_damping),
-        "implicit_act": int(s.implicit_actuators),
+        "implicit_act": int(s.implicit_actuators), "fluid": int(s.fluid),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),

@@ -138,8 +138,14 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         out.append(_name(m, O.mjOBJ_FLEX, i, "flex"))
     if getattr(m, "nplugin", 0):
         out.append(f"{m.nplugin} engine plugin(s)")
-    if m.opt.density > 0 or m.opt.viscosity > 0 or np.any(m.opt.wind != 0):
-        out.append("option density/viscosity/wind (fluid forces)")
+    if m.opt.density > 0 or m.opt.viscosity > 0:  # without either, wind does nothing
+        for g in range(m.ngeom):
+            if m.geom_fluid[g, 0] > 0:
+                out.append(f"{_name(m, O.mjOBJ_GEOM, g, 'geom')} fluidshape 'ellipsoid' (the ellipsoid fluid model; "
+                           "the inertia-box model is simulated)")
+        if int(m.opt.integrator) == int(I.mjINT_IMPLICITFAST):
+            out.append("fluid forces with the implicitfast integrator (their velocity derivatives couple dofs; "
+                       "Euler and RK4 integrate them explicitly, as MuJoCo does)")
     dis = m.opt.disableflags
     for flag in ("mjDSBL_SPRING", "mjDSBL_DAMPER", "mjDSBL_ACTUATION"):
         if dis & int(getattr(mujoco.mjtDisableBit, flag)):
@@ -495,6 +501,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
         geom_hull=tuple(hull_index),
         rk4=rk4,
+        fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
     )
 
 
@@ -594,6 +601,9 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
         **{k: np.array([v]) for k, v in contact_smoothing(m).items()},
+        "fluid_density": np.array([m.opt.density]),
+        "fluid_viscosity": np.array([m.opt.viscosity]),
+        "wind": np.array(m.opt.wind, dtype=np.float64).reshape(1, 3),
     }
     assert list(p) == [n for n, _ in PARAM_SPEC]
     return p

@@ -255,7 +255,7 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4 (the looped engine's only) or the
+    RK4 or fluid forces (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
@@ -269,18 +269,20 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     if engine == "unrolled" and too_big:
         raise ValueError(f"{model.source}: nv={model.nv} is above the unrolled engine's cap ({MAX_NV}); "
                          "use engine='looped' (or 'auto')")
-    rk4 = model.structure.rk4
-    if engine == "unrolled" and rk4:
-        raise ValueError(f"{model.source}: the unrolled engine steps with Euler and implicitfast only; the RK4 "
-                         "integrator runs on engine='looped' (or 'auto')")
-    if missing and rk4:
-        raise ValueError(f"{model.source}: the RK4 integrator runs on the looped engine only, which does not "
+    # what only the looped engine simulates
+    only = [w for w, on in (("the RK4 integrator", model.structure.rk4), ("fluid forces", model.structure.fluid))
+            if on]
+    if engine == "unrolled" and only:
+        raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
+                         "unrolled engine steps with Euler and implicitfast, without fluid forces")
+    if missing and only:
+        raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")
     if engine != "auto":
         return engine
     if missing:
         return "unrolled"
-    if rk4:
+    if only:
         return "looped"
     if os.environ.get("HYBRIDWAM_ENGINE") == "looped":  # a preference: wherever the looped engine can
         return "looped"

@@ -66,6 +66,9 @@ PARAM_SPEC = (
     ("hull_verts", "V3"),
     ("contact_tau", "T"),
     ("contact_eps", "T"),
+    ("fluid_density", "T"),
+    ("fluid_viscosity", "T"),
+    ("wind", "V3"),
 )
 
 
@@ -117,6 +120,9 @@ class Structure:
     #: MuJoCo's RK4 integrator (mj_RungeKutta): four evaluations of the dynamics per step, joint
     #: damping explicit (as in MuJoCo); the looped engine only (kernels/forward.py)
     rk4: bool = False
+    #: MuJoCo's inertia-box fluid forces (option density or viscosity > 0; kernels/smooth.py's
+    #: rne_crb, the looped engine only)
+    fluid: bool = False
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
@@ -165,6 +171,9 @@ PARAM_UNITS = {
     "pair_iscale": ("1", "per-body share of the implicit contact stiffness [npair, 2]"),
     "hull_planes": ("m", "convex hull face planes (normal, offset) [nplane, 4]"),
     "hull_verts": ("m", "convex hull vertices [nvert, 3]"),
+    "fluid_density": ("kg/m^3", "the medium's density (MuJoCo's option density; inertia-box fluid model) [1]"),
+    "fluid_viscosity": ("Pa s", "the medium's viscosity (MuJoCo's option viscosity) [1]"),
+    "wind": ("m/s", "the medium's velocity (MuJoCo's option wind) [1, 3]"),
     "contact_tau": ("m", "contact onset smoothing length [1]"),
     "contact_eps": ("m/s", "friction slip velocity scale [1]"),
 }

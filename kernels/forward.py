@@ -231,7 +231,8 @@ def build(T, features=NO_FEATURES, group=1):
                 geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
                 narrow_phase(w, tree, p, s)
             com_vel(w, qvel, t, tree, s)
-            rne(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity)
+            rne(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity,
+                p.fluid_density, p.fluid_viscosity, p.wind)
             if wp.static(FULL):
                 bias_and_mass(w, tree, s, p.dof_armature)
             passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,

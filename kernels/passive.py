@@ -4,8 +4,9 @@ Per dof: viscous damping -b qd (integrated implicitly when the tree says so: h b
 solve's diagonal), hybridwam's smooth Coulomb friction -c tanh(qd / v_c) (zero for MuJoCo
 models), the joint spring of the dof's joint, one function per joint kind: hinge and slide
 -k (q - q_spring), a free joint's translations likewise, ball and free rotations -k (q (-)
-q_spring) (MuJoCo's quaternion difference, in the joint's frame), and gravity compensation
-(cdof . subtree gravcomp wrench) unless the joint counts it as actuator force.
+q_spring) (MuJoCo's quaternion difference, in the joint's frame), gravity compensation
+(cdof . subtree gravcomp wrench) unless the joint counts it as actuator force, and fluid forces
+(cdof . subtree fluid wrench, kernels/smooth.py) where the tree has a medium.
 """
 import warp as wp
 
@@ -59,6 +60,9 @@ def make(T):
             if tree.jnt_actgravcomp[j] == 0:
                 b = tree.dof_body[d]
                 f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])
+            if tree.fluid != 0:
+                b = tree.dof_body[d]
+                f = f + wp.dot(s.cdw[w, d], s.cwn[w, b]) + wp.dot(s.cdv[w, d], s.cwf[w, b])
             s.qfrc_passive[w, d] = f
             # implicit damping: (M + h D) qacc = f (MuJoCo's Euler with eulerdamp)
             s.diag[w, d] = h * dof_damping[d] * T(tree.implicit)

@@ -43,7 +43,7 @@ _FREE, _BALL, _SLIDE, _HINGE = wp.constant(FREE), wp.constant(BALL), wp.constant
 def make(T):
     """The stage functions for scalar type ``T`` (wp.float32 or wp.float64), as a dict."""
     a = aliases(T)
-    V3, Q, S, A3 = a["V3"], a["Q"], a["S"], a["A3"]
+    V3, Q, S, A3, M33 = a["V3"], a["Q"], a["S"], a["A3"], a["M33"]
 
     @wp.func
     def renormalize(q: Q):
@@ -221,18 +221,50 @@ def make(T):
                 s.caw[w, b] = paw
                 s.cav[w, b] = pav
 
+    PI = T(3.141592653589793)
+
+    @wp.func
+    def fluid_wrench(R: M33, com: V3, m: T, I: V3, w: V3, v: V3, rho: T, mu: T, wind: V3):
+        """MuJoCo's inertia-box fluid force on a body (mj_inertiaBoxFluidModel) as a wrench about
+        its origin (world-aligned): the box of the body's mass and principal inertia I, in its
+        inertia frame R (world from local), moving at angular velocity w and at the centre of mass
+        com (from the origin) with velocity v, relative to the medium (wind); viscous (Stokes,
+        the box's mean side as diameter) and quadratic drag."""
+        eps = T(1e-15)
+        b0 = wp.sqrt(wp.max(eps, I[1] + I[2] - I[0]) / m * T(6.0))
+        b1 = wp.sqrt(wp.max(eps, I[0] + I[2] - I[1]) / m * T(6.0))
+        b2 = wp.sqrt(wp.max(eps, I[0] + I[1] - I[2]) / m * T(6.0))
+        lw = wp.transpose(R) * w
+        lv = wp.transpose(R) * (v - wind)
+        diam = (b0 + b1 + b2) / T(3.0)
+        ln = -PI * diam * diam * diam * mu * lw
+        lf = -T(3.0) * PI * diam * mu * lv
+        half = T(0.5) * rho
+        lf = lf - V3(half * b1 * b2 * wp.abs(lv[0]) * lv[0], half * b0 * b2 * wp.abs(lv[1]) * lv[1],
+                     half * b0 * b1 * wp.abs(lv[2]) * lv[2])
+        q0 = b0 * b0 * b0 * b0
+        q1 = b1 * b1 * b1 * b1
+        q2 = b2 * b2 * b2 * b2
+        r = rho / T(64.0)
+        ln = ln - V3(r * b0 * (q1 + q2) * wp.abs(lw[0]) * lw[0], r * b1 * (q0 + q2) * wp.abs(lw[1]) * lw[1],
+                     r * b2 * (q0 + q1) * wp.abs(lw[2]) * lw[2])
+        f = R * lf
+        return R * ln + wp.cross(com, f), f
+
     def rne_crb_of(FULL):
         @stored
         @wp.func
         def rne_crb(w: int, tree: Tree, s: S, body_ipos: wp.array(dtype=V3), body_iquat: wp.array(dtype=Q),
                     body_mass: wp.array(dtype=T), body_inertia: wp.array(dtype=V3), body_gravcomp: wp.array(dtype=T),
-                    gravity: wp.array(dtype=V3)):
+                    gravity: wp.array(dtype=V3), fluid_density: wp.array(dtype=T),
+                    fluid_viscosity: wp.array(dtype=T), wind: wp.array(dtype=V3)):
             """Each moving body's RNE wrench I a + v x* I v (ofn, off without gravity, cfn, cff with it),
             spatial inertia (om, oh, oJ; cm, ch, cJ) and gravity-compensation wrench (MuJoCo's
             gravcomp: the force -m g gravcomp at its centre of mass), then the sums over subtrees
             of cfn, cff, cm, ch, cJ and the gravity-compensation wrench (children have higher
             indices: a descending sweep adds each finished subtree into its parent). Without
-            ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench is summed: the
+            ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench (and the fluid
+            wrench, :func:`fluid_wrench`, where the tree has a medium) is summed: the
             step needs no composite quantities (the solve and its adjoint read each body's own);
             only the stage API's M and qfrc_bias do."""
             for b in range(1, tree.nbody):
@@ -268,6 +300,14 @@ def make(T):
                     gf = -gravity[0] * (m * body_gravcomp[b])
                 s.cgn[w, b] = wp.cross(com, gf)
                 s.cgf[w, b] = gf
+                if tree.fluid != 0:
+                    fn = V3(T(0.0), T(0.0), T(0.0))
+                    ff = fn
+                    if m >= T(1e-15):  # MuJoCo skips massless bodies
+                        fn, ff = fluid_wrench(wp.quat_to_matrix(xq * body_iquat[b]), com, m, body_inertia[b], vw,
+                                              vv + wp.cross(vw, com), fluid_density[0], fluid_viscosity[0], wind[0])
+                    s.cwn[w, b] = fn
+                    s.cwf[w, b] = ff
             for kk in range(tree.nbody - 1):
                 b = tree.nbody - 1 - kk
                 p = tree.body_parent[b]
@@ -285,6 +325,10 @@ def make(T):
                     g = s.cgf[w, b]
                     wp.atomic_add(s.cgn, w, p, shift_moment(s.cgn[w, b], g, d))
                     wp.atomic_add(s.cgf, w, p, g)
+                    if tree.fluid != 0:
+                        g = s.cwf[w, b]
+                        wp.atomic_add(s.cwn, w, p, shift_moment(s.cwn[w, b], g, d))
+                        wp.atomic_add(s.cwf, w, p, g)
         return rne_crb
 
     rne_crb, rne_crb_fwd = rne_crb_of(True), rne_crb_of(False)

@@ -28,6 +28,8 @@ class Tree:
     implicit: int
     #: 1 when the affine-bias actuators' velocity terms are too (MuJoCo's implicitfast)
     implicit_act: int
+    #: 1 when the medium exerts fluid forces (MuJoCo's inertia-box model: kernels/smooth.py)
+    fluid: int
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
@@ -98,6 +100,7 @@ SCRATCH = (
     ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about its body's origin
     ("cfn", "V3", "nbody"), ("cff", "V3", "nbody"),  # RNE wrench of the subtree
     ("cgn", "V3", "nbody"), ("cgf", "V3", "nbody"),  # gravity-compensation wrench of the subtree
+    ("cwn", "V3", "nbody"), ("cwf", "V3", "nbody"),  # fluid wrench of the subtree (inertia-box model)
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
     ("om", "T", "nbody"), ("oh", "V3", "nbody"), ("oJ", "M33", "nbody"),  # the body's own inertia
     ("ofn", "V3", "nbody"), ("off", "V3", "nbody"),  # the body's own RNE wrench without gravity

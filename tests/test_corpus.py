@@ -80,11 +80,12 @@ def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
 
 
 #: Gymnasium's MuJoCo environment models (the gymnasium dev dependency's assets), written by
-#: others for RK4 and Euler (the humanoids with tendons that exert no force): every one hybridwam
+#: others for RK4 and Euler (the humanoids with tendons that exert no force, the swimmer in a
+#: viscous, dense medium: fluid forces): every one hybridwam
 #: loads steps like mj_step contact-free, as above
 GYM_MODELS = ("ant.xml", "half_cheetah.xml", "hopper.xml", "humanoid.xml", "humanoidstandup.xml",
-              "inverted_double_pendulum.xml", "inverted_pendulum.xml", "point.xml", "reacher.xml", "walker2d.xml",
-              "walker2d_v5.xml")
+              "inverted_double_pendulum.xml", "inverted_pendulum.xml", "point.xml", "reacher.xml", "swimmer.xml",
+              "walker2d.xml", "walker2d_v5.xml")
 
 
 @pytest.mark.parametrize("name", GYM_MODELS)

@@ -195,5 +195,5 @@ def test_rk4_gradients_match_finite_differences():
 
 def test_rk4_runs_on_the_looped_engine_only():
     model = hw.load_model(RK4, dtype="float64")
-    with pytest.raises(ValueError, match="RK4 integrator runs on engine='looped'"):
+    with pytest.raises(ValueError, match=r"RK4 integrator run\(s\) on engine='looped'"):
         hw.Physics(model, verbose=False, engine="unrolled")
