@@ -41,10 +41,10 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     if not s.pairs:
-        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4)
+        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS) if mesh or MESH not in k]
-    return Features(kinds, True, True, rk4=s.rk4)
+    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -88,7 +88,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     return {
         "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
         "implicit": int(s.implicit_damping),
-        "implicit_act": int(s.implicit_actuators), "fluid": int(s.fluid),
+        "implicit_act": int(s.implicit_actuators),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
@@ -143,7 +143,7 @@ class LoopedEngine:
         self.net = None if residual is None else ResidualNet(residual, model.device)
         self._net_cache = None  # the last Net struct net_struct made
         self._params_cache = None  # (ids, arrays, struct): the last Params struct without adjoints
-        self.features = f if residual is None else Features(*f[:3], residual=residual.mode, rk4=f.rk4)
+        self.features = f if residual is None else Features(*f[:3], residual=residual.mode, rk4=f.rk4, fluid=f.fluid)
         #: worlds per thread of the residual's adjoint (kernels/residual.GROUP on the CPU: they
         #: share its weight loads and updates; one on a GPU)
         self.group = 1
@@ -169,7 +169,8 @@ class LoopedEngine:
              "ngeom": max(m.ngeom, 1) if self.features.kinds else 1,
              "npair": max(len(model.structure.pairs), 1) if self.features.kinds else 1,
              "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1,
-             "nnet": 1 if self.net is None else self.net.nnet}
+             "nnet": 1 if self.net is None else self.net.nnet,
+             "nfluid": m.nbody if self.features.fluid else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

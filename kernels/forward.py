@@ -64,9 +64,9 @@ def build(T, features=NO_FEATURES, group=1):
     a = aliases(T)
     V3, Q, A3, S, R = a["V3"], a["Q"], a["A3"], a["S"], a["R"]
     P = params_type(T)
-    sm = _smooth.make(T)
+    sm = _smooth.make(T, features.fluid)
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
-    passive = _passive.make(T)["passive"]
+    passive = _passive.make(T, features.fluid)["passive"]
     actuation = _actuation.make(T)["actuation"]
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
@@ -263,15 +263,14 @@ def build(T, features=NO_FEATURES, group=1):
         else:
             euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
 
-    # forced inline: as a function of its own the compiler kept it out of line, which cost the
-    # hybrid rollout (residual inside) 22% of its throughput
     @wp.func(inline=True)
     def dynamics(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                  tree: Tree, p: P, s: S, s1: S, net: N, deriv: int, res: int):
         """The step's stages at index t of the arrays (the residual where ``res``, stage_a, per solve
-        the collision / dry-friction stage and the solve, stage_b): the Euler step, or with RK4 an
-        RK stage's acceleration (the arrays then the rk arrays, t the stage; the residual is the
-        first stage's in every stage, as a qfrc_extra of the step would be)."""
+        the collision / dry-friction stage and the solve, stage_b) for RK4: an RK stage's
+        acceleration (the arrays the rk arrays, t the stage; the residual is the first stage's in
+        every stage, as a qfrc_extra of the step would be). The rollout kernel's Euler step runs
+        the same sequence written out."""
         if wp.static(RES != ""):
             if res != 0:
                 residual(w, qpos, qvel, ctrl, t, tree.nv, net, s, deriv)
@@ -303,7 +302,19 @@ def build(T, features=NO_FEATURES, group=1):
                     dynamics(w, rk.q, rk.v, rk.c, rk.fe, rk.ae, rk.a, i, tree, p, s, s1, net, deriv, first)
                 rk_final(w, qpos, qvel, qacc_out, ts, tree, h, rk)
             else:
-                dynamics(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1, net, deriv, 1)
+                # dynamics' sequence written out: called (forced inline or not) it cost the
+                # contact tree 2.4% and the hybrid rollout up to 22% of their throughput
+                if wp.static(RES != ""):
+                    residual(w, qpos, qvel, ctrl, ts, tree.nv, net, s, deriv)
+                stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
+                if wp.static(ASSEMBLE):
+                    assemble(w, 0, qvel, qacc_extra, ts, tree, p, s, s)
+                solve(w, tree, p, s)
+                if wp.static(TWO):
+                    assemble(w, 1, qvel, qacc_extra, ts, tree, p, s1, s)
+                    if s1.lim[w, 0] > T(0.0):
+                        solve(w, tree, p, s1)
+                stage_b(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
 
     # RK4's backward pass (kernels of their own: the rollout kernel's step t first fills the rk
     # arrays): the combination's adjoint, then per stage from the last its evaluation again

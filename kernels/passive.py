@@ -6,7 +6,7 @@ models), the joint spring of the dof's joint, one function per joint kind: hinge
 -k (q - q_spring), a free joint's translations likewise, ball and free rotations -k (q (-)
 q_spring) (MuJoCo's quaternion difference, in the joint's frame), gravity compensation
 (cdof . subtree gravcomp wrench) unless the joint counts it as actuator force, and fluid forces
-(cdof . subtree fluid wrench, kernels/smooth.py) where the tree has a medium.
+(cdof . subtree fluid wrench, kernels/smooth.py) where the model has a medium.
 """
 import warp as wp
 
@@ -20,7 +20,9 @@ _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
 
 
 @per_dtype
-def make(T):
+def make(T, fluid=False):
+    """``passive`` for scalar ``T``; with ``fluid`` (kernels.tree.Features.fluid) it adds the
+    subtree fluid wrench kernels/smooth.py's rne_crb sums."""
     a = aliases(T)
     S, A3, AT = a["S"], a["A3"], a["AT"]
 
@@ -60,7 +62,7 @@ def make(T):
             if tree.jnt_actgravcomp[j] == 0:
                 b = tree.dof_body[d]
                 f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])
-            if tree.fluid != 0:
+            if wp.static(fluid):
                 b = tree.dof_body[d]
                 f = f + wp.dot(s.cdw[w, d], s.cwn[w, b]) + wp.dot(s.cdv[w, d], s.cwf[w, b])
             s.qfrc_passive[w, d] = f

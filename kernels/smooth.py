@@ -40,8 +40,9 @@ from .tree import Tree, aliases, per_dtype, stored
 _FREE, _BALL, _SLIDE, _HINGE = wp.constant(FREE), wp.constant(BALL), wp.constant(SLIDE), wp.constant(HINGE)
 
 @per_dtype
-def make(T):
-    """The stage functions for scalar type ``T`` (wp.float32 or wp.float64), as a dict."""
+def make(T, fluid=False):
+    """The stage functions for scalar type ``T`` (wp.float32 or wp.float64), as a dict; with
+    ``fluid`` (kernels.tree.Features.fluid) rne_crb also sums the fluid wrench."""
     a = aliases(T)
     V3, Q, S, A3, M33 = a["V3"], a["Q"], a["S"], a["A3"], a["M33"]
 
@@ -264,7 +265,7 @@ def make(T):
             of cfn, cff, cm, ch, cJ and the gravity-compensation wrench (children have higher
             indices: a descending sweep adds each finished subtree into its parent). Without
             ``FULL`` (``rne_crb_fwd``) only the gravity-compensation wrench (and the fluid
-            wrench, :func:`fluid_wrench`, where the tree has a medium) is summed: the
+            wrench, :func:`fluid_wrench`, with ``fluid``) is summed: the
             step needs no composite quantities (the solve and its adjoint read each body's own);
             only the stage API's M and qfrc_bias do."""
             for b in range(1, tree.nbody):
@@ -300,7 +301,7 @@ def make(T):
                     gf = -gravity[0] * (m * body_gravcomp[b])
                 s.cgn[w, b] = wp.cross(com, gf)
                 s.cgf[w, b] = gf
-                if tree.fluid != 0:
+                if wp.static(fluid):
                     fn = V3(T(0.0), T(0.0), T(0.0))
                     ff = fn
                     if m >= T(1e-15):  # MuJoCo skips massless bodies
@@ -325,7 +326,7 @@ def make(T):
                     g = s.cgf[w, b]
                     wp.atomic_add(s.cgn, w, p, shift_moment(s.cgn[w, b], g, d))
                     wp.atomic_add(s.cgf, w, p, g)
-                    if tree.fluid != 0:
+                    if wp.static(fluid):
                         g = s.cwf[w, b]
                         wp.atomic_add(s.cwn, w, p, shift_moment(s.cwn[w, b], g, d))
                         wp.atomic_add(s.cwf, w, p, g)

@@ -28,8 +28,6 @@ class Tree:
     implicit: int
     #: 1 when the affine-bias actuators' velocity terms are too (MuJoCo's implicitfast)
     implicit_act: int
-    #: 1 when the medium exerts fluid forces (MuJoCo's inertia-box model: kernels/smooth.py)
-    fluid: int
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
@@ -87,8 +85,9 @@ class Tree:
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
-#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one" and "nnet"
-#: (the residual's features and its layers' outputs; 1 without a residual).
+#: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nnet"
+#: (the residual's features and its layers' outputs; 1 without a residual) and "nfluid" (nbody
+#: with fluid forces, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -100,7 +99,7 @@ SCRATCH = (
     ("cdw", "V3", "nv"), ("cdv", "V3", "nv"),  # motion subspace (cdof) about its body's origin
     ("cfn", "V3", "nbody"), ("cff", "V3", "nbody"),  # RNE wrench of the subtree
     ("cgn", "V3", "nbody"), ("cgf", "V3", "nbody"),  # gravity-compensation wrench of the subtree
-    ("cwn", "V3", "nbody"), ("cwf", "V3", "nbody"),  # fluid wrench of the subtree (inertia-box model)
+    ("cwn", "V3", "nfluid"), ("cwf", "V3", "nfluid"),  # fluid wrench of the subtree (inertia-box model)
     ("cm", "T", "nbody"), ("ch", "V3", "nbody"), ("cJ", "M33", "nbody"),  # composite inertia
     ("om", "T", "nbody"), ("oh", "V3", "nbody"), ("oJ", "M33", "nbody"),  # the body's own inertia
     ("ofn", "V3", "nbody"), ("off", "V3", "nbody"),  # the body's own RNE wrench without gravity
@@ -194,13 +193,13 @@ class Features(tuple):
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
-    solve, kernels/residual.py; the RK4 integrator). Models with the same features share one module."""
+    solve, kernels/residual.py; the RK4 integrator; fluid forces). Models with the same features share one module."""
 
-    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False):
+    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4)))
+                                     residual, bool(rk4), bool(fluid)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -208,6 +207,8 @@ class Features(tuple):
     residual = property(lambda self: self[3])
     #: MuJoCo's RK4 integrator: four evaluations of the dynamics per step (kernels/forward.py)
     rk4 = property(lambda self: self[4])
+    #: MuJoCo's inertia-box fluid forces (kernels/smooth.py's rne_crb, kernels/passive.py)
+    fluid = property(lambda self: self[5])
     #: a collision / dry-friction stage runs before each solve
     assemble = property(lambda self: bool(self[0]) or self[2])
     #: number of solves: two when some friction is limited by the first solve's prediction
