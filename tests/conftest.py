@@ -35,6 +35,25 @@ def central_difference(loss, t: torch.Tensor, idx, eps: float) -> float:
     return (lp - lm) / (2 * eps)
 
 
+def assert_grads_match_central_differences(model, names, loss, checks, eps=1e-6, tol=1e-6):
+    """Gradients of ``loss()`` (a scalar tensor, read after the parameters ``names`` of ``model``
+    are swapped for leaf copies) against central differences: ``checks`` is a list of (tensor
+    or parameter name, index[, step]); each gradient within tol * max(1, |fd|) of its difference
+    quotient, which must be non-zero. The parameters are restored afterwards."""
+    saved = {n: model.params[n] for n in names}
+    leaves = {n: model.params[n].detach().clone().requires_grad_(True) for n in names}
+    try:
+        model.params.update(leaves)
+        loss().backward()
+        for t, idx, *step in checks:
+            t = leaves[t] if isinstance(t, str) else t
+            fd = central_difference(loss, t, idx, step[0] if step else eps)
+            g = t.grad[idx].item()
+            assert fd != 0 and abs(g - fd) <= tol * max(1.0, abs(fd)), (idx, g, fd)
+    finally:
+        model.params.update(saved)
+
+
 # ---- random states and controls -----------------------------------------------------------------
 def random_unit_quat(rng: np.random.Generator, n: int) -> np.ndarray:
     """n uniformly distributed unit quaternions in MuJoCo's (w, x, y, z) order."""

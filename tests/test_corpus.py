@@ -58,9 +58,11 @@ def test_corpus_models_load_or_are_refused_by_name():
     print(f"\ncorpus: {len(loaded)} of {len(FILES)} models load: {', '.join(loaded)}")
 
 
-@pytest.mark.parametrize("rel", sorted(LOADED_AT_LEAST))
-def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
-    mj = mujoco.MjModel.from_xml_path(os.path.join(ROOT, rel))
+def _contact_free_step_matches_mujoco(path, rng):
+    """The model at ``path`` with contacts disabled, one looped-engine step (float64) from 16
+    random states inside its joint ranges with random controls against mj_step; returns the
+    model."""
+    mj = mujoco.MjModel.from_xml_path(path)
     mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
     model = hw.load_model(mj, device="cpu", dtype="float64")
     assert not model.structure.pairs
@@ -75,8 +77,14 @@ def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
     d.qpos[:] = qpos[0]
     mujoco.mj_forward(mj, d)
     assert d.nefc == 0  # no limit active in MuJoCo either
-    assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9
+    assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9, (rel_err(q1, mq), rel_err(v1, mv))
     assert np.isfinite(q1.numpy()).all()
+    return model
+
+
+@pytest.mark.parametrize("rel", sorted(LOADED_AT_LEAST))
+def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
+    _contact_free_step_matches_mujoco(os.path.join(ROOT, rel), rng)
 
 
 #: Gymnasium's MuJoCo environment models (the gymnasium dev dependency's assets), written by
@@ -92,19 +100,5 @@ GYM_MODELS = ("ant.xml", "half_cheetah.xml", "hopper.xml", "humanoid.xml", "huma
 def test_gymnasium_model_contact_free_step_matches_mujoco(rng, name):
     gym = pytest.importorskip("gymnasium")
     path = os.path.join(os.path.dirname(gym.__file__), "envs", "mujoco", "assets", name)
-    mj = mujoco.MjModel.from_xml_path(path)
-    mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
-    model = hw.load_model(mj, device="cpu", dtype="float64")
-    assert model.structure.rk4 == (int(mj.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4))
-    phys = hw.Physics(model, engine="looped", verbose=False)
-    B = 16
-    qpos, qvel = random_state(mj, B, rng, vel_scale=1.0, pos_scale=0.3)
-    qpos = _inside_ranges(mj, qpos, rng)
-    ctrl = random_ctrl(mj, B, rng)
-    q1, v1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
-    mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
-    d = mujoco.MjData(mj)
-    d.qpos[:] = qpos[0]
-    mujoco.mj_forward(mj, d)
-    assert d.nefc == 0
-    assert rel_err(q1, mq) <= 1e-9 and rel_err(v1, mv) <= 1e-9, (rel_err(q1, mq), rel_err(v1, mv))
+    model = _contact_free_step_matches_mujoco(path, rng)
+    assert model.structure.rk4 == (int(model.mj.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4))

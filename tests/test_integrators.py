@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-from conftest import central_difference, mj_rollout, rel_err, to_torch
+from conftest import assert_grads_match_central_differences, mj_rollout, rel_err, to_torch
 
 import hybridwam as hw
 
@@ -84,27 +84,16 @@ def test_implicitfast_gradients_match_finite_differences(engine):
     phys = hw.Physics(model, verbose=False, engine=engine)
     qpos, qvel, ctrl = _inputs(model.mj, 2, 12, seed=2, vel=0.3)
     inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
-    names = ("actuator_bias", "dof_damping")
-    saved = {n: model.params[n] for n in names}
-    leaves = {n: model.params[n].detach().clone().requires_grad_(True) for n in names}
     w = torch.tensor([0.7, 1.3, 1.1], dtype=torch.float64)
 
     def loss():
         tr = phys.rollout(*inputs)
         return (tr.qpos[:, -1] ** 2).sum() + (tr.qvel[:, -1] * w).sum()
 
-    try:
-        model.params.update(leaves)
-        loss().backward()
-        checks = [(inputs[2], (0, 3, 0)), (inputs[2], (1, 7, 1)), (inputs[2], (0, 5, 2)), (inputs[1], (1, 2)),
-                  (leaves["actuator_bias"], (0, 2)), (leaves["actuator_bias"], (1, 2)),
-                  (leaves["actuator_bias"], (2, 2)), (leaves["dof_damping"], 0), (leaves["dof_damping"], 2)]
-        for t, idx in checks:
-            fd = central_difference(loss, t, idx, 1e-6)
-            g = t.grad[idx].item()
-            assert fd != 0 and abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, g, fd)
-    finally:
-        model.params.update(saved)
+    checks = [(inputs[2], (0, 3, 0)), (inputs[2], (1, 7, 1)), (inputs[2], (0, 5, 2)), (inputs[1], (1, 2)),
+              ("actuator_bias", (0, 2)), ("actuator_bias", (1, 2)), ("actuator_bias", (2, 2)), ("dof_damping", 0),
+              ("dof_damping", 2)]
+    assert_grads_match_central_differences(model, ("actuator_bias", "dof_damping"), loss, checks)
 
 
 def test_implicit_is_refused_by_name():
@@ -166,9 +155,6 @@ def test_rk4_gradients_match_finite_differences():
     phys = hw.Physics(model, verbose=False)
     qpos, qvel, ctrl = _rk4_inputs(model.mj, 2, 10, seed=2, vel=1.0)
     inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
-    names = ("dof_damping", "body_mass", "actuator_bias")
-    saved = {n: model.params[n] for n in names}
-    leaves = {n: model.params[n].detach().clone().requires_grad_(True) for n in names}
     g = torch.Generator().manual_seed(0)
     wq = torch.randn(model.nq, generator=g, dtype=torch.float64)
     wv = torch.randn(model.nv, generator=g, dtype=torch.float64)
@@ -177,20 +163,11 @@ def test_rk4_gradients_match_finite_differences():
         tr = phys.rollout(*inputs)
         return (tr.qpos[:, -1] * wq).sum() + (tr.qvel[:, -1] * wv).sum() + 1e-3 * (tr.qacc ** 2).sum()
 
-    try:
-        model.params.update(leaves)
-        loss().backward()
-        # (the saturating servo's control is left out: its force is clamped in these states)
-        checks = [(inputs[2], (0, 3, 0)), (inputs[2], (1, 7, 1)), (inputs[2], (0, 5, 1)), (inputs[1], (1, 2)),
-                  (inputs[1], (0, 4)), (inputs[1], (1, 9)), (inputs[0], (0, 0)), (inputs[0], (1, 1)),
-                  (leaves["dof_damping"], 0), (leaves["dof_damping"], 3), (leaves["body_mass"], 3),
-                  (leaves["body_mass"], 2), (leaves["actuator_bias"], (1, 2))]
-        for t, idx in checks:
-            fd = central_difference(loss, t, idx, 1e-6)
-            gr = t.grad[idx].item()
-            assert fd != 0 and abs(gr - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, gr, fd)
-    finally:
-        model.params.update(saved)
+    # (the saturating servo's control is left out: its force is clamped in these states)
+    checks = [(inputs[2], (0, 3, 0)), (inputs[2], (1, 7, 1)), (inputs[2], (0, 5, 1)), (inputs[1], (1, 2)),
+              (inputs[1], (0, 4)), (inputs[1], (1, 9)), (inputs[0], (0, 0)), (inputs[0], (1, 1)), ("dof_damping", 0),
+              ("dof_damping", 3), ("body_mass", 3), ("body_mass", 2), ("actuator_bias", (1, 2))]
+    assert_grads_match_central_differences(model, ("dof_damping", "body_mass", "actuator_bias"), loss, checks)
 
 
 def test_rk4_runs_on_the_looped_engine_only():
