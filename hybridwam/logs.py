@@ -42,6 +42,53 @@ LOG_SUFFIXES = (".csv", ".tsv", ".txt", ".npz", ".h5", ".hdf5")
 #: column mapping of the DFKI double pendulum logs (data_path("double_pendulum")): measured angles,
 #: velocities derived from them (the logged ones are coarsely quantised), commanded torques
 DOUBLE_PENDULUM_COLUMNS = {"qpos": ["pos_meas1", "pos_meas2"], "qvel": "derive", "ctrl": ["tau_con1", "tau_con2"]}
+#: known log layouts: column mapping plus the calibration settings that suit them, which
+#: ``hw.calibrate`` (and so ``hybridwam calibrate``) applies to logs of that layout unless told
+#: otherwise (``Logs.info["layout"]``, set by :func:`load_logs`)
+LAYOUTS = {
+    "dfki_double_pendulum": {
+        "columns": DOUBLE_PENDULUM_COLUMNS,
+        # the runs differ by encoder zero offsets of up to 0.1 rad: absorb them per training run
+        "settings": {"trajectory_offsets": "qpos"},
+    },
+}
+
+
+def _layout_columns(p: dict) -> list[str]:
+    cols = p["columns"]
+    return [c for k in ("qpos", "qvel", "ctrl") for c in (cols[k] if isinstance(cols[k], list) else [])]
+
+
+def detect_layout(files: list[str]) -> str | None:
+    """The layout (LAYOUTS) of log files, from every file's column names (not only the first's):
+    the layout whose columns most files have, counting files that have at least half of them (so a
+    file that lacks one is then reported by load_logs with the column really missing); None when no
+    file has even half of a layout's columns."""
+    score: dict[str, tuple[int, int]] = {}
+    for f in files:
+        try:
+            names = set(log_columns(f))
+        except (LogError, OSError, ValueError):  # unreadable here: load_logs reports it properly
+            continue
+        for name, p in LAYOUTS.items():
+            need = _layout_columns(p)
+            have = sum(c in names for c in need)
+            if need and 2 * have >= len(need):
+                full, part = score.get(name, (0, 0))
+                score[name] = (full + (have == len(need)), part + 1)
+    if not score:
+        return None
+    return max(score, key=lambda n: score[n])
+
+
+def layout_of(qpos, qvel, ctrl) -> str | None:
+    """The layout (LAYOUTS) whose column mapping (qpos, qvel, ctrl) is, or None."""
+    for name, p in LAYOUTS.items():
+        if {"qpos": qpos, "qvel": qvel, "ctrl": ctrl} == p["columns"]:
+            return name
+    return None
+
+
 #: plausible median sample interval of a log, in seconds (outside: the time column is in other units)
 DT_RANGE = (1e-5, 1.0)
 #: refuse resampling logs whose median interval is more than this many times the step (upsampling) ...
@@ -740,7 +787,8 @@ def _load_one(path, qpos, qvel, ctrl, time, dt, resample, derive, window, order,
 def load_logs(path, qpos="qpos", qvel="qvel", ctrl="ctrl", time="time", dt: float | None = None,
               resample: bool = True, drop_bad: bool | str = False, derive_velocity: bool | None = None,
               velocity_window: float = 0.02, velocity_order: int = 2, unwrap=False, model=None,
-              group: str | None = None, delimiter: str | None = None, names=None) -> Logs:
+              group: str | None = None, delimiter: str | None = None, names=None,
+              layout: str | None = "auto") -> Logs:
     """Load one or more log files (one trajectory each) into a :class:`Logs`.
 
     ``path``: a file, a folder (all .csv/.npz/.h5 files in it), a glob pattern or a list of these.
@@ -755,10 +803,29 @@ def load_logs(path, qpos="qpos", qvel="qvel", ctrl="ctrl", time="time", dt: floa
     Bad files (missing column, NaN / non-numeric values, time not increasing, wrong joint count)
     raise :class:`LogError` naming file, column and row; ``drop_bad=True`` drops such files with a
     warning instead, and ``drop_bad="rows"`` drops only the offending rows (bad files still dropped).
+
+    ``layout``: a known log layout (LAYOUTS): ``"auto"`` (default) detects it from the files'
+    columns when the column arguments are left at their defaults (and uses its columns), a name
+    takes that layout's columns (other column arguments override them), None detects nothing. The
+    layout the columns match goes into ``logs.info["layout"]``, from which ``hw.calibrate`` takes
+    the layout's settings (e.g. per-run angle offsets for the DFKI double pendulum).
     """
     if dt is not None:
         dt = _check_dt(dt)
     files = _expand_paths(path)
+    chosen = None
+    if layout == "auto":
+        if (qpos, qvel, ctrl) == ("qpos", "qvel", "ctrl"):
+            chosen = detect_layout(files)
+    elif layout is not None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown log layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        chosen = layout
+    if chosen is not None:
+        given = {k: v for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)) if v != k}
+        cols = {**LAYOUTS[chosen]["columns"], **given}
+        qpos, qvel, ctrl = cols["qpos"], cols["qvel"], cols["ctrl"]
+    matched = layout_of(qpos, qvel, ctrl) if layout is not None else None
     if isinstance(qvel, str) and qvel == "derive":
         qvel, derive = None, True
     else:
@@ -797,7 +864,8 @@ def load_logs(path, qpos="qpos", qvel="qvel", ctrl="ctrl", time="time", dt: floa
                  "qvel": (f"derived: Savitzky-Golay order {velocity_order}, window {velocity_window:g} s"
                           if derive else "logged"),
                  "columns": {"qpos": qpos, "qvel": "derive" if derive and qvel is None else qvel, "ctrl": ctrl,
-                             "time": time}}
+                             "time": time},
+                 "layout": matched}
     if model is not None:
         logs.check_model(model)
     return logs

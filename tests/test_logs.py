@@ -266,3 +266,33 @@ def test_real_double_pendulum_logs(dp_model):
     assert np.allclose(both.qvel, logs.qvel)
     rms = np.sqrt(np.mean((both.qvel - both.extra["qvel_measured"]) ** 2, axis=0))
     assert np.all(rms < 0.15)                                         # agree up to the coarse quantisation
+
+
+def test_layout_detected_or_matched_and_calibrate_takes_its_settings(tmp_path, dp_model):
+    """load_logs finds the lab's layout from the files' columns (default column arguments) or
+    from columns given as the layout's; ``logs.info["layout"]`` carries it through split, and
+    hw.calibrate applies its settings (per-run angle offsets) unless told otherwise: the API and
+    the CLI calibrate alike."""
+    from hybridwam.calibration.core import CalibrationConfig
+    from hybridwam.logs import DOUBLE_PENDULUM_COLUMNS, LAYOUTS
+
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        _lab_csv(tmp_path / f"run{i}.csv", rng, n=400, phase=i)
+    detected = load_logs(tmp_path, model=dp_model)
+    given = load_logs(tmp_path, **DOUBLE_PENDULUM_COLUMNS, model=dp_model)
+    assert detected.info["layout"] == given.info["layout"] == "dfki_double_pendulum"
+    np.testing.assert_array_equal(detected.qpos, given.qpos)
+    assert load_logs(tmp_path, **DOUBLE_PENDULUM_COLUMNS, layout=None).info["layout"] is None
+    with pytest.raises(ValueError, match="unknown log layout"):
+        load_logs(tmp_path, layout="no_such_layout")
+    train, val, _ = given.split(val=1, seed=0)
+    assert train.info["layout"] == "dfki_double_pendulum"
+    assert LAYOUTS["dfki_double_pendulum"]["settings"] == {"trajectory_offsets": "qpos"}
+    world = hw.HybridModel(hw.Physics(dp_model, verbose=False), hw.Residual(dp_model, hidden=(8,)))
+    for logs, want in ((train, "qpos"), (train, None)):
+        kw = {} if want == "qpos" else {"trajectory_offsets": None}
+        report = hw.calibrate(world, logs, val=val, epochs=1, stages=("identify",), progress=False, plots=False,
+                              **kw)
+        assert report.config["trajectory_offsets"] == want
+    assert CalibrationConfig().trajectory_offsets is None  # the layout's setting, not a global default

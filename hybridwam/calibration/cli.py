@@ -3,43 +3,11 @@ from __future__ import annotations
 
 import os
 
-from ..logs import DOUBLE_PENDULUM_COLUMNS, LogError, _expand_paths, load_logs, log_columns
+from ..logs import LAYOUTS, _expand_paths, load_logs
 
-#: known log layouts: column mapping plus recommended calibration settings
-PRESETS = {
-    "dfki_double_pendulum": {
-        "columns": DOUBLE_PENDULUM_COLUMNS,
-        # the runs differ by encoder zero offsets of up to 0.1 rad: absorb them per training run
-        "settings": {"trajectory_offsets": "qpos"},
-    },
-}
-
-
-def _preset_columns(p: dict) -> list[str]:
-    cols = p["columns"]
-    return [c for k in ("qpos", "qvel", "ctrl") for c in (cols[k] if isinstance(cols[k], list) else [])]
-
-
-def detect_preset(files: list[str]) -> str | None:
-    """The preset of the logs' layout, from every file's column names (not only the first's): the
-    preset whose columns most files have, counting files that have at least half of them (so a file
-    that lacks one is then reported by load_logs with the column really missing); None when no file
-    has even half of a preset's columns."""
-    score: dict[str, tuple[int, int]] = {}
-    for f in files:
-        try:
-            names = set(log_columns(f))
-        except (LogError, OSError, ValueError):  # unreadable here: load_logs reports it properly
-            continue
-        for name, p in PRESETS.items():
-            need = _preset_columns(p)
-            have = sum(c in names for c in need)
-            if need and 2 * have >= len(need):
-                full, part = score.get(name, (0, 0))
-                score[name] = (full + (have == len(need)), part + 1)
-    if not score:
-        return None
-    return max(score, key=lambda n: score[n])
+#: the log layouts the CLI knows (hybridwam.logs.LAYOUTS: load_logs detects them, hw.calibrate
+#: applies their settings; the CLI does nothing of its own, so both give the same model)
+PRESETS = LAYOUTS
 
 
 def _cols(x):
@@ -71,8 +39,9 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
 
     ``logs``: file, folder, glob or list. ``qpos`` / ``qvel`` / ``ctrl``: column lists (or
     comma-separated strings; ``qvel="derive"`` derives velocities); when none is given, a known
-    layout is detected (``preset="auto"``; see PRESETS) or the default names qpos*/qvel*/ctrl* are
-    used. ``val`` / ``test``: trajectory names (comma-separated), counts or fractions for
+    layout is detected (``preset="auto"``; see hybridwam.logs.LAYOUTS: load_logs detects it and
+    hw.calibrate applies its settings, exactly as for a caller of the API) or the default names
+    qpos*/qvel*/ctrl* are used. ``val`` / ``test``: trajectory names (comma-separated), counts or fractions for
     ``Logs.split``. Remaining keyword arguments are calibrate settings (``CalibrationConfig``), e.g.
     ``identify_epochs``, ``trajectory_offsets``. ``resume`` / ``overwrite``: see :func:`calibrate`
     (a folder that is not empty needs one of them). Errors about the input (missing files or columns,
@@ -87,22 +56,12 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
 
     check_output_folder(out, resume, overwrite)       # before the minutes of loading and compiling
     files = _expand_paths(logs)
-    chosen = None
-    if preset == "auto":
-        chosen = detect_preset(files) if qpos is None and qvel is None and ctrl is None else None
-    elif preset:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        chosen = preset
-    columns = dict(PRESETS[chosen]["columns"]) if chosen else {"qpos": "qpos", "qvel": "qvel", "ctrl": "ctrl"}
-    for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)):
-        if v is not None:
-            columns[k] = _cols(v)
-    if chosen:
-        for k, v in PRESETS[chosen]["settings"].items():
-            settings.setdefault(k, v)
+    if preset not in (None, "auto") and preset not in LAYOUTS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(LAYOUTS)}")
+    columns = {k: _cols(v) for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)) if v is not None}
     model = load_model(scene, device=device, dtype=dtype)
-    data = load_logs(files, **columns, time=time, model=model)
+    data = load_logs(files, **columns, time=time, model=model, layout=preset)
+    chosen = data.info.get("layout")
     world = HybridModel(Physics(model), Residual(model, hidden=tuple(hidden), mode=mode))
     split = {k: v for k, v in (("val", _split_arg(val)), ("test", _split_arg(test))) if v is not None}
     if print_fn:

@@ -774,6 +774,11 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
     if epochs is not None:
         for k in ("identify_epochs", "residual_epochs", "neural_epochs"):
             settings.setdefault(k, epochs)
+    # the settings that suit the logs' layout (logs.LAYOUTS, detected by load_logs), unless given
+    from ..logs import LAYOUTS
+
+    for k, v in LAYOUTS.get((getattr(logs, "info", None) or {}).get("layout"), {}).get("settings", {}).items():
+        settings.setdefault(k, v)
     for k in ("stages", "params", "neural_hidden", "residual_hidden"):
         if k in settings:
             settings[k] = tuple(settings[k])
