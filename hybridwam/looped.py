@@ -133,7 +133,7 @@ class LoopedEngine:
     """Launches of the looped step for one model (see kernels/forward.py)."""
 
     def __init__(self, model, contacts: bool = True, residual=None):
-        from .kernels.tree import SCRATCH, SLOT, Features, Tree, kind_types
+        from .kernels.tree import SCRATCH, SLOT, Tree, kind_types
 
         self.model = model
         #: what the compiled step covers (``contacts=False``: the contact-free, frictionless step
@@ -143,7 +143,7 @@ class LoopedEngine:
         self.net = None if residual is None else ResidualNet(residual, model.device)
         self._net_cache = None  # the last Net struct net_struct made
         self._params_cache = None  # (ids, arrays, struct): the last Params struct without adjoints
-        self.features = f if residual is None else Features(*f[:3], residual=residual.mode, rk4=f.rk4, fluid=f.fluid)
+        self.features = f if residual is None else f.with_residual(residual.mode)
         #: worlds per thread of the residual's adjoint (kernels/residual.GROUP on the CPU: they
         #: share its weight loads and updates; one on a GPU)
         self.group = 1

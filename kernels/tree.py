@@ -209,6 +209,10 @@ class Features(tuple):
     rk4 = property(lambda self: self[4])
     #: MuJoCo's inertia-box fluid forces (kernels/smooth.py's rne_crb, kernels/passive.py)
     fluid = property(lambda self: self[5])
+    def with_residual(self, mode: str) -> "Features":
+        """The same features with the hybrid model's residual stage ``mode``."""
+        return Features(*self[:3], mode, *self[4:])
+
     #: a collision / dry-friction stage runs before each solve
     assemble = property(lambda self: bool(self[0]) or self[2])
     #: number of solves: two when some friction is limited by the first solve's prediction
