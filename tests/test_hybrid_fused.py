@@ -85,13 +85,17 @@ def test_fused_gradients_match_autograd_through_the_definition(case):
     group and one of a single world (the next test's batches of two and three give the others)."""
     model, phys, res, world = _world(*case)
     q0, v0, u = _inputs(model, B=5, T=15)
+    w = torch.linspace(0.5, 1.5, model.nv, dtype=torch.float64)
+    _assert_gradients_equal_the_definitions(
+        model, phys, res, world, q0, v0, u,
+        lambda Q, V: (Q[:, -1] ** 2).sum() + (V[:, -1] * w).sum() + 0.1 * (V ** 2).sum())
+
+
+def _assert_gradients_equal_the_definitions(model, phys, res, world, q0, v0, u, loss):
+    """d loss(Q, V) / d (qpos0, qvel0, ctrls, dof_damping, every weight and bias) of the fused
+    rollout equal torch autograd's through the stepwise definition to 1e-9, none of them zero."""
     old = model.params["dof_damping"]
     damping = old.detach().clone().requires_grad_(True)
-    w = torch.linspace(0.5, 1.5, model.nv, dtype=torch.float64)
-
-    def loss(rollout, q0, v0, u):
-        Q, V = rollout(q0, v0, u)
-        return (Q[:, -1] ** 2).sum() + (V[:, -1] * w).sum() + 0.1 * (V ** 2).sum()
 
     def fused(q0, v0, u):
         tr = world.rollout(q0, v0, u)
@@ -105,14 +109,13 @@ def test_fused_gradients_match_autograd_through_the_definition(case):
         model.params["dof_damping"] = damping
         for fn in (fused, stepwise):
             x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
-            grads.append(torch.autograd.grad(loss(fn, *x), [*x, damping, *res.parameters()]))
+            grads.append(torch.autograd.grad(loss(*fn(*x)), [*x, damping, *res.parameters()]))
     finally:
         model.params["dof_damping"] = old
     names = ["qpos0", "qvel0", "ctrls", "dof_damping"] + [n for n, _ in res.named_parameters()]
     for n, a, b in zip(names, *grads, strict=True):
         assert b.abs().max() > 0, n
         assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
-
 
 
 def test_one_world_per_thread_residual_adjoint_gives_the_same_gradients(monkeypatch):
@@ -164,23 +167,8 @@ def test_rk4_fused_rollout_and_gradients_equal_the_definition():
         Q, V = step_rollout(_definition(phys, res), q0, v0, u)
         assert rel_err(tr.qpos, Q) <= 1e-10 and rel_err(tr.qvel, V) <= 1e-10, (rel_err(tr.qpos, Q), rel_err(tr.qvel, V))
         assert rel_err(phys.rollout(q0, v0, u).qvel, V) > 1e-6  # the residual acts
-    old = model.params["dof_damping"]
-    damping = old.detach().clone().requires_grad_(True)
-    grads = []
-    try:
-        model.params["dof_damping"] = damping
-        for fn in (lambda *x: world.rollout(*x), lambda *x: step_rollout(_definition(phys, res), *x)):
-            x = [t.clone().requires_grad_(True) for t in (q0, v0, u)]
-            out = fn(*x)
-            Qx, Vx = (out.qpos, out.qvel) if hasattr(out, "qpos") else out
-            loss = (Qx[:, -1] ** 2).sum() + (Vx ** 2).sum() * 0.1
-            grads.append(torch.autograd.grad(loss, [*x, damping, *res.parameters()]))
-    finally:
-        model.params["dof_damping"] = old
-    names = ["qpos0", "qvel0", "ctrls", "dof_damping"] + [n for n, _ in res.named_parameters()]
-    for n, a, b in zip(names, *grads, strict=True):
-        assert b.abs().max() > 0, n
-        assert rel_err(a, b) <= 1e-9, (n, rel_err(a, b))
+    _assert_gradients_equal_the_definitions(model, phys, res, world, q0, v0, u,
+                                            lambda Q, V: (Q[:, -1] ** 2).sum() + (V ** 2).sum() * 0.1)
 
 
 def test_backward_passes_one_after_another_keep_their_gradients():

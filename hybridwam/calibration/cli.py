@@ -56,8 +56,6 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
 
     check_output_folder(out, resume, overwrite)       # before the minutes of loading and compiling
     files = _expand_paths(logs)
-    if preset not in (None, "auto") and preset not in LAYOUTS:
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(LAYOUTS)}")
     columns = {k: _cols(v) for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)) if v is not None}
     model = load_model(scene, device=device, dtype=dtype)
     data = load_logs(files, **columns, time=time, model=model, layout=preset)
