@@ -152,6 +152,10 @@ class LoopedEngine:
 
             self.group = GROUP
         self.k = _kernels(model.dtype, self.features, self.group)
+        #: the backward pass reverses kinematics -> com_vel -> rne by their hand-written adjoint
+        #: (kernels/smooth.py; not with fluid forces); False: by Warp's reverse mode of stage_a
+        #: (the tests compare the two)
+        self.smooth_adjoint = "smooth_adjoint_kernel" in self.k
         dev = model.device
         self.tree = Tree()
         #: the same tree with explicit damping: the stage API reports qacc as mj_forward does
@@ -223,6 +227,18 @@ class LoopedEngine:
         if plain:
             self._params_cache = (key, list(wparams), p)  # the arrays held: their ids stay theirs
         return p
+
+    def param_grads(self, wparams, wadj) -> tuple | None:
+        """(Params struct over the parameters' adjoint arrays, 1) for the hand-written adjoint of
+        the smooth stages, which adds into the arrays themselves (Warp's adjoints reach them as
+        the ``grad`` of :meth:`params`' arrays); a parameter without an adjoint gets a zeroed
+        array to add into, dropped after. None when no parameter wants one."""
+        if all(g is None for g in wadj):
+            return None
+        p = self.k["Params"]()
+        for (name, _), a, g in zip(PARAM_SPEC, wparams, wadj, strict=True):
+            setattr(p, name, g if g is not None else wp.zeros(a.shape, dtype=a.dtype, device=a.device))
+        return p, 1
 
     def scratch(self, buf: torch.Tensor, grad: torch.Tensor | None = None, layout=None) -> tuple:
         """The Scratch structs of both solves (the same struct twice with one solve), whose arrays
@@ -404,7 +420,7 @@ class LoopedEngine:
         go(self.k["stage_b_kernel"], inputs=[*fwd, t, tree, p, s0, s1])
 
     def step_adjoint(self, dim: int, fwd, adj, t: int, tree, padj, s, sa, full: bool = False, net=None,
-                     gnet=None, record=None, residual: bool = True) -> None:
+                     gnet=None, record=None, residual: bool = True, pgrad=None) -> None:
         """Adjoint of step t (its forward run just before, same arrays, by :meth:`step_forward` or
         the rollout kernel for that step): stage_b in Warp's adjoint
         mode, per solve from the last its hand-written adjoint and the collision stage's adjoint,
@@ -413,7 +429,10 @@ class LoopedEngine:
         trajectory arrays'; ``full`` as in :meth:`step_forward`; ``net`` / ``gnet``: the
         residual's Net struct and the one over its weights' adjoints (engines with a residual:
         its hand-written adjoint runs last, unless not ``residual``: an RK4 stage after the first,
-        whose residual is the first stage's); ``record`` as in :meth:`step_forward`."""
+        whose residual is the first stage's); ``record`` as in :meth:`step_forward`; ``pgrad``: the
+        (struct, flag) of :meth:`param_grads` for the hand-written adjoint of the smooth stages
+        (kernels/smooth.py; models without fluid forces, not ``full``), None: no parameter adjoints
+        wanted."""
         dev = self.model.device
 
         def go(kernel, **kw):
@@ -427,8 +446,13 @@ class LoopedEngine:
             if "assemble_kernel" in self.k:
                 go(self.k["assemble_kernel"], inputs=[fwd[1], fwd[4], t, slot, tree, padj, s[slot], s0],
                    adj_inputs=[adj[1], adj[4], 0, 0, tree, padj, s[slot], s0], adjoint=True)
-        stage = self.k["stage_full_kernel" if full else "stage_a_kernel"]
+        hand = not full and self.smooth_adjoint
+        stage = self.k["stage_full_kernel" if full else "stage_rest_kernel" if hand else "stage_a_kernel"]
         go(stage, inputs=[*fwd, t, tree, padj, s0, s1], adj_inputs=[*adj, 0, tree, padj, s0, s1], adjoint=True)
+        if hand:
+            pg, gp = (padj, 0) if pgrad is None else pgrad
+            go(self.k["smooth_adjoint_kernel"], inputs=[fwd[0], fwd[1], adj[0], adj[1], t, tree, padj, pg, gp, s0,
+                                                        sa[0]])
         if self.net is not None and residual:
             _launch(record, self.k["residual_adjoint_kernel"], dim=-(-dim // self.group), device=dev,
                     inputs=[fwd[0], fwd[2], t, dim, tree, net, gnet, s0, sa[0], adj[0], adj[1], adj[2]])
@@ -455,6 +479,7 @@ class LoopedEngine:
                 _, abuf, s, sa = self._rows("bwd", B, a, b, adjoint=True)
                 rk, rka, rkbuf = self.rk_rows("bwd", B, a, b, adjoint=True)
                 padj = self.params(wparams, wadj[k])
+                pgrad = self.param_grads(wparams, wadj[k])
                 fwd, adj = arrays(a, b), adj_arrays(a, b)
                 gnet = None if gnets is None else gnets[k]
                 netf = self.net_struct() if net is None else net
@@ -493,14 +518,14 @@ class LoopedEngine:
                             add(False, False, launch(self.k["rk_eval_kernel"], inputs=[i, self.tree, p, *s, netf, rk]))
                         add(False, i < 3, lambda r, i=i: self.step_adjoint(dim, rkf, rkg, i, self.tree, padj, s, sa,
                                                                              net=net, gnet=gnet, record=r,
-                                                                             residual=i == 0))
+                                                                             residual=i == 0, pgrad=pgrad))
                         add(True, False, launch(self.k["rk_prep_kernel"],
                                                 inputs=[*fwd[:5], T - 1, i, self.tree, padj, rk],
                                                 adj_inputs=[*adj[:5], 0, 0, self.tree, padj, rk], adjoint=True))
                 else:
                     add(True, True, lambda r: self.step_adjoint(dim, fwd, adj, T - 1, self.tree, padj, s, sa, net=net,
-                                                                gnet=gnet, record=r))
-                reps = self._replays(("replay", B, a, b), specs, (p, padj, net, gnet))
+                                                                gnet=gnet, record=r, pgrad=pgrad))
+                reps = self._replays(("replay", B, a, b), specs, (p, padj, net, gnet, pgrad and pgrad[0]))
                 timed = [r.setter("t") for r, (tm, _) in zip(reps, plan, strict=True) if tm and "t" in r.names]
                 cpu = abuf.device.type == "cpu"
 
@@ -555,7 +580,8 @@ class LoopedEngine:
 
         t0 = time.perf_counter()
         dev = self.model.device
-        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel") and name not in _STAGE_API_ONLY]
+        lazy = (*_STAGE_API_ONLY, *(("stage_a_kernel",) if self.smooth_adjoint else ()))
+        mods = [k.module for name, k in self.k.items() if name.endswith("_kernel") and name not in lazy]
         wp.init()
         # on the CPU each module's compile is a call into Warp's compiler that releases the GIL;
         # CUDA modules load one after another (each thread would need the device's context)

@@ -66,6 +66,7 @@ def build(T, features=NO_FEATURES, group=1):
     P = params_type(T)
     sm = _smooth.make(T, features.fluid)
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
+    smooth_adjoint = sm["smooth_adjoint"]
     passive = _passive.make(T, features.fluid)["passive"]
     actuation = _actuation.make(T)["actuation"]
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
@@ -212,8 +213,23 @@ def build(T, features=NO_FEATURES, group=1):
                              + RK_B0 * rk.k[w, 3, d])
         integrate_pos(w, qpos, t, rk.k, 4, h, qpos, t + 1, tree)
 
-    def stage_a_of(FULL):
-        rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]
+    def stage_smooth_of(FULL):
+        rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]  # a dict's item is no name Warp resolves
+
+        @stored
+        @wp.func
+        def stage_smooth(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, p: P, s: S):
+            """kinematics -> com_vel -> rne_crb (rne_crb_fwd without ``FULL``): the step's smooth
+            dynamics up to the bodies' own terms; the hand-written smooth_adjoint reverses the
+            step's (not ``FULL``)."""
+            kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+            com_vel(w, qvel, t, tree, s)
+            rne(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity,
+                p.fluid_density, p.fluid_viscosity, p.wind)
+        return stage_smooth
+
+    def stage_a_of(FULL, SMOOTH=True):
+        smooth = stage_smooth_of(FULL)
 
         @stored
         @wp.func
@@ -223,16 +239,16 @@ def build(T, features=NO_FEATURES, group=1):
             RNE wrenches, the solve's diagonal (armature and implicit terms) and the generalized
             force qt without the bias force, contacts and dry friction (and the geom poses), which
             is what the solve and its adjoint read. With ``FULL`` (``stage_full``, the stage API)
-            also MuJoCo's joint-space terms: the composite inertias, M and qfrc_bias."""
+            also MuJoCo's joint-space terms: the composite inertias, M and qfrc_bias. Without
+            ``SMOOTH`` (``stage_rest``) all but :func:`stage_smooth`, whose adjoint is
+            hand-written (the backward pass runs stage_rest's adjoint, then smooth_adjoint)."""
             h = p.timestep[0]
             s.G[w, 0] = -p.gravity[0]
-            kinematics(w, qpos, t, tree, s, p.body_pos, p.body_quat, p.jnt_pos, p.jnt_axis, p.qpos0)
+            if wp.static(SMOOTH):
+                smooth(w, qpos, qvel, t, tree, p, s)
             if wp.static(CONTACT):
                 geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
                 narrow_phase(w, tree, p, s)
-            com_vel(w, qvel, t, tree, s)
-            rne(w, tree, s, p.body_ipos, p.body_iquat, p.body_mass, p.body_inertia, p.body_gravcomp, p.gravity,
-                p.fluid_density, p.fluid_viscosity, p.wind)
             if wp.static(FULL):
                 bias_and_mass(w, tree, s, p.dof_armature)
             passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
@@ -249,7 +265,7 @@ def build(T, features=NO_FEATURES, group=1):
                 wp.atomic_add(s.diag, w, d, p.dof_armature[d])
         return stage_a
 
-    stage_a, stage_full = stage_a_of(False), stage_a_of(True)
+    stage_a, stage_full, stage_rest = stage_a_of(False), stage_a_of(True), stage_a_of(False, False)
 
     @stored
     @wp.func
@@ -343,6 +359,18 @@ def build(T, features=NO_FEATURES, group=1):
         stage_a(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
 
     @wp.kernel(module="unique")
+    def stage_rest_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
+                          tree: Tree, p: P, s: S, s1: S):
+        stage_rest(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def smooth_adjoint_kernel(qpos: A3, qvel: A3, adj_qpos: A3, adj_qvel: A3, t: int, tree: Tree, p: P, pg: P,
+                              gp: int, s: S, sa: S):
+        """stage_smooth's hand-written adjoint at step t (after stage_rest's adjoint): pg, the
+        parameters' adjoints, accumulated where gp != 0."""
+        smooth_adjoint(wp.tid(), qpos, qvel, adj_qpos, adj_qvel, t, tree, s, sa, p, pg, gp)
+
+    @wp.kernel(module="unique")
     def stage_full_kernel(qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
                           tree: Tree, p: P, s: S, s1: S):
         stage_full(wp.tid(), qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
@@ -381,6 +409,8 @@ def build(T, features=NO_FEATURES, group=1):
                stage_b_kernel=stage_b_kernel,
                solve_kernel=solve_kernel, solve_adjoint_kernel=solve_adjoint_kernel, Params=P, Scratch=S, Net=N,
                RK=R)
+    if not features.fluid:  # the fluid wrench has no hand-written adjoint: stage_a's adjoint is Warp's
+        out.update(stage_rest_kernel=stage_rest_kernel, smooth_adjoint_kernel=smooth_adjoint_kernel)
     if RES:
         out["residual_adjoint_kernel"] = residual_adjoint_kernel
     if RK4:

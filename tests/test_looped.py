@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import (
     as_float32,
+    assert_grads_match_central_differences,
     central_difference,
     mj_rollout,
     mj_step_batch,
@@ -185,6 +186,69 @@ def test_looped_gradients_match_finite_differences(rng):
             assert abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (idx, g, fd)
     finally:
         model.params.update(saved)
+
+
+# parameters the smooth stages (kinematics, com_vel, rne) read, which their hand-written adjoint
+# reaches; the tree with gravity compensation on a ball-jointed body
+SMOOTH_PARAMS = ("gravity", "body_pos", "body_quat", "body_ipos", "body_iquat", "body_mass", "body_inertia",
+                 "body_gravcomp", "jnt_pos", "jnt_axis", "qpos0")
+TREE_GRAVCOMP_XML = TREE_XML.replace('<body name="arm" pos="0 0.2 0.2">',
+                                     '<body name="arm" pos="0 0.2 0.2" gravcomp="0.6">')
+
+
+def _tree_rollout_loss(model, physics, rng, B=3, T=12):
+    qpos, qvel = random_state(model.mj, B, rng, vel_scale=1.0, pos_scale=0.5)
+    q0, v0 = to_torch(qpos, torch.float64), to_torch(qvel, torch.float64)
+    u = to_torch(random_ctrl(model.mj, B, rng, outside=0.0, shape=(T,)), torch.float64)
+    inputs = [x.clone().requires_grad_(True) for x in (q0, v0, u)]
+    weights = torch.linspace(0.5, 1.5, model.nv, dtype=torch.float64)
+
+    def loss():
+        tr = physics.rollout(*inputs)
+        return (tr.qpos[:, -1] ** 2).sum() + (tr.qvel[:, -1] * weights).sum() + 1e-3 * (tr.qacc ** 2).sum()
+    return inputs, loss
+
+
+def test_smooth_adjoint_equals_warps_reverse_mode(rng):
+    """The hand-written adjoint of kinematics -> com_vel -> rne (kernels/smooth.py, the backward
+    pass's) against Warp's reverse mode of the same stages (the engine's other path, stage_a's
+    adjoint): gradients of a rollout loss with respect to the initial state, the controls and
+    every parameter those stages read, on the tree with every joint kind and gravity
+    compensation, float64."""
+    model, physics = looped(TREE_GRAVCOMP_XML, "float64")
+    eng = physics._looped
+    assert eng.smooth_adjoint
+    inputs, loss = _tree_rollout_loss(model, physics, rng)
+    saved = {n: model.params[n] for n in SMOOTH_PARAMS}
+    grads = []
+    try:
+        for hand in (True, False):
+            eng.smooth_adjoint = hand
+            leaves = {n: saved[n].detach().clone().requires_grad_(True) for n in SMOOTH_PARAMS}
+            model.params.update(leaves)
+            for x in inputs:
+                x.grad = None
+            loss().backward()
+            grads.append([x.grad for x in inputs] + [leaves[n].grad for n in SMOOTH_PARAMS])
+    finally:
+        eng.smooth_adjoint = True
+        model.params.update(saved)
+    for name, a, b in zip(("qpos", "qvel", "ctrl", *SMOOTH_PARAMS), *grads, strict=True):
+        assert b.abs().max() > 0, name
+        assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item()), name
+
+
+def test_smooth_adjoint_parameter_gradients_match_finite_differences(rng):
+    """The parameters only the smooth stages read (orientations of bodies and inertia frames,
+    joint axes and anchors, reference positions, gravity compensation), through the hand-written
+    adjoint, against central differences, float64."""
+    model, physics = looped(TREE_GRAVCOMP_XML, "float64")
+    _, loss = _tree_rollout_loss(model, physics, rng, B=2, T=10)
+    checks = [("body_quat", (2, 0)), ("body_quat", (3, 3)), ("body_iquat", (1, 2)), ("body_iquat", (6, 1)),
+              ("jnt_axis", (2, 1)), ("jnt_axis", (3, 2)), ("jnt_pos", (2, 0)), ("jnt_pos", (1, 1)), ("qpos0", 11),
+              ("qpos0", 12),
+              ("body_gravcomp", 6), ("body_ipos", (6, 0))]
+    assert_grads_match_central_differences(model, SMOOTH_PARAMS, loss, checks, eps=1e-6, tol=1e-6)
 
 
 def test_looped_threads_are_bit_identical(rng):
