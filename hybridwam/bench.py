@@ -502,6 +502,22 @@ def report_body(rows: list[dict], info: dict, table: Callable[[list[dict]], str]
 
 
 # ---- grad -----------------------------------------------------------------------------------
+def _sq_norm_tangent_grad(m, qpos):
+    """d sum(qpos^2) / d (MuJoCo's position tangent, nv: mj_integratePos' velocities): 2 qpos for
+    hinge, slide and a free joint's position; zero for a unit quaternion, whose squared norm no
+    rotation changes."""
+    import numpy as np
+
+    g = np.zeros(m.nv)
+    for j in range(m.njnt):
+        t, qa, da = int(m.jnt_type[j]), int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j])
+        if t == 0:  # free
+            g[da:da + 3] = 2 * qpos[qa:qa + 3]
+        elif t in (2, 3):  # slide, hinge
+            g[da] = 2 * qpos[qa]
+    return g
+
+
 def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, repeat: int = 3,
                fd_worlds: int | None = None, device: str | None = None, seed: int = 0, dtype: str = "float32") -> dict:
     """Time of the gradient of a scalar rollout loss w.r.t. all controls [B, T, nu]:
@@ -574,7 +590,7 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
                 Bs.append(B.copy())
                 mujoco.mj_step(m, d)
             lam = np.zeros(nx)
-            lam[: m.nv] = 2 * d.qpos  # hinge/slide models: the position tangent is qpos itself
+            lam[: m.nv] = _sq_norm_tangent_grad(m, d.qpos)
             for t in range(horizon - 1, -1, -1):
                 grads[w, t] = Bs[t].T @ lam
                 lam = As[t].T @ lam
