@@ -57,6 +57,9 @@ def test_bench_grad_gradients_agree_with_mujoco_finite_differences():
     assert r["mujoco_fd_worlds_measured"] == 4
     assert r["max_rel_diff_vs_mujoco_fd"] < 1e-5
     assert r["forward_s"] > 0 and r["forward_backward_s"] > 0 and r["mujoco_fd_s"] > 0
+    # free and ball joints (the 31-dof tree, looped engine): MuJoCo's gradient in its position tangent
+    r = bench_grad("tree", batch=2, horizon=10, repeat=1, dtype="float64")
+    assert r["max_rel_diff_vs_mujoco_fd"] < 1e-5
 
 
 def test_newton_peer_simulates_the_same_pendulum_as_mujoco():
