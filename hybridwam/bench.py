@@ -804,7 +804,7 @@ def _grad_run(args) -> list[dict]:
 
 #: The grad suite: (scene, worlds MuJoCo's finite differences run on): a shipped scene (the
 #: unrolled engine) and the 24-link chain (the looped engine; MuJoCo's FD take ~9 s per world there).
-SUITE_GRAD = (("acrobot", 64), ("chain:24", 2))
+SUITE_GRAD = (("acrobot", 64), ("chain:24", 2), ("tree", 2))
 
 
 def _grad_suite(args) -> list[dict]:
