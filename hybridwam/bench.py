@@ -27,8 +27,8 @@ from .parallel import resolve_threads
 from .peers import PEERS, default_peers
 
 #: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without;
-#: chain:24 and tree are written models of hybridwam.benchmodels, run by the looped engine).
-SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree", "tree:contact")
+#: chain:24, tree and hand, with tendons, are written models of hybridwam.benchmodels, run by the looped engine).
+SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree", "tree:contact", "hand")
 DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
 #: Untimed pause before each timed run, so idle worker threads of the other side (torch's OpenMP
 #: pool spins for a while after each parallel op) have gone to sleep and do not steal its cores.
@@ -766,7 +766,7 @@ def _step_run(args) -> list[dict]:
 SUITE_STEP_HYBRID = ("acrobot", "double_pendulum")
 SUITE_HYBRID_HIDDEN = (64, 64)
 #: Suite scenes timed without peers: Newton's CPU Featherstone takes many minutes on them.
-SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact")
+SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact", "hand")
 
 
 def _step_suite(args) -> list[dict]:

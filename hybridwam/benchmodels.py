@@ -2,8 +2,9 @@
 
 ``model_xml(name)`` turns a benchmark model name into MJCF text: ``chain:N`` (N hinges), ``tree``
 (a 31-dof humanoid-like tree, no contacts), ``tree:contact`` (the same tree standing on a floor,
-every geom colliding: about 150 candidate pairs); any other name is returned as is (a shipped
-scene or a path, for ``hw.load_model``).
+every geom colliding: about 150 candidate pairs), ``hand`` (an arm with a tendon-driven hand:
+fixed and spatial tendons, tendon actuators); any other name is returned as is (a shipped scene
+or a path, for ``hw.load_model``).
 """
 from __future__ import annotations
 
@@ -66,8 +67,38 @@ def tree_xml(contacts: bool = False) -> str:
             + "".join(parts) + neck + f'</body></worldbody><actuator>{acts}</actuator></mujoco>')
 
 
+def hand_xml() -> str:
+    """An arm with a tendon-driven hand, 17 dofs: shoulder and elbow hinges with motors, a palm with
+    five fingers of three hinges each; each finger flexed by a fixed tendon over its three joints
+    (a spring to straight, and a position actuator on the tendon, as coupled fingers are driven),
+    and a spatial cable from a world anchor to the palm (spring and damper). No contacts."""
+    g = 'contype="0" conaffinity="0"'
+    fingers = ""
+    for f in range(5):
+        y = -0.04 + 0.02 * f
+        fingers += f'<body pos="0.08 {y} 0">'
+        for k in range(3):
+            fingers += (f'<joint name="f{f}_{k}" type="hinge" axis="0 1 0" damping="0.01" armature="0.001"/>'
+                        f'<geom type="capsule" fromto="0 0 0 0.03 0 0" size="0.008" mass="0.02" {g}/>'
+                        + ('<body pos="0.03 0 0">' if k < 2 else ""))
+        fingers += "</body>" * 3
+    tendons = "".join(f'<fixed name="flex{f}" stiffness="0.2">' + "".join(
+        f'<joint joint="f{f}_{k}" coef="1"/>' for k in range(3)) + "</fixed>" for f in range(5))
+    acts = ('<motor joint="shoulder" gear="10" ctrlrange="-1 1"/><motor joint="elbow" gear="5" ctrlrange="-1 1"/>'
+            + "".join(f'<position tendon="flex{f}" kp="0.5" ctrlrange="0 3"/>' for f in range(5)))
+    return ('<mujoco model="hand"><option timestep="0.002"/><worldbody><site name="anchor" pos="0.3 0 1.4"/>'
+            '<body pos="0 0 1"><joint name="shoulder" type="hinge" axis="0 1 0" damping="0.5"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.04" mass="1.5" {g}/>'
+            '<body pos="0.3 0 0"><joint name="elbow" type="hinge" axis="0 1 0" damping="0.3"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.25 0 0" size="0.03" mass="1" {g}/>'
+            f'<body pos="0.25 0 0"><geom type="box" size="0.04 0.05 0.01" pos="0.04 0 0" mass="0.3" {g}/>'
+            '<site name="palm" pos="0.04 0 0.01"/>' + fingers + '</body></body></body></worldbody>'
+            '<tendon><spatial name="cable" stiffness="20" damping="0.5"><site site="anchor"/><site site="palm"/>'
+            f'</spatial>{tendons}</tendon><actuator>{acts}</actuator></mujoco>')
+
+
 def model_xml(name: str) -> str:
-    """MJCF text of a benchmark model name (``chain:N``, ``tree``), or ``name`` unchanged."""
+    """MJCF text of a benchmark model name (``chain:N``, ``tree``, ``hand``), or ``name`` unchanged."""
     if name.startswith("chain:"):
         try:
             n = int(name.split(":", 1)[1])
@@ -78,4 +109,6 @@ def model_xml(name: str) -> str:
         return chain_xml(n)
     if name in ("tree", "tree:contact"):
         return tree_xml(contacts=name == "tree:contact")
+    if name == "hand":
+        return hand_xml()
     return name

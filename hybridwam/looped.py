@@ -17,7 +17,7 @@ import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
-from .types import MESH, PAIR_KINDS, PARAM_SPEC, Structure
+from .types import MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -41,10 +41,10 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     if not s.pairs:
-        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid)
+        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS) if mesh or MESH not in k]
-    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid)
+    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -69,7 +69,27 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         anc_num.append(len(anc) - anc_adr[-1])
     nact = np.zeros(mj.njnt, dtype=np.int32)
     for j in s.act_jnt:
-        nact[j] += 1
+        if j >= 0:
+            nact[j] += 1
+    # a tendon actuator may act on any joint (through its tendon's Jacobian): every joint's actuator
+    # force is then clamped where its actuatorfrcrange says (as MuJoCo clamps every limited joint)
+    nact += sum(1 for k in s.act_tendon if k >= 0)
+    lastdof = [int(mj.body_dofadr[b] + mj.body_dofnum[b] - 1) if mj.body_dofnum[b] else -1 for b in range(nb)]
+    for b in range(1, nb):
+        if lastdof[b] < 0:
+            lastdof[b] = lastdof[int(mj.body_parentid[b])]
+    wraps = s.tendon_wraps
+    wrap_adr = np.cumsum([0, *map(len, wraps)])[:-1]
+    wrap_prev, wrap_pulley = [], []
+    for path in wraps:  # each site's predecessor in its branch and the pulley that divides the branch
+        prev, pulley = -1, -1
+        for typ, obj in path:
+            wrap_prev.append(prev if typ == WRAP_SITE else -1)
+            wrap_pulley.append(pulley)
+            if typ == WRAP_PULLEY:
+                prev, pulley = -1, len(wrap_prev) - 1
+            elif typ == WRAP_SITE:
+                prev = obj
     flags = [int(s.act_ctrllimited[a]) | 2 * int(s.act_forcelimited[a]) | 4 * int(s.act_affine_bias[a])
              for a in range(mj.nu)]
 
@@ -107,6 +127,11 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "pair_kind": arr([PAIR_KINDS.index((s.geom_type[a], s.geom_type[b])) for a, b in s.pairs]),
         "pair_implicit": arr(s.pair_implicit),
         "npoint": len(point_pair), "pair_padr": arr(padr), "pair_pnum": arr(pnum), "point_pair": arr(point_pair),
+        "ntendon": len(wraps), "ten_wrapadr": arr(wrap_adr), "ten_wrapnum": arr([len(p) for p in wraps]),
+        "wrap_type": arr([t for p in wraps for t, _ in p]), "wrap_obj": arr([o for p in wraps for _, o in p]),
+        "wrap_prev": arr(wrap_prev), "wrap_pulley": arr(wrap_pulley), "site_body": arr(mj.site_bodyid),
+        "body_lastdof": arr(lastdof), "act_ten": arr(s.act_tendon or [-1] * mj.nu),
+        "ten_actlimited": arr(s.tendon_actfrclimited),
     }
 
 
@@ -174,7 +199,9 @@ class LoopedEngine:
              "npair": max(len(model.structure.pairs), 1) if self.features.kinds else 1,
              "npoint": max(int(self._tree_np["npoint"]), 1) if self.features.kinds else 1,
              "nnet": 1 if self.net is None else self.net.nnet,
-             "nfluid": m.nbody if self.features.fluid else 1}
+             "nfluid": m.nbody if self.features.fluid else 1,
+             "nten": max(m.ntendon, 1) if self.features.tendon else 1,
+             "ntennv": max(m.ntendon * m.nv, 1) if self.features.tendon else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

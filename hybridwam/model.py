@@ -13,7 +13,24 @@ import mujoco
 import numpy as np
 import torch
 
-from .types import BALL, BOX, CAPSULE, FREE, HINGE, MESH, PARAM_SPEC, PLANE, SLIDE, SPHERE, Structure
+from .types import (
+    BALL,
+    BOX,
+    CAPSULE,
+    FREE,
+    HINGE,
+    MESH,
+    PARAM_SPEC,
+    PLANE,
+    SLIDE,
+    SPHERE,
+    TENDON_REFUSED,
+    TENDON_WRAPS,
+    TRANSMISSIONS,
+    TRN_TENDON,
+    WRAP_JOINT,
+    Structure,
+)
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
 COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX, MESH)
@@ -120,6 +137,34 @@ def inert_tendon_violations(m: mujoco.MjModel, i: int) -> list[str]:
     return out
 
 
+def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str]:
+    """What the step cannot simulate of tendon ``i`` (empty: it can, or the tendon acts on nothing).
+    A tendon that acts (:func:`inert_tendon_violations`) must be a path of the elements in
+    TENDON_WRAPS with none of TENDON_REFUSED set, and without damping under implicitfast (MuJoCo
+    integrates it implicitly there, coupling the tendon's dofs)."""
+    if not inert_tendon_violations(m, i):
+        return []
+    tn = _name(m, mujoco.mjtObj.mjOBJ_TENDON, i, "tendon")
+    out = []
+    refused = [f for f in TENDON_REFUSED
+               if hasattr(m, "tendon_" + f) and np.any(np.asarray(getattr(m, "tendon_" + f))[i])]
+    if refused:
+        out.append(f"{tn} {', '.join(refused)} (simulated: tendon stiffness, damping and actuators)")
+    adr, num = int(m.tendon_adr[i]), int(m.tendon_num[i])
+    for k in range(adr, adr + num):
+        typ = int(m.wrap_type[k])
+        if typ not in TENDON_WRAPS:
+            obj = _name(m, mujoco.mjtObj.mjOBJ_GEOM, int(m.wrap_objid[k]), "geom") if typ in (4, 5) else f"#{k}"
+            out.append(f"{tn} wraps around {obj} ({mujoco.mjtWrap(typ).name[7:].lower()} wrapping; tendon paths "
+                       f"through {', '.join(TENDON_WRAPS.values())} are simulated)")
+        elif typ == WRAP_JOINT and int(m.jnt_type[m.wrap_objid[k]]) not in (HINGE, SLIDE):
+            out.append(f"{tn} on a ball/free joint")
+    if implicitfast and m.tendon_damping[i] > 0:
+        out.append(f"{tn} damping with the implicitfast integrator (integrated implicitly there, coupling the "
+                   "tendon's dofs; Euler and RK4 integrate it explicitly, as MuJoCo does)")
+    return out
+
+
 def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None) -> list[str]:
     """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
     O = mujoco.mjtObj
@@ -127,11 +172,9 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     I = mujoco.mjtIntegrator
     if int(m.opt.integrator) not in (int(I.mjINT_EULER), int(I.mjINT_IMPLICITFAST), int(I.mjINT_RK4)):
         out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler, implicitfast and RK4 only)")
+    fast = int(m.opt.integrator) == int(I.mjINT_IMPLICITFAST)
     for i in range(m.ntendon):
-        acting = inert_tendon_violations(m, i)
-        if acting:
-            out.append(f"{_name(m, O.mjOBJ_TENDON, i, 'tendon')} {', '.join(acting)} (a tendon that exerts no force "
-                       "is accepted: it changes nothing in the step)")
+        out += tendon_violations(m, i, fast)
     for i in range(m.neq):
         out.append(_name(m, O.mjOBJ_EQUALITY, i, "equality constraint"))
     for i in range(getattr(m, "nflex", 0)):
@@ -166,8 +209,14 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     A = mujoco.mjtTrn, mujoco.mjtDyn, mujoco.mjtGain, mujoco.mjtBias
     for a in range(m.nu):
         an = _name(m, O.mjOBJ_ACTUATOR, a, "actuator")
-        if int(m.actuator_trntype[a]) != int(A[0].mjTRN_JOINT):
-            out.append(f"{an} transmission '{A[0](m.actuator_trntype[a]).name}' (only joint)")
+        trn = int(m.actuator_trntype[a])
+        if trn not in TRANSMISSIONS:
+            out.append(f"{an} transmission '{A[0](trn).name[6:].lower()}' (simulated: "
+                       f"{', '.join(TRANSMISSIONS.values())})")
+        elif trn == TRN_TENDON:
+            if fast and int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 2] != 0:
+                out.append(f"{an} velocity-dependent force on a tendon with the implicitfast integrator (integrated "
+                           "implicitly there, coupling the tendon's dofs)")
         elif m.jnt_type[m.actuator_trnid[a, 0]] not in (HINGE, SLIDE):
             out.append(f"{an} on a ball/free joint")
         if int(m.actuator_dyntype[a]) != int(A[1].mjDYN_NONE):
@@ -260,12 +309,13 @@ class Model:
         return torch.device(self.device)
 
     def names(self, kind: str) -> list[str]:
-        """Names of "body", "joint", "actuator", "site" or "geom" elements, in index order."""
+        """Names of "body", "joint", "actuator", "site", "geom" or "tendon" elements, in index order."""
         objtype, n = {"body": (mujoco.mjtObj.mjOBJ_BODY, self.mj.nbody),
                       "joint": (mujoco.mjtObj.mjOBJ_JOINT, self.mj.njnt),
                       "actuator": (mujoco.mjtObj.mjOBJ_ACTUATOR, self.mj.nu),
                       "site": (mujoco.mjtObj.mjOBJ_SITE, self.mj.nsite),
-                      "geom": (mujoco.mjtObj.mjOBJ_GEOM, self.mj.ngeom)}[kind]
+                      "geom": (mujoco.mjtObj.mjOBJ_GEOM, self.mj.ngeom),
+                      "tendon": (mujoco.mjtObj.mjOBJ_TENDON, self.mj.ntendon)}[kind]
         return [mujoco.mj_id2name(self.mj, objtype, i) or f"{kind}{i}" for i in range(n)]
 
     def __getattr__(self, name):
@@ -314,7 +364,9 @@ class Model:
             kind = _actuator_kind(m, a)
             rng = (f"ctrlrange=[{m.actuator_ctrlrange[a, 0]:g}, {m.actuator_ctrlrange[a, 1]:g}]"
                    if m.actuator_ctrllimited[a] else "ctrl unlimited")
-            lines.append(f"  {an[a]:<20} {kind:<9} joint '{jn[m.actuator_trnid[a, 0]]}' "
+            trn = (f"tendon '{self.names('tendon')[m.actuator_trnid[a, 0]]}'"
+                   if int(m.actuator_trntype[a]) == TRN_TENDON else f"joint '{jn[m.actuator_trnid[a, 0]]}'")
+            lines.append(f"  {an[a]:<20} {kind:<9} {trn} "
                          f"gear={m.actuator_gear[a, 0]:g} {rng}")
         pairs = self.structure.pairs
         gn = self.names("geom")
@@ -465,6 +517,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
     dis = m.opt.disableflags
     fast = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
+    tendon = [int(m.actuator_trntype[a]) == TRN_TENDON for a in range(m.nu)]
+    acting = any(inert_tendon_violations(m, i) for i in range(m.ntendon))
     hull_index, ps, vs = [], 0, 0
     for g in range(m.ngeom):
         if g in hulls:
@@ -487,7 +541,12 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
         jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
         dof_frictionloss=tuple(bool(x > 0) for x in m.dof_frictionloss),
-        act_jnt=tuple(int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_jnt=tuple(-1 if tendon[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_tendon=tuple(int(m.actuator_trnid[a, 0]) if tendon[a] else -1 for a in range(m.nu)) if any(tendon) else (),
+        tendon_wraps=tuple(tuple((int(m.wrap_type[k]), int(m.wrap_objid[k]))
+                                 for k in range(m.tendon_adr[i], m.tendon_adr[i] + m.tendon_num[i]))
+                           if inert_tendon_violations(m, i) else () for i in range(m.ntendon)) if acting else (),
+        tendon_actfrclimited=tuple(bool(x) for x in m.tendon_actfrclimited) if acting else (),
         act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),
         act_forcelimited=tuple(bool(x) for x in m.actuator_forcelimited),
@@ -601,6 +660,12 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
         **{k: np.array([v]) for k, v in contact_smoothing(m).items()},
+        "site_pos": nz(m.site_pos, (-1, 3)),
+        "wrap_prm": nz(m.wrap_prm, (-1,)),
+        "tendon_stiffness": nz(m.tendon_stiffness, (-1,)),
+        "tendon_lengthspring": nz(m.tendon_lengthspring, (-1, 2)),
+        "tendon_damping": nz(m.tendon_damping, (-1,)),
+        "tendon_actfrcrange": nz(m.tendon_actfrcrange, (-1, 2)),
         "fluid_density": np.array([m.opt.density]),
         "fluid_viscosity": np.array([m.opt.viscosity]),
         "wind": np.array(m.opt.wind, dtype=np.float64).reshape(1, 3),

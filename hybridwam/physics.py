@@ -255,7 +255,7 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4 or fluid forces (the looped engine's only) or the
+    RK4, fluid forces or tendons (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
@@ -270,11 +270,12 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
         raise ValueError(f"{model.source}: nv={model.nv} is above the unrolled engine's cap ({MAX_NV}); "
                          "use engine='looped' (or 'auto')")
     # what only the looped engine simulates
-    only = [w for w, on in (("the RK4 integrator", model.structure.rk4), ("fluid forces", model.structure.fluid))
-            if on]
+    st = model.structure
+    only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
+                            ("tendons", bool(st.tendon_wraps))) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
-                         "unrolled engine steps with Euler and implicitfast, without fluid forces")
+                         "unrolled engine steps with Euler and implicitfast, without fluid forces and tendons")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")

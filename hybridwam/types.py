@@ -21,6 +21,23 @@ PAIR_KINDS = ((PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE),
               (CAPSULE, MESH), (BOX, MESH), (MESH, MESH))
 PAIR_TYPES = set(PAIR_KINDS)
 
+# Tendon path elements, as MuJoCo's mjtWrap: the kinds the tendon stage (kernels/tendon.py)
+# follows. A fixed tendon is a sum of joint coordinates; a spatial tendon a path through sites,
+# split by pulleys (each divides the length of the branch after it).
+WRAP_JOINT, WRAP_PULLEY, WRAP_SITE = 1, 2, 3
+#: the tendon path elements the tendon stage follows (the loader refuses others by name:
+#: wrapping around sphere and cylinder geoms)
+TENDON_WRAPS = {WRAP_JOINT: "joint", WRAP_PULLEY: "pulley", WRAP_SITE: "site"}
+# Actuator transmissions, as MuJoCo's mjtTrn.
+TRN_JOINT, TRN_TENDON = 0, 3
+#: the transmissions kernels/actuation.py applies: a hinge / slide joint's coordinate or a
+#: tendon's length (the loader refuses others by name)
+TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon"}
+#: tendon properties the step simulates (kernels/tendon.py, passive.py, actuation.py), and
+#: those it refuses by name, as MuJoCo's tendon_* fields
+TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
+TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss", "armature", "limited")
+
 #: Order of the model parameter arrays in every kernel signature (name, warp type key).
 PARAM_SPEC = (
     ("gravity", "V3"),
@@ -66,6 +83,12 @@ PARAM_SPEC = (
     ("hull_verts", "V3"),
     ("contact_tau", "T"),
     ("contact_eps", "T"),
+    ("site_pos", "V3"),
+    ("wrap_prm", "T"),
+    ("tendon_stiffness", "T"),
+    ("tendon_lengthspring", "V2"),
+    ("tendon_damping", "T"),
+    ("tendon_actfrcrange", "V2"),
     ("fluid_density", "T"),
     ("fluid_viscosity", "T"),
     ("wind", "V3"),
@@ -94,6 +117,7 @@ class Structure:
     jnt_actgravcomp: tuple[bool, ...]
     #: dofs with dry friction (MuJoCo's frictionloss > 0), see kernels/contact.joint_friction
     dof_frictionloss: tuple[bool, ...]
+    #: per actuator the joint it drives (-1 for a tendon transmission: act_tendon)
     act_jnt: tuple[int, ...]
     act_ctrllimited: tuple[bool, ...]
     act_forcelimited: tuple[bool, ...]
@@ -123,6 +147,14 @@ class Structure:
     #: MuJoCo's inertia-box fluid forces (option density or viscosity > 0; kernels/smooth.py's
     #: rne_crb, the looped engine only)
     fluid: bool = False
+    #: per actuator the tendon it pulls (-1: a joint transmission); empty without tendon actuators
+    act_tendon: tuple[int, ...] = ()
+    #: per tendon its path, ((wrap type, joint or site id), ...) (TENDON_WRAPS), when some tendon
+    #: acts (stiffness, damping, an actuator; kernels/tendon.py, the looped engine only); empty
+    #: otherwise, and () for a tendon that exerts no force (it changes nothing in the step)
+    tendon_wraps: tuple[tuple[tuple[int, int], ...], ...] = ()
+    #: per tendon: its actuators' total force clamped to tendon_actfrcrange (MuJoCo's actuatorfrclimited)
+    tendon_actfrclimited: tuple[bool, ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
@@ -171,6 +203,12 @@ PARAM_UNITS = {
     "pair_iscale": ("1", "per-body share of the implicit contact stiffness [npair, 2]"),
     "hull_planes": ("m", "convex hull face planes (normal, offset) [nplane, 4]"),
     "hull_verts": ("m", "convex hull vertices [nvert, 3]"),
+    "site_pos": ("m", "site position in its body [nsite, 3]"),
+    "wrap_prm": ("1", "per tendon path element: a fixed tendon's joint coefficient, a pulley's divisor [nwrap]"),
+    "tendon_stiffness": ("N/m or N m/rad", "tendon spring stiffness [ntendon]"),
+    "tendon_lengthspring": ("m or rad", "tendon spring rest lengths: no force between the two [ntendon, 2]"),
+    "tendon_damping": ("N s/m", "tendon viscous damping (explicit, as in MuJoCo's Euler and RK4) [ntendon]"),
+    "tendon_actfrcrange": ("N", "clamp of the total actuator force on a tendon [ntendon, 2]"),
     "fluid_density": ("kg/m^3", "the medium's density (MuJoCo's option density; inertia-box fluid model) [1]"),
     "fluid_viscosity": ("Pa s", "the medium's viscosity (MuJoCo's option viscosity) [1]"),
     "wind": ("m/s", "the medium's velocity (MuJoCo's option wind) [1, 3]"),

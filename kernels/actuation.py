@@ -8,27 +8,77 @@ actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags`
 implicitfast integrator (``Tree.implicit_act``) each affine-bias actuator's d force / d qvel,
 gear^2 bias[2], goes to the solve's diagonal as -h gear^2 bias[2] (M - h D), except while its
 force is clamped by its forcerange or its joint's by actuatorfrcrange (as MuJoCo skips them).
+
+Tendon transmissions (``Tree.act_ten``; with ``tendon``, kernels.tree.Features.tendon): length and
+velocity are gear times the tendon's (kernels/tendon.py); each tendon's actuators' forces are
+summed (MuJoCo's actuator_force) and, where the tendon's actuatorfrcrange limits them, scaled
+together so that the sum is clamped, as MuJoCo does; the result acts through gear and the tendon
+Jacobian, before the joints' actuatorfrcrange clamps. (The loader refuses velocity-dependent
+tendon actuators under implicitfast, whose implicit term couples the tendon's dofs.)
 """
 import warp as wp
 
+from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
 
 @per_dtype
-def make(T):
+def make(T, tendon=False):
     a = aliases(T)
     S, A3, AT, V2, V3 = a["S"], a["A3"], a["AT"], a["V2"], a["V3"]
+    tendon_force = tendon_make(T)["tendon_force"]
+
+    @stored
+    @wp.func
+    def actuate_joint(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, a: int, j: int, flags: int, f: T,
+                      bias: V3, gear: T, actuator_forcerange: wp.array(dtype=V2), h: T):
+        """Actuator a on joint j with its force so far f (gain * ctrl + bias[0]): the affine bias in
+        the joint's coordinate and velocity, implicitfast's derivative, the forcerange clamp, the
+        gear, into the joint's sum jact."""
+        if flags & 4:
+            f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
+                 + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
+        if tree.implicit_act != 0 and (flags & 4) != 0:
+            # implicitfast: the velocity term's derivative gear^2 bias[2], summed per joint for
+            # the solve's diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
+            free = 1
+            if flags & 2:
+                if f <= actuator_forcerange[a][0] or f >= actuator_forcerange[a][1]:
+                    free = 0
+            if free != 0:
+                wp.atomic_add(s.jimp, w, j, -h * bias[2] * gear * gear)
+        if flags & 2:
+            f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
+        wp.atomic_add(s.jact, w, j, gear * f)
+
+    @stored
+    @wp.func
+    def actuate_tendon(w: int, tree: Tree, s: S, a: int, k: int, flags: int, f: T, bias: V3, gear: T,
+                       actuator_forcerange: wp.array(dtype=V2)):
+        """Actuator a on tendon k with its force so far f: the affine bias in gear times the
+        tendon's length and velocity, the forcerange clamp, into the tendon's sums ten_tot (the
+        forces, MuJoCo's actuator_force) and ten_act (times gear)."""
+        if flags & 4:
+            f = f + bias[1] * gear * s.ten_len[w, k] + bias[2] * gear * s.ten_vel[w, k]
+        if flags & 2:
+            f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
+        wp.atomic_add(s.ten_tot, w, k, f)
+        wp.atomic_add(s.ten_act, w, k, gear * f)
 
     @stored
     @wp.func
     def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
                   actuator_bias: wp.array(dtype=V3), actuator_gear: AT, actuator_ctrlrange: wp.array(dtype=V2),
-                  actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2), h: T):
+                  actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2),
+                  tendon_actfrcrange: wp.array(dtype=V2), h: T):
         for j in range(tree.njnt):
             s.jact[w, j] = T(0.0)
             s.jimp[w, j] = T(0.0)
+        if wp.static(tendon):
+            for k in range(tree.ntendon):
+                s.ten_tot[w, k] = T(0.0)
+                s.ten_act[w, k] = T(0.0)
         for a in range(tree.nu):
-            j = tree.act_jnt[a]
             flags = tree.act_flags[a]
             c = ctrl[w, t, a]
             if flags & 1:
@@ -36,26 +86,31 @@ def make(T):
             bias = actuator_bias[a]
             gear = actuator_gear[a]
             f = actuator_gain[a] * c + bias[0]
-            if flags & 4:
-                f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
-                     + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
-            if tree.implicit_act != 0 and (flags & 4) != 0:
-                # implicitfast: the velocity term's derivative gear^2 bias[2], summed per joint for
-                # the solve's diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
-                free = 1
-                if flags & 2:
-                    if f <= actuator_forcerange[a][0] or f >= actuator_forcerange[a][1]:
-                        free = 0
-                if free != 0:
-                    wp.atomic_add(s.jimp, w, j, -h * bias[2] * gear * gear)
-            if flags & 2:
-                f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
-            wp.atomic_add(s.jact, w, j, gear * f)
+            if wp.static(tendon):
+                k = tree.act_ten[a]
+                if k >= 0:
+                    actuate_tendon(w, tree, s, a, k, flags, f, bias, gear, actuator_forcerange)
+                else:
+                    actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
+                                  actuator_forcerange, h)
+            else:
+                actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
+                              actuator_forcerange, h)
+        if wp.static(tendon):
+            for k in range(tree.ntendon):
+                # MuJoCo scales a tendon's actuator forces together so that their sum is clamped
+                scale = T(1.0)
+                tot = s.ten_tot[w, k]
+                if tree.ten_actlimited[k] != 0 and tot != T(0.0):
+                    scale = wp.clamp(tot, tendon_actfrcrange[k][0], tendon_actfrcrange[k][1]) / tot
+                s.ten_frc[w, k] = scale * s.ten_act[w, k]
         for d in range(tree.nv):
             j = tree.dof_jnt[d]
             f = T(0.0)
+            if wp.static(tendon):
+                f = tendon_force(w, d, tree, s, s.ten_frc)
             if (tree.jnt_nact[j] > 0 or tree.jnt_actgravcomp[j] != 0) and d == tree.jnt_dofadr[j]:
-                f = s.jact[w, j]
+                f = f + s.jact[w, j]
                 if tree.jnt_actgravcomp[j] != 0:
                     b = tree.dof_body[d]
                     f = f + wp.dot(s.cdw[w, d], s.cgn[w, b]) + wp.dot(s.cdv[w, d], s.cgf[w, b])

@@ -2,6 +2,7 @@
 evaluations of the dynamics combined as mj_RungeKutta does), composed from the stage files.
 
 kinematics -> com_vel -> rne_crb (kernels/smooth.py: the bodies' own inertias and RNE wrenches)
+-> tendon lengths and Jacobians where tendons act (kernels/tendon.py)
 -> passive (kernels/passive.py) -> actuation (kernels/actuation.py) -> joint limits
 (kernels/limits.py) -> qt = passive + actuator + limits + extra; with contacts the geom poses and
 the narrow phase (kernels/collision.py) -> per solve: the contact law and dry friction into the
@@ -44,6 +45,7 @@ from . import passive as _passive
 from . import residual as _residual
 from . import smooth as _smooth
 from . import solve as _solve
+from . import tendon as _tendon
 from .integration import quat_integrate
 from .tree import NO_FEATURES, Tree, aliases, params_type, per_dtype, stored
 
@@ -67,8 +69,10 @@ def build(T, features=NO_FEATURES, group=1):
     sm = _smooth.make(T, features.fluid)
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
     smooth_adjoint = sm["smooth_adjoint"]
-    passive = _passive.make(T, features.fluid)["passive"]
-    actuation = _actuation.make(T)["actuation"]
+    passive = _passive.make(T, features.fluid, features.tendon)["passive"]
+    actuation = _actuation.make(T, features.tendon)["actuation"]
+    tendon = _tendon.make(T)["tendon"]
+    TENDON = features.tendon
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
     joint_limits = _limits.make(T)["joint_limits"]
     col = _collision.make(T, features)
@@ -246,15 +250,17 @@ def build(T, features=NO_FEATURES, group=1):
             s.G[w, 0] = -p.gravity[0]
             if wp.static(SMOOTH):
                 smooth(w, qpos, qvel, t, tree, p, s)
+            if wp.static(TENDON):
+                tendon(w, qpos, qvel, t, tree, s, p.site_pos, p.wrap_prm)
             if wp.static(CONTACT):
                 geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
                 narrow_phase(w, tree, p, s)
             if wp.static(FULL):
                 bias_and_mass(w, tree, s, p.dof_armature)
             passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
-                    p.dof_coulomb_vel, h)
+                    p.dof_coulomb_vel, p.tendon_stiffness, p.tendon_lengthspring, p.tendon_damping, h)
             actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
-                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, h)
+                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, p.tendon_actfrcrange, h)
             joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                          p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):

@@ -5,14 +5,18 @@ solve's diagonal), hybridwam's smooth Coulomb friction -c tanh(qd / v_c) (zero f
 models), the joint spring of the dof's joint, one function per joint kind: hinge and slide
 -k (q - q_spring), a free joint's translations likewise, ball and free rotations -k (q (-)
 q_spring) (MuJoCo's quaternion difference, in the joint's frame), gravity compensation
-(cdof . subtree gravcomp wrench) unless the joint counts it as actuator force, and fluid forces
-(cdof . subtree fluid wrench, kernels/smooth.py) where the model has a medium.
+(cdof . subtree gravcomp wrench) unless the joint counts it as actuator force, fluid forces
+(cdof . subtree fluid wrench, kernels/smooth.py) where the model has a medium, and with acting
+tendons each tendon's spring (MuJoCo's deadband: no force between the two lengthspring values,
+-k (L - bound) outside) and damper -b dL/dt (explicit, as MuJoCo's Euler and RK4 integrate it)
+through the tendon Jacobian (kernels/tendon.py).
 """
 import warp as wp
 
 from ..types import BALL, FREE, HINGE, SLIDE
 from .integration import quat_sub
 from .kinematics import quat_from_wxyz
+from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
 _FREE, _BALL = wp.constant(FREE), wp.constant(BALL)
@@ -20,11 +24,13 @@ _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
 
 
 @per_dtype
-def make(T, fluid=False):
+def make(T, fluid=False, tendon=False):
     """``passive`` for scalar ``T``; with ``fluid`` (kernels.tree.Features.fluid) it adds the
-    subtree fluid wrench kernels/smooth.py's rne_crb sums."""
+    subtree fluid wrench kernels/smooth.py's rne_crb sums, with ``tendon`` (Features.tendon) the
+    tendons' springs and dampers."""
     a = aliases(T)
-    S, A3, AT = a["S"], a["A3"], a["AT"]
+    S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
+    tendon_force = tendon_make(T)["tendon_force"]
 
     @wp.func
     def spring_rotation(q: A3, w: int, t: int, qa: int, qs: AT):
@@ -35,7 +41,13 @@ def make(T, fluid=False):
     @stored
     @wp.func
     def passive(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_stiffness: AT, qpos_spring: AT,
-                dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT, h: T):
+                dof_damping: AT, dof_coulomb: AT, dof_coulomb_vel: AT, tendon_stiffness: AT,
+                tendon_lengthspring: wp.array(dtype=V2), tendon_damping: AT, h: T):
+        if wp.static(tendon):
+            for i in range(tree.ntendon):
+                length = s.ten_len[w, i]
+                rest = wp.clamp(length, tendon_lengthspring[i][0], tendon_lengthspring[i][1])
+                s.ten_pas[w, i] = tendon_stiffness[i] * (rest - length) - tendon_damping[i] * s.ten_vel[w, i]
         # the rotational spring displacement once per ball / free joint, for its three dofs
         for j in range(tree.njnt):
             typ = tree.jnt_type[j]
@@ -65,6 +77,8 @@ def make(T, fluid=False):
             if wp.static(fluid):
                 b = tree.dof_body[d]
                 f = f + wp.dot(s.cdw[w, d], s.cwn[w, b]) + wp.dot(s.cdv[w, d], s.cwf[w, b])
+            if wp.static(tendon):
+                f = f + tendon_force(w, d, tree, s, s.ten_pas)
             s.qfrc_passive[w, d] = f
             # implicit damping: (M + h D) qacc = f (MuJoCo's Euler with eulerdamp)
             s.diag[w, d] = h * dof_damping[d] * T(tree.implicit)

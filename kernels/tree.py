@@ -82,12 +82,33 @@ class Tree:
     pair_padr: wp.array(dtype=int)
     pair_pnum: wp.array(dtype=int)
     point_pair: wp.array(dtype=int)
+    # ---- tendons (kernels/tendon.py; size-1 placeholders in models without acting tendons)
+    ntendon: int
+    #: each tendon's path: ten_wrapnum[i] elements from ten_wrapadr[i] (0 for a tendon that exerts
+    #: no force), each of kind wrap_type (types.TENDON_WRAPS) on joint or site wrap_obj
+    ten_wrapadr: wp.array(dtype=int)
+    ten_wrapnum: wp.array(dtype=int)
+    wrap_type: wp.array(dtype=int)
+    wrap_obj: wp.array(dtype=int)
+    #: per site element of a spatial path: the site before it in its branch (-1: the branch's
+    #: first) and the pulley element that divides its branch (-1: none, divisor 1)
+    wrap_prev: wp.array(dtype=int)
+    wrap_pulley: wp.array(dtype=int)
+    site_body: wp.array(dtype=int)
+    #: the last dof on each body's path to the world (its own last dof if it has some; -1: none),
+    #: the start of the body's ancestor dof list (anc)
+    body_lastdof: wp.array(dtype=int)
+    #: per actuator: the tendon it pulls, -1 for a joint transmission (act_jnt)
+    act_ten: wp.array(dtype=int)
+    #: 1 for a tendon whose actuators' total force is clamped (MuJoCo's actuatorfrclimited)
+    ten_actlimited: wp.array(dtype=int)
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
 #: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nnet"
-#: (the residual's features and its layers' outputs; 1 without a residual) and "nfluid" (nbody
-#: with fluid forces, else 1).
+#: (the residual's features and its layers' outputs; 1 without a residual), "nfluid" (nbody
+#: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
+#: tendons, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -115,6 +136,11 @@ SCRATCH = (
     ("gp", "V3", "ngeom"), ("gR", "M33", "ngeom"),  # geom poses (MuJoCo's geom_xpos, geom_xmat)
     ("cdepth", "T", "npoint"), ("cnormal", "V3", "npoint"), ("cpoint", "V3", "npoint"),  # contact points
     ("qdp", "T", "nv"), ("pvw", "V3", "nbody"), ("pvv", "V3", "nbody"),  # velocities the first solve predicts
+    # tendons (kernels/tendon.py): length, velocity, Jacobian [ntendon, nv] row-major, passive force,
+    # the actuators' total force (MuJoCo's sum of actuator_force), their force along the tendon
+    # (times gear) and that force after the tendon's actuatorfrcrange
+    ("ten_len", "T", "nten"), ("ten_vel", "T", "nten"), ("ten_J", "T", "ntennv"), ("ten_pas", "T", "nten"),
+    ("ten_tot", "T", "nten"), ("ten_act", "T", "nten"), ("ten_frc", "T", "nten"),
     # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
     # (nact), its pre-activations (npre), their adjoints (ng) and the output
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
@@ -193,13 +219,14 @@ class Features(tuple):
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
-    solve, kernels/residual.py; the RK4 integrator; fluid forces). Models with the same features share one module."""
+    solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons). Models with the same
+    features share one module."""
 
-    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False):
+    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4), bool(fluid)))
+                                     residual, bool(rk4), bool(fluid), bool(tendon)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -209,6 +236,8 @@ class Features(tuple):
     rk4 = property(lambda self: self[4])
     #: MuJoCo's inertia-box fluid forces (kernels/smooth.py's rne_crb, kernels/passive.py)
     fluid = property(lambda self: self[5])
+    #: tendons that act: stiffness, damping, actuators (kernels/tendon.py)
+    tendon = property(lambda self: self[6])
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""
         return Features(*self[:3], mode, *self[4:])

@@ -13,7 +13,7 @@ TENDON_XML = """
     </body>
   </worldbody>
   <tendon>
-    <fixed name="my_tendon" stiffness="10"><joint joint="j1" coef="1"/></fixed>
+    <fixed name="my_tendon" frictionloss="0.5"><joint joint="j1" coef="1"/></fixed>
   </tendon>
 </mujoco>
 """

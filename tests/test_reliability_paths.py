@@ -208,7 +208,7 @@ TENDON_SCENE = """
     </body>
   </worldbody>
   <tendon>
-    <fixed name="my_tendon" damping="1"><joint joint="shoulder" coef="1"/></fixed>
+    <fixed name="my_tendon" damping="1" frictionloss="0.5"><joint joint="shoulder" coef="1"/></fixed>
   </tendon>
 </mujoco>
 """
