@@ -17,7 +17,7 @@ import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
-from .types import MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
+from .types import CYLINDER, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -32,8 +32,9 @@ def unsupported(s: Structure) -> list[str]:
 def features(s: Structure, contacts: bool = True):
     """The kernels.tree.Features a structure compiles with (``contacts=False``: as if it had no
     contact pairs and no dry friction, which the stage API's kinematics and mass matrix do not
-    need). Contact models compile in two groups, so that one compile serves every model of its
-    group on the machine: all primitive pair kinds, or all kinds with convex meshes; both with
+    need). Contact models compile in groups, so that one compile serves every model of its
+    group on the machine: all primitive pair kinds, or all kinds with convex meshes, each with or
+    without the cylinder kinds (present only where a model's pairs have cylinders); all with
     the implicit contact stiffness and dry friction (their cost where a model has none: the
     second collision pass, whose solve then never runs)."""
     from .kernels.tree import Features
@@ -43,7 +44,8 @@ def features(s: Structure, contacts: bool = True):
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
-    kinds = [i for i, k in enumerate(PAIR_KINDS) if mesh or MESH not in k]
+    cyl = any(CYLINDER in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
+    kinds = [i for i, k in enumerate(PAIR_KINDS) if (mesh or MESH not in k) and (cyl or CYLINDER not in k)]
     return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
 
 

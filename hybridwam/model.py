@@ -17,9 +17,11 @@ from .types import (
     BALL,
     BOX,
     CAPSULE,
+    CYLINDER,
     FREE,
     HINGE,
     MESH,
+    PAIR_TYPES,
     PARAM_SPEC,
     PLANE,
     SLIDE,
@@ -33,7 +35,7 @@ from .types import (
 )
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
-COLLIDABLE = (PLANE, SPHERE, CAPSULE, BOX, MESH)
+COLLIDABLE = (PLANE, SPHERE, CAPSULE, CYLINDER, BOX, MESH)
 #: hull vertices a mesh contributes as contact points (farthest-point subset beyond this)
 MAX_HULL_VERTS = 32
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
@@ -234,17 +236,20 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         for g in (g1, g2):
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
             if int(m.geom_type[g]) not in COLLIDABLE:
-                msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[6:].lower()}' (supported: "
-                msg += "plane, sphere, capsule, box, mesh)"
+                msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[7:].lower()}' (supported: "
+                msg += "plane, sphere, capsule, cylinder, box, mesh)"
                 if msg not in out:
                     out.append(msg)
             elif int(m.geom_condim[g]) not in (1, 3):
                 msg = f"{gn} condim {m.geom_condim[g]} (torsional/rolling friction; only condim 1 or 3)"
                 if msg not in out:
                     out.append(msg)
-        if int(m.geom_type[g1]) == PLANE and int(m.geom_type[g2]) == PLANE:
+        t1, t2 = int(m.geom_type[g1]), int(m.geom_type[g2])
+        if t1 in COLLIDABLE and t2 in COLLIDABLE and (t1, t2) not in PAIR_TYPES:
             names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
-            out.append(f"{names} plane-plane contact")
+            kinds = "-".join(mujoco.mjtGeom(t).name[7:].lower() for t in (t1, t2))
+            out.append(f"{names} {kinds} contact (no narrow phase for this pair of geom types; cylinders collide "
+                       "with planes, spheres and capsules)")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     return out

@@ -34,7 +34,7 @@ import sys
 
 import warp as wp
 
-from ..types import BOX, CAPSULE, MESH, PAIR_KINDS, PLANE, SPHERE
+from ..types import BOX, CAPSULE, CYLINDER, MESH, PAIR_KINDS, PLANE, SPHERE
 from . import contact as _contact
 from .contact import (
     box_box_face,
@@ -42,7 +42,10 @@ from .contact import (
     box_corner,
     box_point,
     capsule_box_params,
+    capsule_cylinder_params,
     contact_force,
+    cylinder_point,
+    cylinder_rim_point,
     joint_friction,
     mesh_point,
     plane_point,
@@ -65,7 +68,9 @@ POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2,
           (SPHERE, SPHERE): lambda v1, v2: 1, (SPHERE, CAPSULE): lambda v1, v2: 1, (SPHERE, BOX): lambda v1, v2: 1,
           (CAPSULE, CAPSULE): lambda v1, v2: 1, (CAPSULE, BOX): lambda v1, v2: 3, (BOX, BOX): lambda v1, v2: 8,
           (PLANE, MESH): lambda v1, v2: v2, (SPHERE, MESH): lambda v1, v2: 1, (CAPSULE, MESH): lambda v1, v2: 3 + v2,
-          (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2}
+          (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2,
+          (PLANE, CYLINDER): lambda v1, v2: 6, (SPHERE, CYLINDER): lambda v1, v2: 1,
+          (CAPSULE, CYLINDER): lambda v1, v2: 3}
 assert set(POINTS) == set(PAIR_KINDS)
 
 
@@ -249,12 +254,53 @@ def make(T, features=NO_FEATURES):
         for k in range(tree.geom_hull_vnum[g2]):
             mesh_of(w, s, j + n1 + k, tree, g1, p1, R1, hull_vertex(tree, g2, k, p2, R2, verts), T(0.0), 0, planes)
 
+    @stored
+    @wp.func
+    def plane_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                       p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                       planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        n = axis(R1)
+        for k in range(tree.pair_pnum[i]):  # 6: three rim points per cap
+            d, nk, p = plane_point(p1, n, cylinder_rim_point(p2, R2, s2, -n, k), T(0.0))
+            put(w, s, j + k, d, nk, p)
+
+    @stored
+    @wp.func
+    def sphere_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                        p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                        planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = cylinder_point(p2, R2, s2, p1, s1[0])
+        put(w, s, j, d, -n, p)  # cylinder_point's normal points from the cylinder (second)
+
+    @stored
+    @wp.func
+    def capsule_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                         p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                         planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        # spheres at the ends of the capsule's contact stretch (capsule_cylinder_params) and at its
+        # point closest to the cylinder's axis
+        a0 = seg0(p1, R1, s1)
+        ab = seg1(p1, R1, s1) - a0
+        pa, pb = segment_segment(a0, a0 + ab, seg0(p2, R2, s2), seg1(p2, R2, s2))
+        den = wp.dot(ab, ab)
+        tc = T(0.0)
+        if den > T(1.0e-20):
+            tc = wp.dot(pa - a0, ab) / den
+        t0, t1 = capsule_cylinder_params(a0, a0 + ab, s1[0], p2, R2, s2, tc)
+        d, n, p = cylinder_point(p2, R2, s2, a0 + ab * t0, s1[0])
+        put(w, s, j, d, -n, p)
+        d1, n1, q1 = cylinder_point(p2, R2, s2, a0 + ab * t1, s1[0])
+        put(w, s, j + 1, d1, -n1, q1)
+        d2, n2, q2 = cylinder_point(p2, R2, s2, pa, s1[0])
+        put(w, s, j + 2, d2, -n2, q2)
+
     #: per kind of types.PAIR_KINDS: its narrow phase
     narrow = {(PLANE, SPHERE): plane_sphere, (PLANE, CAPSULE): plane_capsule, (PLANE, BOX): plane_box,
               (SPHERE, SPHERE): sphere_sphere_, (SPHERE, CAPSULE): sphere_capsule, (SPHERE, BOX): sphere_box,
               (CAPSULE, CAPSULE): capsule_capsule, (CAPSULE, BOX): capsule_box, (BOX, BOX): box_box,
               (PLANE, MESH): plane_mesh, (SPHERE, MESH): sphere_mesh, (CAPSULE, MESH): capsule_mesh,
-              (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh}
+              (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh, (PLANE, CYLINDER): plane_cylinder,
+              (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder}
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]

@@ -147,6 +147,67 @@ def capsule_capsule(a0: Any, a1: Any, ra: Any, b0: Any, b1: Any, rb: Any):
 
 
 @wp.func
+def cylinder_point(cyl_pos: Any, cyl_rot: Any, size: Any, c: Any, r: Any):
+    """Cylinder (first; radius size[0], half-length size[1] along its z axis) against a sphere of
+    radius r at c (r = 0: a point): the closest point of the solid cylinder, the normal from it
+    towards c. Inside the cylinder the normal is that of the nearer of its side and its caps."""
+    zero = type(r)(0.0)
+    one = type(r)(1.0)
+    loc = wp.transpose(cyl_rot) * (c - cyl_pos)
+    rad = size[0]
+    hh = size[1]
+    radial, rho = safe_normalize(wp.vector(loc[0], loc[1], zero), wp.vector(one, zero, zero))
+    cl = radial * wp.min(rho, rad) + wp.vector(zero, zero, wp.clamp(loc[2], -hh, hh))
+    diff = loc - cl
+    s2 = wp.dot(diff, diff)
+    depth = zero
+    nl = wp.vector(zero, zero, one)
+    surf = cl
+    if s2 > type(r)(1.0e-20):
+        dist = wp.sqrt(s2)
+        nl = diff / dist
+        depth = r - dist
+    else:
+        # inside: leave through the nearest of the side and the caps
+        dside = rad - rho
+        dcap = hh - wp.abs(loc[2])
+        if dside <= dcap:
+            nl = radial
+            depth = r + dside
+            surf = radial * rad + wp.vector(zero, zero, loc[2])
+        else:
+            sz = wp.where(loc[2] < zero, -one, one)
+            nl = wp.vector(zero, zero, sz)
+            depth = r + dcap
+            surf = wp.vector(loc[0], loc[1], sz * hh)
+    n = cyl_rot * nl
+    ps = cyl_pos + cyl_rot * surf
+    p = (ps + c - n * r) * type(r)(0.5)
+    return depth, n, p
+
+
+@wp.func
+def cylinder_rim_point(cyl_pos: Any, cyl_rot: Any, size: Any, down: Any, k: int):
+    """Rim point k (0..5) of a cylinder for a contact whose outward normal from the cylinder is
+    ``down`` (a plane below it: minus the plane's normal): per cap (k < 3: the -z one) the rim
+    point furthest along ``down`` and the two 120 degrees from it, so that a cylinder standing on
+    a cap rests on a triangle and one rolling on its side touches along its deepest line. Where
+    ``down`` is along the axis (standing upright), the rim points start at the cylinder's x axis."""
+    zero = type(size[0])(0.0)
+    one = type(size[0])(1.0)
+    ax = wp.vector(cyl_rot[0, 2], cyl_rot[1, 2], cyl_rot[2, 2])
+    ex = wp.vector(cyl_rot[0, 0], cyl_rot[1, 0], cyl_rot[2, 0])
+    u, l = safe_normalize(down - ax * wp.dot(down, ax), ex)
+    if l < type(size[0])(1.0e-6):
+        u = ex
+    i = k % 3
+    cs = wp.where(i == 0, one, type(size[0])(-0.5))
+    sn = wp.where(i == 0, zero, wp.where(i == 1, type(size[0])(0.8660254037844386), type(size[0])(-0.8660254037844386)))
+    sz = wp.where(k < 3, -one, one)
+    return cyl_pos + ax * (sz * size[1]) + (u * cs + wp.cross(ax, u) * sn) * size[0]
+
+
+@wp.func
 def box_corner(box_pos: Any, box_rot: Any, half: Any, k: int):
     """Corner k (0..7) of a box in world coordinates."""
     one = type(half[0])(1.0)
@@ -403,6 +464,46 @@ def capsule_box_params(a0: Any, a1: Any, ra: Any, bp: Any, bR: Any, half: Any):
         lo, hi = slab_clip(la[1], d[1], half[1], lo, hi)
     if az <= ax or az <= ay:
         lo, hi = slab_clip(la[2], d[2], half[2], lo, hi)
+    if lo > hi:
+        lo = tc
+        hi = tc
+    return lo, hi
+
+
+@wp.func
+def capsule_cylinder_params(a0: Any, a1: Any, ra: Any, cp: Any, cR: Any, size: Any, tc: Any):
+    """Segment parameters (t0, t1) of the capsule's contact stretch with a cylinder, given tc, the
+    segment point closest to the cylinder's axis: where that point meets a cap, the axis (in [0,
+    1]) clipped to the cap's disc; where it meets the side, clipped to the side's axial extent
+    (so a capsule lying along the side touches along the overlap); empty extents collapse to tc."""
+    zero = type(ra)(0.0)
+    one = type(ra)(1.0)
+    RT = wp.transpose(cR)
+    la = RT * (a0 - cp)
+    d = RT * (a1 - a0)
+    depth, nl, p = cylinder_point(cp, cR, size, a0 + (a1 - a0) * tc, ra)
+    nl = RT * nl
+    lo = zero
+    hi = one
+    if wp.abs(nl[2]) * wp.abs(nl[2]) > nl[0] * nl[0] + nl[1] * nl[1]:
+        # a cap: |la.xy + t d.xy| <= radius
+        A = d[0] * d[0] + d[1] * d[1]
+        B = la[0] * d[0] + la[1] * d[1]
+        C = la[0] * la[0] + la[1] * la[1] - size[0] * size[0]
+        if A > type(ra)(1.0e-20):
+            disc = B * B - A * C
+            if disc > type(ra)(1.0e-20):
+                r = wp.sqrt(disc)
+                lo = wp.max(lo, (-B - r) / A)
+                hi = wp.min(hi, (-B + r) / A)
+            else:
+                lo = one
+                hi = zero
+        elif C > zero:
+            lo = one
+            hi = zero
+    else:
+        lo, hi = slab_clip(la[2], d[2], size[1], lo, hi)
     if lo > hi:
         lo = tc
         hi = tc

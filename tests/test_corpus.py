@@ -24,10 +24,11 @@ import hybridwam as hw
 mjw = pytest.importorskip("mujoco_warp")
 ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
 FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
-#: the corpus models that load today (2026-12-03: the tendon models since tendons act): a model
-#: dropping out of this set is a regression
+#: the corpus models that load today (2026-12-03: the tendon models since tendons act, the mug
+#: since cylinders collide): a model dropping out of this set is a regression
 LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "actuation/tendon_force_limit.xml",
                    "collision.xml", "convex_collision/box100.xml", "humanoid/humanoid.xml", "humanoid/n_humanoid.xml",
+                   "mug/mug.xml",
                    "tendon/damping.xml", "tendon/fixed.xml", "tendon/fixed_site.xml", "tendon/pulley_fixed_site.xml",
                    "tendon/pulley_site.xml", "tendon/pulley_site_fixed.xml", "tendon/site.xml", "tendon/site_fixed.xml"}
 
@@ -92,11 +93,11 @@ def test_corpus_model_contact_free_step_matches_mujoco(rng, rel):
 
 #: Gymnasium's MuJoCo environment models (the gymnasium dev dependency's assets), written by
 #: others for RK4 and Euler (the humanoids with tendons that exert no force, the swimmer in a
-#: viscous, dense medium: fluid forces): every one hybridwam
+#: viscous, dense medium: fluid forces, the pushers with cylinders): every one hybridwam
 #: loads steps like mj_step contact-free, as above
 GYM_MODELS = ("ant.xml", "half_cheetah.xml", "hopper.xml", "humanoid.xml", "humanoidstandup.xml",
-              "inverted_double_pendulum.xml", "inverted_pendulum.xml", "point.xml", "reacher.xml", "swimmer.xml",
-              "walker2d.xml", "walker2d_v5.xml")
+              "inverted_double_pendulum.xml", "inverted_pendulum.xml", "point.xml", "pusher.xml", "pusher_v5.xml",
+              "reacher.xml", "swimmer.xml", "walker2d.xml", "walker2d_v5.xml")
 
 
 @pytest.mark.parametrize("name", GYM_MODELS)
