@@ -42,11 +42,12 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     if not s.pairs:
-        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
+        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
+                        site=bool(s.act_site))
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     cyl = any(CYLINDER in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS) if (mesh or MESH not in k) and (cyl or CYLINDER not in k)]
-    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps))
+    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site))
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -73,9 +74,9 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     for j in s.act_jnt:
         if j >= 0:
             nact[j] += 1
-    # a tendon actuator may act on any joint (through its tendon's Jacobian): every joint's actuator
+    # a tendon or site actuator may act on any joint (through a Jacobian): every joint's actuator
     # force is then clamped where its actuatorfrcrange says (as MuJoCo clamps every limited joint)
-    nact += sum(1 for k in s.act_tendon if k >= 0)
+    nact += sum(1 for k in s.act_tendon if k >= 0) + sum(1 for k, _ in s.act_site if k >= 0)
     lastdof = [int(mj.body_dofadr[b] + mj.body_dofnum[b] - 1) if mj.body_dofnum[b] else -1 for b in range(nb)]
     for b in range(1, nb):
         if lastdof[b] < 0:
@@ -134,6 +135,8 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "wrap_prev": arr(wrap_prev), "wrap_pulley": arr(wrap_pulley), "site_body": arr(mj.site_bodyid),
         "body_lastdof": arr(lastdof), "act_ten": arr(s.act_tendon or [-1] * mj.nu),
         "ten_actlimited": arr(s.tendon_actfrclimited),
+        "act_site": arr([a for a, _ in s.act_site] or [-1] * mj.nu),
+        "act_refsite": arr([r for _, r in s.act_site] or [-1] * mj.nu),
     }
 
 
@@ -203,7 +206,8 @@ class LoopedEngine:
              "nnet": 1 if self.net is None else self.net.nnet,
              "nfluid": m.nbody if self.features.fluid else 1,
              "nten": max(m.ntendon, 1) if self.features.tendon else 1,
-             "ntennv": max(m.ntendon * m.nv, 1) if self.features.tendon else 1}
+             "ntennv": max(m.ntendon * m.nv, 1) if self.features.tendon else 1,
+             "nsitev": m.nv if self.features.site else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

@@ -29,6 +29,7 @@ from .types import (
     TENDON_REFUSED,
     TENDON_WRAPS,
     TRANSMISSIONS,
+    TRN_SITE,
     TRN_TENDON,
     WRAP_JOINT,
     Structure,
@@ -215,10 +216,14 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         if trn not in TRANSMISSIONS:
             out.append(f"{an} transmission '{A[0](trn).name[6:].lower()}' (simulated: "
                        f"{', '.join(TRANSMISSIONS.values())})")
-        elif trn == TRN_TENDON:
+        elif trn in (TRN_TENDON, TRN_SITE):
+            if (trn == TRN_SITE and m.actuator_trnid[a, 1] >= 0 and np.any(m.actuator_gear[a, 3:] != 0)
+                    and int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 1] != 0):
+                out.append(f"{an} length-dependent force of a rotation in a reference site's frame (MuJoCo wraps "
+                           "its angle error to [-pi, pi]; motors, velocity terms and translations are simulated)")
             if fast and int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 2] != 0:
-                out.append(f"{an} velocity-dependent force on a tendon with the implicitfast integrator (integrated "
-                           "implicitly there, coupling the tendon's dofs)")
+                out.append(f"{an} velocity-dependent force on a {TRANSMISSIONS[trn]} with the implicitfast integrator "
+                           f"(integrated implicitly there, coupling the {TRANSMISSIONS[trn]}'s dofs)")
         elif m.jnt_type[m.actuator_trnid[a, 0]] not in (HINGE, SLIDE):
             out.append(f"{an} on a ball/free joint")
         if int(m.actuator_dyntype[a]) != int(A[1].mjDYN_NONE):
@@ -369,8 +374,9 @@ class Model:
             kind = _actuator_kind(m, a)
             rng = (f"ctrlrange=[{m.actuator_ctrlrange[a, 0]:g}, {m.actuator_ctrlrange[a, 1]:g}]"
                    if m.actuator_ctrllimited[a] else "ctrl unlimited")
-            trn = (f"tendon '{self.names('tendon')[m.actuator_trnid[a, 0]]}'"
-                   if int(m.actuator_trntype[a]) == TRN_TENDON else f"joint '{jn[m.actuator_trnid[a, 0]]}'")
+            trn_kind = int(m.actuator_trntype[a])
+            trn = (f"{TRANSMISSIONS[trn_kind]} '{self.names(TRANSMISSIONS[trn_kind])[m.actuator_trnid[a, 0]]}'"
+                   if trn_kind in (TRN_TENDON, TRN_SITE) else f"joint '{jn[m.actuator_trnid[a, 0]]}'")
             lines.append(f"  {an[a]:<20} {kind:<9} {trn} "
                          f"gear={m.actuator_gear[a, 0]:g} {rng}")
         pairs = self.structure.pairs
@@ -523,6 +529,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
     fast = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     tendon = [int(m.actuator_trntype[a]) == TRN_TENDON for a in range(m.nu)]
+    site = [int(m.actuator_trntype[a]) == TRN_SITE for a in range(m.nu)]
     acting = any(inert_tendon_violations(m, i) for i in range(m.ntendon))
     hull_index, ps, vs = [], 0, 0
     for g in range(m.ngeom):
@@ -546,7 +553,9 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
         jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
         dof_frictionloss=tuple(bool(x > 0) for x in m.dof_frictionloss),
-        act_jnt=tuple(-1 if tendon[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_jnt=tuple(-1 if tendon[a] or site[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_site=tuple((int(m.actuator_trnid[a, 0]), int(m.actuator_trnid[a, 1])) if site[a] else (-1, -1)
+                       for a in range(m.nu)) if any(site) else (),
         act_tendon=tuple(int(m.actuator_trnid[a, 0]) if tendon[a] else -1 for a in range(m.nu)) if any(tendon) else (),
         tendon_wraps=tuple(tuple((int(m.wrap_type[k]), int(m.wrap_objid[k]))
                                  for k in range(m.tendon_adr[i], m.tendon_adr[i] + m.tendon_num[i]))
@@ -666,6 +675,9 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),
         **{k: np.array([v]) for k, v in contact_smoothing(m).items()},
         "site_pos": nz(m.site_pos, (-1, 3)),
+        "site_quat": nz(_wxyz_to_xyzw(m.site_quat), (-1, 4)),
+        "actuator_gear_force": nz(m.actuator_gear[:, 0:3], (-1, 3)),
+        "actuator_gear_torque": nz(m.actuator_gear[:, 3:6], (-1, 3)),
         "wrap_prm": nz(m.wrap_prm, (-1,)),
         "tendon_stiffness": nz(m.tendon_stiffness, (-1,)),
         "tendon_lengthspring": nz(m.tendon_lengthspring, (-1, 2)),

@@ -273,11 +273,12 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     st = model.structure
     cylinders = any(CYLINDER in (st.geom_type[a], st.geom_type[b]) for a, b in st.pairs)
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
-                            ("tendons", bool(st.tendon_wraps)), ("cylinder contacts", cylinders)) if on]
+                            ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
+                            ("cylinder contacts", cylinders)) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
-                         "unrolled engine steps with Euler and implicitfast, without fluid forces, tendons and "
-                         "cylinder contacts")
+                         "unrolled engine steps with Euler and implicitfast, without fluid forces, tendons, site "
+                         "transmissions and cylinder contacts")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")

@@ -29,10 +29,11 @@ WRAP_JOINT, WRAP_PULLEY, WRAP_SITE = 1, 2, 3
 #: wrapping around sphere and cylinder geoms)
 TENDON_WRAPS = {WRAP_JOINT: "joint", WRAP_PULLEY: "pulley", WRAP_SITE: "site"}
 # Actuator transmissions, as MuJoCo's mjtTrn.
-TRN_JOINT, TRN_TENDON = 0, 3
-#: the transmissions kernels/actuation.py applies: a hinge / slide joint's coordinate or a
-#: tendon's length (the loader refuses others by name)
-TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon"}
+TRN_JOINT, TRN_TENDON, TRN_SITE = 0, 3, 4
+#: the transmissions kernels/actuation.py applies: a hinge / slide joint's coordinate, a tendon's
+#: length, or a wrench at a site (its length the site's pose in a reference site's frame) (the
+#: loader refuses others by name)
+TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
 #: tendon properties the step simulates (kernels/tendon.py, passive.py, actuation.py), and
 #: those it refuses by name, as MuJoCo's tendon_* fields
 TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
@@ -84,6 +85,9 @@ PARAM_SPEC = (
     ("contact_tau", "T"),
     ("contact_eps", "T"),
     ("site_pos", "V3"),
+    ("site_quat", "Q"),
+    ("actuator_gear_force", "V3"),
+    ("actuator_gear_torque", "V3"),
     ("wrap_prm", "T"),
     ("tendon_stiffness", "T"),
     ("tendon_lengthspring", "V2"),
@@ -155,6 +159,9 @@ class Structure:
     tendon_wraps: tuple[tuple[tuple[int, int], ...], ...] = ()
     #: per tendon: its actuators' total force clamped to tendon_actfrcrange (MuJoCo's actuatorfrclimited)
     tendon_actfrclimited: tuple[bool, ...] = ()
+    #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
+    #: no reference site); empty without site transmissions (the looped engine only)
+    act_site: tuple[tuple[int, int], ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
@@ -204,6 +211,11 @@ PARAM_UNITS = {
     "hull_planes": ("m", "convex hull face planes (normal, offset) [nplane, 4]"),
     "hull_verts": ("m", "convex hull vertices [nvert, 3]"),
     "site_pos": ("m", "site position in its body [nsite, 3]"),
+    "site_quat": ("1", "site orientation in its body, x y z w [nsite, 4]"),
+    "actuator_gear_force": ("1", "gear[0:3] of site transmissions: the force direction in the (reference) site's "
+                                 "frame [nu, 3]"),
+    "actuator_gear_torque": ("m", "gear[3:6] of site transmissions: the torque axis in the (reference) site's "
+                                  "frame [nu, 3]"),
     "wrap_prm": ("1", "per tendon path element: a fixed tendon's joint coefficient, a pulley's divisor [nwrap]"),
     "tendon_stiffness": ("N/m or N m/rad", "tendon spring stiffness [ntendon]"),
     "tendon_lengthspring": ("m or rad", "tendon spring rest lengths: no force between the two [ntendon, 2]"),

@@ -15,18 +15,85 @@ summed (MuJoCo's actuator_force) and, where the tendon's actuatorfrcrange limits
 together so that the sum is clamped, as MuJoCo does; the result acts through gear and the tendon
 Jacobian, before the joints' actuatorfrcrange clamps. (The loader refuses velocity-dependent
 tendon actuators under implicitfast, whose implicit term couples the tendon's dofs.)
+
+Site transmissions (``Tree.act_site``; with ``site``, Features.site), as MuJoCo's mj_transmission:
+the actuator's force f applies the wrench f (R gear[0:3], R gear[3:6]) at the site, R the site's
+frame, or with a reference site R the reference site's and the opposite wrench on the reference
+site's body, at the site (the length's exact derivative in the rotating reference frame, as
+MuJoCo's moment); the length is then gear . (the site's position in the reference frame, the
+rotation vector of the reference site's orientation to the site's), else 0; the velocity is the
+wrench's direction dotted with the site's velocity relative to the reference body's point there
+(MuJoCo's moment . qvel).
 """
 import warp as wp
 
+from .integration import quat_sub
 from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
 
 @per_dtype
-def make(T, tendon=False):
+def make(T, tendon=False, site=False):
     a = aliases(T)
-    S, A3, AT, V2, V3 = a["S"], a["A3"], a["AT"], a["V2"], a["V3"]
+    S, A3, AT, V2, V3, Q = a["S"], a["A3"], a["AT"], a["V2"], a["V3"], a["Q"]
     tendon_force = tendon_make(T)["tendon_force"]
+
+    @wp.func
+    def site_frame(w: int, tree: Tree, s: S, site_pos: wp.array(dtype=V3), site_quat: wp.array(dtype=Q), i: int):
+        """World position and orientation of site i."""
+        b = tree.site_body[i]
+        return s.xp[w, b] + wp.quat_rotate(s.xq[w, b], site_pos[i]), s.xq[w, b] * site_quat[i]
+
+    @wp.func
+    def point_motion(w: int, tree: Tree, s: S, b: int, p: V3):
+        """(angular velocity, velocity) of body b's point at p."""
+        return s.cvw[w, b], s.cvv[w, b] + wp.cross(s.cvw[w, b], p - s.xp[w, b])
+
+    @stored
+    @wp.func
+    def apply_wrench(w: int, tree: Tree, s: S, b: int, p: V3, F: V3, N: V3):
+        """qsite += the generalized force of the wrench (torque N, force F at p) on body b."""
+        d = tree.body_lastdof[b]
+        if d >= 0:
+            adr = tree.anc_adr[d]
+            for i in range(tree.anc_num[d]):
+                e = tree.anc[adr + i]
+                r = p - s.xp[w, tree.dof_body[e]]
+                wp.atomic_add(s.qsite, w, e, wp.dot(F, s.cdv[w, e] + wp.cross(s.cdw[w, e], r)) + wp.dot(N, s.cdw[w, e]))
+
+    @stored
+    @wp.func
+    def actuate_site(w: int, tree: Tree, s: S, a: int, flags: int, f: T, bias: V3, gf: V3, gt: V3,
+                     actuator_forcerange: wp.array(dtype=V2), site_pos: wp.array(dtype=V3),
+                     site_quat: wp.array(dtype=Q)):
+        """Actuator a on its site (and reference site) with its force so far f: the affine bias in
+        the transmission's length and velocity, the forcerange clamp, the wrench into qsite."""
+        i = tree.act_site[a]
+        r = tree.act_refsite[a]
+        b = tree.site_body[i]
+        p, q = site_frame(w, tree, s, site_pos, site_quat, i)
+        ww, vv = point_motion(w, tree, s, b, p)
+        pr = p
+        qr = q  # the frame of the wrench: the reference site's, else the site's
+        length = T(0.0)
+        if r >= 0:
+            pr, qr = site_frame(w, tree, s, site_pos, site_quat, r)
+            # the site's velocity relative to the reference body's point at the site (the
+            # derivative of its position in the rotating reference frame)
+            wr, vr = point_motion(w, tree, s, tree.site_body[r], p)
+            length = wp.dot(gf, wp.quat_rotate_inv(qr, p - pr)) + wp.dot(gt, quat_sub(q, qr))
+            ww = ww - wr
+            vv = vv - vr
+        fq = qr
+        F = wp.quat_rotate(fq, gf)
+        N = wp.quat_rotate(fq, gt)
+        if flags & 4:
+            f = f + bias[1] * length + bias[2] * (wp.dot(F, vv) + wp.dot(N, ww))
+        if flags & 2:
+            f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
+        apply_wrench(w, tree, s, b, p, F * f, N * f)
+        if r >= 0:
+            apply_wrench(w, tree, s, tree.site_body[r], p, -F * f, -N * f)
 
     @stored
     @wp.func
@@ -70,7 +137,9 @@ def make(T, tendon=False):
     def actuation(w: int, qpos: A3, qvel: A3, ctrl: A3, t: int, tree: Tree, s: S, actuator_gain: AT,
                   actuator_bias: wp.array(dtype=V3), actuator_gear: AT, actuator_ctrlrange: wp.array(dtype=V2),
                   actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2),
-                  tendon_actfrcrange: wp.array(dtype=V2), h: T):
+                  tendon_actfrcrange: wp.array(dtype=V2), site_pos: wp.array(dtype=V3),
+                  site_quat: wp.array(dtype=Q), actuator_gear_force: wp.array(dtype=V3),
+                  actuator_gear_torque: wp.array(dtype=V3), h: T):
         for j in range(tree.njnt):
             s.jact[w, j] = T(0.0)
             s.jimp[w, j] = T(0.0)
@@ -78,6 +147,9 @@ def make(T, tendon=False):
             for k in range(tree.ntendon):
                 s.ten_tot[w, k] = T(0.0)
                 s.ten_act[w, k] = T(0.0)
+        if wp.static(site):
+            for d in range(tree.nv):
+                s.qsite[w, d] = T(0.0)
         for a in range(tree.nu):
             flags = tree.act_flags[a]
             c = ctrl[w, t, a]
@@ -86,16 +158,17 @@ def make(T, tendon=False):
             bias = actuator_bias[a]
             gear = actuator_gear[a]
             f = actuator_gain[a] * c + bias[0]
+            if tree.act_jnt[a] >= 0:
+                actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
+                              actuator_forcerange, h)
             if wp.static(tendon):
                 k = tree.act_ten[a]
                 if k >= 0:
                     actuate_tendon(w, tree, s, a, k, flags, f, bias, gear, actuator_forcerange)
-                else:
-                    actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
-                                  actuator_forcerange, h)
-            else:
-                actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
-                              actuator_forcerange, h)
+            if wp.static(site):
+                if tree.act_site[a] >= 0:
+                    actuate_site(w, tree, s, a, flags, f, bias, actuator_gear_force[a], actuator_gear_torque[a],
+                                 actuator_forcerange, site_pos, site_quat)
         if wp.static(tendon):
             for k in range(tree.ntendon):
                 # MuJoCo scales a tendon's actuator forces together so that their sum is clamped
@@ -109,6 +182,8 @@ def make(T, tendon=False):
             f = T(0.0)
             if wp.static(tendon):
                 f = tendon_force(w, d, tree, s, s.ten_frc)
+            if wp.static(site):
+                f = f + s.qsite[w, d]
             if (tree.jnt_nact[j] > 0 or tree.jnt_actgravcomp[j] != 0) and d == tree.jnt_dofadr[j]:
                 f = f + s.jact[w, j]
                 if tree.jnt_actgravcomp[j] != 0:

@@ -70,7 +70,7 @@ def build(T, features=NO_FEATURES, group=1):
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
     smooth_adjoint = sm["smooth_adjoint"]
     passive = _passive.make(T, features.fluid, features.tendon)["passive"]
-    actuation = _actuation.make(T, features.tendon)["actuation"]
+    actuation = _actuation.make(T, features.tendon, features.site)["actuation"]
     tendon = _tendon.make(T)["tendon"]
     TENDON = features.tendon
     solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
@@ -260,7 +260,8 @@ def build(T, features=NO_FEATURES, group=1):
             passive(w, qpos, qvel, t, tree, s, p.jnt_stiffness, p.qpos_spring, p.dof_damping, p.dof_coulomb,
                     p.dof_coulomb_vel, p.tendon_stiffness, p.tendon_lengthspring, p.tendon_damping, h)
             actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
-                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, p.tendon_actfrcrange, h)
+                      p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, p.tendon_actfrcrange, p.site_pos,
+                      p.site_quat, p.actuator_gear_force, p.actuator_gear_torque, h)
             joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                          p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):

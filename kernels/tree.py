@@ -102,13 +102,16 @@ class Tree:
     act_ten: wp.array(dtype=int)
     #: 1 for a tendon whose actuators' total force is clamped (MuJoCo's actuatorfrclimited)
     ten_actlimited: wp.array(dtype=int)
+    #: per actuator of a site transmission: its site and reference site (-1: none); -1 otherwise
+    act_site: wp.array(dtype=int)
+    act_refsite: wp.array(dtype=int)
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
 #: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nnet"
 #: (the residual's features and its layers' outputs; 1 without a residual), "nfluid" (nbody
 #: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
-#: tendons, else 1).
+#: tendons, else 1), "nsitev" (nv with site transmissions, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -141,6 +144,7 @@ SCRATCH = (
     # (times gear) and that force after the tendon's actuatorfrcrange
     ("ten_len", "T", "nten"), ("ten_vel", "T", "nten"), ("ten_J", "T", "ntennv"), ("ten_pas", "T", "nten"),
     ("ten_tot", "T", "nten"), ("ten_act", "T", "nten"), ("ten_frc", "T", "nten"),
+    ("qsite", "T", "nsitev"),  # the site transmissions' generalized force (kernels/actuation.py)
     # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
     # (nact), its pre-activations (npre), their adjoints (ng) and the output
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
@@ -219,14 +223,16 @@ class Features(tuple):
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
-    solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons). Models with the same
+    solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons; site transmissions).
+    Models with the same
     features share one module."""
 
-    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False):
+    def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False,
+                site=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4), bool(fluid), bool(tendon)))
+                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -238,6 +244,8 @@ class Features(tuple):
     fluid = property(lambda self: self[5])
     #: tendons that act: stiffness, damping, actuators (kernels/tendon.py)
     tendon = property(lambda self: self[6])
+    #: actuators with site transmissions (kernels/actuation.py)
+    site = property(lambda self: self[7])
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""
         return Features(*self[:3], mode, *self[4:])
