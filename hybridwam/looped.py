@@ -17,7 +17,7 @@ import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
-from .types import CYLINDER, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
+from .types import CYLINDER, ELLIPSOID, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -34,7 +34,7 @@ def features(s: Structure, contacts: bool = True):
     contact pairs and no dry friction, which the stage API's kinematics and mass matrix do not
     need). Contact models compile in groups, so that one compile serves every model of its
     group on the machine: all primitive pair kinds, or all kinds with convex meshes, each with or
-    without the cylinder kinds (present only where a model's pairs have cylinders); all with
+    without the cylinder and ellipsoid kinds (present only where a model's pairs have them); all with
     the implicit contact stiffness and dry friction (their cost where a model has none: the
     second collision pass, whose solve then never runs)."""
     from .kernels.tree import Features
@@ -45,8 +45,10 @@ def features(s: Structure, contacts: bool = True):
         return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
                         site=bool(s.act_site))
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
-    cyl = any(CYLINDER in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
-    kinds = [i for i, k in enumerate(PAIR_KINDS) if (mesh or MESH not in k) and (cyl or CYLINDER not in k)]
+    # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
+    cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
+    kinds = [i for i, k in enumerate(PAIR_KINDS)
+             if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
     return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site))
 
 

@@ -18,6 +18,7 @@ from .types import (
     BOX,
     CAPSULE,
     CYLINDER,
+    ELLIPSOID,
     FREE,
     HINGE,
     MESH,
@@ -36,7 +37,7 @@ from .types import (
 )
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
-COLLIDABLE = (PLANE, SPHERE, CAPSULE, CYLINDER, BOX, MESH)
+COLLIDABLE = (PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH)
 #: hull vertices a mesh contributes as contact points (farthest-point subset beyond this)
 MAX_HULL_VERTS = 32
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
@@ -242,7 +243,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
             if int(m.geom_type[g]) not in COLLIDABLE:
                 msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[7:].lower()}' (supported: "
-                msg += "plane, sphere, capsule, cylinder, box, mesh)"
+                msg += "plane, sphere, capsule, ellipsoid, cylinder, box, mesh)"
                 if msg not in out:
                     out.append(msg)
             elif int(m.geom_condim[g]) not in (1, 3):
@@ -254,7 +255,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
             kinds = "-".join(mujoco.mjtGeom(t).name[7:].lower() for t in (t1, t2))
             out.append(f"{names} {kinds} contact (no narrow phase for this pair of geom types; cylinders collide "
-                       "with planes, spheres and capsules)")
+                       "with planes, spheres and capsules, ellipsoids with planes)")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     return out

@@ -20,7 +20,7 @@ import warp as wp
 from . import looped, parallel
 from .codegen import compile_module, generate_source, get_module
 from .model import MAX_NV, Model
-from .types import CYLINDER, PARAM_SPEC
+from .types import CYLINDER, ELLIPSOID, PARAM_SPEC
 
 if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     # Warp's per-module load lines would drown users' output; hybridwam reports compiles itself.
@@ -271,14 +271,14 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
                          "use engine='looped' (or 'auto')")
     # what only the looped engine simulates
     st = model.structure
-    cylinders = any(CYLINDER in (st.geom_type[a], st.geom_type[b]) for a, b in st.pairs)
+    cylinders = any({CYLINDER, ELLIPSOID} & {st.geom_type[a], st.geom_type[b]} for a, b in st.pairs)
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
-                            ("cylinder contacts", cylinders)) if on]
+                            ("cylinder and ellipsoid contacts", cylinders)) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
                          "unrolled engine steps with Euler and implicitfast, without fluid forces, tendons, site "
-                         "transmissions and cylinder contacts")
+                         "transmissions and cylinder or ellipsoid contacts")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")

@@ -34,7 +34,7 @@ import sys
 
 import warp as wp
 
-from ..types import BOX, CAPSULE, CYLINDER, MESH, PAIR_KINDS, PLANE, SPHERE
+from ..types import BOX, CAPSULE, CYLINDER, ELLIPSOID, MESH, PAIR_KINDS, PLANE, SPHERE
 from . import contact as _contact
 from .contact import (
     box_box_face,
@@ -46,6 +46,7 @@ from .contact import (
     contact_force,
     cylinder_point,
     cylinder_rim_point,
+    ellipsoid_support,
     joint_friction,
     mesh_point,
     plane_point,
@@ -70,7 +71,7 @@ POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2,
           (PLANE, MESH): lambda v1, v2: v2, (SPHERE, MESH): lambda v1, v2: 1, (CAPSULE, MESH): lambda v1, v2: 3 + v2,
           (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2,
           (PLANE, CYLINDER): lambda v1, v2: 6, (SPHERE, CYLINDER): lambda v1, v2: 1,
-          (CAPSULE, CYLINDER): lambda v1, v2: 3}
+          (CAPSULE, CYLINDER): lambda v1, v2: 3, (PLANE, ELLIPSOID): lambda v1, v2: 1}
 assert set(POINTS) == set(PAIR_KINDS)
 
 
@@ -294,13 +295,23 @@ def make(T, features=NO_FEATURES):
         d2, n2, q2 = cylinder_point(p2, R2, s2, pa, s1[0])
         put(w, s, j + 2, d2, -n2, q2)
 
+    @stored
+    @wp.func
+    def plane_ellipsoid(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                        p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                        planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        n = axis(R1)
+        d, nk, p = plane_point(p1, n, ellipsoid_support(p2, R2, s2, -n), T(0.0))
+        put(w, s, j, d, nk, p)
+
     #: per kind of types.PAIR_KINDS: its narrow phase
     narrow = {(PLANE, SPHERE): plane_sphere, (PLANE, CAPSULE): plane_capsule, (PLANE, BOX): plane_box,
               (SPHERE, SPHERE): sphere_sphere_, (SPHERE, CAPSULE): sphere_capsule, (SPHERE, BOX): sphere_box,
               (CAPSULE, CAPSULE): capsule_capsule, (CAPSULE, BOX): capsule_box, (BOX, BOX): box_box,
               (PLANE, MESH): plane_mesh, (SPHERE, MESH): sphere_mesh, (CAPSULE, MESH): capsule_mesh,
               (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh, (PLANE, CYLINDER): plane_cylinder,
-              (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder}
+              (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder,
+              (PLANE, ELLIPSOID): plane_ellipsoid}
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]

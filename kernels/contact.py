@@ -187,6 +187,16 @@ def cylinder_point(cyl_pos: Any, cyl_rot: Any, size: Any, c: Any, r: Any):
 
 
 @wp.func
+def ellipsoid_support(pos: Any, rot: Any, radii: Any, down: Any):
+    """The point of an ellipsoid (semi-axes ``radii`` along its frame's axes) furthest along the
+    unit direction ``down``: pos + R A^2 R^T down / |A R^T down|, A = diag(radii)."""
+    loc = wp.transpose(rot) * down
+    a = wp.cw_mul(radii, loc)
+    n, l = safe_normalize(a, loc)
+    return pos + rot * wp.cw_mul(radii, n)
+
+
+@wp.func
 def cylinder_rim_point(cyl_pos: Any, cyl_rot: Any, size: Any, down: Any, k: int):
     """Rim point k (0..5) of a cylinder for a contact whose outward normal from the cylinder is
     ``down`` (a plane below it: minus the plane's normal): per cap (k < 3: the -z one) the rim

@@ -117,5 +117,5 @@ def test_what_cylinder_contacts_refuse():
     with pytest.raises(hw.UnsupportedFeatureError, match="geom 'can' - geom 'crate' cylinder-box contact") as e:
         hw.load_model(box)
     assert "cylinders collide with planes, spheres and capsules" in str(e.value)
-    with pytest.raises(ValueError, match="cylinder contacts run"):
+    with pytest.raises(ValueError, match="cylinder and ellipsoid contacts run"):
         hw.Physics(hw.load_model(_scene(*DROPS["cylinder upright on the floor"])), verbose=False, engine="unrolled")
