@@ -715,7 +715,10 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
     hulls = mesh_hulls(m, pairs)
-    params = {k: torch.as_tensor(v, dtype=tdtype, device=device).contiguous()
+    # copies (torch.tensor): torch.as_tensor would share memory with the MjModel's own arrays for
+    # float64 (editing a parameter then edited model.mj, and two parameters sliced from one field,
+    # actuator_gear and actuator_gear_force, aliased each other)
+    params = {k: torch.tensor(v, dtype=tdtype, device=device).contiguous()
               for k, v in _params(m, pairs, hulls).items()}
     return Model(mj=m, source=source, xml=xml, device=device, dtype=tdtype,
                  structure=_structure(m, "float32" if tdtype == torch.float32 else "float64", pairs, hulls),

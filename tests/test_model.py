@@ -328,3 +328,19 @@ def test_scene_sets_the_contact_smoothing_through_a_custom_numeric():
     for bad in ("-0.01", "0.01 0.02", "0"):
         with pytest.raises(hw.ModelLoadError, match="hybridwam_contact_eps"):
             hw.load_model(CUSTOM_EPS_XML.format(eps=bad), device="cpu")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_parameters_are_copies_sharing_memory_with_nothing(dtype):
+    """model.params own their memory: an edit changes neither the MjModel they were loaded from
+    (the MuJoCo reference) nor another parameter (float64 tensors made with torch.as_tensor used to
+    share the MjModel's arrays, and actuator_gear with actuator_gear_force)."""
+    model = hw.load_model("acrobot", device="cpu", dtype=dtype)
+    ptrs = [t.data_ptr() for t in model.params.values()]
+    assert len(set(ptrs)) == len(ptrs)
+    mass, gear = model.mj.body_mass.copy(), model.mj.actuator_gear.copy()
+    with torch.no_grad():
+        model.params["body_mass"][1] *= 2
+        model.params["actuator_gear"][0] *= 3
+    assert (model.mj.body_mass == mass).all() and (model.mj.actuator_gear == gear).all()
+    assert model.params["actuator_gear_force"][0, 0] == float(gear[0, 0])
