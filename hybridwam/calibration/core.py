@@ -178,6 +178,9 @@ class CalibrationReport:
     timestep: float = 0.0
     plots: list = field(default_factory=list)
     trajectory_offsets: dict = field(default_factory=dict)   # nuisance offsets per training trajectory
+    #: confidence intervals of the identified parameters and the unidentifiable ones
+    #: (calibration.uncertainty.ParameterUncertainty.to_dict())
+    uncertainty: dict = field(default_factory=dict)
     neural: object = None     # the trained NeuralModel baseline (not serialised)
 
     def rmse(self, model: str, split: str = "test", kind: str = "rmse_k") -> float:
@@ -202,10 +205,16 @@ class CalibrationReport:
                                      for k, v in self.trajectory_offsets.items()))
             lines.append("")
         if self.identified_params:
-            lines.append("| parameter | nominal | identified |")
-            lines.append("|---|---|---|")
+            u = (self.uncertainty or {}).get("parameters", {})
+            level = f"{int(round(100 * self.uncertainty['level']))} % interval" if u else ""
+            lines.append("| parameter | nominal | identified |" + (f" {level} | identifiable |" if u else ""))
+            lines.append("|---|---|---|" + ("---|---|" if u else ""))
             for k, v in self.identified_params.items():
-                lines.append(f"| {k} | {self.nominal_params.get(k, float('nan')):.6g} | {v:.6g} |")
+                row = f"| {k} | {self.nominal_params.get(k, float('nan')):.6g} | {v:.6g} |"
+                if k in u:
+                    lo, hi = (x if x is not None else float("inf") for x in u[k]["interval"])
+                    row += f" [{lo:.6g}, {hi:.6g}] | {'yes' if u[k]['identifiable'] else 'no: ' + u[k]['why']} |"
+                lines.append(row)
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -481,6 +490,30 @@ class _Run:
         self.meta["done"].append(stage)
         self.opt = None
         self.save()
+
+    def uncertainty(self) -> dict:
+        """Confidence intervals of the identified parameters on non-overlapping training segments
+        of the identification horizon, with the per-run offsets applied (held fixed: their own
+        uncertainty is not propagated); calibration.uncertainty."""
+        from .uncertainty import parameter_uncertainty, segments_for_uncertainty
+
+        cfg = self.cfg
+        kind = cfg.trajectory_offsets
+        offsets = self.offsets.detach().to("cpu", torch.float64)
+
+        def predict(phys, s):
+            q0, v0, u = s.qpos[:, 0], s.qvel[:, 0], s.ctrl
+            o = offsets[torch.as_tensor(s.traj, dtype=torch.long)] if kind and offsets.shape[1] else None
+            if o is not None and kind == "ctrl":
+                u = u + o[:, None, :]
+            elif o is not None:
+                q0 = q0 + o
+            tr = phys.rollout(q0, v0, u)
+            Q = tr.qpos - o[:, None, :] if o is not None and kind == "qpos" else tr.qpos
+            return Q, tr.qvel
+
+        seg = segments_for_uncertainty(self.train, self.k_id)
+        return parameter_uncertainty(self.pp, self.theta, seg, predict=predict, vel_weight=cfg.vel_weight).to_dict()
 
     def finished(self) -> bool:
         return all(s in self.meta["done"] for s in self.cfg.stages)
@@ -857,6 +890,8 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         run.meta["curves"] = {s: {k: [float(x) for x in c] for k, c in d.items()} for s, d in curves.items()}
         run.meta["complete"] = True
         run.curves = curves
+        if "identify" in run.meta["done"]:
+            run.meta["uncertainty"] = run.uncertainty()
     else:
         metrics = run.meta.get("metrics") or {}
         saved_curves = run.meta.get("curves")
@@ -872,7 +907,8 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         splits=run.meta["splits"], config=cfg.to_json(), complete=complete, out=out,
         seconds=time.time() - t_start, curves=run.curves or {}, timestep=model.timestep,
         trajectory_offsets=({n: [float(x) for x in run.offsets[i]] for i, n in enumerate(run.meta["splits"]["train"])}
-                            if cfg.trajectory_offsets and "identify" in run.meta["done"] else {}))
+                            if cfg.trajectory_offsets and "identify" in run.meta["done"] else {}),
+        uncertainty=run.meta.get("uncertainty") or {})
     if out:
         run.save()
         if run.neural is not None and "neural" in run.meta["done"]:
