@@ -37,6 +37,7 @@ def make(T, tendon=False, site=False):
     a = aliases(T)
     S, A3, AT, V2, V3, Q = a["S"], a["A3"], a["AT"], a["V2"], a["V3"], a["Q"]
     tendon_force = tendon_make(T)["tendon_force"]
+    add_point_force = tendon_make(T)["add_point_force"]
 
     @wp.func
     def site_frame(w: int, tree: Tree, s: S, site_pos: wp.array(dtype=V3), site_quat: wp.array(dtype=Q), i: int):
@@ -48,18 +49,6 @@ def make(T, tendon=False, site=False):
     def point_motion(w: int, tree: Tree, s: S, b: int, p: V3):
         """(angular velocity, velocity) of body b's point at p."""
         return s.cvw[w, b], s.cvv[w, b] + wp.cross(s.cvw[w, b], p - s.xp[w, b])
-
-    @stored
-    @wp.func
-    def apply_wrench(w: int, tree: Tree, s: S, b: int, p: V3, F: V3, N: V3):
-        """qsite += the generalized force of the wrench (torque N, force F at p) on body b."""
-        d = tree.body_lastdof[b]
-        if d >= 0:
-            adr = tree.anc_adr[d]
-            for i in range(tree.anc_num[d]):
-                e = tree.anc[adr + i]
-                r = p - s.xp[w, tree.dof_body[e]]
-                wp.atomic_add(s.qsite, w, e, wp.dot(F, s.cdv[w, e] + wp.cross(s.cdw[w, e], r)) + wp.dot(N, s.cdw[w, e]))
 
     @stored
     @wp.func
@@ -91,9 +80,9 @@ def make(T, tendon=False, site=False):
             f = f + bias[1] * length + bias[2] * (wp.dot(F, vv) + wp.dot(N, ww))
         if flags & 2:
             f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
-        apply_wrench(w, tree, s, b, p, F * f, N * f)
+        add_point_force(w, tree, s, s.qsite, 0, b, p, F * f, N * f)
         if r >= 0:
-            apply_wrench(w, tree, s, tree.site_body[r], p, -F * f, -N * f)
+            add_point_force(w, tree, s, s.qsite, 0, tree.site_body[r], p, -F * f, -N * f)
 
     @stored
     @wp.func

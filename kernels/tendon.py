@@ -32,16 +32,21 @@ def make(T):
         b = tree.site_body[i]
         return s.xp[w, b] + wp.quat_rotate(s.xq[w, b], site_pos[i])
 
+    @stored
     @wp.func
-    def add_point_jacobian(w: int, k: int, tree: Tree, s: S, b: int, p: V3, u: V3):
-        """ten_J[k] += u . jac(p) for the point p moving with body b (each ancestor dof of b)."""
+    def add_point_force(w: int, tree: Tree, s: S, out: wp.array2d(dtype=T), base: int, b: int, p: V3, F: V3,
+                        N: V3):
+        """out[w, base + e] += the generalized force at each dof e of body b's path to the world of
+        the wrench (torque N, force F at p) on body b: F . (cdof_v + cdof_w x (p - xp[dof_body])) +
+        N . cdof_w (with N = 0 and F a unit direction: a row of the point's Jacobian)."""
         d = tree.body_lastdof[b]
         if d >= 0:
             adr = tree.anc_adr[d]
             for i in range(tree.anc_num[d]):
                 e = tree.anc[adr + i]
                 r = p - s.xp[w, tree.dof_body[e]]
-                wp.atomic_add(s.ten_J, w, k * tree.nv + e, wp.dot(u, s.cdv[w, e] + wp.cross(s.cdw[w, e], r)))
+                f = wp.dot(F, s.cdv[w, e] + wp.cross(s.cdw[w, e], r)) + wp.dot(N, s.cdw[w, e])
+                wp.atomic_add(out, w, base + e, f)
 
     @stored
     @wp.func
@@ -76,8 +81,9 @@ def make(T):
                     length += n / divisor
                     if n > T(1e-15):  # coincident sites: no direction (MuJoCo's mjMINVAL)
                         u = seg / (n * divisor)
-                        add_point_jacobian(w, k, tree, s, tree.site_body[obj], pb, u)
-                        add_point_jacobian(w, k, tree, s, tree.site_body[prev], pa, -u)
+                        z = V3(T(0.0), T(0.0), T(0.0))
+                        add_point_force(w, tree, s, s.ten_J, k * nv, tree.site_body[obj], pb, u, z)
+                        add_point_force(w, tree, s, s.ten_J, k * nv, tree.site_body[prev], pa, -u, z)
             s.ten_len[w, k] = length
         for k in range(tree.ntendon):
             vel = T(0.0)
@@ -93,4 +99,4 @@ def make(T):
             out += s.ten_J[w, k * tree.nv + d] * f[w, k]
         return out
 
-    return dict(tendon=tendon, tendon_force=tendon_force)
+    return dict(tendon=tendon, tendon_force=tendon_force, add_point_force=add_point_force)

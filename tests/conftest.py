@@ -218,6 +218,29 @@ def to_torch(x: np.ndarray, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype)
 
 
+def assert_looped_rollout_matches_mujoco(xml: str, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray,
+                                         tol: float):
+    """The float64 looped-engine rollout of the MJCF ``xml`` from (qpos, qvel) [B, .] under ctrl [B,
+    T, nu] within ``tol`` (rel_err, qpos and qvel) of mj_step's; returns (Physics.forward at the
+    first controls, the per-world MjData after mj_forward at that state) for stage comparisons."""
+    mj = mujoco.MjModel.from_xml_string(xml)
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    phys = hw.Physics(hw.load_model(xml, dtype="float64"), verbose=False)
+    assert phys.engine == "looped"
+    t = torch.float64
+    tr = phys.rollout(to_torch(qpos, t), to_torch(qvel, t), to_torch(ctrl, t))
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    assert max(err) <= tol, err
+    out = phys.forward(to_torch(qpos, t), to_torch(qvel, t), to_torch(ctrl[:, 0], t))
+    datas = []
+    for b in range(len(qpos)):
+        d = mujoco.MjData(mj)
+        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b, 0]
+        mujoco.mj_forward(mj, d)
+        datas.append(d)
+    return out, datas
+
+
 # ---- session-scoped models -----------------------------------------------------------------------------
 class SimCache:
     """Models and Physics built once per session, keyed by (source, dtype).

@@ -7,7 +7,13 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-from conftest import assert_grads_match_central_differences, mj_rollout, rel_err, to_torch
+from conftest import (
+    assert_grads_match_central_differences,
+    assert_looped_rollout_matches_mujoco,
+    mj_rollout,
+    rel_err,
+    to_torch,
+)
 
 import hybridwam as hw
 
@@ -74,17 +80,8 @@ def test_tendon_rollouts_and_forces_match_mujoco(integrator):
     slack.tendon_stiffness[:] = 0
     slack.tendon_damping[:] = 0
     assert rel_err(mj_rollout(slack, qpos, qvel, ctrl * [0, 0, 0, 1, 0])[1], mv) > 1e-1
-    model = hw.load_model(xml, dtype="float64")
-    phys = hw.Physics(model, verbose=False)
-    assert phys.engine == "looped"
-    t = torch.float64
-    tr = phys.rollout(to_torch(qpos, t), to_torch(qvel, t), to_torch(ctrl, t))
-    assert rel_err(tr.qpos, mq) <= 1e-10 and rel_err(tr.qvel, mv) <= 1e-10, (rel_err(tr.qpos, mq), rel_err(tr.qvel, mv))
-    out = phys.forward(to_torch(qpos, t), to_torch(qvel, t), to_torch(ctrl[:, 0], t))
-    d = mujoco.MjData(mj)
-    for b in range(len(qpos)):
-        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b, 0]
-        mujoco.mj_forward(mj, d)
+    out, datas = assert_looped_rollout_matches_mujoco(xml, qpos, qvel, ctrl, 1e-10)
+    for b, d in enumerate(datas):
         assert np.abs(d.ten_J).max() > 0.1
         assert rel_err(out.qfrc_passive[b], d.qfrc_passive) <= 1e-12
         assert rel_err(out.qfrc_actuator[b], d.qfrc_actuator) <= 1e-12
