@@ -180,18 +180,19 @@ def parameter_uncertainty(pp: PhysicalParameters, theta: torch.Tensor, segments:
     std = {labels[i]: float(math.sqrt(cov[i, i])) if np.isfinite(cov[i, i]) else float("inf") for i in range(n)}
     value = pp.physical(theta)
     interval = {}
+    wide = (f"its {int(round(100 * level))} % interval spans more than a factor {math.exp(2 * z * max_std):.3g}")
     for i, k in enumerate(labels):
         s = std[k]
-        if not math.isfinite(s):
-            interval[k] = (float("-inf") if pp.entries[i].kind == "lin" else 0.0, float("inf"))
+        log = pp.entries[i].kind != "lin"
+        if log and s > max_std:
+            flagged.setdefault(k, wide)
+        if not math.isfinite(s) or (log and z * s > 50.0):  # unbounded (a factor beyond e^50 is too)
+            interval[k] = (0.0 if log else float("-inf"), float("inf"))
             continue
         lo, hi = theta.clone(), theta.clone()
         lo[i] -= z * s
         hi[i] += z * s
         interval[k] = (pp.physical(lo)[k], pp.physical(hi)[k])
-        if s > max_std and pp.entries[i].kind != "lin" and k not in flagged:
-            flagged[k] = (f"its {int(round(100 * level))} % interval spans more than a factor "
-                          f"{math.exp(2 * z * max_std):.3g}")
     return ParameterUncertainty(labels=labels, value=value, std=std, interval=interval, level=level, flagged=flagged,
                                 eigenvalues=eig_rel, sigma=float(np.sqrt(np.mean(r0 ** 2))), n_residuals=int(r0.size),
                                 n_segments=S)
