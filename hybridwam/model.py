@@ -28,6 +28,7 @@ from .types import (
     SLIDE,
     SPHERE,
     TENDON_REFUSED,
+    TENDON_SIMULATED,
     TENDON_WRAPS,
     TRANSMISSIONS,
     TRN_SITE,
@@ -153,7 +154,7 @@ def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str
     refused = [f for f in TENDON_REFUSED
                if hasattr(m, "tendon_" + f) and np.any(np.asarray(getattr(m, "tendon_" + f))[i])]
     if refused:
-        out.append(f"{tn} {', '.join(refused)} (simulated: tendon stiffness, damping and actuators)")
+        out.append(f"{tn} {', '.join(refused)} (simulated: tendon {', '.join(TENDON_SIMULATED)} and actuators)")
     adr, num = int(m.tendon_adr[i]), int(m.tendon_num[i])
     for k in range(adr, adr + num):
         typ = int(m.wrap_type[k])

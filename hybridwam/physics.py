@@ -255,7 +255,8 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4, fluid forces or tendons (the looped engine's only) or the
+    RK4, fluid forces, tendons, site transmissions or cylinder / ellipsoid contacts (the looped
+    engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""

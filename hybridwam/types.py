@@ -122,7 +122,7 @@ class Structure:
     jnt_actgravcomp: tuple[bool, ...]
     #: dofs with dry friction (MuJoCo's frictionloss > 0), see kernels/contact.joint_friction
     dof_frictionloss: tuple[bool, ...]
-    #: per actuator the joint it drives (-1 for a tendon transmission: act_tendon)
+    #: per actuator the joint it drives (-1 for tendon and site transmissions: act_tendon, act_site)
     act_jnt: tuple[int, ...]
     act_ctrllimited: tuple[bool, ...]
     act_forcelimited: tuple[bool, ...]
