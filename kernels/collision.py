@@ -71,7 +71,8 @@ POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2,
           (PLANE, MESH): lambda v1, v2: v2, (SPHERE, MESH): lambda v1, v2: 1, (CAPSULE, MESH): lambda v1, v2: 3 + v2,
           (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2,
           (PLANE, CYLINDER): lambda v1, v2: 6, (SPHERE, CYLINDER): lambda v1, v2: 1,
-          (CAPSULE, CYLINDER): lambda v1, v2: 3, (PLANE, ELLIPSOID): lambda v1, v2: 1}
+          (CAPSULE, CYLINDER): lambda v1, v2: 3, (PLANE, ELLIPSOID): lambda v1, v2: 1,
+          (CYLINDER, BOX): lambda v1, v2: 29}
 assert set(POINTS) == set(PAIR_KINDS)
 
 
@@ -295,6 +296,49 @@ def make(T, features=NO_FEATURES):
         d2, n2, q2 = cylinder_point(p2, R2, s2, pa, s1[0])
         put(w, s, j + 2, d2, -n2, q2)
 
+    @wp.func
+    def box_edge(p: V3, R: M33, half: V3, e: int):
+        """Edge e (0..11) of a box: its two end corners (edge e runs along axis e // 4)."""
+        a = e // 4
+        m = e % 4
+        b0 = wp.where(a == 0, 1, 0)  # the two other axes, b0 < b1
+        b1 = wp.where(a == 2, 1, 2)
+        c0 = ((m & 1) << b0) | (((m >> 1) & 1) << b1)
+        return box_corner(p, R, half, c0), box_corner(p, R, half, c0 | (1 << a))
+
+    @stored
+    @wp.func
+    def cylinder_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                     p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                     planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        # points 0-5: the cylinder's rim points (as against a plane, towards the box: minus the
+        # normal of the box face nearest the cylinder's centre) against the box; 6-8: spheres of
+        # the cylinder's radius on its axis over the box face it meets (capsule_box_params: a
+        # cylinder lying on a box touches along a line); 9-16: the box's corners and 17-28 the
+        # points of its edges closest to the axis, against the cylinder (a can overhanging a
+        # crate's edge rests on it; a crate on a log)
+        d0, nb, q0 = box_point(p2, R2, s2, p1, T(0.0))
+        for k in range(tree.pair_pnum[i] - 23):  # 6
+            d, n, p = box_point(p2, R2, s2, cylinder_rim_point(p1, R1, s1, -nb, k), T(0.0))
+            put(w, s, j + k, d, -n, p)  # box_point's normal points from the box (second)
+        a0 = seg0(p1, R1, s1)
+        ab = seg1(p1, R1, s1) - a0
+        t0, t1 = capsule_box_params(a0, a0 + ab, s1[0], p2, R2, s2)
+        for k in range(3):
+            t = wp.where(k == 0, t0, wp.where(k == 1, t1, (t0 + t1) * T(0.5)))
+            d, n, p = box_point(p2, R2, s2, a0 + ab * t, s1[0])
+            # a sphere point beyond the caps' planes is no contact of the flat-ended cylinder
+            d = wp.where(t <= T(0.0) or t >= T(1.0), wp.min(d, T(-1.0)), d)
+            put(w, s, j + 6 + k, d, -n, p)
+        for k in range(tree.pair_pnum[i] - 21):  # 8, dynamic loops: one copy of their code
+            d, n, p = cylinder_point(p1, R1, s1, box_corner(p2, R2, s2, k), T(0.0))
+            put(w, s, j + 9 + k, d, n, p)
+        for k in range(tree.pair_pnum[i] - 17):  # 12
+            e0, e1 = box_edge(p2, R2, s2, k)
+            pe, pa = segment_segment(e0, e1, a0, a0 + ab)
+            d, n, p = cylinder_point(p1, R1, s1, pe, T(0.0))
+            put(w, s, j + 17 + k, d, n, p)
+
     @stored
     @wp.func
     def plane_ellipsoid(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
@@ -311,7 +355,7 @@ def make(T, features=NO_FEATURES):
               (PLANE, MESH): plane_mesh, (SPHERE, MESH): sphere_mesh, (CAPSULE, MESH): capsule_mesh,
               (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh, (PLANE, CYLINDER): plane_cylinder,
               (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder,
-              (PLANE, ELLIPSOID): plane_ellipsoid}
+              (PLANE, ELLIPSOID): plane_ellipsoid, (CYLINDER, BOX): cylinder_box}
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]
