@@ -256,7 +256,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
             kinds = "-".join(mujoco.mjtGeom(t).name[7:].lower() for t in (t1, t2))
             out.append(f"{names} {kinds} contact (no narrow phase for this pair of geom types; cylinders collide "
-                       "with planes, spheres, capsules and boxes, ellipsoids with planes)")
+                       "with planes, spheres, capsules, boxes and cylinders, ellipsoids with planes)")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     return out

@@ -19,7 +19,7 @@ PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = 0, 2, 3, 4, 5, 6, 7
 PAIR_KINDS = ((PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
               (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
               (CAPSULE, MESH), (BOX, MESH), (MESH, MESH), (PLANE, CYLINDER), (SPHERE, CYLINDER), (CAPSULE, CYLINDER),
-              (PLANE, ELLIPSOID), (CYLINDER, BOX))
+              (PLANE, ELLIPSOID), (CYLINDER, BOX), (CYLINDER, CYLINDER))
 PAIR_TYPES = set(PAIR_KINDS)
 
 # Tendon path elements, as MuJoCo's mjtWrap: the kinds the tendon stage (kernels/tendon.py)

@@ -50,6 +50,7 @@ from .contact import (
     joint_friction,
     mesh_point,
     plane_point,
+    safe_normalize,
     segment_point,
     segment_segment,
     shift_moment,
@@ -72,7 +73,7 @@ POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2,
           (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2,
           (PLANE, CYLINDER): lambda v1, v2: 6, (SPHERE, CYLINDER): lambda v1, v2: 1,
           (CAPSULE, CYLINDER): lambda v1, v2: 3, (PLANE, ELLIPSOID): lambda v1, v2: 1,
-          (CYLINDER, BOX): lambda v1, v2: 29}
+          (CYLINDER, BOX): lambda v1, v2: 29, (CYLINDER, CYLINDER): lambda v1, v2: 15}
 assert set(POINTS) == set(PAIR_KINDS)
 
 
@@ -297,6 +298,19 @@ def make(T, features=NO_FEATURES):
         put(w, s, j + 2, d2, -n2, q2)
 
     @wp.func
+    def side_only(d: T, n: V3, p: V3, c: V3, r: T, t: T, cp: V3, cR: M33, size: V3):
+        """The depth of a sphere (radius r, centre c at parameter t of a cylinder's axis: cylinder
+        cp, cR, size) against another geom, whose narrow phase gave (d, n from the other geom, p
+        the midpoint), as a contact of the cylinder's side: none (-1) at or beyond its caps or where
+        n is within 45 degrees of the axis (the cap's rim points cover that), and at most the depth
+        of the other geom's surface point inside the cylinder (the sphere's part beyond the flat
+        caps is no contact)."""
+        ps = p * T(2.0) - (c - n * r)
+        di, ni, pi = cylinder_point(cp, cR, size, ps, T(0.0))
+        off = t <= T(0.0) or t >= T(1.0) or wp.abs(wp.dot(n, axis(cR))) > T(0.7071067811865476)
+        return wp.where(off, wp.min(d, T(-1.0)), wp.min(d, di))
+
+    @wp.func
     def box_edge(p: V3, R: M33, half: V3, e: int):
         """Edge e (0..11) of a box: its two end corners (edge e runs along axis e // 4)."""
         a = e // 4
@@ -326,10 +340,9 @@ def make(T, features=NO_FEATURES):
         t0, t1 = capsule_box_params(a0, a0 + ab, s1[0], p2, R2, s2)
         for k in range(3):
             t = wp.where(k == 0, t0, wp.where(k == 1, t1, (t0 + t1) * T(0.5)))
-            d, n, p = box_point(p2, R2, s2, a0 + ab * t, s1[0])
-            # a sphere point beyond the caps' planes is no contact of the flat-ended cylinder
-            d = wp.where(t <= T(0.0) or t >= T(1.0), wp.min(d, T(-1.0)), d)
-            put(w, s, j + 6 + k, d, -n, p)
+            c = a0 + ab * t
+            d, n, p = box_point(p2, R2, s2, c, s1[0])
+            put(w, s, j + 6 + k, side_only(d, n, p, c, s1[0], t, p1, R1, s1), -n, p)
         for k in range(tree.pair_pnum[i] - 21):  # 8, dynamic loops: one copy of their code
             d, n, p = cylinder_point(p1, R1, s1, box_corner(p2, R2, s2, k), T(0.0))
             put(w, s, j + 9 + k, d, n, p)
@@ -338,6 +351,37 @@ def make(T, features=NO_FEATURES):
             pe, pa = segment_segment(e0, e1, a0, a0 + ab)
             d, n, p = cylinder_point(p1, R1, s1, pe, T(0.0))
             put(w, s, j + 17 + k, d, n, p)
+
+    @stored
+    @wp.func
+    def cylinder_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                          p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                          planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        # points 0-5: the first cylinder's rim points towards the second (as against a plane whose
+        # normal is the direction between their centres) against the second; 6-11 the second's
+        # against the first (cans stacked cap on cap rest on a triangle); 12-14: spheres of the
+        # first's radius on its axis over the second (capsule_cylinder_params: cylinders lying
+        # side by side or across each other touch along or at their closest lines)
+        u, l = safe_normalize(p2 - p1, axis(R1))
+        for k in range(tree.pair_pnum[i] - 9):  # 6, dynamic loops: one copy of their code
+            d, n, p = cylinder_point(p2, R2, s2, cylinder_rim_point(p1, R1, s1, u, k), T(0.0))
+            put(w, s, j + k, d, -n, p)  # cylinder_point's normal points from the second
+        for k in range(tree.pair_pnum[i] - 9):  # 6
+            d, n, p = cylinder_point(p1, R1, s1, cylinder_rim_point(p2, R2, s2, -u, k), T(0.0))
+            put(w, s, j + 6 + k, d, n, p)
+        a0 = seg0(p1, R1, s1)
+        ab = seg1(p1, R1, s1) - a0
+        pa, pb = segment_segment(a0, a0 + ab, seg0(p2, R2, s2), seg1(p2, R2, s2))
+        den = wp.dot(ab, ab)
+        tc = T(0.0)
+        if den > T(1.0e-20):
+            tc = wp.dot(pa - a0, ab) / den
+        t0, t1 = capsule_cylinder_params(a0, a0 + ab, s1[0], p2, R2, s2, tc)
+        for k in range(3):
+            t = wp.where(k == 0, t0, wp.where(k == 1, t1, tc))
+            c = a0 + ab * t
+            d, n, p = cylinder_point(p2, R2, s2, c, s1[0])
+            put(w, s, j + 12 + k, side_only(d, n, p, c, s1[0], t, p1, R1, s1), -n, p)
 
     @stored
     @wp.func
@@ -355,7 +399,8 @@ def make(T, features=NO_FEATURES):
               (PLANE, MESH): plane_mesh, (SPHERE, MESH): sphere_mesh, (CAPSULE, MESH): capsule_mesh,
               (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh, (PLANE, CYLINDER): plane_cylinder,
               (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder,
-              (PLANE, ELLIPSOID): plane_ellipsoid, (CYLINDER, BOX): cylinder_box}
+              (PLANE, ELLIPSOID): plane_ellipsoid, (CYLINDER, BOX): cylinder_box,
+              (CYLINDER, CYLINDER): cylinder_cylinder}
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]

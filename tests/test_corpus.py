@@ -24,15 +24,15 @@ import hybridwam as hw
 mjw = pytest.importorskip("mujoco_warp")
 ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
 FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
-#: the corpus models that load today (2026-12-03: the tendon models since tendons act, the mug
-#: since cylinders collide, site since site transmissions act): a model dropping out of this set
-#: is a regression
+#: the corpus models that load today (2026-12-03: the tendon models since tendons act, the mug,
+#: wrap and pulley_wrap since cylinders collide, site since site transmissions act): a model
+#: dropping out of this set is a regression
 LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "actuation/site.xml",
-                   "actuation/tendon_force_limit.xml",
-                   "collision.xml", "convex_collision/box100.xml", "humanoid/humanoid.xml", "humanoid/n_humanoid.xml",
-                   "mug/mug.xml",
-                   "tendon/damping.xml", "tendon/fixed.xml", "tendon/fixed_site.xml", "tendon/pulley_fixed_site.xml",
-                   "tendon/pulley_site.xml", "tendon/pulley_site_fixed.xml", "tendon/site.xml", "tendon/site_fixed.xml"}
+                   "actuation/tendon_force_limit.xml", "collision.xml", "convex_collision/box100.xml",
+                   "humanoid/humanoid.xml", "humanoid/n_humanoid.xml", "mug/mug.xml", "tendon/damping.xml",
+                   "tendon/fixed.xml", "tendon/fixed_site.xml", "tendon/pulley_fixed_site.xml",
+                   "tendon/pulley_site.xml", "tendon/pulley_site_fixed.xml", "tendon/pulley_wrap.xml",
+                   "tendon/site.xml", "tendon/site_fixed.xml", "tendon/wrap.xml"}
 
 
 def _inside_ranges(mj, qpos, rng):
