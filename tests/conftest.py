@@ -218,6 +218,20 @@ def to_torch(x: np.ndarray, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype)
 
 
+def final_state_loss(phys, inputs, seed: int = 0):
+    """A scalar loss of ``phys.rollout(*inputs)``: the final positions and velocities weighted by
+    fixed random weights (float64), for gradient checks."""
+    g = torch.Generator().manual_seed(seed)
+    wq = torch.randn(phys.model.nq, generator=g, dtype=torch.float64)
+    wv = torch.randn(phys.model.nv, generator=g, dtype=torch.float64)
+
+    def loss():
+        tr = phys.rollout(*inputs)
+        return (tr.qpos[:, -1] * wq).sum() + (tr.qvel[:, -1] * wv).sum()
+
+    return loss
+
+
 def assert_looped_rollout_matches_mujoco(xml: str, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray,
                                          tol: float):
     """The float64 looped-engine rollout of the MJCF ``xml`` from (qpos, qvel) [B, .] under ctrl [B,

@@ -10,6 +10,7 @@ import torch
 from conftest import (
     assert_grads_match_central_differences,
     assert_looped_rollout_matches_mujoco,
+    final_state_loss,
     mj_rollout,
     rel_err,
     to_torch,
@@ -65,13 +66,7 @@ def test_fluid_gradients_match_finite_differences():
     phys = hw.Physics(model, verbose=False)
     qpos, qvel, ctrl = _inputs(model.mj, 2, 8, seed=1, vel=1.0)
     inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
-    g = torch.Generator().manual_seed(0)
-    wq = torch.randn(model.nq, generator=g, dtype=torch.float64)
-    wv = torch.randn(model.nv, generator=g, dtype=torch.float64)
-
-    def loss():
-        tr = phys.rollout(*inputs)
-        return (tr.qpos[:, -1] * wq).sum() + (tr.qvel[:, -1] * wv).sum()
+    loss = final_state_loss(phys, inputs)
 
     # the inertias' box sides are square roots of small differences: a smaller step keeps the
     # difference quotient's curvature error below the tolerance (at 1e-6 it is 6e-6 relative)

@@ -10,6 +10,7 @@ import torch
 from conftest import (
     assert_grads_match_central_differences,
     assert_looped_rollout_matches_mujoco,
+    final_state_loss,
     mj_rollout,
     rel_err,
     to_torch,
@@ -79,13 +80,7 @@ def test_site_actuator_gradients_match_finite_differences():
     phys = hw.Physics(model, verbose=False)
     qpos, qvel, ctrl = _inputs(model.mj, 2, 10, seed=1)
     inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
-    g = torch.Generator().manual_seed(0)
-    wq = torch.randn(model.nq, generator=g, dtype=torch.float64)
-    wv = torch.randn(model.nv, generator=g, dtype=torch.float64)
-
-    def loss():
-        tr = phys.rollout(*inputs)
-        return (tr.qpos[:, -1] * wq).sum() + (tr.qvel[:, -1] * wv).sum()
+    loss = final_state_loss(phys, inputs)
 
     ee, ref = (mujoco.mj_name2id(model.mj, mujoco.mjtObj.mjOBJ_SITE, n) for n in ("ee", "ref"))
     checks = [("actuator_gear_force", (0, 1)), ("actuator_gear_force", (1, 0)), ("actuator_gear_force", (3, 1)),

@@ -10,6 +10,7 @@ import torch
 from conftest import (
     assert_grads_match_central_differences,
     assert_looped_rollout_matches_mujoco,
+    final_state_loss,
     mj_rollout,
     rel_err,
     to_torch,
@@ -102,13 +103,7 @@ def test_tendon_gradients_match_finite_differences():
     qpos, qvel, ctrl = _inputs(model.mj, 2, 10, seed=1)
     ctrl[0, :, 1] = 3.0  # world 0's grip force clamped (and scaled) by its actuatorfrcrange
     inputs = [to_torch(x, torch.float64).requires_grad_(True) for x in (qpos, qvel, ctrl)]
-    g = torch.Generator().manual_seed(0)
-    wq = torch.randn(model.nq, generator=g, dtype=torch.float64)
-    wv = torch.randn(model.nv, generator=g, dtype=torch.float64)
-
-    def loss():
-        tr = phys.rollout(*inputs)
-        return (tr.qpos[:, -1] * wq).sum() + (tr.qvel[:, -1] * wv).sum()
+    loss = final_state_loss(phys, inputs)
 
     mj = model.mj
     coef = int(mj.tendon_adr[1]) + 1  # couple's f2 coefficient
