@@ -408,8 +408,11 @@ def make(T, features=NO_FEATURES):
     # loop variable (``wp.static(funcs[q])`` below: an edited narrow phase kept the old binary
     # from the kernel cache): narrow_phase also carries a digest of the source of this file and
     # of kernels/contact.py, the narrow phases' call trees, as a static value Warp does hash
-    table_digest = int(hashlib.sha1((inspect.getsource(sys.modules[__name__])
-                                     + inspect.getsource(_contact)).encode()).hexdigest()[:7], 16)
+    try:
+        source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(_contact)
+    except (OSError, TypeError):  # no source files (a frozen install): Warp then has none to hash either
+        source = ""
+    table_digest = int(hashlib.sha1(source.encode()).hexdigest()[:7], 16)
     CONTACT = bool(present)
     IMPLICIT = features.implicit
     FRICTION = features.friction
