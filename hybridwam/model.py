@@ -15,18 +15,12 @@ import torch
 
 from .types import (
     BALL,
-    BOX,
-    CAPSULE,
-    CYLINDER,
-    ELLIPSOID,
     FREE,
     HINGE,
     MESH,
     PAIR_TYPES,
     PARAM_SPEC,
-    PLANE,
     SLIDE,
-    SPHERE,
     TENDON_REFUSED,
     TENDON_SIMULATED,
     TENDON_WRAPS,
@@ -38,7 +32,8 @@ from .types import (
 )
 
 JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
-COLLIDABLE = (PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH)
+#: geom types with a narrow phase against something: read off the pair table (types.PAIR_KINDS)
+COLLIDABLE = tuple(sorted({t for kind in PAIR_TYPES for t in kind}))
 #: hull vertices a mesh contributes as contact points (farthest-point subset beyond this)
 MAX_HULL_VERTS = 32
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
@@ -159,7 +154,8 @@ def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str
     for k in range(adr, adr + num):
         typ = int(m.wrap_type[k])
         if typ not in TENDON_WRAPS:
-            obj = _name(m, mujoco.mjtObj.mjOBJ_GEOM, int(m.wrap_objid[k]), "geom") if typ in (4, 5) else f"#{k}"
+            geom = typ in (int(mujoco.mjtWrap.mjWRAP_SPHERE), int(mujoco.mjtWrap.mjWRAP_CYLINDER))
+            obj = _name(m, mujoco.mjtObj.mjOBJ_GEOM, int(m.wrap_objid[k]), "geom") if geom else f"#{k}"
             out.append(f"{tn} wraps around {obj} ({mujoco.mjtWrap(typ).name[7:].lower()} wrapping; tendon paths "
                        f"through {', '.join(TENDON_WRAPS.values())} are simulated)")
         elif typ == WRAP_JOINT and int(m.jnt_type[m.wrap_objid[k]]) not in (HINGE, SLIDE):
@@ -244,7 +240,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
             if int(m.geom_type[g]) not in COLLIDABLE:
                 msg = f"{gn} collision geometry '{mujoco.mjtGeom(m.geom_type[g]).name[7:].lower()}' (supported: "
-                msg += "plane, sphere, capsule, ellipsoid, cylinder, box, mesh)"
+                msg += ", ".join(mujoco.mjtGeom(t).name[7:].lower() for t in COLLIDABLE) + ")"
                 if msg not in out:
                     out.append(msg)
             elif int(m.geom_condim[g]) not in (1, 3):
@@ -532,7 +528,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     tendon = [int(m.actuator_trntype[a]) == TRN_TENDON for a in range(m.nu)]
     site = [int(m.actuator_trntype[a]) == TRN_SITE for a in range(m.nu)]
-    acting = any(inert_tendon_violations(m, i) for i in range(m.ntendon))
+    acts = [bool(inert_tendon_violations(m, i)) for i in range(m.ntendon)]  # the tendons that act
+    acting = any(acts)
     hull_index, ps, vs = [], 0, 0
     for g in range(m.ngeom):
         if g in hulls:
@@ -561,7 +558,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         act_tendon=tuple(int(m.actuator_trnid[a, 0]) if tendon[a] else -1 for a in range(m.nu)) if any(tendon) else (),
         tendon_wraps=tuple(tuple((int(m.wrap_type[k]), int(m.wrap_objid[k]))
                                  for k in range(m.tendon_adr[i], m.tendon_adr[i] + m.tendon_num[i]))
-                           if inert_tendon_violations(m, i) else () for i in range(m.ntendon)) if acting else (),
+                           if acts[i] else () for i in range(m.ntendon)) if acting else (),
         tendon_actfrclimited=tuple(bool(x) for x in m.tendon_actfrclimited) if acting else (),
         act_ctrllimited=tuple(bool(m.actuator_ctrllimited[a])
                               and not dis & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL) for a in range(m.nu)),

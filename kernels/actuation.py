@@ -37,13 +37,12 @@ def make(T, tendon=False, site=False):
     a = aliases(T)
     S, A3, AT, V2, V3, Q = a["S"], a["A3"], a["AT"], a["V2"], a["V3"], a["Q"]
     tendon_force = tendon_make(T)["tendon_force"]
-    add_point_force = tendon_make(T)["add_point_force"]
+    add_point_force, site_point = tendon_make(T)["add_point_force"], tendon_make(T)["site_point"]
 
     @wp.func
     def site_frame(w: int, tree: Tree, s: S, site_pos: wp.array(dtype=V3), site_quat: wp.array(dtype=Q), i: int):
         """World position and orientation of site i."""
-        b = tree.site_body[i]
-        return s.xp[w, b] + wp.quat_rotate(s.xq[w, b], site_pos[i]), s.xq[w, b] * site_quat[i]
+        return site_point(w, tree, s, site_pos, i), s.xq[w, tree.site_body[i]] * site_quat[i]
 
     @wp.func
     def point_motion(w: int, tree: Tree, s: S, b: int, p: V3):
@@ -73,9 +72,8 @@ def make(T, tendon=False, site=False):
             length = wp.dot(gf, wp.quat_rotate_inv(qr, p - pr)) + wp.dot(gt, quat_sub(q, qr))
             ww = ww - wr
             vv = vv - vr
-        fq = qr
-        F = wp.quat_rotate(fq, gf)
-        N = wp.quat_rotate(fq, gt)
+        F = wp.quat_rotate(qr, gf)
+        N = wp.quat_rotate(qr, gt)
         if flags & 4:
             f = f + bias[1] * length + bias[2] * (wp.dot(F, vv) + wp.dot(N, ww))
         if flags & 2:

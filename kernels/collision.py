@@ -63,6 +63,16 @@ from .tree import NO_FEATURES, Tree, aliases, per_dtype, stored
 
 _PLANE = wp.constant(PLANE)
 
+# Warp's module hash misses functions called through a static expression that depends on a loop
+# variable (``wp.static(funcs[q])`` in narrow_phase: an edited narrow phase kept the old binary
+# from the kernel cache): narrow_phase also carries a digest of the source of this file and of
+# kernels/contact.py, the narrow phases' call trees, as a static value Warp does hash
+try:
+    _SOURCE = inspect.getsource(sys.modules[__name__]) + inspect.getsource(_contact)
+except (OSError, TypeError):  # no source files (a frozen install): Warp then has none to hash either
+    _SOURCE = ""
+TABLE_DIGEST = int(hashlib.sha1(_SOURCE.encode()).hexdigest()[:7], 16)
+
 #: Contact points of a pair of each kind (types.PAIR_KINDS), from the hull vertex counts of its
 #: geoms (0 for geoms that are not meshes): the narrow phase writes that many (depth, normal,
 #: point) per pair, the law runs on those with depth > 0.
@@ -275,13 +285,11 @@ def make(T, features=NO_FEATURES):
         d, n, p = cylinder_point(p2, R2, s2, p1, s1[0])
         put(w, s, j, d, -n, p)  # cylinder_point's normal points from the cylinder (second)
 
-    @stored
     @wp.func
-    def capsule_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
-                         p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
-                         planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
-        # spheres at the ends of the capsule's contact stretch (capsule_cylinder_params) and at its
-        # point closest to the cylinder's axis
+    def axis_stretch(p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3):
+        """The first geom's axis (a0, a0 + ab: a capsule's segment, a cylinder's axis) against a
+        cylinder (the second): its point pa closest to the cylinder's axis, that point's parameter
+        tc and the stretch (t0, t1) over the cap or side it meets (capsule_cylinder_params)."""
         a0 = seg0(p1, R1, s1)
         ab = seg1(p1, R1, s1) - a0
         pa, pb = segment_segment(a0, a0 + ab, seg0(p2, R2, s2), seg1(p2, R2, s2))
@@ -290,6 +298,16 @@ def make(T, features=NO_FEATURES):
         if den > T(1.0e-20):
             tc = wp.dot(pa - a0, ab) / den
         t0, t1 = capsule_cylinder_params(a0, a0 + ab, s1[0], p2, R2, s2, tc)
+        return a0, ab, pa, tc, t0, t1
+
+    @stored
+    @wp.func
+    def capsule_cylinder(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                         p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                         planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        # spheres at the ends of the capsule's contact stretch (axis_stretch) and at its point
+        # closest to the cylinder's axis
+        a0, ab, pa, tc, t0, t1 = axis_stretch(p1, R1, s1, p2, R2, s2)
         d, n, p = cylinder_point(p2, R2, s2, a0 + ab * t0, s1[0])
         put(w, s, j, d, -n, p)
         d1, n1, q1 = cylinder_point(p2, R2, s2, a0 + ab * t1, s1[0])
@@ -360,7 +378,7 @@ def make(T, features=NO_FEATURES):
         # points 0-5: the first cylinder's rim points towards the second (as against a plane whose
         # normal is the direction between their centres) against the second; 6-11 the second's
         # against the first (cans stacked cap on cap rest on a triangle); 12-14: spheres of the
-        # first's radius on its axis over the second (capsule_cylinder_params: cylinders lying
+        # first's radius on its axis over the second (axis_stretch: cylinders lying
         # side by side or across each other touch along or at their closest lines)
         u, l = safe_normalize(p2 - p1, axis(R1))
         for k in range(tree.pair_pnum[i] - 9):  # 6, dynamic loops: one copy of their code
@@ -369,14 +387,7 @@ def make(T, features=NO_FEATURES):
         for k in range(tree.pair_pnum[i] - 9):  # 6
             d, n, p = cylinder_point(p1, R1, s1, cylinder_rim_point(p2, R2, s2, -u, k), T(0.0))
             put(w, s, j + 6 + k, d, n, p)
-        a0 = seg0(p1, R1, s1)
-        ab = seg1(p1, R1, s1) - a0
-        pa, pb = segment_segment(a0, a0 + ab, seg0(p2, R2, s2), seg1(p2, R2, s2))
-        den = wp.dot(ab, ab)
-        tc = T(0.0)
-        if den > T(1.0e-20):
-            tc = wp.dot(pa - a0, ab) / den
-        t0, t1 = capsule_cylinder_params(a0, a0 + ab, s1[0], p2, R2, s2, tc)
+        a0, ab, pa, tc, t0, t1 = axis_stretch(p1, R1, s1, p2, R2, s2)
         for k in range(3):
             t = wp.where(k == 0, t0, wp.where(k == 1, t1, tc))
             c = a0 + ab * t
@@ -404,15 +415,6 @@ def make(T, features=NO_FEATURES):
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]
-    # Warp's module hash misses functions called through a static expression that depends on a
-    # loop variable (``wp.static(funcs[q])`` below: an edited narrow phase kept the old binary
-    # from the kernel cache): narrow_phase also carries a digest of the source of this file and
-    # of kernels/contact.py, the narrow phases' call trees, as a static value Warp does hash
-    try:
-        source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(_contact)
-    except (OSError, TypeError):  # no source files (a frozen install): Warp then has none to hash either
-        source = ""
-    table_digest = int(hashlib.sha1(source.encode()).hexdigest()[:7], 16)
     CONTACT = bool(present)
     IMPLICIT = features.implicit
     FRICTION = features.friction
@@ -455,7 +457,7 @@ def make(T, features=NO_FEATURES):
         a bounding-sphere (plane: half-space) test, then the narrow phase of the pair's kind;
         the points of pairs too far apart get depth -1 (no force)."""
         margin = p.contact_tau[0] * T(2.0)
-        digest = wp.static(table_digest)  # noqa: F841 - in the module hash only (see table_digest)
+        digest = wp.static(TABLE_DIGEST)  # noqa: F841 - in the module hash only (see TABLE_DIGEST)
         for i in range(tree.npair):
             g1 = tree.pair_geom1[i]
             g2 = tree.pair_geom2[i]

@@ -99,4 +99,4 @@ def make(T):
             out += s.ten_J[w, k * tree.nv + d] * f[w, k]
         return out
 
-    return dict(tendon=tendon, tendon_force=tendon_force, add_point_force=add_point_force)
+    return dict(tendon=tendon, tendon_force=tendon_force, add_point_force=add_point_force, site_point=site_point)
