@@ -630,6 +630,7 @@ def generate_source(s: Structure) -> str:
         f"V2 = wp.vec2{tf}",
         f"V3 = wp.vec3{tf}",
         f"V4 = wp.vec4{tf}",
+        "V5 = wp.types.vector(length=5, dtype=T)",
         f"Q = wp.quat{tf}",
         f"M33 = wp.mat33{tf}",
         "VP = wp.types.vector(length=10, dtype=T)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import mujoco
 import numpy as np
 import torch
 import warp as wp
@@ -41,15 +42,18 @@ def features(s: Structure, contacts: bool = True):
 
     if not contacts:
         return Features()
+    mj = s.limit_law == "mujoco"  # MuJoCo's soft constraints replace hybridwam's limits and dry friction
+    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss))
     if not s.pairs:
-        return Features((), False, any(s.dof_frictionloss), rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
-                        site=bool(s.act_site))
+        return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
+                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
-    return Features(kinds, True, True, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site))
+    return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site),
+                    mjlimits=mj)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -114,6 +118,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
         "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
+        "refsafe": int(not mj.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
@@ -209,7 +214,8 @@ class LoopedEngine:
              "nfluid": m.nbody if self.features.fluid else 1,
              "nten": max(m.ntendon, 1) if self.features.tendon else 1,
              "ntennv": max(m.ntendon * m.nv, 1) if self.features.tendon else 1,
-             "nsitev": m.nv if self.features.site else 1}
+             "nsitev": m.nv if self.features.site else 1,
+             "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

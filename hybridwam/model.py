@@ -17,6 +17,7 @@ from .types import (
     BALL,
     FREE,
     HINGE,
+    LIMIT_LAWS,
     MESH,
     PAIR_TYPES,
     PARAM_SPEC,
@@ -522,8 +523,13 @@ def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
     return {"jnt_limit_stiffness": k, "jnt_limit_damping": b}
 
 
-def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict) -> Structure:
+def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict,
+               limit_law: str = "compliant") -> Structure:
     dis = m.opt.disableflags
+    D = mujoco.mjtDisableBit
+    # MuJoCo's disable flags: no limit rows (limit, constraint), no dry friction (frictionloss, constraint)
+    no_limits = bool(dis & (int(D.mjDSBL_LIMIT) | int(D.mjDSBL_CONSTRAINT)))
+    no_friction = bool(dis & (int(D.mjDSBL_FRICTIONLOSS) | int(D.mjDSBL_CONSTRAINT)))
     fast = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     tendon = [int(m.actuator_trntype[a]) == TRN_TENDON for a in range(m.nu)]
@@ -548,10 +554,10 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         jnt_qposadr=tuple(int(x) for x in m.jnt_qposadr),
         jnt_dofadr=tuple(int(x) for x in m.jnt_dofadr),
         jnt_actfrclimited=tuple(bool(x) for x in m.jnt_actfrclimited),
-        jnt_limited=tuple(bool(x) for x in m.jnt_limited),
+        jnt_limited=tuple(bool(x) and not no_limits for x in m.jnt_limited),
         body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
         jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
-        dof_frictionloss=tuple(bool(x > 0) for x in m.dof_frictionloss),
+        dof_frictionloss=tuple(bool(x > 0) and not no_friction for x in m.dof_frictionloss),
         act_jnt=tuple(-1 if tendon[a] or site[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
         act_site=tuple((int(m.actuator_trnid[a, 0]), int(m.actuator_trnid[a, 1])) if site[a] else (-1, -1)
                        for a in range(m.nu)) if any(site) else (),
@@ -574,6 +580,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         geom_hull=tuple(hull_index),
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
+        limit_law=limit_law,
     )
 
 
@@ -664,6 +671,11 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "jnt_range": nz(m.jnt_range, (-1, 2)),
         "jnt_margin": nz(m.jnt_margin, (-1,)),
         **{k: nz(v, (-1,)) for k, v in _limit_params(m).items()},
+        "jnt_solref": nz(m.jnt_solref, (-1, 2)),
+        "jnt_solimp": nz(m.jnt_solimp, (-1, 5)),
+        "dof_solref": nz(m.dof_solref, (-1, 2)),
+        "dof_solimp": nz(m.dof_solimp, (-1, 5)),
+        "dof_invweight0": nz(m.dof_invweight0, (-1,)),
         "geom_pos": nz(m.geom_pos, (-1, 3)),
         "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
         "geom_size": nz(m.geom_size, (-1, 3)),
@@ -690,13 +702,20 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
     return p
 
 
-def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype = "float32") -> Model:
+def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype = "float32",
+               limit_law: str = "compliant") -> Model:
     """Compile an MJCF or URDF file (or an XML string, or a shipped scene name) into a Model.
 
     Raises ``ModelLoadError`` for a missing or malformed file and ``UnsupportedFeatureError``
     listing every element hybridwam does not simulate. ``device``: "cpu" or "cuda:N"
     (default: "cuda:0" when available). ``dtype``: "float32" (default) or "float64".
+    ``limit_law``: how joint range limits and dry friction (frictionloss) act: "compliant"
+    (default: hybridwam's own smooth law, both engines) or "mujoco" (MuJoCo's soft constraints,
+    equal to mj_step, also from states beyond a limit; the looped engine only, see the README's
+    "What is simulated").
     """
+    if limit_law not in LIMIT_LAWS:
+        raise ValueError(f"limit_law must be one of {', '.join(map(repr, LIMIT_LAWS))}, got {limit_law!r}")
     if isinstance(path_or_xml, mujoco.MjModel):
         m, source, xml = path_or_xml, "<MjModel>", None
     else:
@@ -719,5 +738,6 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     params = {k: torch.tensor(v, dtype=tdtype, device=device).contiguous()
               for k, v in _params(m, pairs, hulls).items()}
     return Model(mj=m, source=source, xml=xml, device=device, dtype=tdtype,
-                 structure=_structure(m, "float32" if tdtype == torch.float32 else "float64", pairs, hulls),
+                 structure=_structure(m, "float32" if tdtype == torch.float32 else "float64", pairs, hulls,
+                                      limit_law),
                  params=params)

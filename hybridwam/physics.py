@@ -28,8 +28,10 @@ if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     wp.config.log_level = wp.LOG_WARNING
 
 _WP_DTYPES = {
-    torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "V4": wp.vec4f, "Q": wp.quatf},
-    torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "V4": wp.vec4d, "Q": wp.quatd},
+    torch.float32: {"T": wp.float32, "V2": wp.vec2f, "V3": wp.vec3f, "V4": wp.vec4f,
+                    "V5": wp.types.vector(5, wp.float32), "Q": wp.quatf},
+    torch.float64: {"T": wp.float64, "V2": wp.vec2d, "V3": wp.vec3d, "V4": wp.vec4d,
+                    "V5": wp.types.vector(5, wp.float64), "Q": wp.quatd},
 }
 
 
@@ -255,8 +257,8 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4, fluid forces, tendons, site transmissions or cylinder / ellipsoid contacts (the looped
-    engine's only) or the
+    RK4, fluid forces, tendons, site transmissions, cylinder / ellipsoid contacts or MuJoCo's
+    limit law (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
@@ -275,11 +277,12 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     cylinders = any({CYLINDER, ELLIPSOID} & {st.geom_type[a], st.geom_type[b]} for a, b in st.pairs)
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
-                            ("cylinder and ellipsoid contacts", cylinders)) if on]
+                            ("cylinder and ellipsoid contacts", cylinders),
+                            ("MuJoCo's limit law (limit_law='mujoco')", st.limit_law == "mujoco")) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
                          "unrolled engine steps with Euler and implicitfast, without fluid forces, tendons, site "
-                         "transmissions and cylinder or ellipsoid contacts")
+                         "transmissions, cylinder or ellipsoid contacts and MuJoCo's limit law")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")
@@ -562,12 +565,14 @@ class Physics:
 
     def forward(self, qpos, qvel, ctrl) -> Forward:
         """Accelerations and the force terms at one state (MuJoCo's mj_forward): qacc, qfrc_bias,
-        qfrc_passive, qfrc_actuator, qfrc_constraint (joint limits) [B, nv]; differentiable. Models
-        with contacts or frictionloss are refused: their forces depend on the step (the second
-        solve's friction limit uses the end-of-step velocity), not on the state alone."""
+        qfrc_passive, qfrc_actuator, qfrc_constraint (joint limits; with limit_law "mujoco" also dry
+        friction: the constraint solver's) [B, nv]; differentiable. Models with contacts, or with
+        frictionloss under the compliant law, are refused: their forces depend on the step (the
+        second solve's friction limit uses the end-of-step velocity), not on the state alone."""
         s = self.model.structure
+        compliant = s.limit_law != "mujoco"
         missing = [w for w, used in ((f"{len(s.pairs)} contact pair(s)", bool(s.pairs)),
-                                     ("dry friction (frictionloss)", any(s.dof_frictionloss))) if used]
+                                     ("dry friction (frictionloss)", compliant and any(s.dof_frictionloss))) if used]
         if missing:
             raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} "
                                       "(kinematics and mass_matrix do; step and rollout simulate them)")

@@ -40,6 +40,9 @@ TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
 TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
 TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss", "armature", "limited")
 
+#: the laws of joint limits and dry friction (Structure.limit_law)
+LIMIT_LAWS = ("compliant", "mujoco")
+
 #: Order of the model parameter arrays in every kernel signature (name, warp type key).
 PARAM_SPEC = (
     ("gravity", "V3"),
@@ -72,6 +75,11 @@ PARAM_SPEC = (
     ("jnt_margin", "T"),
     ("jnt_limit_stiffness", "T"),
     ("jnt_limit_damping", "T"),
+    ("jnt_solref", "V2"),
+    ("jnt_solimp", "V5"),
+    ("dof_solref", "V2"),
+    ("dof_solimp", "V5"),
+    ("dof_invweight0", "T"),
     ("geom_pos", "V3"),
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
@@ -160,6 +168,11 @@ class Structure:
     tendon_wraps: tuple[tuple[tuple[int, int], ...], ...] = ()
     #: per tendon: its actuators' total force clamped to tendon_actfrcrange (MuJoCo's actuatorfrclimited)
     tendon_actfrclimited: tuple[bool, ...] = ()
+    #: the law of joint range limits and dry friction (frictionloss): "compliant" (hybridwam's
+    #: own, kernels/contact.py's limit_force and joint_friction) or "mujoco" (MuJoCo's soft
+    #: constraints: solref / solimp impedance, reference acceleration, rows coupled through M^-1,
+    #: kernels/limits.py; the looped engine only)
+    limit_law: str = "compliant"
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()
@@ -200,6 +213,15 @@ PARAM_UNITS = {
     "jnt_margin": ("rad or m", "limit margin [njnt]"),
     "jnt_limit_stiffness": ("N m/rad or N/m", "limit spring [njnt]"),
     "jnt_limit_damping": ("N m s/rad or N s/m", "limit damper [njnt]"),
+    "jnt_solref": ("s, 1 (or stiffness, damping where negative)", "MuJoCo's solreflimit: the limit's time constant "
+                   "and damping ratio (limit_law='mujoco') [njnt, 2]"),
+    "jnt_solimp": ("1, 1, rad or m, 1, 1", "MuJoCo's solimplimit: impedance dmin, dmax, width, midpoint, power "
+                   "(limit_law='mujoco') [njnt, 5]"),
+    "dof_solref": ("s, 1 (or stiffness, damping where negative)", "MuJoCo's solreffriction of the dry friction "
+                   "(limit_law='mujoco') [nv, 2]"),
+    "dof_solimp": ("1, 1, rad or m, 1, 1", "MuJoCo's solimpfriction (limit_law='mujoco') [nv, 5]"),
+    "dof_invweight0": ("1/(kg m^2) or 1/kg", "MuJoCo's dof_invweight0: the constraint rows' diagonal approximation "
+                       "of the inverse inertia, at qpos0 (limit_law='mujoco') [nv]"),
     "geom_pos": ("m", "geom position in its body [ngeom, 3]"),
     "geom_quat": ("1", "geom orientation in its body, x y z w [ngeom, 4]"),
     "geom_size": ("m", "MuJoCo's geom size [ngeom, 3]"),

@@ -33,7 +33,7 @@ from .tree import Tree, aliases, per_dtype, stored
 
 
 @per_dtype
-def make(T, tendon=False, site=False):
+def make(T, tendon=False, site=False, mjlimits=False):
     a = aliases(T)
     S, A3, AT, V2, V3, Q = a["S"], a["A3"], a["AT"], a["V2"], a["V3"], a["Q"]
     tendon_force = tendon_make(T)["tendon_force"]
@@ -183,6 +183,8 @@ def make(T, tendon=False, site=False):
                     f = wp.clamp(f, jnt_actfrcrange[j][0], jnt_actfrcrange[j][1])
                 if tree.implicit_act != 0 and free != 0:
                     wp.atomic_add(s.diag, w, d, s.jimp[w, j])
+                    if wp.static(mjlimits):  # the step's implicit share (kernels/limits.py)
+                        wp.atomic_add(s.idg, w, d, s.jimp[w, j])
             s.qfrc_actuator[w, d] = f
 
     out = dict(actuation=actuation)

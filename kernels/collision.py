@@ -36,6 +36,7 @@ import warp as wp
 
 from ..types import BOX, CAPSULE, CYLINDER, ELLIPSOID, MESH, PAIR_KINDS, PLANE, SPHERE
 from . import contact as _contact
+from . import limits as _limits
 from .contact import (
     box_box_face,
     box_box_point,
@@ -419,6 +420,8 @@ def make(T, features=NO_FEATURES):
     IMPLICIT = features.implicit
     FRICTION = features.friction
     NSOLVE = features.nsolve
+    MJC = features.mjlimits
+    row_force = _limits.make(T)["row_force"]
 
     @stored
     @wp.func
@@ -554,6 +557,12 @@ def make(T, features=NO_FEATURES):
             for d in range(tree.nv):
                 if tree.dof_frictionloss[d] != 0:
                     wp.atomic_add(s.lim, w, 0, wp.abs(s.ja[w, d] - s0.ja[w, d]))
+        if wp.static(MJC):
+            # the constraint solver's acceleration stands unless the step integrates something
+            # implicitly (h damping; implicitfast's actuator terms) while some row is instantiated
+            if s0.lim[w, 0] > T(0.0):  # slot 0's lim: the number of instantiated rows (solve.solve_rows)
+                for d in range(tree.nv):
+                    wp.atomic_add(s.lim, w, 0, wp.abs(s.idg[w, d]))
 
     @stored
     @wp.func
@@ -603,7 +612,7 @@ def make(T, features=NO_FEATURES):
 
     @stored
     @wp.func
-    def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, h: T):
+    def solve_inputs(w: int, slot: int, qvel: A3, t: int, tree: Tree, p: P, s: S, s0: S, h: T):
         """qts and dg of the slot's solve from the contact sums and dry friction."""
         for i in range(tree.nv):
             b = tree.dof_body[i]
@@ -619,6 +628,10 @@ def make(T, features=NO_FEATURES):
                     if slot == 1:
                         vp = s.qdp[w, i]
                     jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], p.contact_eps[0], h)
+            if wp.static(MJC):
+                if slot == 1:  # the soft constraints' force from the constraint solver (kernels/limits.py)
+                    jf = row_force(s, w, i, s0.qacc[w, i])
+                    s.qfrc_constraint[w, i] = jf
             s.ja[w, i] = ja
             s.qts[w, i] = s.qt[w, i] + fc + jf
             s.dg[w, i] = s.diag[w, i] + ja
@@ -634,7 +647,7 @@ def make(T, features=NO_FEATURES):
         if wp.static(CONTACT):
             contact_law(w, slot, tree, p, s, s0, h)
             body_actions(w, tree, p, s)
-        solve_inputs(w, slot, qvel, t, tree, p, s, h)
+        solve_inputs(w, slot, qvel, t, tree, p, s, s0, h)
         if wp.static(NSOLVE == 2):
             if slot == 1:
                 limited(w, tree, s, s0)

@@ -69,12 +69,16 @@ def build(T, features=NO_FEATURES, group=1):
     sm = _smooth.make(T, features.fluid)
     kinematics, com_vel, bias_and_mass = sm["kinematics"], sm["com_vel"], sm["bias_and_mass"]
     smooth_adjoint = sm["smooth_adjoint"]
-    passive = _passive.make(T, features.fluid, features.tendon)["passive"]
-    actuation = _actuation.make(T, features.tendon, features.site)["actuation"]
+    MJC = features.mjlimits
+    passive = _passive.make(T, features.fluid, features.tendon, MJC)["passive"]
+    actuation = _actuation.make(T, features.tendon, features.site, MJC)["actuation"]
     tendon = _tendon.make(T)["tendon"]
     TENDON = features.tendon
-    solve, solve_adjoint = _solve.make(T, features)["solve"], _solve.make(T, features)["solve_adjoint"]
-    joint_limits = _limits.make(T)["joint_limits"]
+    sv = _solve.make(T, features)
+    solve, solve_adjoint = sv["solve"], sv["solve_adjoint"]
+    # the first solve: with MuJoCo's soft constraints the constraint solver's (kernels/limits.py)
+    solve0, solve0_adjoint = sv.get("solve_rows", solve), sv.get("solve_rows_adjoint", solve_adjoint)
+    joint_limits, constraint_rows = _limits.make(T)["joint_limits"], _limits.make(T)["constraint_rows"]
     col = _collision.make(T, features)
     geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
     N = _residual.net_type(T)
@@ -262,10 +266,16 @@ def build(T, features=NO_FEATURES, group=1):
             actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
                       p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, p.tendon_actfrcrange, p.site_pos,
                       p.site_quat, p.actuator_gear_force, p.actuator_gear_torque, h)
-            joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
-                         p.jnt_limit_damping, p.contact_tau[0], h)
+            if wp.static(MJC):
+                constraint_rows(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.jnt_solref, p.jnt_solimp,
+                                p.dof_frictionloss, p.dof_solref, p.dof_solimp, p.dof_invweight0, h)
+            else:
+                joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
+                             p.jnt_limit_damping, p.contact_tau[0], h)
             for d in range(tree.nv):
-                qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + s.qfrc_constraint[w, d] + qfrc_extra[w, t, d]
+                qt = s.qfrc_passive[w, d] + s.qfrc_actuator[w, d] + qfrc_extra[w, t, d]
+                if wp.static(not MJC):
+                    qt = qt + s.qfrc_constraint[w, d]
                 if wp.static(RES == "force"):
                     qt = qt + s.res[w, d]
                 s.qt[w, d] = qt
@@ -300,7 +310,7 @@ def build(T, features=NO_FEATURES, group=1):
         stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, t, tree, p, s, s1)
         if wp.static(ASSEMBLE):
             assemble(w, 0, qvel, qacc_extra, t, tree, p, s, s)
-        solve(w, tree, p, s)
+        solve0(w, tree, p, s)
         if wp.static(TWO):
             assemble(w, 1, qvel, qacc_extra, t, tree, p, s1, s)
             if s1.lim[w, 0] > T(0.0):
@@ -332,7 +342,7 @@ def build(T, features=NO_FEATURES, group=1):
                 stage_a(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, qacc_out, ts, tree, p, s, s1)
                 if wp.static(ASSEMBLE):
                     assemble(w, 0, qvel, qacc_extra, ts, tree, p, s, s)
-                solve(w, tree, p, s)
+                solve0(w, tree, p, s)
                 if wp.static(TWO):
                     assemble(w, 1, qvel, qacc_extra, ts, tree, p, s1, s)
                     if s1.lim[w, 0] > T(0.0):
@@ -395,13 +405,17 @@ def build(T, features=NO_FEATURES, group=1):
     @wp.kernel(enable_backward=False, module="unique")
     def solve_kernel(tree: Tree, p: P, s: S, slot: int):
         w = wp.tid()
-        if slot == 0 or s.lim[w, 0] > T(0.0):
+        if slot == 0:
+            solve0(w, tree, p, s)
+        elif s.lim[w, 0] > T(0.0):
             solve(w, tree, p, s)
 
     @wp.kernel(enable_backward=False, module="unique")
     def solve_adjoint_kernel(tree: Tree, p: P, s: S, sa: S, slot: int):
         w = wp.tid()
-        if slot == 0 or s.lim[w, 0] > T(0.0):
+        if slot == 0:
+            solve0_adjoint(w, tree, p, s, sa)
+        elif s.lim[w, 0] > T(0.0):
             solve_adjoint(w, tree, p, s, sa)
 
     @wp.kernel(enable_backward=False, module="unique")

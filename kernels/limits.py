@@ -1,23 +1,52 @@
-"""Joint range limits of hinge and slide joints, looped over joints (the role of MuJoCo's limit
-constraints, mj_instantiateLimit): each end of the range is the contact law's normal part in
-joint space (kernels/contact.limit_force), active within jnt_margin of it and zero elsewhere; its
-implicit coefficient goes to the solve's diagonal. Not MuJoCo's soft-constraint solver: inside
-the range both give no force; at and beyond a limit they differ (see the README's table).
+"""Joint range limits and dry friction, looped over joints and dofs (the role of MuJoCo's
+mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of two laws
+(Structure.limit_law):
+
+- "compliant" (``joint_limits``): each end of the range is the contact law's normal part in
+  joint space (kernels/contact.limit_force), active within jnt_margin of it and zero elsewhere;
+  its implicit coefficient goes to the solve's diagonal (dry friction: kernels/contact.joint_friction,
+  in the collision stage). Not MuJoCo's soft-constraint solver: inside the range both give no force;
+  at and beyond a limit they differ (see the README's table).
+- "mujoco" (``constraint_rows``, ``row_force``): MuJoCo's soft constraints. Per dof up to three
+  rows with Jacobian +-e_dof: the lower and upper limit of a hinge / slide joint (instantiated
+  where the distance to its end is below jnt_margin) and dry friction (where frictionloss > 0).
+  Each row has MuJoCo's impedance d (solimp, of the distance beyond the margin), its regulariser
+  R = (1 - d) / d dof_invweight0, and reference acceleration aref = -b J qvel - k d (dist -
+  margin) (solref; dry friction: -b qvel). The constraint solver's acceleration minimises
+  1/2 (a - a_smooth)^T M (a - a_smooth) + sum of the rows' costs, the limits' 1/2 D jar^2 where
+  jar = J a - aref < 0 and friction's Huber cost (quadratic within |jar| < R frictionloss, linear
+  beyond), D = 1/R: kernels/solve.py solves it by the rows' states (Newton's method on the
+  piecewise quadratic, as MuJoCo's Newton solver does, exact once the states repeat), then the
+  step's implicit terms (h damping; implicitfast's actuator terms) act in a second solve with the
+  rows' forces, as mj_Euler / mj_implicit add qfrc_constraint to qfrc_smooth. Piecewise like
+  MuJoCo's: the gradient is exact at fixed row states; where a row switches state the force is
+  continuous in the state except at a limit's instantiation with the joint moving into it
+  (MuJoCo's damping term -b J qvel appears at once, there as in MuJoCo).
 """
 import warp as wp
 
+from ..types import HINGE, SLIDE
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
+
+_HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
+#: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
+MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
+#: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
+INACTIVE, QUADRATIC, PLUS, MINUS = 0.0, 1.0, 2.0, 3.0
 
 
 @per_dtype
 def make(T):
     a = aliases(T)
     S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
+    V5 = a["V5"]
+    V2A, V5A = wp.array(dtype=V2), wp.array(dtype=V5)
+    lo, hi, eps = T(MINIMP), T(MAXIMP), T(MINVAL)
 
     @stored
     @wp.func
-    def joint_limits(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_range: wp.array(dtype=V2),
+    def joint_limits(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_range: V2A,
                      jnt_margin: AT, dof_meff: AT, jnt_limit_stiffness: AT, jnt_limit_damping: AT, tau: T, h: T):
         for d in range(tree.nv):
             s.qfrc_constraint[w, d] = T(0.0)
@@ -29,5 +58,131 @@ def make(T):
                 wp.atomic_add(s.qfrc_constraint, w, da, f)
                 wp.atomic_add(s.diag, w, da, a)
 
-    out = dict(joint_limits=joint_limits)
+    @wp.func
+    def impedance(si: V5, x: T):
+        """MuJoCo's impedance d of a row whose distance beyond its margin is ``x`` (solimp: dmin,
+        dmax, width, midpoint, power; clamped as MuJoCo clamps them)."""
+        d0 = wp.clamp(si[0], lo, hi)
+        d1 = wp.clamp(si[1], lo, hi)
+        width = wp.max(si[2], eps)
+        mid = wp.clamp(si[3], lo, hi)
+        pw = wp.max(si[4], T(1.0))
+        imp = T(0.5) * (d0 + d1)
+        if d0 != d1 and si[2] > eps:
+            r = wp.abs(x) / width
+            imp = d0
+            if r >= T(1.0):
+                imp = d1
+            elif r > T(0.0):
+                y = r
+                if pw != T(1.0):
+                    if r <= mid:
+                        y = wp.pow(r, pw) / wp.pow(mid, pw - T(1.0))
+                    else:
+                        y = T(1.0) - wp.pow(T(1.0) - r, pw) / wp.pow(T(1.0) - mid, pw - T(1.0))
+                imp = d0 + y * (d1 - d0)
+        return wp.clamp(imp, lo, hi)
+
+    @wp.func
+    def ref_coefficients(sr: V2, si: V5, h: T, refsafe: int):
+        """MuJoCo's (k, b) of a row from solref: (time constant, damping ratio), the time constant
+        at least 2 h with refsafe; or (-stiffness, -damping) where solref[0] <= 0."""
+        dmax = wp.clamp(si[1], lo, hi)
+        k = -sr[0] / (dmax * dmax)
+        b = -sr[1] / dmax
+        if sr[0] > T(0.0):
+            tc = sr[0]
+            if refsafe != 0:
+                tc = wp.max(tc, T(2.0) * h)
+            k = T(1.0) / (dmax * dmax * tc * tc * sr[1] * sr[1])
+            b = T(2.0) / (dmax * tc)
+        return k, b
+
+    @stored
+    @wp.func
+    def constraint_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, jnt_range: V2A, jnt_margin: AT,
+                        jnt_solref: V2A, jnt_solimp: V5A, dof_frictionloss: AT, dof_solref: V2A, dof_solimp: V5A,
+                        dof_invweight0: AT, h: T):
+        """Per dof its three rows (lower limit, upper limit, dry friction) into s.rowD (1/R, 0 where
+        the row is not instantiated), s.rowA (aref) and s.rowF (dry friction's bound), each
+        entry written once."""
+        for d in range(tree.nv):
+            j = tree.dof_jnt[d]
+            iw = dof_invweight0[d]
+            v = qvel[w, t, d]
+            for side in range(2):
+                dd = T(0.0)
+                aref = T(0.0)
+                typ = tree.jnt_type[j]
+                if tree.jnt_limited[j] != 0 and (typ == _HINGE or typ == _SLIDE):
+                    q = qpos[w, t, tree.jnt_qposadr[j]]
+                    sg = T(1.0)  # the row's Jacobian: +1 for the lower end, -1 for the upper
+                    dist = q - jnt_range[j][0]
+                    if side == 1:
+                        sg = T(-1.0)
+                        dist = jnt_range[j][1] - q
+                    x = dist - jnt_margin[j]
+                    if x < T(0.0):
+                        imp = impedance(jnt_solimp[j], x)
+                        k, b = ref_coefficients(jnt_solref[j], jnt_solimp[j], h, tree.refsafe)
+                        dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+                        aref = -b * sg * v - k * imp * x
+                s.rowD[w, 3 * d + side] = dd
+                s.rowA[w, 3 * d + side] = aref
+                s.rowF[w, 3 * d + side] = T(0.0)
+            dd = T(0.0)
+            aref = T(0.0)
+            fl = T(0.0)
+            if tree.dof_frictionloss[d] != 0:
+                imp = impedance(dof_solimp[d], T(0.0))
+                k, b = ref_coefficients(dof_solref[d], dof_solimp[d], h, tree.refsafe)
+                dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+                aref = -b * v
+                fl = dof_frictionloss[d]
+            s.rowD[w, 3 * d + 2] = dd
+            s.rowA[w, 3 * d + 2] = aref
+            s.rowF[w, 3 * d + 2] = fl
+
+    @wp.func
+    def row_sign(r: int):
+        """The Jacobian entry of row r (+1, or -1 for an upper limit)."""
+        return wp.where(r % 3 == 1, T(-1.0), T(1.0))
+
+    @wp.func
+    def row_state(s: S, w: int, r: int, a: T):
+        """The state of row r at the acceleration ``a`` of its dof (kernels/tree: rowZ)."""
+        dd = s.rowD[w, r]
+        z = T(INACTIVE)
+        if dd > T(0.0):
+            jar = row_sign(r) * a - s.rowA[w, r]
+            if r % 3 == 2:
+                fl = s.rowF[w, r]
+                z = T(QUADRATIC)
+                if jar * dd <= -fl:
+                    z = T(PLUS)
+                elif jar * dd >= fl:
+                    z = T(MINUS)
+            elif jar < T(0.0):
+                z = T(QUADRATIC)
+        return z
+
+    @wp.func
+    def row_force(s: S, w: int, d: int, a: T):
+        """The rows' generalized force on dof d (MuJoCo's qfrc_constraint) at its acceleration
+        ``a``, in the rows' stored states."""
+        f = T(0.0)
+        for k in range(3):
+            r = 3 * d + k
+            z = s.rowZ[w, r]
+            sg = row_sign(r)
+            if z == T(QUADRATIC):
+                f = f + sg * s.rowD[w, r] * (s.rowA[w, r] - sg * a)
+            elif z == T(PLUS):
+                f = f + sg * s.rowF[w, r]
+            elif z == T(MINUS):
+                f = f - sg * s.rowF[w, r]
+        return f
+
+    out = dict(joint_limits=joint_limits, constraint_rows=constraint_rows, row_state=row_state, row_force=row_force,
+               row_sign=row_sign)
     return out

@@ -24,10 +24,11 @@ _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
 
 
 @per_dtype
-def make(T, fluid=False, tendon=False):
+def make(T, fluid=False, tendon=False, mjlimits=False):
     """``passive`` for scalar ``T``; with ``fluid`` (kernels.tree.Features.fluid) it adds the
     subtree fluid wrench kernels/smooth.py's rne_crb sums, with ``tendon`` (Features.tendon) the
-    tendons' springs and dampers."""
+    tendons' springs and dampers; with ``mjlimits`` (Features.mjlimits) it also keeps the implicit
+    damping apart (s.idg: MuJoCo's constraint solver leaves it out, kernels/limits.py)."""
     a = aliases(T)
     S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
     tendon_force = tendon_make(T)["tendon_force"]
@@ -82,6 +83,8 @@ def make(T, fluid=False, tendon=False):
             s.qfrc_passive[w, d] = f
             # implicit damping: (M + h D) qacc = f (MuJoCo's Euler with eulerdamp)
             s.diag[w, d] = h * dof_damping[d] * T(tree.implicit)
+            if wp.static(mjlimits):
+                s.idg[w, d] = h * dof_damping[d] * T(tree.implicit)
 
     out = dict(passive=passive)
     return out

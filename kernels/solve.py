@@ -41,6 +41,7 @@ O(nbody + nv), and M is never needed (see ``solve_adjoint`` for the terms).
 """
 import warp as wp
 
+from . import limits as _limits
 from .contact import shift_moment, shift_stiffness, skew
 from .dynamics import shift_motion_v
 from .tree import NO_FEATURES, Tree, aliases, per_dtype
@@ -57,16 +58,14 @@ def make(T, features=NO_FEATURES):
     SLOTS = features.assemble
     DM = features.implicit
 
-    @wp.func
-    def diag_entry(w: int, s: S, k: int):
-        if wp.static(SLOTS):
-            return s.dg[w, k]
-        return s.diag[w, k]
+    MJC = features.mjlimits
+    lim = _limits.make(T)
+    row_state, row_sign = lim["row_state"], lim["row_sign"]
 
     @wp.func
-    def factor(w: int, tree: Tree, p: P, s: S):
-        """Per dof U_i (s.Un, s.Uf) and D_i (s.D), from the leaves up; s.iA, iB, iC: the
-        articulated inertias, summed into each parent as its children finish."""
+    def factor(w: int, tree: Tree, p: P, s: S, dga: wp.array2d(dtype=T)):
+        """Per dof U_i (s.Un, s.Uf) and D_i (s.D) of M + dga, from the leaves up; s.iA, iB, iC:
+        the articulated inertias, summed into each parent as its children finish."""
         z = V3(T(0.0), T(0.0), T(0.0))
         zm = wp.outer(z, z)
         eye = wp.identity(n=3, dtype=T)
@@ -100,7 +99,7 @@ def make(T, features=NO_FEATURES):
                 sv = s.cdv[w, i]
                 un = A * sw + B * sv
                 uf = wp.transpose(B) * sw + C * sv
-                d = wp.dot(sw, un) + wp.dot(sv, uf) + diag_entry(w, s, i)
+                d = wp.dot(sw, un) + wp.dot(sv, uf) + dga[w, i]
                 s.Un[w, i] = un
                 s.Uf[w, i] = uf
                 s.D[w, i] = d
@@ -179,11 +178,172 @@ def make(T, features=NO_FEATURES):
     def solve(w: int, tree: Tree, p: P, s: S):
         """s.qacc = (M + diag)^-1 (qt - qfrc_bias) (with a collision stage qts for qt), the factor
         in s; the bias force enters as the bodies' own wrenches and gravity (see ``substitute``)."""
-        factor(w, tree, p, s)
         if wp.static(SLOTS):
+            factor(w, tree, p, s, s.dg)
             substitute(w, tree, p, s, s.qts, s.qacc, 1)
         else:
+            factor(w, tree, p, s, s.diag)
             substitute(w, tree, p, s, s.qt, s.qacc, 1)
+
+    @wp.func
+    def row_count(w: int, tree: Tree, s: S):
+        """The number of instantiated soft-constraint rows (kernels/limits.py)."""
+        n = 0
+        for r in range(3 * tree.nv):
+            if s.rowD[w, r] > T(0.0):
+                n += 1
+        return n
+
+    @wp.func
+    def row_system(w: int, tree: Tree, s: S):
+        """The constraint solver's system in the rows' states: s.cdg = dg without the step's
+        implicit share (MuJoCo's constraint solver works with M) plus D of the quadratic rows,
+        s.crhs = qts plus their D aref and the bounds of the rows at a bound."""
+        for i in range(tree.nv):
+            dg = s.dg[w, i] - s.idg[w, i]
+            rhs = s.qts[w, i]
+            for k in range(3):
+                r = 3 * i + k
+                z = s.rowZ[w, r]
+                sg = row_sign(r)
+                if z == T(1.0):
+                    dg = dg + s.rowD[w, r]
+                    rhs = rhs + sg * s.rowD[w, r] * s.rowA[w, r]
+                elif z == T(2.0):
+                    rhs = rhs + sg * s.rowF[w, r]
+                elif z == T(3.0):
+                    rhs = rhs - sg * s.rowF[w, r]
+            s.cdg[w, i] = dg
+            s.crhs[w, i] = rhs
+
+    @wp.func
+    def newton_system(w: int, tree: Tree, p: P, s: S):
+        """The minimiser of the cost's quadratic piece of the rows' states s.rowZ into s.ca (its
+        factor in s), and s.cuf = M s.ca - qfrc_smooth there (from the system: the rows' share of
+        the right-hand side minus their D times the solution)."""
+        row_system(w, tree, s)
+        factor(w, tree, p, s, s.cdg)
+        substitute(w, tree, p, s, s.crhs, s.ca, 1)
+        for i in range(tree.nv):
+            s.cuf[w, i] = (s.crhs[w, i] - s.qts[w, i]) - (s.cdg[w, i] - s.dg[w, i] + s.idg[w, i]) * s.ca[w, i]
+
+    @wp.func
+    def row_force_at(s: S, w: int, r: int, jar: T):
+        """Row r's force at its jar (MuJoCo's efc_force) and its derivative's magnitude (D where quadratic)."""
+        dd = s.rowD[w, r]
+        f = T(0.0)
+        c = T(0.0)
+        if r % 3 == 2:
+            fl = s.rowF[w, r]
+            f = wp.clamp(-dd * jar, -fl, fl)
+            if wp.abs(dd * jar) < fl:
+                c = dd
+        elif jar < T(0.0):
+            f = -dd * jar
+            c = dd
+        return f, c
+
+    @wp.func
+    def line_slope(w: int, tree: Tree, s: S, al: T, pmp: T, pu: T):
+        """The cost's first and second derivative at s.qacc + al (s.ca - s.qacc) along that line."""
+        d1 = al * pmp + pu
+        d2 = pmp
+        for r in range(3 * tree.nv):
+            if s.rowD[w, r] > T(0.0):
+                i = r // 3
+                sg = row_sign(r)
+                dj = sg * (s.ca[w, i] - s.qacc[w, i])
+                f, c = row_force_at(s, w, r, sg * s.qacc[w, i] - s.rowA[w, r] + al * dj)
+                d1 = d1 - dj * f
+                d2 = d2 + c * dj * dj
+        return d1, d2
+
+    @wp.func
+    def same_piece(w: int, tree: Tree, s: S, a0: T, a1: T):
+        """1 when every row has the same state at both points of the line (s.qacc + a (s.ca - s.qacc))."""
+        same = 1
+        for r in range(3 * tree.nv):
+            if s.rowD[w, r] > T(0.0):
+                i = r // 3
+                x0 = s.qacc[w, i] + a0 * (s.ca[w, i] - s.qacc[w, i])
+                x1 = s.qacc[w, i] + a1 * (s.ca[w, i] - s.qacc[w, i])
+                if row_state(s, w, r, x0) != row_state(s, w, r, x1):
+                    same = 0
+        return same
+
+    @wp.func
+    def line_search(w: int, tree: Tree, s: S):
+        """MuJoCo's exact line search: the minimiser of the cost along s.qacc -> s.ca (a convex
+        piecewise quadratic of the step length), by Newton's method in the step length kept
+        inside the bracket of the derivative's sign change (a Newton step that stays in its piece
+        is exact); s.qacc and s.cu move there."""
+        pmp = T(0.0)
+        pu = T(0.0)
+        for i in range(tree.nv):
+            pv = s.ca[w, i] - s.qacc[w, i]
+            pmp = pmp + pv * (s.cuf[w, i] - s.cu[w, i])
+            pu = pu + pv * s.cu[w, i]
+        lo = T(0.0)
+        hi = T(1.0e30)
+        al = T(1.0)
+        for _k in range(60):  # the bracket halves at worst: 60 steps reach rounding
+            d1, d2 = line_slope(w, tree, s, al, pmp, pu)
+            if d1 > T(0.0):
+                hi = al
+            else:
+                lo = al
+            an = al
+            if d2 > T(0.0):
+                an = al - d1 / d2
+            if an == al:
+                break
+            if an <= lo or an >= hi:
+                an = wp.where(hi < T(1.0e30), T(0.5) * (lo + hi), T(2.0) * al)
+            elif same_piece(w, tree, s, al, an) != 0:
+                al = an
+                break
+            al = an
+        for i in range(tree.nv):
+            s.qacc[w, i] = s.qacc[w, i] + al * (s.ca[w, i] - s.qacc[w, i])
+            s.cu[w, i] = s.cu[w, i] + al * (s.cuf[w, i] - s.cu[w, i])
+
+    @wp.func
+    def solve_rows(w: int, tree: Tree, p: P, s: S):
+        """The first solve with MuJoCo's soft constraints (kernels/limits.py): without instantiated
+        rows the step's own solve; else the constraint solver's acceleration by MuJoCo's method,
+        Newton's on the convex, piecewise quadratic cost with an exact line search (each Newton
+        point the minimiser of the cost's piece of the current rows' states, s.ca; the states
+        from those at zero acceleration; the first step taken whole). It ends when the
+        minimiser's states are those it was solved in: that minimiser is the optimum, exact,
+        its factor, solution (s.qacc) and states (s.rowZ) left in s."""
+        n = row_count(w, tree, s)
+        s.lim[w, 0] = T(n)  # slot 0's lim: the rows instantiated (read by the second solve's inputs)
+        if n == 0:
+            for r in range(3 * tree.nv):
+                s.rowZ[w, r] = T(0.0)
+            solve(w, tree, p, s)
+        else:
+            for r in range(3 * tree.nv):
+                s.rowZ[w, r] = row_state(s, w, r, T(0.0))
+            nit = 4 * n + 8
+            for it in range(nit):
+                newton_system(w, tree, p, s)
+                same = 1
+                for r in range(3 * tree.nv):
+                    if row_state(s, w, r, s.ca[w, r // 3]) != s.rowZ[w, r]:
+                        same = 0
+                if same != 0 or it == nit - 1:
+                    break
+                if it == 0:
+                    for i in range(tree.nv):
+                        s.qacc[w, i] = s.ca[w, i]
+                        s.cu[w, i] = s.cuf[w, i]
+                else:
+                    line_search(w, tree, s)
+                for r in range(3 * tree.nv):
+                    s.rowZ[w, r] = row_state(s, w, r, s.qacc[w, r // 3])
+            for i in range(tree.nv):
+                s.qacc[w, i] = s.ca[w, i]
 
     @wp.func
     def solve_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
@@ -280,5 +440,30 @@ def make(T, features=NO_FEATURES):
                 sa.qt[w, i] = sa.qt[w, i] + g
                 sa.diag[w, i] = sa.diag[w, i] - g * s.qacc[w, i]
 
+    @wp.func
+    def solve_rows_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
+        """Adjoint of ``solve_rows``: ``solve_adjoint`` in the rows' final states, then the
+        adjoints of what the constraint solver's system adds to it (kernels/limits.py: the
+        rows' 1/R, aref and bounds, and the implicit share it leaves out)."""
+        solve_adjoint(w, tree, p, s, sa)
+        if row_count(w, tree, s) > 0:
+            for i in range(tree.nv):
+                g = s.R2[w, i]
+                x = s.qacc[w, i]
+                sa.idg[w, i] = sa.idg[w, i] + g * x
+                for k in range(3):
+                    r = 3 * i + k
+                    z = s.rowZ[w, r]
+                    sg = row_sign(r)
+                    if z == T(1.0):
+                        sa.rowD[w, r] = sa.rowD[w, r] + g * sg * (s.rowA[w, r] - sg * x)
+                        sa.rowA[w, r] = sa.rowA[w, r] + g * sg * s.rowD[w, r]
+                    elif z == T(2.0):
+                        sa.rowF[w, r] = sa.rowF[w, r] + g * sg
+                    elif z == T(3.0):
+                        sa.rowF[w, r] = sa.rowF[w, r] - g * sg
+
     out = dict(solve=solve, solve_adjoint=solve_adjoint)
+    if MJC:
+        out.update(solve_rows=solve_rows, solve_rows_adjoint=solve_rows_adjoint)
     return out

@@ -28,6 +28,9 @@ class Tree:
     implicit: int
     #: 1 when the affine-bias actuators' velocity terms are too (MuJoCo's implicitfast)
     implicit_act: int
+    #: 1 unless MuJoCo's refsafe is disabled: a soft constraint's time constant is then at least
+    #: two steps (limit_law "mujoco", kernels/limits.py)
+    refsafe: int
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
@@ -111,7 +114,8 @@ class Tree:
 #: "nbody", "njnt", "nv", "nv2" (nv * nv, row-major), "ngeom", "npair", "npoint", "one", "nnet"
 #: (the residual's features and its layers' outputs; 1 without a residual), "nfluid" (nbody
 #: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
-#: tendons, else 1), "nsitev" (nv with site transmissions, else 1).
+#: tendons, else 1), "nsitev" (nv with site transmissions, else 1), "nrow" and "nvmj" (3 nv and nv
+#: with MuJoCo's soft constraints, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -145,6 +149,15 @@ SCRATCH = (
     ("ten_len", "T", "nten"), ("ten_vel", "T", "nten"), ("ten_J", "T", "ntennv"), ("ten_pas", "T", "nten"),
     ("ten_tot", "T", "nten"), ("ten_act", "T", "nten"), ("ten_frc", "T", "nten"),
     ("qsite", "T", "nsitev"),  # the site transmissions' generalized force (kernels/actuation.py)
+    # MuJoCo's soft constraints (limit_law "mujoco", kernels/limits.py): per dof three rows (lower
+    # limit, upper limit, dry friction), each its 1/R (0: not instantiated), reference
+    # acceleration, friction bound and state (0 inactive, 1 quadratic, 2 / 3 at +bound / -bound);
+    # the step's implicit share of the diagonal (h damping, implicitfast's actuator terms), which
+    # the constraint solver's M leaves out; the constraint solve's diagonal and right-hand side
+    ("rowD", "T", "nrow"), ("rowA", "T", "nrow"), ("rowF", "T", "nrow"), ("rowZ", "T", "nrow"),
+    ("idg", "T", "nvmj"), ("cdg", "T", "nvmj"), ("crhs", "T", "nvmj"),
+    # the constraint solver's Newton point, M a - qfrc_smooth there and at the current point (kernels/solve.py)
+    ("ca", "T", "nvmj"), ("cuf", "T", "nvmj"), ("cu", "T", "nvmj"),
     # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
     # (nact), its pre-activations (npre), their adjoints (ng) and the output
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
@@ -228,11 +241,13 @@ class Features(tuple):
     features share one module."""
 
     def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False,
-                site=False):
+                site=False, mjlimits=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
+        if friction and mjlimits:
+            raise ValueError("friction (hybridwam's dry-friction law) and mjlimits (MuJoCo's) exclude each other")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site)))
+                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -246,14 +261,19 @@ class Features(tuple):
     tendon = property(lambda self: self[6])
     #: actuators with site transmissions (kernels/actuation.py)
     site = property(lambda self: self[7])
+    #: MuJoCo's soft constraints for joint limits and dry friction (limit_law "mujoco",
+    #: kernels/limits.py): the first solve is the constraint solver's, the second the step's
+    mjlimits = property(lambda self: self[8])
+
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""
         return Features(*self[:3], mode, *self[4:])
 
     #: a collision / dry-friction stage runs before each solve
-    assemble = property(lambda self: bool(self[0]) or self[2])
-    #: number of solves: two when some friction is limited by the first solve's prediction
-    nsolve = property(lambda self: 2 if self[1] or self[2] else 1)
+    assemble = property(lambda self: bool(self[0]) or self[2] or self[8])
+    #: number of solves: two when some friction is limited by the first solve's prediction, or
+    #: the constraint solver's acceleration is followed by the step's implicit one
+    nsolve = property(lambda self: 2 if self[1] or self[2] or self[8] else 1)
 
 
 #: the contact-free, frictionless step
@@ -261,10 +281,11 @@ NO_FEATURES = Features()
 
 
 def kind_types(T) -> dict:
-    """The Warp type of each kind key of SCRATCH, ALIASES and PARAM_SPEC ("T", "V2", "V3", "V4", "Q",
-    "M33", "VB": a block of NET_BLOCK scalars)."""
+    """The Warp type of each kind key of SCRATCH, ALIASES and PARAM_SPEC ("T", "V2", "V3", "V4", "V5",
+    "Q", "M33", "VB": a block of NET_BLOCK scalars)."""
     return {"T": T, "V2": wp.types.vector(2, T), "V3": wp.types.vector(3, T), "V4": wp.types.vector(4, T),
-            "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T), "VB": wp.types.vector(NET_BLOCK, T)}
+            "V5": wp.types.vector(5, T), "Q": wp.types.quaternion(T), "M33": wp.types.matrix((3, 3), T),
+            "VB": wp.types.vector(NET_BLOCK, T)}
 
 
 def array_struct(name: str, T, fields, ndim: int = 1):
