@@ -188,7 +188,7 @@ def make(T, features=NO_FEATURES):
     @wp.func
     def row_count(w: int, tree: Tree, s: S):
         """The number of instantiated soft-constraint rows (kernels/limits.py)."""
-        n = 0
+        n = int(0)  # noqa: UP018 (Warp: a literal is a constant, which a dynamic loop may not change)
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 n += 1
@@ -261,7 +261,7 @@ def make(T, features=NO_FEATURES):
     @wp.func
     def same_piece(w: int, tree: Tree, s: S, a0: T, a1: T):
         """1 when every row has the same state at both points of the line (s.qacc + a (s.ca - s.qacc))."""
-        same = 1
+        same = int(1)  # noqa: UP018 (a variable for Warp, see row_count)
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 i = r // 3
@@ -328,7 +328,7 @@ def make(T, features=NO_FEATURES):
             nit = 4 * n + 8
             for it in range(nit):
                 newton_system(w, tree, p, s)
-                same = 1
+                same = int(1)  # noqa: UP018 (a variable for Warp, see row_count)
                 for r in range(3 * tree.nv):
                     if row_state(s, w, r, s.ca[w, r // 3]) != s.rowZ[w, r]:
                         same = 0
