@@ -8,6 +8,7 @@ epoch this rank finished (``record``: JSON lines with the torchrun restart count
 ``kill: {"rank", "stage", "epoch"}``, kills this process with SIGKILL after that epoch in the first
 attempt (a lost machine: no exception handler, no cleanup). At the end each rank writes what it
 holds (identified parameters, neural baseline weights) to ``result`` + ``.rank<R>.json``.
+``settings`` are further calibrate settings, ``rank_settings[str(rank)]`` those of one rank only.
 """
 import json
 import os
@@ -35,7 +36,8 @@ def main(spec_path: str) -> int:
 
     report = run_calibrate_cli(spec["logs"], "double_pendulum", spec["out"], epochs=spec["epochs"], val="1",
                                test="1", trajectory_offsets="qpos", resume=spec.get("resume", False),
-                               progress=False, print_fn=None, callback=callback, **spec.get("settings", {}))
+                               progress=False, print_fn=None, callback=callback,
+                               **{**spec.get("settings", {}), **spec.get("rank_settings", {}).get(str(rank), {})})
     with open(f"{spec['result']}.rank{rank}.json", "w") as f:
         json.dump({"identified": report.identified_params, "complete": report.complete,
                    "metrics": report.metrics,

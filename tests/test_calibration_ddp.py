@@ -169,6 +169,18 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_result(case, logs_dir, two_p
     assert not any(f.startswith(".tmp-") for f in os.listdir(out))       # no half-written files left
 
 
+def test_ranks_given_different_settings_are_refused_on_every_rank(logs_dir, tmp_path):
+    out = str(tmp_path / "out")
+    spec = dict(logs=logs_dir, out=out, epochs=1, record=str(tmp_path / "epochs.jsonl"), result=str(tmp_path / "r"),
+                rank_settings={"1": {"lr": 2e-3}})
+    with open(tmp_path / "spec.json", "w") as f:
+        json.dump(spec, f)
+    r = _torchrun([WORKER, str(tmp_path / "spec.json")], tmp_path, "mismatch")
+    assert r.returncode != 0
+    assert r.stderr.count("the 2 processes were not given the same logs, settings and world") >= 2, r.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "epochs.jsonl") and not os.path.exists(out)   # refused before training
+
+
 def test_shards_cover_every_segment_once():
     for n in range(0, 12):
         for w in (1, 2, 3, 5):
