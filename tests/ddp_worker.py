@@ -8,12 +8,14 @@ epoch this rank finished (``record``: JSON lines with the torchrun restart count
 ``kill: {"rank", "stage", "epoch"}``, kills this process with SIGKILL after that epoch in the first
 attempt (a lost machine: no exception handler, no cleanup). At the end each rank writes what it
 holds (identified parameters, neural baseline weights) to ``result`` + ``.rank<R>.json``.
+``delay_restart: {"rank", "seconds"}`` holds that rank back when torchrun restarts it.
 ``settings`` are further calibrate settings, ``rank_settings[str(rank)]`` those of one rank only.
 """
 import json
 import os
 import signal
 import sys
+import time
 
 
 def main(spec_path: str) -> int:
@@ -34,6 +36,9 @@ def main(spec_path: str) -> int:
                                                                                               kill["epoch"]):
             os.kill(os.getpid(), signal.SIGKILL)
 
+    delay = spec.get("delay_restart") or {}
+    if restart > 0 and rank == delay.get("rank"):
+        time.sleep(delay["seconds"])       # a slow restarted rank: the others must wait for it, not fail
     report = run_calibrate_cli(spec["logs"], "double_pendulum", spec["out"], epochs=spec["epochs"], val="1",
                                test="1", trajectory_offsets="qpos", resume=spec.get("resume", False),
                                progress=False, print_fn=None, callback=callback,

@@ -13,6 +13,7 @@ Logs: the MuJoCo-simulated double pendulum of test_calibration (5 runs of 2 s: 3
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -42,7 +43,16 @@ def _torchrun(args: list[str], tmp, name: str, max_restarts: int = 0) -> subproc
                                                             "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            f"--max-restarts={max_restarts}", "--monitor-interval=0.2", *args]
-    r = subprocess.run(cmd, env=env, cwd=str(tmp), capture_output=True, text=True, timeout=300)
+    # its own session, so that a hung launch is killed with all its workers, not only torchrun
+    p = subprocess.Popen(cmd, env=env, cwd=str(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        stdout, stderr = p.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        stdout, stderr = p.communicate()
+        stderr += "\n[test] torchrun killed after 150 s"
+    r = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
     with open(os.path.join(str(tmp), f"{name}.log"), "w") as f:     # for a failing test's post-mortem
         f.write(r.stdout + r.stderr)
     return r
@@ -118,7 +128,10 @@ def test_two_gloo_processes_give_the_one_process_result(logs_dir, two_processes,
 
 KILLS = {
     # rank 1 dies in the residual stage; torchrun restarts both workers, which resume by themselves
-    "rank1-torchrun-restart": dict(kill={"rank": 1, "stage": "residual", "epoch": 0}, max_restarts=1),
+    # (rank 0 restarts 5 s late: the restarted rank 1 must wait for it, not read what the dead attempt
+    # left in torchrun's store)
+    "rank1-torchrun-restart": dict(kill={"rank": 1, "stage": "residual", "epoch": 0}, max_restarts=1,
+                                   delay_restart={"rank": 0, "seconds": 5}),
     # rank 0 (the writer) dies in the identification stage; torchrun gives up; relaunched with resume
     "rank0-relaunch-resume": dict(kill={"rank": 0, "stage": "identify", "epoch": 1}, max_restarts=0),
 }
@@ -128,7 +141,8 @@ KILLS = {
 def test_a_killed_rank_resumes_to_the_uninterrupted_result(case, logs_dir, two_processes, tmp_path):
     kill, max_restarts = KILLS[case]["kill"], KILLS[case]["max_restarts"]
     out, record, result = str(tmp_path / "out"), str(tmp_path / "epochs.jsonl"), str(tmp_path / "result")
-    spec = dict(logs=logs_dir, out=out, epochs=EPOCHS, record=record, result=result, kill=kill)
+    spec = dict(logs=logs_dir, out=out, epochs=EPOCHS, record=record, result=result, kill=kill,
+                delay_restart=KILLS[case].get("delay_restart"))
     with open(tmp_path / "spec.json", "w") as f:
         json.dump(spec, f)
     r = _torchrun([WORKER, str(tmp_path / "spec.json")], tmp_path, "killed", max_restarts=max_restarts)

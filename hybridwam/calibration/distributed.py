@@ -221,7 +221,19 @@ def setup(distributed: bool | None, device) -> Dist:
                              "calibrate ...) or set distributed=False")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        tdist.init_process_group(backend=backend, init_method="env://")
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is None:
+            tdist.init_process_group(backend=backend, init_method="env://")
+        else:
+            # torchrun's workers share the agent's TCPStore, and it outlives a restart: keys that the
+            # failed attempt's ranks left there (gloo's and nccl's addresses) could be read by the new
+            # attempt before its own ranks overwrite them, and a rank would then connect to a dead
+            # port (pytorch/pytorch#135712). Every attempt gets keys of its own.
+            from torch.distributed.rendezvous import rendezvous
+
+            store, rank, world_size = next(rendezvous("env://"))
+            store = tdist.PrefixStore(f"hybridwam/attempt_{restart}/", store)
+            tdist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
         d = Dist(tdist.get_rank(), tdist.get_world_size(), device, owned=True)
     else:
         d = Dist(device=device)
