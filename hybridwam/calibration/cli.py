@@ -47,14 +47,24 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
     (a folder that is not empty needs one of them). Errors about the input (missing files or columns,
     bad logs, unknown scene, an output folder in use, a damaged training state) are raised as
     ValueError / OSError subclasses.
+
+    Under ``torchrun --nproc_per_node=N`` every process runs this with the same arguments
+    (data-parallel, see :func:`calibrate`): ``device="cuda"`` means one GPU per process
+    (``cuda:LOCAL_RANK``), only rank 0 prints and writes, and an attempt that torchrun restarts after
+    a process died resumes from the last epoch saved in ``out``.
     """
     from ..hybrid import HybridModel
     from ..model import load_model
     from ..physics import Physics
     from ..residual import Residual
     from .core import calibrate, check_output_folder
+    from .distributed import elastic_resume, env_world_size, local_device
 
+    resume, overwrite = elastic_resume(out, resume, overwrite)   # a restarted torchrun attempt continues
     check_output_folder(out, resume, overwrite)       # before the minutes of loading and compiling
+    device = local_device(device)
+    if env_world_size() > 1 and os.environ.get("RANK", "0") != "0":
+        print_fn = None                               # one process reports
     files = _expand_paths(logs)
     columns = {k: _cols(v) for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)) if v is not None}
     model = load_model(scene, device=device, dtype=dtype)

@@ -65,6 +65,7 @@ from ..planning.optimize import cosine_lr
 from ..residual import Residual
 from . import checkpoint as ckpt
 from .data import Segments, make_segments
+from .distributed import Dist, elastic_resume, grad_sync
 from .neural import NeuralModel
 from .params import DEFAULT_GROUPS, PhysicalParameters
 
@@ -181,6 +182,7 @@ class CalibrationReport:
     #: confidence intervals of the identified parameters and the unidentifiable ones
     #: (calibration.uncertainty.ParameterUncertainty.to_dict())
     uncertainty: dict = field(default_factory=dict)
+    processes: int = 1        # data-parallel processes (torch.distributed world size) of the last call
     neural: object = None     # the trained NeuralModel baseline (not serialised)
 
     def rmse(self, model: str, split: str = "test", kind: str = "rmse_k") -> float:
@@ -295,7 +297,8 @@ def _check_logs(logs: Logs, model, what: str) -> Logs:
 # ---- the calibration run ----------------------------------------------------------------------------
 class _Run:
     def __init__(self, world: HybridModel, train: Logs, val: Logs, test: Logs | None, cfg: CalibrationConfig,
-                 out: str | None, progress: bool, callback, max_epochs: int | None):
+                 out: str | None, progress: bool, callback, max_epochs: int | None, dist: Dist | None = None):
+        self.dist = dist = dist or Dist()
         self.world, self.model, self.phys = world, world.model, world.physics
         self.cfg, self.out, self.progress, self.callback, self.max_epochs = cfg, out, progress, callback, max_epochs
         self.train, self.val, self.test = train, val, test
@@ -315,6 +318,17 @@ class _Run:
         if {"residual", "neural"} & set(cfg.stages):
             self.seg["train"] = mk(train, self.k, stride, cfg.max_train_segments)
             self.seg["val"] = mk(val, self.k, stride, cfg.max_val_segments)
+        if dist.active:
+            W = dist.world_size
+            if cfg.batch_size < W:
+                raise ValueError(f"calibrate: {W} processes but batch_size={cfg.batch_size}: every process needs "
+                                 f"a segment of each minibatch; use batch_size >= {W} or fewer processes")
+            for key, stage in (("id_train", "identify"), ("train", "residual / neural")):
+                if key in self.seg and len(self.seg[key]) < W:
+                    raise ValueError(f"calibrate: {W} processes but only {len(self.seg[key])} training segment(s) "
+                                     f"for the {stage} stage: every process needs at least one; use at most "
+                                     f"{len(self.seg[key])} processes, or more or longer logs (or a smaller "
+                                     "stride / horizon)")
         self.epochs_run = 0
         self.t0 = time.time()
 
@@ -351,7 +365,7 @@ class _Run:
         return t
 
     def save(self):
-        if not self.out:
+        if not self.out or not self.dist.is_main:      # rank 0 writes; every rank resumes from its files
             return
         ckpt.save_state(os.path.join(self.out, ckpt.STATE_FILE), self.tensors(), self.meta)
         self.world.save(self.out)
@@ -445,8 +459,8 @@ class _Run:
                 raise ckpt.resume_error(os.path.join(self.out, ckpt.STATE_FILE),
                                         f"the saved optimiser state of stage {stage!r} does not fit "
                                         f"({type(e).__name__}: {e})") from None
-        bar = _tqdm()(total=n_epochs, initial=st["epoch"], desc=f"calibrate: {stage}", disable=not self.progress,
-                   leave=True, dynamic_ncols=True)
+        bar = _tqdm()(total=n_epochs, initial=st["epoch"], desc=f"calibrate: {stage}",
+                      disable=not (self.progress and self.dist.is_main), leave=True, dynamic_ncols=True)
         try:
             while st["epoch"] < n_epochs and not st["stopped"]:
                 if self.max_epochs is not None and self.epochs_run >= self.max_epochs:
@@ -483,7 +497,8 @@ class _Run:
                 bar.set_postfix(train=f"{tl:.3g}", val=f"{v:.3g}", best=f"{st['best_val']:.3g}")
                 if self.callback is not None:
                     self.callback({"stage": stage, "epoch": e, "train_loss": tl, "val_loss": v,
-                                   "best_val": st["best_val"], "improved": improved})
+                                   "best_val": st["best_val"], "improved": improved, "rank": self.dist.rank,
+                                   "world_size": self.dist.world_size})
         finally:
             bar.close()
         restore()
@@ -547,39 +562,58 @@ class _Run:
         def physics_loss(seg, train):
             return seg_loss(*self.run_segments(physics, seg, train), seg, cfg.vel_weight)
 
+        dist = self.dist
+        ps = [self.theta] + ([self.offsets] if use_off else [])
+
         def train_step(idx):
+            # this rank's piece of the minibatch, its loss the piece's share of the minibatch mean
+            # (distributed module docstring); rank 0 adds the offsets' regularisation once
+            mine = dist.shard(idx)
             pp.write(self.theta)
-            pp.requires_grad(True)
-            seg = tr.take(idx)
-            try:
-                loss = physics_loss(seg, True)
-                if use_off:
-                    loss = loss + cfg.offset_reg * self.offsets.pow(2).mean()
-                if not torch.isfinite(loss):
-                    return float("nan")
-                self.theta.grad = None
-                loss.backward()
-                pp.backward_to_theta(self.theta)
-            finally:
-                pp.requires_grad(False)
-            ps = [self.theta] + ([self.offsets] if use_off else [])
+            self.theta.grad = None
+            loss, bad = None, False
+            if len(mine):
+                pp.requires_grad(True)
+                try:
+                    loss = physics_loss(tr.take(mine), True)
+                    if dist.active:
+                        loss = loss * (len(mine) / len(idx))
+                    if use_off and dist.is_main:
+                        loss = loss + cfg.offset_reg * self.offsets.pow(2).mean()
+                    if torch.isfinite(loss):
+                        loss.backward()
+                        pp.backward_to_theta(self.theta)
+                    else:
+                        bad = True
+                except FloatingPointError:               # a diverging rollout: every rank skips the step
+                    bad = True
+                finally:
+                    pp.requires_grad(False)
+            total = grad_sync(dist, ps, loss, bad)
+            if total is None:
+                self.opt.zero_grad(set_to_none=True)
+                return float("nan")
             if all(p.grad is None or torch.isfinite(p.grad).all() for p in ps):
                 torch.nn.utils.clip_grad_norm_(ps, cfg.grad_clip)
                 self.opt.step()
             self.opt.zero_grad(set_to_none=True)
-            return loss.detach()
+            return total
 
         @torch.no_grad()
         def validate():
             pp.write(self.theta)
+            rows = dist.shard_range(len(va))
+            tot = 0.0
             try:
-                tot = 0.0
-                for i in range(0, len(va), 1024):
-                    seg = va.take(np.arange(i, min(i + 1024, len(va))))
+                for i in range(rows.start, rows.stop, 1024):
+                    seg = va.take(np.arange(i, min(i + 1024, rows.stop)))
                     tot += float(physics_loss(seg, False)) * len(seg)
-                return tot / len(va)
             except FloatingPointError:
-                return float("inf")
+                tot = float("inf")
+            if not math.isfinite(tot):
+                tot = float("inf")
+            (tot,) = dist.sum_floats(tot)                # every rank: the same loss, the same decision
+            return tot / len(va)
 
         def snapshot():
             self.best["identify"] = {"theta": self.theta.detach().clone(), "offsets": self.offsets.detach().clone()}
@@ -623,25 +657,54 @@ class _Run:
             return self.run_segments(lambda q, v, u: predict(world, q, v, u, cfg.tbptt if grad else None),
                                      seg, grad)
 
+        dist = self.dist
+        params = list(net.parameters())
+
         def train_step(idx):
-            seg = tr.take(idx)
-            Q, V = run(seg)
-            loss = seg_loss(Q, V, seg, cfg.vel_weight)
+            mine = dist.shard(idx)                      # as in identify: this rank's share of the minibatch
             self.opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            loss, bad = None, False
+            if len(mine):
+                try:
+                    seg = tr.take(mine)
+                    Q, V = run(seg)
+                    loss = seg_loss(Q, V, seg, cfg.vel_weight)
+                    if dist.active:
+                        loss = loss * (len(mine) / len(idx))
+                    if torch.isfinite(loss):
+                        loss.backward()
+                    else:
+                        bad = True
+                except FloatingPointError:
+                    bad = True
+            total = grad_sync(dist, params, loss, bad)
+            if total is None:
+                self.opt.zero_grad(set_to_none=True)
                 return float("nan")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(net.parameters()), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             self.opt.step()
-            return loss.detach()
+            return total
 
         @torch.no_grad()
         def validate():
-            try:
-                Q, V = _batched(lambda s: run(s, grad=False), va)
-            except FloatingPointError:
-                return float("inf")
-            loss = float(seg_loss(Q, V, va, cfg.vel_weight))
+            if not dist.active:
+                try:
+                    Q, V = _batched(lambda s: run(s, grad=False), va)
+                except FloatingPointError:
+                    return float("inf")
+                loss = float(seg_loss(Q, V, va, cfg.vel_weight))
+                return loss if math.isfinite(loss) else float("inf")
+            rows = dist.shard_range(len(va))
+            part = 0.0
+            if len(rows):
+                mine = va.take(np.arange(rows.start, rows.stop))
+                try:
+                    Q, V = _batched(lambda s: run(s, grad=False), mine)
+                    part = float(seg_loss(Q, V, mine, cfg.vel_weight)) * len(rows)
+                except FloatingPointError:
+                    part = float("inf")
+            (tot,) = dist.sum_floats(part if math.isfinite(part) else float("inf"))
+            loss = tot / len(va)
             return loss if math.isfinite(loss) else float("inf")
 
         def snapshot():
@@ -766,7 +829,7 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
               out: str | None = None, resume: bool = False, overwrite: bool = False, epochs: int | None = None,
               seed: int = 0, split: dict | None = None, progress: bool = True, callback=None,
               max_epochs: int | None = None, plots: bool = True, num_threads: int | None = 1,
-              **settings) -> CalibrationReport:
+              distributed: bool | None = None, **settings) -> CalibrationReport:
     """Fit ``world``'s physical parameters and residual to ``logs``; returns a CalibrationReport.
 
     ``logs``: the training logs when ``val`` (and optionally ``test``) are given, else all logs, split
@@ -785,20 +848,34 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
     CPU threads during the run (restored afterwards; 1 is fastest for these small networks and keeps
     runs bit-reproducible; None leaves torch's setting). Further settings: the fields of
     :class:`CalibrationConfig`.
+
+    Data-parallel (``hybridwam.calibration.distributed``): under ``torchrun --nproc_per_node=N``
+    (WORLD_SIZE > 1), or in a process group the caller initialised, every rank calls ``calibrate``
+    with the same world, logs and settings; each rolls out its share of every minibatch and of the
+    validation segments, gradients and losses are summed over the ranks (gloo for CPU models, nccl
+    for CUDA ones), and every rank ends with the same parameters and report, equal to one process's
+    up to the order of floating-point sums. Only rank 0 writes ``out`` (a folder every rank can
+    read); a restarted torchrun attempt resumes from it. ``distributed``: None (that), True (the
+    same, but one process is an error) or False (one process, ignoring torchrun's environment).
+    ``callback`` runs on every rank (``info["rank"]``).
     """
+    from .distributed import setup
+
     threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
+    dist = setup(distributed, world.model.device)
     try:
         return _calibrate(world, logs, val=val, test=test, out=out, resume=resume, overwrite=overwrite,
                           epochs=epochs, seed=seed, split=split, progress=progress, callback=callback,
-                          max_epochs=max_epochs, plots=plots, **settings)
+                          max_epochs=max_epochs, plots=plots, dist=dist, **settings)
     finally:
+        dist.close()
         torch.set_num_threads(threads)
 
 
 def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, split, progress, callback, max_epochs,
-               plots, **settings) -> CalibrationReport:
+               plots, dist: Dist, **settings) -> CalibrationReport:
     t_start = time.time()
     model = world.model
     unknown = set(settings) - set(CalibrationConfig.__dataclass_fields__)
@@ -815,6 +892,7 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
     for k in ("stages", "params", "neural_hidden", "residual_hidden"):
         if k in settings:
             settings[k] = tuple(settings[k])
+    resume, overwrite = elastic_resume(out, resume, overwrite)
     check_output_folder(out, resume, overwrite)
     cfg = CalibrationConfig(seed=seed, **settings)
     bad = [s for s in cfg.stages if s not in STAGES]
@@ -838,29 +916,34 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         test = _check_logs(test, model, "test")
     if world.residual is None and "residual" in cfg.stages:
         world.residual = Residual(model, hidden=cfg.residual_hidden, mode=cfg.residual_mode)
+    run = _Run(world, train, val, test, cfg, out, progress, callback, max_epochs, dist)
+    if dist.active:
+        # every rank was given the same run (else the ranks would silently train different models)
+        res = world.residual
+        dist.check_same("logs, settings and world", {
+            "config": cfg.to_json(), "train": train.names, "val": val.names,
+            "test": test.names if test is not None else [], "segments": {k: len(v) for k, v in run.seg.items()},
+            "logs": _digest(train.qpos, train.qvel, train.ctrl, val.qpos, val.qvel, val.ctrl),
+            "model": model_fingerprint(model), "params": _digest(*model.params.values()),
+            "residual": (_digest(*res.state_dict().values()) if res is not None and not cfg.reset_residual
+                         else None)})
+    # the output folder: checked by every rank before rank 0 writes anything (agree is a collective),
+    # then prepared by rank 0 before any rank reads a saved state from it
+    dist.agree(check_output_folder, out, resume, overwrite)
     if out:
-        _prepare_output_folder(out, resume, overwrite)
-    run = _Run(world, train, val, test, cfg, out, progress, callback, max_epochs)
-    if resume and ckpt.exists(out):
-        state_path = os.path.join(out, ckpt.STATE_FILE)
-        try:
-            tensors = run.load()
-            if run.meta["splits"]["train"] != train.names or run.meta["splits"]["val"] != val.names:
-                raise ckpt.ResumeError(f"{out}: cannot resume, the training/validation trajectories differ "
-                                       f"(saved {run.meta['splits']['train']} / {run.meta['splits']['val']}, now "
-                                       f"{train.names} / {val.names}); resume with the same logs and split, or "
-                                       "start afresh with overwrite=True (command line: --overwrite)", state_path)
-            run._physics_ready() if "identify" in run.meta["done"] else run.pp.write_nominal()
-            if world.residual is not None and any(k.startswith("residual.") for k in tensors):
-                world.residual.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("residual.")})
-            if "neural" in run.meta["stages"]:
-                run.neural = run.make_neural()
-                run.neural.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("neural.")})
-        except (KeyError, IndexError, TypeError, AttributeError, RuntimeError) as e:  # what the checks missed
-            raise ckpt.resume_error(state_path, f"the training state does not fit this run ({type(e).__name__}: "
-                                                f"{e})") from None
+        dist.on_main(_prepare_output_folder, out, resume, overwrite)
+    have_state = bool(resume) and ckpt.exists(out)
+    if dist.active:
+        seen = dist.gather(have_state)
+        if len(set(seen)) > 1:
+            blind = [r for r, x in enumerate(seen) if x != seen[0]]
+            raise RuntimeError(f"calibrate: {out}: rank 0 {'sees' if seen[0] else 'does not see'} a training state "
+                               f"there but rank(s) {blind} {'do not' if seen[0] else 'do'}; the output folder must be "
+                               "one folder that every process reads (one machine, or a shared file system)")
+    if have_state:
+        dist.agree(_resume_state, run, out, train, val)
     else:
-        if resume:
+        if resume and dist.is_main:
             warnings.warn(f"resume=True but {out!r} holds no training state: starting afresh", stacklevel=2)
         run.new_state()
         run.loaded = {}
@@ -885,19 +968,23 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
     complete = run.finished()
     fresh = complete and run.meta.get("metrics") is None
     if fresh:
-        metrics, curves = run.evaluate()
+        def final_evaluation():     # rank 0 evaluates, every rank gets its numbers
+            metrics, curves = run.evaluate()
+            return metrics, curves, (run.uncertainty() if "identify" in run.meta["done"] else None)
+
+        metrics, curves, unc = dist.on_main(final_evaluation)
         run.meta["metrics"] = metrics
         run.meta["curves"] = {s: {k: [float(x) for x in c] for k, c in d.items()} for s, d in curves.items()}
         run.meta["complete"] = True
         run.curves = curves
-        if "identify" in run.meta["done"]:
-            run.meta["uncertainty"] = run.uncertainty()
+        if unc is not None:
+            run.meta["uncertainty"] = unc
     else:
         metrics = run.meta.get("metrics") or {}
         saved_curves = run.meta.get("curves")
         run.curves = ({s: {k: np.asarray(c, dtype=np.float64) for k, c in d.items()} for s, d in saved_curves.items()}
                       if complete and isinstance(saved_curves, dict) else None)
-        if complete and out and plots and run.curves is None and _missing(out, PLOT_FILES):
+        if complete and out and plots and run.curves is None and dist.is_main and _missing(out, PLOT_FILES):
             _, run.curves = run.evaluate()      # a state of an older version: the curves for the plots
     nominal_params = {e.label: (e.nominal if e.group != "inertia" else 1.0) for e in run.pp.entries}
     report = CalibrationReport(
@@ -908,27 +995,67 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         seconds=time.time() - t_start, curves=run.curves or {}, timestep=model.timestep,
         trajectory_offsets=({n: [float(x) for x in run.offsets[i]] for i, n in enumerate(run.meta["splits"]["train"])}
                             if cfg.trajectory_offsets and "identify" in run.meta["done"] else {}),
-        uncertainty=run.meta.get("uncertainty") or {})
+        uncertainty=run.meta.get("uncertainty") or {}, processes=dist.world_size)
     if out:
-        run.save()
-        if run.neural is not None and "neural" in run.meta["done"]:
-            _atomic_write(os.path.join(out, NEURAL_FILE), lambda p: save_file(
-                {k: v.detach().contiguous().cpu() for k, v in run.neural.state_dict().items()}, p,
-                metadata={"hidden": json.dumps(list(cfg.neural_hidden))}))
-        if complete:
-            _atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(report.to_dict(), indent=2))
-            _atomic_write_text(os.path.join(out, "report.md"), f"# hybridwam calibration\n\n{report.table()}\n")
-            if plots and run.curves and (fresh or _missing(out, PLOT_FILES)):
-                from .plots import save_plots
-
-                try:
-                    report.plots = save_plots(run, report, out)
-                except Exception as e:  # plots never sink a finished calibration
-                    warnings.warn(f"plotting failed: {e}", stacklevel=2)
-            elif plots:
-                report.plots = [os.path.join(out, f) for f in PLOT_FILES if os.path.isfile(os.path.join(out, f))]
+        report.plots = dist.on_main(_write_outputs, run, report, out, cfg, complete, fresh, plots) or []
     report.neural = run.neural
     return report
+
+
+def _write_outputs(run: _Run, report: CalibrationReport, out: str, cfg: CalibrationConfig, complete: bool,
+                   fresh: bool, plots: bool) -> list:
+    """Rank 0's final writes: state, world, neural baseline, metrics, report and plots; returns the plots."""
+    run.save()
+    if run.neural is not None and "neural" in run.meta["done"]:
+        _atomic_write(os.path.join(out, NEURAL_FILE), lambda p: save_file(
+            {k: v.detach().contiguous().cpu() for k, v in run.neural.state_dict().items()}, p,
+            metadata={"hidden": json.dumps(list(cfg.neural_hidden))}))
+    if complete:
+        _atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(report.to_dict(), indent=2))
+        _atomic_write_text(os.path.join(out, "report.md"), f"# hybridwam calibration\n\n{report.table()}\n")
+        if plots and run.curves and (fresh or _missing(out, PLOT_FILES)):
+            from .plots import save_plots
+
+            try:
+                return save_plots(run, report, out)
+            except Exception as e:  # plots never sink a finished calibration
+                warnings.warn(f"plotting failed: {e}", stacklevel=2)
+        elif plots:
+            return [os.path.join(out, f) for f in PLOT_FILES if os.path.isfile(os.path.join(out, f))]
+    return []
+
+
+def _digest(*tensors) -> str:
+    """sha256 of the bytes of some arrays / tensors (to check that every rank was given the same)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _resume_state(run: _Run, out: str, train: Logs, val: Logs) -> None:
+    """Load the training state saved in ``out`` into ``run`` (and the world); ResumeError when it
+    does not belong to this run."""
+    world = run.world
+    state_path = os.path.join(out, ckpt.STATE_FILE)
+    try:
+        tensors = run.load()
+        if run.meta["splits"]["train"] != train.names or run.meta["splits"]["val"] != val.names:
+            raise ckpt.ResumeError(f"{out}: cannot resume, the training/validation trajectories differ "
+                                   f"(saved {run.meta['splits']['train']} / {run.meta['splits']['val']}, now "
+                                   f"{train.names} / {val.names}); resume with the same logs and split, or "
+                                   "start afresh with overwrite=True (command line: --overwrite)", state_path)
+        run._physics_ready() if "identify" in run.meta["done"] else run.pp.write_nominal()
+        if world.residual is not None and any(k.startswith("residual.") for k in tensors):
+            world.residual.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("residual.")})
+        if "neural" in run.meta["stages"]:
+            run.neural = run.make_neural()
+            run.neural.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("neural.")})
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError) as e:  # what the checks missed
+        raise ckpt.resume_error(state_path, f"the training state does not fit this run ({type(e).__name__}: "
+                                            f"{e})") from None
 
 
 def _missing(out: str, names) -> list[str]:
