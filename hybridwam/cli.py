@@ -231,10 +231,15 @@ def cmd_calibrate(args) -> int:
     extra = {}
     if args.trajectory_offsets is not None:
         extra["trajectory_offsets"] = None if args.trajectory_offsets == "none" else args.trajectory_offsets
+    if args.params is not None:
+        extra["params"] = tuple(g.strip() for g in args.params.split(",") if g.strip())
+    if args.export is not None:
+        extra["export"] = args.export
     try:
         run_calibrate_cli(args.logs, args.scene, args.out, qpos=args.qpos, qvel=args.qvel, ctrl=args.ctrl,
                           time=args.time, epochs=args.epochs, val=args.val, test=args.test, seed=args.seed,
-                          resume=args.resume, overwrite=args.overwrite, device=args.device or "cpu", **extra)
+                          resume=args.resume, overwrite=args.overwrite, device=args.device or "cpu",
+                          limit_law=args.limit_law, **extra)
     except (OSError, ValueError) as e:  # bad logs, scene, output folder or saved state, named in the message
         print(f"hybridwam: error: {e}", file=sys.stderr)
         return 2
@@ -321,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trajectory-offsets", default=None, choices=("qpos", "none"),
                    help="fit a constant joint-angle offset per training run (default: detected)")
     s.add_argument("--device", type=_device, default=None, help="cpu or cuda[:N] (default: cpu)")
+    s.add_argument("--params", default=None, metavar="GROUPS",
+                   help="comma-separated parameter groups to identify (default: mass,armature,damping,coulomb,"
+                        "motor_offset; also inertia, frictionloss, gain)")
+    s.add_argument("--limit-law", default="compliant", choices=("compliant", "mujoco"),
+                   help="law of joint limits and dry friction (hw.load_model's limit_law; default: compliant)")
+    s.add_argument("--export", default=None, metavar="FILE.xml",
+                   help="write the identified physics into a copy of the scene's MJCF (MuJoCo runs it; the "
+                        "parameter groups must have MuJoCo counterparts: frictionloss, not coulomb)")
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("optimize", help="optimise a task's actions (YAML config or shipped task name)")

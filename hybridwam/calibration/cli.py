@@ -33,7 +33,7 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
                       preset: str | None = "auto", val=None, test=None, epochs: int | None = None,
                       device: str | None = "cpu", dtype: str = "float32", seed: int = 0, resume: bool = False,
                       overwrite: bool = False, hidden=(64, 64), mode: str = "force", progress: bool = True,
-                      print_fn=print, **settings):
+                      print_fn=print, limit_law: str = "compliant", **settings):
     """Load logs, build the world for ``scene``, calibrate, write everything to ``out``; returns the
     CalibrationReport (and prints its table with ``print_fn``).
 
@@ -43,7 +43,8 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
     hw.calibrate applies its settings, exactly as for a caller of the API) or the default names
     qpos*/qvel*/ctrl* are used. ``val`` / ``test``: trajectory names (comma-separated), counts or fractions for
     ``Logs.split``. Remaining keyword arguments are calibrate settings (``CalibrationConfig``), e.g.
-    ``identify_epochs``, ``trajectory_offsets``. ``resume`` / ``overwrite``: see :func:`calibrate`
+    ``identify_epochs``, ``trajectory_offsets``, ``params``, ``export`` (see :func:`calibrate`).
+    ``limit_law``: hw.load_model's (joint limits and dry friction). ``resume`` / ``overwrite``: see :func:`calibrate`
     (a folder that is not empty needs one of them). Errors about the input (missing files or columns,
     bad logs, unknown scene, an output folder in use, a damaged training state) are raised as
     ValueError / OSError subclasses.
@@ -67,7 +68,7 @@ def run_calibrate_cli(logs, scene: str, out: str, *, qpos=None, qvel=None, ctrl=
         print_fn = None                               # one process reports
     files = _expand_paths(logs)
     columns = {k: _cols(v) for k, v in (("qpos", qpos), ("qvel", qvel), ("ctrl", ctrl)) if v is not None}
-    model = load_model(scene, device=device, dtype=dtype)
+    model = load_model(scene, device=device, dtype=dtype, limit_law=limit_law)
     data = load_logs(files, **columns, time=time, model=model, layout=preset)
     chosen = data.info.get("layout")
     world = HybridModel(Physics(model), Residual(model, hidden=tuple(hidden), mode=mode))

@@ -183,6 +183,7 @@ class CalibrationReport:
     #: (calibration.uncertainty.ParameterUncertainty.to_dict())
     uncertainty: dict = field(default_factory=dict)
     processes: int = 1        # data-parallel processes (torch.distributed world size) of the last call
+    export: str | None = None  # the MJCF the identified physics was exported to (calibrate(export=...))
     neural: object = None     # the trained NeuralModel baseline (not serialised)
 
     def rmse(self, model: str, split: str = "test", kind: str = "rmse_k") -> float:
@@ -829,7 +830,7 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
               out: str | None = None, resume: bool = False, overwrite: bool = False, epochs: int | None = None,
               seed: int = 0, split: dict | None = None, progress: bool = True, callback=None,
               max_epochs: int | None = None, plots: bool = True, num_threads: int | None = 1,
-              distributed: bool | None = None, **settings) -> CalibrationReport:
+              distributed: bool | None = None, export: str | None = None, **settings) -> CalibrationReport:
     """Fit ``world``'s physical parameters and residual to ``logs``; returns a CalibrationReport.
 
     ``logs``: the training logs when ``val`` (and optionally ``test``) are given, else all logs, split
@@ -858,17 +859,35 @@ def calibrate(world: HybridModel, logs: Logs, *, val: Logs | None = None, test: 
     read); a restarted torchrun attempt resumes from it. ``distributed``: None (that), True (the
     same, but one process is an error) or False (one process, ignoring torchrun's environment).
     ``callback`` runs on every rank (``info["rank"]``).
+
+    ``export``: a file path: the identified physics (the world's Physics parameters, without the
+    residual) written into a copy of the model's MJCF when the run completes
+    (calibration/export.export_mjcf, through mujoco.MjSpec; rank 0 writes), in ``report.export``.
+    It raises before any training when a chosen parameter group has no MuJoCo counterpart
+    (``coulomb``: identify ``frictionloss`` instead).
     """
     from .distributed import setup
+
+    if export is not None:
+        groups = settings.get("params", DEFAULT_GROUPS)
+        if "coulomb" in groups:
+            raise ValueError("calibrate(export=...): the parameter group 'coulomb' (hybridwam's smooth tanh friction) "
+                             "has no MuJoCo counterpart; choose params without it, e.g. with 'frictionloss' "
+                             "(MuJoCo's dry friction; load the model with limit_law='mujoco')")
 
     threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
     dist = setup(distributed, world.model.device)
     try:
-        return _calibrate(world, logs, val=val, test=test, out=out, resume=resume, overwrite=overwrite,
-                          epochs=epochs, seed=seed, split=split, progress=progress, callback=callback,
-                          max_epochs=max_epochs, plots=plots, dist=dist, **settings)
+        report = _calibrate(world, logs, val=val, test=test, out=out, resume=resume, overwrite=overwrite,
+                            epochs=epochs, seed=seed, split=split, progress=progress, callback=callback,
+                            max_epochs=max_epochs, plots=plots, dist=dist, **settings)
+        if export is not None and report.complete:
+            from .export import export_mjcf
+
+            report.export = dist.on_main(export_mjcf, world.model, export) or export
+        return report
     finally:
         dist.close()
         torch.set_num_threads(threads)

@@ -8,6 +8,9 @@ Groups (names accepted by ``calibrate(params=...)``):
 - ``armature``: rotor / reflected inertia per dof, ``exp(theta)`` (kg m^2)
 - ``damping``: viscous friction per dof, ``exp(theta)`` (N m s)
 - ``coulomb``: smooth Coulomb friction per dof (``dof_coulomb``), ``exp(theta)`` (N m)
+- ``frictionloss``: MuJoCo's dry friction per dof that has it in the MJCF (``dof_frictionloss``),
+  ``exp(theta)`` (N m); with ``limit_law="mujoco"`` stepped as MuJoCo does, so that the export
+  (calibration/export.py) runs the same physics in MuJoCo
 - ``motor_offset``: constant torque offset per actuator (``actuator_bias[:, 0]``), linear (N m)
 - ``gain``: actuator gain per actuator, ``gain_nominal * exp(theta)``
 
@@ -23,10 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-GROUPS = ("mass", "inertia", "armature", "damping", "coulomb", "motor_offset", "gain")
+GROUPS = ("mass", "inertia", "armature", "damping", "coulomb", "frictionloss", "motor_offset", "gain")
 DEFAULT_GROUPS = ("mass", "armature", "damping", "coulomb", "motor_offset")
 #: starting value for log-parametrised quantities whose nominal value is zero or tiny (SI units)
-DEFAULT_FLOOR = {"armature": 1e-6, "damping": 1e-3, "coulomb": 1e-2}
+DEFAULT_FLOOR = {"armature": 1e-6, "damping": 1e-3, "coulomb": 1e-2, "frictionloss": 1e-2}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ class PhysicalParameters:
                 for d in range(mj.nv):
                     nom = float(self.nominal[key][d])
                     entries.append(Entry(g, key, (d,), "abs", nom, f"{g}[{dname[d]}]"))
+            elif g == "frictionloss":
+                dofs = [d for d in range(mj.nv) if model.structure.dof_frictionloss[d]]
+                if not dofs:
+                    raise ValueError("parameter group 'frictionloss': no joint of the model has a frictionloss in "
+                                     "its MJCF (dofs without one get no friction code); give the joints to "
+                                     "identify a small one, e.g. frictionloss=\"0.01\"")
+                entries += [Entry(g, "dof_frictionloss", (d,), "abs", float(self.nominal["dof_frictionloss"][d]),
+                                  f"frictionloss[{dname[d]}]") for d in dofs]
             elif g == "motor_offset":
                 entries += [Entry(g, "actuator_bias", (a, 0), "lin", float(self.nominal["actuator_bias"][a, 0]),
                                   f"motor_offset[{aname[a]}]") for a in range(mj.nu)]
