@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .benchmodels import model_xml
+from .benchmodels import model_options, model_xml
 from .parallel import resolve_threads
 from .peers import PEERS, default_peers
 
 #: Scenes the suite's ``step`` benchmark runs on (the pusher with contacts, the others without;
-#: chain:24, tree and hand, with tendons, are written models of hybridwam.benchmodels, run by the looped engine).
-SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree", "tree:contact", "hand")
+#: chain:24, tree, hand (tendons) and linkage (MuJoCo's limits, dry friction and equality constraints) are
+#: written models of hybridwam.benchmodels, run by the looped engine).
+SUITE_STEP_SCENES = ("acrobot", "cartpole", "pendulum", "pusher", "chain:24", "tree", "tree:contact", "hand",
+                     "linkage")
 DEFAULT_OUT = os.path.join("hybridwam_out", "bench")
 #: Untimed pause before each timed run, so idle worker threads of the other side (torch's OpenMP
 #: pool spins for a while after each parallel op) have gone to sleep and do not steal its cores.
@@ -192,7 +194,7 @@ def bench_step(scene: str = "acrobot", batch: int = 1024, steps: int = 100, repe
 
     if batch < 1 or steps < 1 or repeat < 1:
         raise ValueError("batch, steps and repeat must be positive")
-    model = load_model(model_xml(scene), device=device)
+    model = load_model(model_xml(scene), device=device, **model_options(scene))
     # no finite check: a world that diverges is counted and reported in the row (diverged_worlds)
     # instead of stopping the benchmark; MuJoCo's rollout does not check either
     physics = Physics(model, verbose=False, threads=threads, check_finite=False)
@@ -319,7 +321,7 @@ def bench_calls(scene: str = "acrobot", batch: int = 64, calls: int = 200, repea
 
     if batch < 1 or calls < 1 or repeat < 1:
         raise ValueError("batch, calls and repeat must be positive")
-    model = load_model(model_xml(scene), device=device)
+    model = load_model(model_xml(scene), device=device, **model_options(scene))
     physics = Physics(model, verbose=False)
     world = physics if hybrid is None else hybrid_world(physics, tuple(hybrid), seed)
     captured = world.capture(batch, 1)
@@ -531,7 +533,7 @@ def bench_grad(scene: str = "acrobot", batch: int = 256, horizon: int = 100, rep
 
     import hybridwam as hw
 
-    model = hw.load_model(model_xml(scene), device=device, dtype=dtype)
+    model = hw.load_model(model_xml(scene), device=device, dtype=dtype, **model_options(scene))
     phys = hw.Physics(model, verbose=False)
     m = model.mj
     fdt = model.dtype
@@ -619,7 +621,7 @@ def bench_grad_hybrid(scene: str = "double_pendulum", batch: int = 1, horizon: i
 
     from .hybrid import step_rollout
 
-    model = hw.load_model(model_xml(scene), device=device)
+    model = hw.load_model(model_xml(scene), device=device, **model_options(scene))
     phys = hw.Physics(model, verbose=False)
     world = hybrid_world(phys, tuple(hidden), seed)
     g = torch.Generator().manual_seed(seed)
@@ -766,7 +768,7 @@ def _step_run(args) -> list[dict]:
 SUITE_STEP_HYBRID = ("acrobot", "double_pendulum")
 SUITE_HYBRID_HIDDEN = (64, 64)
 #: Suite scenes timed without peers: Newton's CPU Featherstone takes many minutes on them.
-SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact", "hand")
+SUITE_STEP_NO_PEERS = ("chain:24", "tree", "tree:contact", "hand", "linkage")
 
 
 def _step_suite(args) -> list[dict]:

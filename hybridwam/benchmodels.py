@@ -97,8 +97,52 @@ def hand_xml() -> str:
             f'</spatial>{tendons}</tendon><actuator>{acts}</actuator></mujoco>')
 
 
+def linkage_xml() -> str:
+    """An arm with a closed linkage and a coupled gripper, 9 dofs, every constraint kind MuJoCo's
+    law (limit_law "mujoco") simulates: shoulder and elbow hinges with limits, damping and dry
+    friction, a four-bar at the wrist (three hinges, a connect closing it to the forearm), two
+    fingers coupled by a joint equality (one limited), a slide held at its reference by another;
+    motors on the shoulder, elbow, crank and finger. No contacts."""
+    g = 'contype="0" conaffinity="0"'
+    return ('<mujoco model="linkage"><option timestep="0.002"/><default><joint damping="0.05"/></default>'
+            '<worldbody><body pos="0 0 1">'
+            '<joint name="shoulder" type="hinge" axis="0 1 0" range="-90 90" damping="0.5" frictionloss="0.1"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.04" mass="1.5" {g}/>'
+            '<body name="forearm" pos="0.3 0 0">'
+            '<joint name="elbow" type="hinge" axis="0 1 0" range="-120 120" damping="0.3" frictionloss="0.05"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="1" {g}/>'
+            '<body name="crank" pos="0.3 0 0"><joint name="crank" type="hinge" axis="0 1 0"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.06 0 0" size="0.01" mass="0.1" {g}/>'
+            '<body pos="0.06 0 0"><joint name="coupler" type="hinge" axis="0 1 0"/>'
+            f'<geom type="capsule" fromto="0 0 0 0.02 0 0.08" size="0.01" mass="0.1" {g}/>'
+            '<body name="rocker" pos="0.02 0 0.08"><joint name="rocker" type="hinge" axis="0 1 0"/>'
+            f'<geom type="capsule" fromto="0 0 0 -0.06 0 -0.07" size="0.01" mass="0.1" {g}/>'
+            '<body name="palm" pos="-0.06 0 -0.07"><joint name="slide" type="slide" axis="1 0 0"/>'
+            f'<geom type="box" size="0.03 0.04 0.01" mass="0.2" {g}/>'
+            '<body pos="0.02 0 0"><joint name="f1" type="hinge" axis="0 1 0" range="-30 40"/>'
+            f'<geom type="capsule" fromto="0 0 0 0 0 -0.06" size="0.006" mass="0.03" {g}/></body>'
+            '<body pos="-0.02 0 0"><joint name="f2" type="hinge" axis="0 1 0"/>'
+            f'<geom type="capsule" fromto="0 0 0 0 0 -0.06" size="0.006" mass="0.03" {g}/></body>'
+            '</body></body></body></body></body></body></worldbody>'
+            '<equality><connect body1="rocker" body2="forearm" anchor="-0.06 0 -0.07"/>'
+            '<joint joint1="f2" joint2="f1" polycoef="0 -1 0 0 0"/><joint joint1="slide" polycoef="0 0 0 0 0"/>'
+            '</equality><actuator><motor joint="shoulder" gear="10" ctrlrange="-1 1"/>'
+            '<motor joint="elbow" gear="5" ctrlrange="-1 1"/><motor joint="crank" gear="0.5" ctrlrange="-1 1"/>'
+            '<motor joint="f1" gear="0.1" ctrlrange="-1 1"/></actuator></mujoco>')
+
+
+#: load_model options a benchmark model needs (its constraints are MuJoCo's soft constraints)
+MODEL_OPTIONS = {"linkage": {"limit_law": "mujoco"}}
+
+
+def model_options(name: str) -> dict:
+    """hw.load_model keyword arguments for a benchmark model name (empty for scenes and files)."""
+    return dict(MODEL_OPTIONS.get(name, {}))
+
+
 def model_xml(name: str) -> str:
-    """MJCF text of a benchmark model name (``chain:N``, ``tree``, ``hand``), or ``name`` unchanged."""
+    """MJCF text of a benchmark model name (``chain:N``, ``tree``, ``hand``, ``linkage``), or ``name``
+    unchanged."""
     if name.startswith("chain:"):
         try:
             n = int(name.split(":", 1)[1])
@@ -111,4 +155,6 @@ def model_xml(name: str) -> str:
         return tree_xml(contacts=name == "tree:contact")
     if name == "hand":
         return hand_xml()
+    if name == "linkage":
+        return linkage_xml()
     return name

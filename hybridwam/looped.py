@@ -18,7 +18,7 @@ import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
-from .types import CYLINDER, ELLIPSOID, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
+from .types import CYLINDER, ELLIPSOID, EQ_ROWS, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -43,7 +43,7 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     mj = s.limit_law == "mujoco"  # MuJoCo's soft constraints replace hybridwam's limits and dry friction
-    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss))
+    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq))
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
                         tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows)
@@ -144,6 +144,10 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "ten_actlimited": arr(s.tendon_actfrclimited),
         "act_site": arr([a for a, _ in s.act_site] or [-1] * mj.nu),
         "act_refsite": arr([r for _, r in s.act_site] or [-1] * mj.nu),
+        "neq": len(s.eq), "eq_type": arr([t for t, _, _ in s.eq]), "eq_obj1": arr([a for _, a, _ in s.eq]),
+        "eq_obj2": arr([b for _, _, b in s.eq]),
+        "eq_rowadr": arr(np.cumsum([0, *(EQ_ROWS[t] for t, _, _ in s.eq)])[:-1]),
+        "nerow": sum(EQ_ROWS[t] for t, _, _ in s.eq),
     }
 
 
@@ -215,7 +219,9 @@ class LoopedEngine:
              "nten": max(m.ntendon, 1) if self.features.tendon else 1,
              "ntennv": max(m.ntendon * m.nv, 1) if self.features.tendon else 1,
              "nsitev": m.nv if self.features.site else 1,
-             "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1}
+             "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1,
+             "nerow": max(int(self._tree_np["nerow"]), 1), "nerownv": max(int(self._tree_np["nerow"]) * m.nv, 1),
+             "nerow2": max(int(self._tree_np["nerow"]) ** 2, 1)}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

@@ -15,6 +15,8 @@ import torch
 
 from .types import (
     BALL,
+    EQ_CONNECT,
+    EQ_SIMULATED,
     FREE,
     HINGE,
     LIMIT_LAWS,
@@ -167,8 +169,10 @@ def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str
     return out
 
 
-def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None) -> list[str]:
-    """Every element of ``m`` that hybridwam cannot simulate exactly, by name."""
+def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None,
+                         limit_law: str = "compliant") -> list[str]:
+    """Every element of ``m`` that hybridwam cannot simulate exactly, by name (``limit_law``:
+    load_model's; equality constraints need "mujoco")."""
     O = mujoco.mjtObj
     out: list[str] = []
     I = mujoco.mjtIntegrator
@@ -178,7 +182,15 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
     for i in range(m.ntendon):
         out += tendon_violations(m, i, fast)
     for i in range(m.neq):
-        out.append(_name(m, O.mjOBJ_EQUALITY, i, "equality constraint"))
+        name, typ = _name(m, O.mjOBJ_EQUALITY, i, "equality constraint"), int(m.eq_type[i])
+        if typ not in EQ_SIMULATED:
+            out.append(f"{name} of type {mujoco.mjtEq(typ).name[5:].lower()} (simulated: "
+                       f"{', '.join(EQ_SIMULATED.values())})")
+        elif typ == EQ_CONNECT and int(m.eq_objtype[i]) != int(O.mjOBJ_BODY):
+            out.append(f"{name}: a connect between sites (simulated: between bodies)")
+        elif limit_law != "mujoco" and m.eq_active0[i]:
+            out.append(f"{name} with limit_law 'compliant' (equality constraints are MuJoCo's soft constraints: "
+                       "load the model with limit_law='mujoco')")
     for i in range(getattr(m, "nflex", 0)):
         out.append(_name(m, O.mjOBJ_FLEX, i, "flex"))
     if getattr(m, "nplugin", 0):
@@ -581,6 +593,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
         limit_law=limit_law,
+        eq=tuple((int(m.eq_type[i]), int(m.eq_obj1id[i]), int(m.eq_obj2id[i])) for i in range(m.neq)
+                 if m.eq_active0[i] and int(m.eq_type[i]) in EQ_SIMULATED),
     )
 
 
@@ -676,6 +690,12 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "dof_solref": nz(m.dof_solref, (-1, 2)),
         "dof_solimp": nz(m.dof_solimp, (-1, 5)),
         "dof_invweight0": nz(m.dof_invweight0, (-1,)),
+        "body_invweight0": nz(m.body_invweight0[:, 0], (-1,)),
+        "eq_solref": nz(m.eq_solref, (-1, 2)),
+        "eq_solimp": nz(m.eq_solimp, (-1, 5)),
+        "eq_polycoef": nz(m.eq_data[:, 0:5], (-1, 5)),
+        "eq_anchor1": nz(m.eq_data[:, 0:3], (-1, 3)),
+        "eq_anchor2": nz(m.eq_data[:, 3:6], (-1, 3)),
         "geom_pos": nz(m.geom_pos, (-1, 3)),
         "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
         "geom_size": nz(m.geom_size, (-1, 3)),
@@ -721,7 +741,7 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     else:
         m, source, xml = _compile(str(path_or_xml))
     pairs = contact_pairs(m)  # filtered once; the hulls, structure and parameters all use them
-    bad = unsupported_features(m, pairs)
+    bad = unsupported_features(m, pairs, limit_law)
     if bad:
         raise UnsupportedFeatureError(source, bad)
     tdtype = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,

@@ -40,6 +40,13 @@ TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
 TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
 TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss", "armature", "limited")
 
+# Equality constraint types, as MuJoCo's mjtEq: those kernels/limits.py simulates (as MuJoCo's
+# soft constraints, with limit_law "mujoco"); the loader refuses others by name
+EQ_CONNECT, EQ_JOINT = 0, 2
+EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_JOINT: "joint"}
+#: constraint rows per simulated equality constraint
+EQ_ROWS = {EQ_CONNECT: 3, EQ_JOINT: 1}
+
 #: the laws of joint limits and dry friction (Structure.limit_law)
 LIMIT_LAWS = ("compliant", "mujoco")
 
@@ -80,6 +87,12 @@ PARAM_SPEC = (
     ("dof_solref", "V2"),
     ("dof_solimp", "V5"),
     ("dof_invweight0", "T"),
+    ("body_invweight0", "T"),
+    ("eq_solref", "V2"),
+    ("eq_solimp", "V5"),
+    ("eq_polycoef", "V5"),
+    ("eq_anchor1", "V3"),
+    ("eq_anchor2", "V3"),
     ("geom_pos", "V3"),
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
@@ -173,6 +186,9 @@ class Structure:
     #: constraints: solref / solimp impedance, reference acceleration, rows coupled through M^-1,
     #: kernels/limits.py; the looped engine only)
     limit_law: str = "compliant"
+    #: active equality constraints (type, obj1, obj2) of EQ_SIMULATED kinds: joints for joint
+    #: (obj2 -1: none), bodies for connect (limit_law "mujoco", kernels/limits.py)
+    eq: tuple[tuple[int, int, int], ...] = ()
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()
@@ -220,6 +236,13 @@ PARAM_UNITS = {
     "dof_solref": ("s, 1 (or stiffness, damping where negative)", "MuJoCo's solreffriction of the dry friction "
                    "(limit_law='mujoco') [nv, 2]"),
     "dof_solimp": ("1, 1, rad or m, 1, 1", "MuJoCo's solimpfriction (limit_law='mujoco') [nv, 5]"),
+    "body_invweight0": ("1/kg", "MuJoCo's body_invweight0[:, 0]: a body's translational inverse inertia at qpos0, "
+                        "the connect constraints' diagonal approximation [nbody]"),
+    "eq_solref": ("s, 1 (or stiffness, damping where negative)", "equality constraints' solref [neq, 2]"),
+    "eq_solimp": ("1, 1, m or rad, 1, 1", "equality constraints' solimp [neq, 5]"),
+    "eq_polycoef": ("rad or m per power", "joint equality: joint1 - ref1 = sum_k c_k (joint2 - ref2)^k [neq, 5]"),
+    "eq_anchor1": ("m", "connect: the anchor in body1's frame [neq, 3]"),
+    "eq_anchor2": ("m", "connect: the same point in body2's frame at qpos0 [neq, 3]"),
     "dof_invweight0": ("1/(kg m^2) or 1/kg", "MuJoCo's dof_invweight0: the constraint rows' diagonal approximation "
                        "of the inverse inertia, at qpos0 (limit_law='mujoco') [nv]"),
     "geom_pos": ("m", "geom position in its body [ngeom, 3]"),

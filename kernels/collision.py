@@ -421,7 +421,7 @@ def make(T, features=NO_FEATURES):
     FRICTION = features.friction
     NSOLVE = features.nsolve
     MJC = features.mjlimits
-    row_force = _limits.make(T)["row_force"]
+    row_force, equality_force = _limits.make(T)["row_force"], _limits.make(T)["equality_force"]
 
     @stored
     @wp.func
@@ -630,7 +630,7 @@ def make(T, features=NO_FEATURES):
                     jf, ja = joint_friction(v, vp, p.dof_frictionloss[i], p.dof_meff[i], p.contact_eps[0], h)
             if wp.static(MJC):
                 if slot == 1:  # the soft constraints' force from the constraint solver (kernels/limits.py)
-                    jf = row_force(s, w, i, s0.qacc[w, i])
+                    jf = row_force(s, w, i, s0.qacc[w, i]) + s.efq[w, i]
                     s.qfrc_constraint[w, i] = jf
             s.ja[w, i] = ja
             s.qts[w, i] = s.qt[w, i] + fc + jf
@@ -647,6 +647,9 @@ def make(T, features=NO_FEATURES):
         if wp.static(CONTACT):
             contact_law(w, slot, tree, p, s, s0, h)
             body_actions(w, tree, p, s)
+        if wp.static(MJC):
+            if slot == 1:
+                equality_force(w, tree, s, s0)
         solve_inputs(w, slot, qvel, t, tree, p, s, s0, h)
         if wp.static(NSOLVE == 2):
             if slot == 1:

@@ -78,7 +78,8 @@ def build(T, features=NO_FEATURES, group=1):
     solve, solve_adjoint = sv["solve"], sv["solve_adjoint"]
     # the first solve: with MuJoCo's soft constraints the constraint solver's (kernels/limits.py)
     solve0, solve0_adjoint = sv.get("solve_rows", solve), sv.get("solve_rows_adjoint", solve_adjoint)
-    joint_limits, constraint_rows = _limits.make(T)["joint_limits"], _limits.make(T)["constraint_rows"]
+    lim = _limits.make(T)
+    joint_limits, constraint_rows, equality_rows = lim["joint_limits"], lim["constraint_rows"], lim["equality_rows"]
     col = _collision.make(T, features)
     geom_poses, narrow_phase, assemble = col["geom_poses"], col["narrow_phase"], col["assemble"]
     N = _residual.net_type(T)
@@ -269,6 +270,8 @@ def build(T, features=NO_FEATURES, group=1):
             if wp.static(MJC):
                 constraint_rows(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.jnt_solref, p.jnt_solimp,
                                 p.dof_frictionloss, p.dof_solref, p.dof_solimp, p.dof_invweight0, h)
+                equality_rows(w, qpos, qvel, t, tree, s, p.qpos0, p.dof_invweight0, p.body_invweight0, p.eq_solref,
+                              p.eq_solimp, p.eq_polycoef, p.eq_anchor1, p.eq_anchor2, h)
             else:
                 joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                              p.jnt_limit_damping, p.contact_tau[0], h)

@@ -25,11 +25,11 @@ mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of tw
 """
 import warp as wp
 
-from ..types import HINGE, SLIDE
+from ..types import EQ_JOINT, HINGE, SLIDE
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
 
-_HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
+_HINGE, _SLIDE, _EQ_JOINT = wp.constant(HINGE), wp.constant(SLIDE), wp.constant(EQ_JOINT)
 #: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
 MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
 #: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
@@ -40,8 +40,8 @@ INACTIVE, QUADRATIC, PLUS, MINUS = 0.0, 1.0, 2.0, 3.0
 def make(T):
     a = aliases(T)
     S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
-    V5 = a["V5"]
-    V2A, V5A = wp.array(dtype=V2), wp.array(dtype=V5)
+    V3, V5 = a["V3"], a["V5"]
+    V2A, V3A, V5A = wp.array(dtype=V2), wp.array(dtype=V3), wp.array(dtype=V5)
     lo, hi, eps = T(MINIMP), T(MAXIMP), T(MINVAL)
 
     @stored
@@ -144,6 +144,99 @@ def make(T):
             s.rowF[w, 3 * d + 2] = fl
 
     @wp.func
+    def point_bias(w: int, s: S, b: int, pt: V3):
+        """The acceleration of body b's point at ``pt`` at zero qacc, without gravity (the
+        velocity-product term MuJoCo's mj_Jdotv subtracts from a connect's aref): the body's
+        spatial bias acceleration (caw, cav) at the point plus omega x its velocity there."""
+        r = pt - s.xp[w, b]
+        om = s.cvw[w, b]
+        return s.cav[w, b] + wp.cross(s.caw[w, b], r) + wp.cross(om, s.cvv[w, b] + wp.cross(om, r))
+
+    @wp.func
+    def add_point_jacobian(w: int, tree: Tree, s: S, b: int, pt: V3, row: int, sign: T):
+        """sign times the Jacobian of body b's point at ``pt`` (3 rows from ``row``) added into s.eJ."""
+        d = tree.body_lastdof[b]
+        if d >= 0:
+            for k in range(tree.anc_num[d]):
+                i = tree.anc[tree.anc_adr[d] + k]
+                col = s.cdv[w, i] + wp.cross(s.cdw[w, i], pt - s.xp[w, tree.dof_body[i]])
+                for e in range(3):
+                    wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
+
+    @stored
+    @wp.func
+    def equality_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, qpos0: AT, dof_invweight0: AT,
+                      body_invweight0: AT, eq_solref: V2A, eq_solimp: V5A, eq_polycoef: V5A, eq_anchor1: V3A,
+                      eq_anchor2: V3A, h: T):
+        """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
+        a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
+        a connect's two body points together (3 rows: pos = p1 - p2, J the points' Jacobians'
+        difference, the impedance of |pos|, aref less the points' relative velocity-product
+        acceleration): into s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA."""
+        for r in range(tree.nerow * tree.nv):
+            s.eJ[w, r] = T(0.0)
+        for e in range(tree.neq):
+            ra = tree.eq_rowadr[e]
+            k, b = ref_coefficients(eq_solref[e], eq_solimp[e], h, tree.refsafe)
+            if tree.eq_type[e] == _EQ_JOINT:
+                j1 = tree.eq_obj1[e]
+                j2 = tree.eq_obj2[e]
+                d1 = tree.jnt_dofadr[j1]
+                a1 = tree.jnt_qposadr[j1]
+                c = eq_polycoef[e]
+                pos = qpos[w, t, a1] - qpos0[a1] - c[0]
+                vel = qvel[w, t, d1]
+                da = dof_invweight0[d1]
+                wp.atomic_add(s.eJ, w, ra * tree.nv + d1, T(1.0))
+                if j2 >= 0:
+                    d2 = tree.jnt_dofadr[j2]
+                    a2 = tree.jnt_qposadr[j2]
+                    x = qpos[w, t, a2] - qpos0[a2]
+                    pos = qpos[w, t, a1] - qpos0[a1] - (c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * c[4]))))
+                    der = c[1] + x * (T(2.0) * c[2] + x * (T(3.0) * c[3] + x * T(4.0) * c[4]))
+                    wp.atomic_add(s.eJ, w, ra * tree.nv + d2, -der)
+                    vel = vel - der * qvel[w, t, d2]
+                    da = da + dof_invweight0[d2]
+                imp = impedance(eq_solimp[e], pos)
+                s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
+                s.eA[w, ra] = -b * vel - k * imp * pos
+            else:
+                b1 = tree.eq_obj1[e]
+                b2 = tree.eq_obj2[e]
+                p1 = s.xp[w, b1] + wp.quat_rotate(s.xq[w, b1], eq_anchor1[e])
+                p2 = s.xp[w, b2] + wp.quat_rotate(s.xq[w, b2], eq_anchor2[e])
+                pv = p1 - p2
+                vv = (s.cvv[w, b1] + wp.cross(s.cvw[w, b1], p1 - s.xp[w, b1])
+                      - s.cvv[w, b2] - wp.cross(s.cvw[w, b2], p2 - s.xp[w, b2]))
+                jdv = point_bias(w, s, b1, p1) - point_bias(w, s, b2, p2)
+                add_point_jacobian(w, tree, s, b1, p1, ra, T(1.0))
+                add_point_jacobian(w, tree, s, b2, p2, ra, T(-1.0))
+                imp = impedance(eq_solimp[e], wp.length(pv))
+                dd = T(1.0) / wp.max((T(1.0) - imp) / imp * (body_invweight0[b1] + body_invweight0[b2]), eps)
+                for q in range(3):
+                    s.eD[w, ra + q] = dd
+                    s.eA[w, ra + q] = -b * vv[q] - k * imp * pv[q] - jdv[q]
+
+    @stored
+    @wp.func
+    def equality_force(w: int, tree: Tree, s: S, s0: S):
+        """The equality rows' generalized force (all quadratic) at the constraint solver's
+        acceleration s0.qacc into s.efq, through the rows' J qacc in s.ejar (atomic sums, read
+        after their last add: Warp's reverse mode follows them, not loop-carried locals)."""
+        nv = tree.nv
+        for r in range(tree.nerow):
+            s.ejar[w, r] = T(0.0)
+        for i in range(nv):
+            s.efq[w, i] = T(0.0)
+        for r in range(tree.nerow):
+            for q in range(nv):
+                wp.atomic_add(s.ejar, w, r, s.eJ[w, r * nv + q] * s0.qacc[w, q])
+        for r in range(tree.nerow):
+            fr = s.eD[w, r] * (s.eA[w, r] - s.ejar[w, r])
+            for i in range(nv):
+                wp.atomic_add(s.efq, w, i, s.eJ[w, r * nv + i] * fr)
+
+    @wp.func
     def row_sign(r: int):
         """The Jacobian entry of row r (+1, or -1 for an upper limit)."""
         return wp.where(r % 3 == 1, T(-1.0), T(1.0))
@@ -184,5 +277,5 @@ def make(T):
         return f
 
     out = dict(joint_limits=joint_limits, constraint_rows=constraint_rows, row_state=row_state, row_force=row_force,
-               row_sign=row_sign)
+               row_sign=row_sign, equality_rows=equality_rows, equality_force=equality_force)
     return out

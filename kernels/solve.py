@@ -192,7 +192,7 @@ def make(T, features=NO_FEATURES):
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 n += 1
-        return n
+        return n + tree.nerow
 
     @wp.func
     def row_system(w: int, tree: Tree, s: S):
@@ -217,15 +217,96 @@ def make(T, features=NO_FEATURES):
             s.crhs[w, i] = rhs
 
     @wp.func
+    def row_dot(s: S, w: int, r: int, nv: int, x: wp.array2d(dtype=T)):
+        """Equality row r's Jacobian times x[w]."""
+        v = T(0.0)
+        for i in range(nv):
+            v = v + s.eJ[w, r * nv + i] * x[w, i]
+        return v
+
+    @wp.func
+    def schur_solve(w: int, tree: Tree, s: S):
+        """s.elam = S^-1 s.ey with S's Cholesky factor in s.eS (lower triangle, row-major)."""
+        ne = tree.nerow
+        for r in range(ne):
+            v = s.ey[w, r]
+            for q in range(r):
+                v = v - s.eS[w, r * ne + q] * s.elam[w, q]
+            s.elam[w, r] = v / s.eS[w, r * ne + r]
+        for rr in range(ne):
+            r = ne - 1 - rr
+            v = s.elam[w, r]
+            for q in range(r + 1, ne):
+                v = v - s.eS[w, q * ne + r] * s.elam[w, q]
+            s.elam[w, r] = v / s.eS[w, r * ne + r]
+
+    @wp.func
+    def schur_factor(w: int, tree: Tree, p: P, s: S):
+        """The equality rows' K^-1 J^T (s.eZ, K the factored system of the diagonal rows) and the
+        Cholesky factor of S = 1/D + J K^-1 J^T (s.eS): (K + J^T D J)^-1 = K^-1 - Z^T S^-1 Z."""
+        ne = tree.nerow
+        nv = tree.nv
+        for r in range(ne):
+            for i in range(nv):
+                s.ecol[w, i] = s.eJ[w, r * nv + i]
+            substitute(w, tree, p, s, s.ecol, s.eout, 0)
+            for i in range(nv):
+                s.eZ[w, r * nv + i] = s.eout[w, i]
+        for r in range(ne):
+            for q in range(r + 1):
+                v = T(0.0)
+                for i in range(nv):
+                    v = v + s.eJ[w, r * nv + i] * s.eZ[w, q * nv + i]
+                if q == r:
+                    v = v + T(1.0) / s.eD[w, r]
+                for k in range(q):
+                    v = v - s.eS[w, r * ne + k] * s.eS[w, q * ne + k]
+                if q == r:
+                    s.eS[w, r * ne + r] = wp.sqrt(v)
+                else:
+                    s.eS[w, r * ne + q] = v / s.eS[w, q * ne + q]
+
+    @wp.func
+    def woodbury(w: int, tree: Tree, p: P, s: S, rhs: wp.array2d(dtype=T), out: wp.array2d(dtype=T), bias: int):
+        """out = (K + J^T D J)^-1 (rhs - bias) with the equality rows (after ``schur_factor``):
+        lambda = S^-1 J K^-1 rhs, then one substitution of rhs - J^T lambda (so that the
+        substitution's work arrays hold the bodies' motions of the result, as solve_adjoint reads)."""
+        ne = tree.nerow
+        nv = tree.nv
+        substitute(w, tree, p, s, rhs, out, bias)
+        if ne > 0:
+            for r in range(ne):
+                s.ey[w, r] = row_dot(s, w, r, nv, out)
+            schur_solve(w, tree, s)
+            for i in range(nv):
+                v = rhs[w, i]
+                for r in range(ne):
+                    v = v - s.eJ[w, r * nv + i] * s.elam[w, r]
+                s.ecol[w, i] = v
+            substitute(w, tree, p, s, s.ecol, out, bias)
+
+    @wp.func
     def newton_system(w: int, tree: Tree, p: P, s: S):
         """The minimiser of the cost's quadratic piece of the rows' states s.rowZ into s.ca (its
         factor in s), and s.cuf = M s.ca - qfrc_smooth there (from the system: the rows' share of
-        the right-hand side minus their D times the solution)."""
+        the right-hand side minus their D times the solution). Equality rows: always quadratic,
+        by Woodbury's identity on the factor (``schur_factor``)."""
         row_system(w, tree, s)
+        ne = tree.nerow
+        nv = tree.nv
+        for r in range(ne):
+            for i in range(nv):
+                s.crhs[w, i] = s.crhs[w, i] + s.eJ[w, r * nv + i] * s.eD[w, r] * s.eA[w, r]
         factor(w, tree, p, s, s.cdg)
-        substitute(w, tree, p, s, s.crhs, s.ca, 1)
-        for i in range(tree.nv):
+        if ne > 0:
+            schur_factor(w, tree, p, s)
+        woodbury(w, tree, p, s, s.crhs, s.ca, 1)
+        for i in range(nv):
             s.cuf[w, i] = (s.crhs[w, i] - s.qts[w, i]) - (s.cdg[w, i] - s.dg[w, i] + s.idg[w, i]) * s.ca[w, i]
+        for r in range(ne):
+            f = s.eD[w, r] * row_dot(s, w, r, nv, s.ca)
+            for i in range(nv):
+                s.cuf[w, i] = s.cuf[w, i] - s.eJ[w, r * nv + i] * f
 
     @wp.func
     def row_force_at(s: S, w: int, r: int, jar: T):
@@ -245,9 +326,14 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def line_slope(w: int, tree: Tree, s: S, al: T, pmp: T, pu: T):
-        """The cost's first and second derivative at s.qacc + al (s.ca - s.qacc) along that line."""
+        """The cost's first and second derivative at s.qacc + al (s.ca - s.qacc) along that line
+        (equality rows: jar and its rate along the line in s.ey, s.elam, from ``line_search``)."""
         d1 = al * pmp + pu
         d2 = pmp
+        for r in range(tree.nerow):
+            dj = s.elam[w, r]
+            d1 = d1 + dj * s.eD[w, r] * (s.ey[w, r] + al * dj)
+            d2 = d2 + s.eD[w, r] * dj * dj
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 i = r // 3
@@ -283,6 +369,9 @@ def make(T, features=NO_FEATURES):
             pv = s.ca[w, i] - s.qacc[w, i]
             pmp = pmp + pv * (s.cuf[w, i] - s.cu[w, i])
             pu = pu + pv * s.cu[w, i]
+        for r in range(tree.nerow):  # the equality rows' jar at the line's start and its rate along it
+            s.ey[w, r] = row_dot(s, w, r, tree.nv, s.qacc) - s.eA[w, r]
+            s.elam[w, r] = row_dot(s, w, r, tree.nv, s.ca) - row_dot(s, w, r, tree.nv, s.qacc)
         lo = T(0.0)
         hi = T(1.0e30)
         al = T(1.0)
@@ -346,15 +435,10 @@ def make(T, features=NO_FEATURES):
                 s.qacc[w, i] = s.ca[w, i]
 
     @wp.func
-    def solve_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
-        """Adjoint of ``solve`` (see the module's docstring), from sa.qacc (adj_x) into the adjoints
-        (accumulated) of everything the solve read: the right-hand side (qt or qts), diag (dg), the
-        bodies' cdof, own inertias, RNE wrenches, contact stiffness and link offsets, and gravity
-        (s.G). Uses the forward's factor and solution s.qacc; g goes into s.R2 and G_b into s.aw,
-        av (the substitution's work arrays), X_b into s.qaw, qav, the bodies' own and then subtree
-        wrenches I A + K X + f into s.swn, swf and momenta (I + K) G into s.spn, spf."""
+    def solve_adjoint_terms(w: int, tree: Tree, p: P, s: S, sa: S):
+        """``solve_adjoint``'s terms from g = (M + diag)^-1 adj_x in s.R2 and the bodies' motions
+        of g in s.aw, av (the substitution's work arrays, as the substitution that gave g left them)."""
         z = V3(T(0.0), T(0.0), T(0.0))
-        substitute(w, tree, p, s, sa.qacc, s.R2, 0)
         Gg = s.G[w, 0]
         adjG = z
         # root to leaves: X_b, each body's own wrench and momentum, the adjoints of its own terms
@@ -441,11 +525,34 @@ def make(T, features=NO_FEATURES):
                 sa.diag[w, i] = sa.diag[w, i] - g * s.qacc[w, i]
 
     @wp.func
+    def solve_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
+        """Adjoint of ``solve`` (see the module's docstring), from sa.qacc (adj_x) into the adjoints
+        (accumulated) of everything the solve read: the right-hand side (qt or qts), diag (dg), the
+        bodies' cdof, own inertias, RNE wrenches, contact stiffness and link offsets, and gravity
+        (s.G). Uses the forward's factor and solution s.qacc; g goes into s.R2 and G_b into s.aw,
+        av (the substitution's work arrays), X_b into s.qaw, qav, the bodies' own and then subtree
+        wrenches I A + K X + f into s.swn, swf and momenta (I + K) G into s.spn, spf."""
+        substitute(w, tree, p, s, sa.qacc, s.R2, 0)
+        solve_adjoint_terms(w, tree, p, s, sa)
+
+    @wp.func
     def solve_rows_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
         """Adjoint of ``solve_rows``: ``solve_adjoint`` in the rows' final states, then the
         adjoints of what the constraint solver's system adds to it (kernels/limits.py: the
-        rows' 1/R, aref and bounds, and the implicit share it leaves out)."""
-        solve_adjoint(w, tree, p, s, sa)
+        rows' 1/R, aref and bounds, and the implicit share it leaves out; the equality rows' 1/R,
+        aref and Jacobian: g = (K + J^T D J)^-1 adj_x by the forward's Woodbury factors)."""
+        woodbury(w, tree, p, s, sa.qacc, s.R2, 0)
+        solve_adjoint_terms(w, tree, p, s, sa)
+        ne = tree.nerow
+        nv = tree.nv
+        for r in range(ne):
+            jg = row_dot(s, w, r, nv, s.R2)
+            res = row_dot(s, w, r, nv, s.qacc) - s.eA[w, r]
+            dd = s.eD[w, r]
+            sa.eD[w, r] = sa.eD[w, r] - jg * res
+            sa.eA[w, r] = sa.eA[w, r] + dd * jg
+            for i in range(nv):
+                sa.eJ[w, r * nv + i] = sa.eJ[w, r * nv + i] - dd * (res * s.R2[w, i] + jg * s.qacc[w, i])
         if row_count(w, tree, s) > 0:
             for i in range(tree.nv):
                 g = s.R2[w, i]

@@ -108,6 +108,14 @@ class Tree:
     #: per actuator of a site transmission: its site and reference site (-1: none); -1 otherwise
     act_site: wp.array(dtype=int)
     act_refsite: wp.array(dtype=int)
+    #: active equality constraints (kernels/limits.py): their number, type (types.EQ_SIMULATED),
+    #: objects (joints, or bodies for connect; obj2 -1: none) and first row; rows in all
+    neq: int
+    eq_type: wp.array(dtype=int)
+    eq_obj1: wp.array(dtype=int)
+    eq_obj2: wp.array(dtype=int)
+    eq_rowadr: wp.array(dtype=int)
+    nerow: int
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
@@ -115,7 +123,8 @@ class Tree:
 #: (the residual's features and its layers' outputs; 1 without a residual), "nfluid" (nbody
 #: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
 #: tendons, else 1), "nsitev" (nv with site transmissions, else 1), "nrow" and "nvmj" (3 nv and nv
-#: with MuJoCo's soft constraints, else 1).
+#: with MuJoCo's soft constraints, else 1), "nerow", "nerownv", "nerow2" (the equality rows, times
+#: nv, squared; at least 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -158,6 +167,14 @@ SCRATCH = (
     ("idg", "T", "nvmj"), ("cdg", "T", "nvmj"), ("crhs", "T", "nvmj"),
     # the constraint solver's Newton point, M a - qfrc_smooth there and at the current point (kernels/solve.py)
     ("ca", "T", "nvmj"), ("cuf", "T", "nvmj"), ("cu", "T", "nvmj"),
+    # equality constraint rows: Jacobian [nerow, nv] row-major, 1/R, aref; the solve's K^-1 J^T
+    # [nerow, nv], the Schur complement 1/D + J K^-1 J^T [nerow, nerow] (its Cholesky factor in
+    # place), a column and its solution, the Schur system's right-hand side and solution
+    ("eJ", "T", "nerownv"), ("eD", "T", "nerow"), ("eA", "T", "nerow"), ("eZ", "T", "nerownv"),
+    ("eS", "T", "nerow2"), ("ecol", "T", "nvmj"), ("eout", "T", "nvmj"), ("ey", "T", "nerow"),
+    ("elam", "T", "nerow"),
+    # the second solve's equality force: the rows' J qacc and their generalized force (kernels/limits.py)
+    ("ejar", "T", "nerow"), ("efq", "T", "nvmj"),
     # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
     # (nact), its pre-activations (npre), their adjoints (ng) and the output
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),

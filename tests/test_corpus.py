@@ -64,6 +64,23 @@ def test_corpus_models_load_or_are_refused_by_name():
     print(f"\ncorpus: {len(loaded)} of {len(FILES)} models load: {', '.join(loaded)}")
 
 
+#: with MuJoCo's law (limit_law="mujoco"), also the connect models (their steps: tests/test_equality.py)
+LOADED_WITH_MUJOCO_LAW_AT_LEAST = LOADED_AT_LEAST | {"jdotv/connect_2d.xml", "jdotv/connect_3d.xml"}
+
+
+def test_corpus_models_load_with_mujocos_law():
+    loaded = []
+    for f in FILES:
+        rel = os.path.relpath(f, ROOT)
+        try:
+            hw.load_model(f, device="cpu", limit_law="mujoco")
+            loaded.append(rel)
+        except (hw.UnsupportedFeatureError, hw.ModelLoadError):
+            pass
+    assert LOADED_WITH_MUJOCO_LAW_AT_LEAST <= set(loaded), sorted(LOADED_WITH_MUJOCO_LAW_AT_LEAST - set(loaded))
+    print(f"\ncorpus with limit_law='mujoco': {len(loaded)} of {len(FILES)} models load")
+
+
 def _contact_free_step_matches_mujoco(path, rng):
     """The model at ``path`` with contacts disabled, one looped-engine step (float64) from 16
     random states inside its joint ranges with random controls against mj_step; returns the

@@ -1,0 +1,163 @@
+"""Equality constraints (MuJoCo's connect and joint, as soft constraints with their solref /
+solimp; ``limit_law="mujoco"``, kernels/limits.py): steps and 100-step rollouts against mj_step
+from violated states (Euler with implicit damping, implicitfast, RK4), with limits and dry
+friction in the same solve, MuJoCo's own connect test models, gradients against central
+differences, and what is refused."""
+from __future__ import annotations
+
+import os
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from conftest import assert_grads_match_central_differences, final_state_loss, mj_rollout, rel_err, to_torch
+
+import hybridwam as hw
+
+# a planar four-bar (a chain of three hinges whose tip a connect holds to a world point), a
+# parallel gripper's fingers coupled by a joint equality with a quadratic term (one finger limited,
+# with dry friction), a slide held at its reference by a one-joint equality, and a ball-jointed
+# pendulum whose tip a connect ties to the four-bar's coupler (a connect between two moving bodies)
+MODEL = """<mujoco><option timestep="{timestep}" integrator="{integrator}"/>
+  <default><geom contype="0" conaffinity="0"/><joint damping="{damping}"/></default>
+  <worldbody>
+    <body name="crank" pos="0 0 1">
+      <joint name="j1" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.2 0 0" size="0.02" mass="0.5"/>
+      <body name="coupler" pos="0.2 0 0">
+        <joint name="j2" type="hinge" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0.1 0 0.4" size="0.02" mass="0.7"/>
+        <body name="rocker" pos="0.1 0 0.4">
+          <joint name="j3" type="hinge" axis="0 1 0"/>
+          <geom type="capsule" fromto="0 0 0 0.3 0 -0.4" size="0.02" mass="0.6"/>
+        </body>
+      </body>
+    </body>
+    <body name="palm" pos="1 0 1">
+      <joint name="slide" type="slide" axis="1 0 0"/>
+      <geom type="box" size="0.05 0.05 0.02" mass="0.4"/>
+      <body name="f1" pos="0.03 0 0"><joint name="f1" type="hinge" axis="0 1 0" range="-0.4 0.6" frictionloss="0.02"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.1" size="0.01" mass="0.05"/></body>
+      <body name="f2" pos="-0.03 0 0"><joint name="f2" type="hinge" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.1" size="0.01" mass="0.05"/></body>
+    </body>
+    <body name="bob" pos="0.3 0.2 1.2">
+      <joint name="ball" type="ball"/>
+      <geom type="capsule" fromto="0 0 0 0 -0.2 0" size="0.02" mass="0.3"/>
+    </body>
+  </worldbody>
+  <equality>
+    <connect body1="rocker" body2="world" anchor="0.3 0 -0.4" solref="0.02 1"/>
+    <joint joint1="f2" joint2="f1" polycoef="0 -1 0.5 0 0" solimp="0.9 0.95 0.01 0.5 2"/>
+    <joint joint1="slide" polycoef="0 0 0 0 0" solref="0.05 0.7"/>
+    <connect body1="bob" body2="coupler" anchor="0 -0.2 0"/>
+  </equality>
+  <actuator><motor joint="j1"/><motor joint="f1" gear="0.2"/><motor joint="slide"/></actuator>
+</mujoco>"""
+INTEGRATORS = ("Euler", "implicitfast", "RK4")
+
+
+def exact(mj):
+    """MuJoCo's solver run to its optimum (tests/test_mj_limits.py: it stops at opt.tolerance)."""
+    mj.opt.tolerance = 1e-14
+    mj.opt.iterations = 1000
+    return mj
+
+
+def model(integrator="Euler", damping=0.05):
+    """The model; RK4 at a fifth of the step (at 5 ms MuJoCo's RK4 diverges on it within 30 ms,
+    as hybridwam's does: the stiff constraint rows are explicit in its stages)."""
+    return MODEL.format(integrator=integrator, damping=damping, timestep=0.001 if integrator == "RK4" else 0.005)
+
+
+def near_qpos0(mj, B, rng, scale=0.05):
+    """States around qpos0 (where the constraints hold): every equality violated a little."""
+    qpos = np.tile(mj.qpos0, (B, 1)) + rng.normal(0, scale, (B, mj.nq))
+    for j in range(mj.njnt):
+        if mj.jnt_type[j] in (mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_FREE):
+            a = mj.jnt_qposadr[j] + (3 if mj.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE else 0)
+            qpos[:, a:a + 4] /= np.linalg.norm(qpos[:, a:a + 4], axis=1, keepdims=True)
+    return qpos, rng.normal(0, 0.5, (B, mj.nv))
+
+
+@pytest.mark.parametrize("integrator", INTEGRATORS)
+def test_equality_constraints_step_like_mj_step(rng, integrator):
+    xml = model(integrator)
+    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
+    assert phys.engine == "looped"
+    B = 16
+    qpos, qvel = near_qpos0(mj, B, rng)
+    ctrl = rng.normal(0, 0.5, (B, 100, mj.nu))
+    d = mujoco.MjData(mj)
+    d.qpos[:], d.qvel[:] = qpos[0], qvel[0]
+    mujoco.mj_forward(mj, d)
+    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 8
+    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    one = rel_err(tr.qpos[:, 1], mq[:, 1]), rel_err(tr.qvel[:, 1], mv[:, 1])
+    assert max(one) <= 1e-10, one
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    assert max(err) <= 1e-8, err
+
+
+def test_constraint_forces_match_mj_forward(rng):
+    xml = model("RK4", damping=0.0)
+    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
+    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.1)
+    ctrl = rng.normal(0, 0.5, (8, mj.nu))
+    out = phys.forward(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
+    d = mujoco.MjData(mj)
+    for b in range(8):
+        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b]
+        mujoco.mj_forward(mj, d)
+        assert rel_err(out.qacc[b], d.qacc) <= 1e-9, (b, out.qacc[b], d.qacc)
+        assert rel_err(out.qfrc_constraint[b], d.qfrc_constraint) <= 1e-9
+
+
+@pytest.mark.parametrize("name", ["connect_2d.xml", "connect_3d.xml"])
+def test_mujocos_connect_models_step_like_mj_step(rng, name):
+    """MuJoCo Warp's test models of the connect's velocity-product term (jdotv; free and hinged
+    bodies), contact-free (MuJoCo's flag: the connected boxes touch), 100 steps."""
+    mjw = pytest.importorskip("mujoco_warp")
+    path = os.path.join(os.path.dirname(mjw.__file__), "test_data", "jdotv", name)
+    mj = exact(mujoco.MjModel.from_xml_path(path))
+    mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+    phys = hw.Physics(hw.load_model(mj, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
+    qpos, qvel = near_qpos0(mj, 8, rng)
+    qvel *= 4  # fast: the velocity-product term matters
+    ctrl = rng.normal(0, 0.5, (8, 100, mj.nu))
+    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    assert max(err) <= 1e-8, err
+
+
+@pytest.mark.parametrize("integrator", ["Euler", "RK4"])
+def test_gradients_through_equality_constraints_match_central_differences(integrator):
+    phys = hw.Physics(hw.load_model(model(integrator), device="cpu", dtype="float64", limit_law="mujoco"),
+                      verbose=False)
+    m = phys.model
+    qpos, qvel = near_qpos0(m.mj, 3, np.random.default_rng(5))
+    q0 = torch.tensor(qpos, requires_grad=True)
+    v0 = torch.tensor(qvel, requires_grad=True)
+    u = torch.tensor(np.random.default_rng(6).normal(0, 0.5, (3, 20, m.nu)), requires_grad=True)
+    loss = final_state_loss(phys, (q0, v0, u))
+    names = ["eq_solref", "eq_solimp", "eq_polycoef", "eq_anchor1", "eq_anchor2", "body_invweight0",
+             "dof_invweight0", "body_mass", "qpos0"]
+    checks = [(q0, (0, 0)), (q0, (1, 4)), (q0, (2, 7)), (v0, (0, 1)), (v0, (2, 8)), (u, (1, 5, 0)),
+              ("eq_solref", (0, 0)), ("eq_solref", (2, 1)), ("eq_solimp", (1, 1)), ("eq_polycoef", (1, 1)),
+              ("eq_polycoef", (1, 2)), ("eq_anchor1", (0, 0)), ("eq_anchor2", (3, 2)), ("body_invweight0", (3,)),
+              ("dof_invweight0", (4,)), ("body_mass", (2,)), ("qpos0", (3,))]
+    assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
+
+
+def test_equality_needs_mujocos_law_and_unsimulated_kinds_are_refused_by_name():
+    with pytest.raises(hw.UnsupportedFeatureError, match="limit_law='mujoco'"):
+        hw.load_model(model(), device="cpu")
+    weld = model().replace('<joint joint1="slide" polycoef="0 0 0 0 0" solref="0.05 0.7"/>',
+                           '<weld body1="palm" body2="world"/>')
+    with pytest.raises(hw.UnsupportedFeatureError, match="of type weld"):
+        hw.load_model(weld, device="cpu", limit_law="mujoco")
