@@ -218,6 +218,15 @@ def to_torch(x: np.ndarray, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype)
 
 
+def exact_solver(mj: mujoco.MjModel) -> mujoco.MjModel:
+    """``mj`` with MuJoCo's constraint solver run to its optimum: it stops at a relative
+    improvement of opt.tolerance (1e-8 by default, which leaves up to 3e-6 rad/s of a step's
+    velocity on tests/test_mj_limits.py's arm; MuJoCo's law here solves exactly)."""
+    mj.opt.tolerance = 1e-14
+    mj.opt.iterations = 1000
+    return mj
+
+
 def final_state_loss(phys, inputs, seed: int = 0):
     """A scalar loss of ``phys.rollout(*inputs)``: the final positions and velocities weighted by
     fixed random weights (float64), for gradient checks."""

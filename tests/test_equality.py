@@ -11,7 +11,14 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-from conftest import assert_grads_match_central_differences, final_state_loss, mj_rollout, rel_err, to_torch
+from conftest import (
+    assert_grads_match_central_differences,
+    exact_solver,
+    final_state_loss,
+    mj_rollout,
+    rel_err,
+    to_torch,
+)
 
 import hybridwam as hw
 
@@ -58,12 +65,6 @@ MODEL = """<mujoco><option timestep="{timestep}" integrator="{integrator}"/>
 INTEGRATORS = ("Euler", "implicitfast", "RK4")
 
 
-def exact(mj):
-    """MuJoCo's solver run to its optimum (tests/test_mj_limits.py: it stops at opt.tolerance)."""
-    mj.opt.tolerance = 1e-14
-    mj.opt.iterations = 1000
-    return mj
-
 
 def model(integrator="Euler", damping=0.05):
     """The model; RK4 at a fifth of the step (at 5 ms MuJoCo's RK4 diverges on it within 30 ms,
@@ -84,7 +85,7 @@ def near_qpos0(mj, B, rng, scale=0.05):
 @pytest.mark.parametrize("integrator", INTEGRATORS)
 def test_equality_constraints_step_like_mj_step(rng, integrator):
     xml = model(integrator)
-    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
     assert phys.engine == "looped"
     B = 16
@@ -104,7 +105,7 @@ def test_equality_constraints_step_like_mj_step(rng, integrator):
 
 def test_constraint_forces_match_mj_forward(rng):
     xml = model("RK4", damping=0.0)
-    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
     qpos, qvel = near_qpos0(mj, 8, rng, scale=0.1)
     ctrl = rng.normal(0, 0.5, (8, mj.nu))
@@ -123,7 +124,7 @@ def test_mujocos_connect_models_step_like_mj_step(rng, name):
     bodies), contact-free (MuJoCo's flag: the connected boxes touch), 100 steps."""
     mjw = pytest.importorskip("mujoco_warp")
     path = os.path.join(os.path.dirname(mjw.__file__), "test_data", "jdotv", name)
-    mj = exact(mujoco.MjModel.from_xml_path(path))
+    mj = exact_solver(mujoco.MjModel.from_xml_path(path))
     mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
     phys = hw.Physics(hw.load_model(mj, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
     qpos, qvel = near_qpos0(mj, 8, rng)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import (
     assert_grads_match_central_differences,
+    exact_solver,
     final_state_loss,
     mj_rollout,
     mj_step_batch,
@@ -64,14 +65,6 @@ def beyond_limits(mj, B, rng, spread=1.5):
     return qpos, qvel
 
 
-def exact(mj):
-    """MuJoCo's solver run to its optimum: it stops at a relative improvement of opt.tolerance
-    (1e-8 by default, which leaves up to 3e-6 rad/s of a step's velocity on this arm; the law
-    here solves exactly)."""
-    mj.opt.tolerance = 1e-14
-    mj.opt.iterations = 1000
-    return mj
-
 
 def physics(xml, dtype="float64"):
     return hw.Physics(hw.load_model(xml, device="cpu", dtype=dtype, limit_law="mujoco"), verbose=False)
@@ -80,7 +73,7 @@ def physics(xml, dtype="float64"):
 @pytest.mark.parametrize("integrator", INTEGRATORS)
 def test_step_and_rollout_from_beyond_the_limits_match_mj_step(rng, integrator):
     xml = arm(integrator)
-    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = physics(xml)
     assert phys.engine == "looped"
     B = 48
@@ -111,7 +104,7 @@ def test_constraint_solver_acceleration_matches_mj_forward(rng):
     """Without implicit terms (RK4's stages, no damping) the step's acceleration is the constraint
     solver's: equal to mj_forward's qacc, and M qacc - qfrc_smooth is its qfrc_constraint."""
     xml = arm("RK4", damping=0.0)
-    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = physics(xml)
     B = 32
     qpos, qvel = beyond_limits(mj, B, rng)
@@ -128,7 +121,7 @@ def test_constraint_solver_acceleration_matches_mj_forward(rng):
 
 def test_float32_step_matches_mj_step(rng):
     xml = arm("Euler")
-    mj = exact(mujoco.MjModel.from_xml_string(xml))
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = physics(xml, "float32")
     B = 64
     qpos, qvel = beyond_limits(mj, B, rng)
@@ -200,7 +193,7 @@ def test_models_written_by_others_step_like_mujoco_beyond_their_limits(rng, path
     (the widened ranges of ``beyond_limits``), 50 steps of random controls against mj_step."""
     mj = mujoco.MjModel.from_xml_path(path)
     mj.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
-    exact(mj)
+    exact_solver(mj)
     if not (mj.jnt_limited.any() or (mj.dof_frictionloss > 0).any()):
         pytest.skip("no limits or dry friction")
     phys = hw.Physics(hw.load_model(mj, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
