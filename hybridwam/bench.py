@@ -390,10 +390,12 @@ _LAWS = (("contact", "contact_pairs"), ("joint limits", "limited_joints"), ("fri
 
 
 def _law_counts(model) -> dict:
-    """How many contact pairs, limited joints and dry-friction dofs a model has (see _law_note)."""
+    """How many contact pairs, limited joints and dry-friction dofs a model has whose law is not
+    MuJoCo's (see _law_note: with limit_law "mujoco" limits and dry friction are MuJoCo's)."""
     st = model.structure
+    own = st.limit_law != "mujoco"
     return dict(zip([key for _, key in _LAWS],
-                    (len(st.pairs), sum(st.jnt_limited), sum(st.dof_frictionloss)), strict=True))
+                    (len(st.pairs), sum(st.jnt_limited) * own, sum(st.dof_frictionloss) * own), strict=True))
 
 
 def _law_note(row: dict, tail: str = "") -> str:
