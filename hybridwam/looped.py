@@ -62,6 +62,23 @@ def _kernels(dtype: torch.dtype, feats, group: int = 1):
     return forward.build(_SCALAR[dtype], feats, group)
 
 
+#: float32 models whose tree has a path of at least this many dofs from the root refine the
+#: solve's solution once (kernels/solve.py's refine; about 15% of a step on the 24-link chain and the
+#: 31-dof tree): one step of a chain from random states is then within 4e-6 of mj_step at 8 to 24
+#: links, where without it the error grows with the length (12 links: up to 1.0e-5, 24: 1.5e-5;
+#: tests/test_looped.py). Shorter trees stay well inside 1e-5 without it (10 links: 7e-6).
+REFINE_DEPTH = 10
+
+
+def dof_depth(mj) -> int:
+    """The largest number of dofs on a path from the world to a dof (0 without dofs)."""
+    depth = [0] * mj.nv
+    for i in range(mj.nv):
+        parent = int(mj.dof_parentid[i])
+        depth[i] = 1 + (depth[parent] if parent >= 0 else 0)
+    return max(depth, default=0)
+
+
 def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     """The fields of ``kernels.tree.Tree`` for a model (int32 arrays, never empty)."""
     nb = mj.nbody
@@ -119,6 +136,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
         "refsafe": int(not mj.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)),
+        "refine": int(s.dtype == "float32" and dof_depth(mj) >= REFINE_DEPTH),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),

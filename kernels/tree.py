@@ -31,6 +31,9 @@ class Tree:
     #: 1 unless MuJoCo's refsafe is disabled: a soft constraint's time constant is then at least
     #: two steps (limit_law "mujoco", kernels/limits.py)
     refsafe: int
+    #: 1 for float32 models with long chains: the solve refines its solution once
+    #: (kernels/solve.py's refine, hybridwam/looped.py's REFINE_DEPTH)
+    refine: int
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
