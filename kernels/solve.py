@@ -114,67 +114,6 @@ def make(T, features=NO_FEATURES):
                 s.iC[w, pb] = s.iC[w, pb] + C
 
     @wp.func
-    def substitute(w: int, tree: Tree, p: P, s: S, rhs: wp.array2d(dtype=T), out: wp.array2d(dtype=T),
-                   bias: int):
-        """out = (M + diag)^-1 (rhs - bias) with the factor: the bias wrenches from the leaves
-        (s.ipn, ipf; u_i into s.uu), then the accelerations from the root (s.aw, av). With
-        ``bias`` the bias force comes as the bodies' own RNE wrenches (s.ofn, off) and gravity as
-        the world's acceleration (with implicit contacts in the wrenches: the bodies' contact
-        stiffness must not act on it), so the joint-space bias (large sums at the root) is never formed:
-        ``rhs`` is then qf without it (qt, qts); else the bias is zero."""
-        z = V3(T(0.0), T(0.0), T(0.0))
-        for b in range(tree.nbody):
-            s.ipn[w, b] = z
-            s.ipf[w, b] = z
-            if bias != 0 and tree.body_moving[b] != 0:
-                s.ipn[w, b] = s.ofn[w, b]
-                s.ipf[w, b] = s.off[w, b]
-                if wp.static(DM):
-                    # the bodies' contact stiffness must not act on gravity: it goes in the wrenches
-                    G = s.G[w, 0]
-                    s.ipn[w, b] = s.ofn[w, b] + wp.cross(s.oh[w, b], G)
-                    s.ipf[w, b] = s.off[w, b] + s.om[w, b] * G
-        for kk in range(tree.nbody - 1):
-            b = tree.nbody - 1 - kk
-            if tree.body_moving[b] == 0:
-                continue
-            pn = s.ipn[w, b]
-            pf = s.ipf[w, b]
-            adr = tree.body_dofadr[b]
-            n = tree.body_dofnum[b]
-            for q in range(n):
-                i = adr + n - 1 - q
-                u = rhs[w, i] - wp.dot(s.cdw[w, i], pn) - wp.dot(s.cdv[w, i], pf)
-                s.uu[w, i] = u
-                c = u / s.D[w, i]
-                pn = pn + s.Un[w, i] * c
-                pf = pf + s.Uf[w, i] * c
-            pb = tree.body_parent[b]
-            if tree.body_moving[pb] != 0:
-                s.ipn[w, pb] = s.ipn[w, pb] + shift_moment(pn, pf, s.xd[w, b])
-                s.ipf[w, pb] = s.ipf[w, pb] + pf
-        for b in range(1, tree.nbody):
-            if tree.body_moving[b] == 0:
-                continue
-            pb = tree.body_parent[b]
-            aw = z
-            av = z
-            if bias != 0 and not wp.static(DM):
-                av = s.G[w, 0]
-            if tree.body_moving[pb] != 0:
-                aw = s.aw[w, pb]
-                av = shift_motion_v(aw, s.av[w, pb], -s.xd[w, b])
-            adr = tree.body_dofadr[b]
-            for q in range(tree.body_dofnum[b]):
-                i = adr + q
-                x = (s.uu[w, i] - wp.dot(s.Un[w, i], aw) - wp.dot(s.Uf[w, i], av)) / s.D[w, i]
-                out[w, i] = x
-                aw = aw + s.cdw[w, i] * x
-                av = av + s.cdv[w, i] * x
-            s.aw[w, b] = aw
-            s.av[w, b] = av
-
-    @wp.func
     def body_wrench(w: int, b: int, s: S, xw: V3, xv: V3, Gg: V3):
         """Body b's own I_b A_b + K_b X_b + f_b for its motion X_b = (xw, xv), A_b = X_b + (0, Gg):
         the terms of R(x) (module docstring) that the body contributes to its subtree's sum."""
@@ -190,13 +129,22 @@ def make(T, features=NO_FEATURES):
         return wn, wf
 
     @wp.func
-    def refine(w: int, tree: Tree, p: P, s: S, rhs: wp.array2d(dtype=T), dga: wp.array2d(dtype=T)):
-        """One step of iterative refinement of s.qacc, the solution ``substitute`` (with the bias)
-        just wrote: the residual -R(x) of the equation formed on the bodies (module docstring)
-        from the bodies' accelerations that substitution left in s.aw, av (gravity included
-        there unless the bodies carry contact stiffness), then x += (M + diag)^-1 (-R(x)) with the
-        same factor. For float32 (``tree.refine``): on a long chain the factor's rounding leaves
-        qacc several times further from the exact solution than the forces' own rounding, and the
+    def substitute(w: int, tree: Tree, p: P, s: S, rhs: wp.array2d(dtype=T), out: wp.array2d(dtype=T),
+                   bias: int):
+        """out = (M + diag)^-1 (rhs - bias) with the factor: the bias wrenches from the leaves
+        (s.ipn, ipf; u_i into s.uu), then the accelerations from the root (s.aw, av). With
+        ``bias`` 1 the bias force comes as the bodies' own RNE wrenches (s.ofn, off) and gravity as
+        the world's acceleration (with implicit contacts in the wrenches: the bodies' contact
+        stiffness must not act on it), so the joint-space bias (large sums at the root) is never
+        formed: ``rhs`` is then qf without it (qt, qts); with 0 the bias is zero.
+
+        ``bias`` 2 refines ``out``, the solution a substitution with the bias just wrote (its
+        bodies' accelerations still in s.aw, av: gravity included there unless the bodies carry
+        contact stiffness), by one step of iterative refinement: the residual -R(x) of the
+        equation (module docstring) formed on the bodies in the same pass from the leaves (each
+        body's own I A + K X + f, summed over its subtree in s.swn, swf), then out += (M + diag)^-1
+        (-R(x)). For float32 (``tree.refine``): on a long chain the factor's rounding leaves the
+        solution several times further from the exact one than the forces' own rounding, and the
         residual, formed on the bodies, is as accurate as the forces (a 16-link chain, one step
         from random states: tests/test_looped.py's test_looped_float32_long_chains)."""
         z = V3(T(0.0), T(0.0), T(0.0))
@@ -204,42 +152,92 @@ def make(T, features=NO_FEATURES):
         if wp.static(DM):
             Gg = s.G[w, 0]
         for b in range(tree.nbody):
-            s.swn[w, b] = z
-            s.swf[w, b] = z
+            s.ipn[w, b] = z
+            s.ipf[w, b] = z
+            if bias == 2:
+                s.swn[w, b] = z
+                s.swf[w, b] = z
+            if bias == 1 and tree.body_moving[b] != 0:
+                s.ipn[w, b] = s.ofn[w, b]
+                s.ipf[w, b] = s.off[w, b]
+                if wp.static(DM):
+                    # the bodies' contact stiffness must not act on gravity: it goes in the wrenches
+                    s.ipn[w, b] = s.ofn[w, b] + wp.cross(s.oh[w, b], Gg)
+                    s.ipf[w, b] = s.off[w, b] + s.om[w, b] * Gg
         for kk in range(tree.nbody - 1):
             b = tree.nbody - 1 - kk
             if tree.body_moving[b] == 0:
                 continue
-            own_n, own_f = body_wrench(w, b, s, s.aw[w, b], s.av[w, b], Gg)
-            wn = s.swn[w, b] + own_n
-            wf = s.swf[w, b] + own_f
+            pn = s.ipn[w, b]
+            pf = s.ipf[w, b]
+            wn = z
+            wf = z
+            if bias == 2:
+                own_n, own_f = body_wrench(w, b, s, s.aw[w, b], s.av[w, b], Gg)
+                wn = s.swn[w, b] + own_n
+                wf = s.swf[w, b] + own_f
+            adr = tree.body_dofadr[b]
+            n = tree.body_dofnum[b]
+            for q in range(n):
+                i = adr + n - 1 - q
+                r = rhs[w, i]
+                if bias == 2:
+                    dgi = s.diag[w, i]
+                    if wp.static(SLOTS):
+                        dgi = s.dg[w, i]
+                    r = r - dgi * out[w, i] - wp.dot(s.cdw[w, i], wn) - wp.dot(s.cdv[w, i], wf)
+                u = r - wp.dot(s.cdw[w, i], pn) - wp.dot(s.cdv[w, i], pf)
+                s.uu[w, i] = u
+                c = u / s.D[w, i]
+                pn = pn + s.Un[w, i] * c
+                pf = pf + s.Uf[w, i] * c
+            pb = tree.body_parent[b]
+            if tree.body_moving[pb] != 0:
+                d = s.xd[w, b]
+                s.ipn[w, pb] = s.ipn[w, pb] + shift_moment(pn, pf, d)
+                s.ipf[w, pb] = s.ipf[w, pb] + pf
+                if bias == 2:
+                    s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, d)
+                    s.swf[w, pb] = s.swf[w, pb] + wf
+        for b in range(1, tree.nbody):
+            if tree.body_moving[b] == 0:
+                continue
+            pb = tree.body_parent[b]
+            aw = z
+            av = z
+            if bias == 1 and not wp.static(DM):
+                av = s.G[w, 0]
+            if tree.body_moving[pb] != 0:
+                aw = s.aw[w, pb]
+                av = shift_motion_v(aw, s.av[w, pb], -s.xd[w, b])
             adr = tree.body_dofadr[b]
             for q in range(tree.body_dofnum[b]):
                 i = adr + q
-                s.R2[w, i] = rhs[w, i] - dga[w, i] * s.qacc[w, i] - wp.dot(s.cdw[w, i], wn) - wp.dot(s.cdv[w, i], wf)
-            pb = tree.body_parent[b]
-            if tree.body_moving[pb] != 0:
-                s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, s.xd[w, b])
-                s.swf[w, pb] = s.swf[w, pb] + wf
-        substitute(w, tree, p, s, s.R2, s.R2, 0)
-        for i in range(tree.nv):
-            s.qacc[w, i] = s.qacc[w, i] + s.R2[w, i]
+                x = (s.uu[w, i] - wp.dot(s.Un[w, i], aw) - wp.dot(s.Uf[w, i], av)) / s.D[w, i]
+                if bias == 2:
+                    out[w, i] = out[w, i] + x
+                else:
+                    out[w, i] = x
+                aw = aw + s.cdw[w, i] * x
+                av = av + s.cdv[w, i] * x
+            s.aw[w, b] = aw
+            s.av[w, b] = av
 
     @wp.func
     def solve(w: int, tree: Tree, p: P, s: S):
         """s.qacc = (M + diag)^-1 (qt - qfrc_bias) (with a collision stage qts for qt), the factor
         in s; the bias force enters as the bodies' own wrenches and gravity (see ``substitute``);
-        then one step of ``refine`` where ``tree.refine``."""
+        then one step of iterative refinement where ``tree.refine`` (``substitute`` with bias 2)."""
         if wp.static(SLOTS):
             factor(w, tree, p, s, s.dg)
             substitute(w, tree, p, s, s.qts, s.qacc, 1)
             if tree.refine != 0:
-                refine(w, tree, p, s, s.qts, s.dg)
+                substitute(w, tree, p, s, s.qts, s.qacc, 2)
         else:
             factor(w, tree, p, s, s.diag)
             substitute(w, tree, p, s, s.qt, s.qacc, 1)
             if tree.refine != 0:
-                refine(w, tree, p, s, s.qt, s.diag)
+                substitute(w, tree, p, s, s.qt, s.qacc, 2)
 
     @wp.func
     def row_count(w: int, tree: Tree, s: S):
@@ -521,8 +519,7 @@ def make(T, features=NO_FEATURES):
             h = s.oh[w, b]
             J = s.oJ[w, b]
             av = xv + Gg  # A_b = X_b + (0, -gravity)
-            wn = J * xw + wp.cross(h, av) + s.ofn[w, b]
-            wf = m * av - wp.cross(h, xw) + s.off[w, b]
+            wn, wf = body_wrench(w, b, s, xw, xv, Gg)
             pn = J * gw + wp.cross(h, gv)
             pf = m * gv - wp.cross(h, gw)
             sa.om[w, b] = sa.om[w, b] - wp.dot(gv, av)
@@ -535,8 +532,6 @@ def make(T, features=NO_FEATURES):
                 A = s.oA[w, b]
                 B = s.oB[w, b]
                 C = s.oC[w, b]
-                wn = wn + A * xw + B * xv
-                wf = wf + wp.transpose(B) * xw + C * xv
                 pn = pn + A * gw + B * gv
                 pf = pf + wp.transpose(B) * gw + C * gv
                 sa.oA[w, b] = sa.oA[w, b] - wp.outer(gw, xw)
