@@ -15,7 +15,7 @@ import torch
 
 from .types import (
     BALL,
-    EQ_CONNECT,
+    EQ_BODY_PAIRS,
     EQ_SIMULATED,
     FREE,
     HINGE,
@@ -186,8 +186,8 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         if typ not in EQ_SIMULATED:
             out.append(f"{name} of type {mujoco.mjtEq(typ).name[5:].lower()} (simulated: "
                        f"{', '.join(EQ_SIMULATED.values())})")
-        elif typ == EQ_CONNECT and int(m.eq_objtype[i]) != int(O.mjOBJ_BODY):
-            out.append(f"{name}: a connect between sites (simulated: between bodies)")
+        elif typ in EQ_BODY_PAIRS and int(m.eq_objtype[i]) != int(O.mjOBJ_BODY):
+            out.append(f"{name}: a {EQ_SIMULATED[typ]} between sites (simulated: between bodies)")
         elif limit_law != "mujoco" and m.eq_active0[i]:
             out.append(f"{name} with limit_law 'compliant' (equality constraints are MuJoCo's soft constraints: "
                        "load the model with limit_law='mujoco')")
@@ -691,11 +691,14 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "dof_solimp": nz(m.dof_solimp, (-1, 5)),
         "dof_invweight0": nz(m.dof_invweight0, (-1,)),
         "body_invweight0": nz(m.body_invweight0[:, 0], (-1,)),
+        "body_invweight0r": nz(m.body_invweight0[:, 1], (-1,)),
         "eq_solref": nz(m.eq_solref, (-1, 2)),
         "eq_solimp": nz(m.eq_solimp, (-1, 5)),
         "eq_polycoef": nz(m.eq_data[:, 0:5], (-1, 5)),
         "eq_anchor1": nz(m.eq_data[:, 0:3], (-1, 3)),
         "eq_anchor2": nz(m.eq_data[:, 3:6], (-1, 3)),
+        "eq_relpose": nz(_wxyz_to_xyzw(m.eq_data[:, 6:10]), (-1, 4)),
+        "eq_torquescale": nz(m.eq_data[:, 10], (-1,)),
         "geom_pos": nz(m.geom_pos, (-1, 3)),
         "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
         "geom_size": nz(m.geom_size, (-1, 3)),

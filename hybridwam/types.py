@@ -42,10 +42,12 @@ TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss",
 
 # Equality constraint types, as MuJoCo's mjtEq: those kernels/limits.py simulates (as MuJoCo's
 # soft constraints, with limit_law "mujoco"); the loader refuses others by name
-EQ_CONNECT, EQ_JOINT = 0, 2
-EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_JOINT: "joint"}
+EQ_CONNECT, EQ_WELD, EQ_JOINT = 0, 1, 2
+EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_WELD: "weld", EQ_JOINT: "joint"}
 #: constraint rows per simulated equality constraint
-EQ_ROWS = {EQ_CONNECT: 3, EQ_JOINT: 1}
+EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1}
+#: the types between two bodies (the loader refuses them between sites)
+EQ_BODY_PAIRS = (EQ_CONNECT, EQ_WELD)
 
 #: the laws of joint limits and dry friction (Structure.limit_law)
 LIMIT_LAWS = ("compliant", "mujoco")
@@ -88,11 +90,14 @@ PARAM_SPEC = (
     ("dof_solimp", "V5"),
     ("dof_invweight0", "T"),
     ("body_invweight0", "T"),
+    ("body_invweight0r", "T"),
     ("eq_solref", "V2"),
     ("eq_solimp", "V5"),
     ("eq_polycoef", "V5"),
     ("eq_anchor1", "V3"),
     ("eq_anchor2", "V3"),
+    ("eq_relpose", "Q"),
+    ("eq_torquescale", "T"),
     ("geom_pos", "V3"),
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
@@ -237,12 +242,18 @@ PARAM_UNITS = {
                    "(limit_law='mujoco') [nv, 2]"),
     "dof_solimp": ("1, 1, rad or m, 1, 1", "MuJoCo's solimpfriction (limit_law='mujoco') [nv, 5]"),
     "body_invweight0": ("1/kg", "MuJoCo's body_invweight0[:, 0]: a body's translational inverse inertia at qpos0, "
-                        "the connect constraints' diagonal approximation [nbody]"),
+                        "the connect and weld constraints' diagonal approximation [nbody]"),
+    "body_invweight0r": ("1/(kg m^2)", "MuJoCo's body_invweight0[:, 1]: a body's rotational inverse inertia at "
+                         "qpos0, the weld constraints' rotational rows' diagonal approximation [nbody]"),
     "eq_solref": ("s, 1 (or stiffness, damping where negative)", "equality constraints' solref [neq, 2]"),
     "eq_solimp": ("1, 1, m or rad, 1, 1", "equality constraints' solimp [neq, 5]"),
     "eq_polycoef": ("rad or m per power", "joint equality: joint1 - ref1 = sum_k c_k (joint2 - ref2)^k [neq, 5]"),
-    "eq_anchor1": ("m", "connect: the anchor in body1's frame [neq, 3]"),
-    "eq_anchor2": ("m", "connect: the same point in body2's frame at qpos0 [neq, 3]"),
+    "eq_anchor1": ("m", "connect: the anchor in body1's frame; weld: the anchor in body2's frame [neq, 3]"),
+    "eq_anchor2": ("m", "connect: the same point in body2's frame at qpos0; weld: in body1's frame (relpose's "
+                   "position) [neq, 3]"),
+    "eq_relpose": ("1", "weld: body2's orientation relative to body1's that the weld holds, relpose's "
+                   "quaternion (x, y, z, w) [neq, 4]"),
+    "eq_torquescale": ("m", "weld: the rotational rows' scale against the translational ones [neq]"),
     "dof_invweight0": ("1/(kg m^2) or 1/kg", "MuJoCo's dof_invweight0: the constraint rows' diagonal approximation "
                        "of the inverse inertia, at qpos0 (limit_law='mujoco') [nv]"),
     "geom_pos": ("m", "geom position in its body [ngeom, 3]"),

@@ -25,11 +25,12 @@ mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of tw
 """
 import warp as wp
 
-from ..types import EQ_JOINT, HINGE, SLIDE
+from ..types import EQ_JOINT, EQ_WELD, HINGE, SLIDE
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
 
-_HINGE, _SLIDE, _EQ_JOINT = wp.constant(HINGE), wp.constant(SLIDE), wp.constant(EQ_JOINT)
+_HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
+_EQ_JOINT, _EQ_WELD = wp.constant(EQ_JOINT), wp.constant(EQ_WELD)
 #: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
 MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
 #: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
@@ -40,8 +41,8 @@ INACTIVE, QUADRATIC, PLUS, MINUS = 0.0, 1.0, 2.0, 3.0
 def make(T):
     a = aliases(T)
     S, A3, AT, V2 = a["S"], a["A3"], a["AT"], a["V2"]
-    V3, V5 = a["V3"], a["V5"]
-    V2A, V3A, V5A = wp.array(dtype=V2), wp.array(dtype=V3), wp.array(dtype=V5)
+    V3, V5, Q = a["V3"], a["V5"], a["Q"]
+    V2A, V3A, V5A, QA = wp.array(dtype=V2), wp.array(dtype=V3), wp.array(dtype=V5), wp.array(dtype=Q)
     lo, hi, eps = T(MINIMP), T(MAXIMP), T(MINVAL)
 
     @stored
@@ -163,16 +164,57 @@ def make(T):
                 for e in range(3):
                     wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
 
+    @wp.func
+    def weld_rotation(qn: Q, qa: Q, a: V3, scale: T):
+        """A weld's rotational map: scale / 2 times the vector part of qn (0, a) qa, the rotation
+        error's rate for a relative angular velocity ``a`` (MuJoCo's rotational weld Jacobian, with
+        qn the conjugate of body2's orientation and qa body1's times relpose)."""
+        r = qn * Q(a[0], a[1], a[2], T(0.0)) * qa
+        return V3(r[0], r[1], r[2]) * (T(0.5) * scale)
+
+    @wp.func
+    def weld_rotation_bias(w: int, s: S, b1: int, b2: int, qn: Q, qa: Q, scale: T):
+        """The rotational rows' velocity-product acceleration (MuJoCo 4's mj_Jdotv, which the rows'
+        aref leaves out): the error's second derivative at zero qacc, scale / 2 times the vector
+        part of qn X qa with X = (alpha1 - alpha2) + (Omega w1 - w2 Omega) / 2, Omega = w1 - w2, the
+        bodies' angular velocities w and bias accelerations alpha as pure quaternions (qa' = w1 qa
+        / 2, qn' = -qn w2 / 2)."""
+        z = T(0.0)
+        w1 = s.cvw[w, b1]
+        w2 = s.cvw[w, b2]
+        om = w1 - w2
+        al = s.caw[w, b1] - s.caw[w, b2]
+        qo = Q(om[0], om[1], om[2], z)
+        x = Q(al[0], al[1], al[2], z) + (qo * Q(w1[0], w1[1], w1[2], z) - Q(w2[0], w2[1], w2[2], z) * qo) * T(0.5)
+        r = qn * x * qa
+        return V3(r[0], r[1], r[2]) * (T(0.5) * scale)
+
+    @wp.func
+    def add_weld_rotation(w: int, tree: Tree, s: S, b: int, row: int, sign: T, qn: Q, qa: Q, scale: T):
+        """sign times the weld's rotational rows (3 from ``row``) of body b's angular Jacobian."""
+        d = tree.body_lastdof[b]
+        if d >= 0:
+            for k in range(tree.anc_num[d]):
+                i = tree.anc[tree.anc_adr[d] + k]
+                col = weld_rotation(qn, qa, s.cdw[w, i], scale)
+                for e in range(3):
+                    wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
+
     @stored
     @wp.func
     def equality_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, qpos0: AT, dof_invweight0: AT,
-                      body_invweight0: AT, eq_solref: V2A, eq_solimp: V5A, eq_polycoef: V5A, eq_anchor1: V3A,
-                      eq_anchor2: V3A, h: T):
+                      body_invweight0: AT, body_invweight0r: AT, eq_solref: V2A, eq_solimp: V5A,
+                      eq_polycoef: V5A, eq_anchor1: V3A, eq_anchor2: V3A, eq_relpose: QA, eq_torquescale: AT,
+                      h: T):
         """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
         a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
         a connect's two body points together (3 rows: pos = p1 - p2, J the points' Jacobians'
         difference, the impedance of |pos|, aref less the points' relative velocity-product
-        acceleration): into s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA."""
+        acceleration), a weld's the same 3 (body1's point at relpose's position, body2's at its
+        anchor) and 3 rotational (torquescale times the vector part of q2^-1 q1 relpose, their
+        Jacobian ``weld_rotation`` of the bodies' angular Jacobians' difference; the impedance of
+        all 6 rows' norm, the rotational rows' R from the bodies' rotational invweight0): into
+        s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA."""
         for r in range(tree.nerow * tree.nv):
             s.eJ[w, r] = T(0.0)
         for e in range(tree.neq):
@@ -203,19 +245,46 @@ def make(T):
             else:
                 b1 = tree.eq_obj1[e]
                 b2 = tree.eq_obj2[e]
-                p1 = s.xp[w, b1] + wp.quat_rotate(s.xq[w, b1], eq_anchor1[e])
-                p2 = s.xp[w, b2] + wp.quat_rotate(s.xq[w, b2], eq_anchor2[e])
+                weld = tree.eq_type[e] == _EQ_WELD
+                # a connect's anchors: body1's then body2's; a weld's: body2's then body1's
+                an1 = eq_anchor1[e]
+                an2 = eq_anchor2[e]
+                if weld:
+                    an1 = eq_anchor2[e]
+                    an2 = eq_anchor1[e]
+                p1 = s.xp[w, b1] + wp.quat_rotate(s.xq[w, b1], an1)
+                p2 = s.xp[w, b2] + wp.quat_rotate(s.xq[w, b2], an2)
                 pv = p1 - p2
                 vv = (s.cvv[w, b1] + wp.cross(s.cvw[w, b1], p1 - s.xp[w, b1])
                       - s.cvv[w, b2] - wp.cross(s.cvw[w, b2], p2 - s.xp[w, b2]))
                 jdv = point_bias(w, s, b1, p1) - point_bias(w, s, b2, p2)
                 add_point_jacobian(w, tree, s, b1, p1, ra, T(1.0))
                 add_point_jacobian(w, tree, s, b2, p2, ra, T(-1.0))
-                imp = impedance(eq_solimp[e], wp.length(pv))
+                dist2 = wp.dot(pv, pv)
+                rv = V3(T(0.0), T(0.0), T(0.0))
+                rw = rv
+                rjdv = rv
+                if weld:
+                    ts = eq_torquescale[e]
+                    qa = s.xq[w, b1] * eq_relpose[e]
+                    qn = wp.quat_inverse(s.xq[w, b2])
+                    qe = qn * qa
+                    rv = V3(qe[0], qe[1], qe[2]) * ts
+                    rw = weld_rotation(qn, qa, s.cvw[w, b1] - s.cvw[w, b2], ts)
+                    rjdv = weld_rotation_bias(w, s, b1, b2, qn, qa, ts)
+                    add_weld_rotation(w, tree, s, b1, ra + 3, T(1.0), qn, qa, ts)
+                    add_weld_rotation(w, tree, s, b2, ra + 3, T(-1.0), qn, qa, ts)
+                    dist2 = dist2 + wp.dot(rv, rv)
+                imp = impedance(eq_solimp[e], wp.sqrt(dist2))
                 dd = T(1.0) / wp.max((T(1.0) - imp) / imp * (body_invweight0[b1] + body_invweight0[b2]), eps)
                 for q in range(3):
                     s.eD[w, ra + q] = dd
                     s.eA[w, ra + q] = -b * vv[q] - k * imp * pv[q] - jdv[q]
+                if weld:
+                    dr = T(1.0) / wp.max((T(1.0) - imp) / imp * (body_invweight0r[b1] + body_invweight0r[b2]), eps)
+                    for q in range(3):
+                        s.eD[w, ra + 3 + q] = dr
+                        s.eA[w, ra + 3 + q] = -b * rw[q] - k * imp * rv[q] - rjdv[q]
 
     @stored
     @wp.func
