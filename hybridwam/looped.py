@@ -17,6 +17,7 @@ import torch
 import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
+from .model import free_subtree
 from .replay import Replay
 from .types import CYLINDER, ELLIPSOID, EQ_ROWS, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
@@ -131,12 +132,15 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     padr = np.cumsum([0, *pnum])[:-1]
     point_pair = [i for i, n in enumerate(pnum) for _ in range(n)]
 
+    fast = int(mj.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
+    gyro = [free_subtree(mj, int(mj.jnt_bodyid[j])) if fast else 0 for j in range(mj.njnt)]
     return {
         "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
         "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
         "refsafe": int(not mj.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)),
         "refine": int(s.dtype == "float32" and dof_depth(mj) >= REFINE_DEPTH),
+        "jnt_gyro": arr(gyro), "dof_gyro": arr([int(gyro[j] > 0) for j in mj.dof_jntid]),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
@@ -239,7 +243,8 @@ class LoopedEngine:
              "nsitev": m.nv if self.features.site else 1,
              "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1,
              "nerow": max(int(self._tree_np["nerow"]), 1), "nerownv": max(int(self._tree_np["nerow"]) * m.nv, 1),
-             "nerow2": max(int(self._tree_np["nerow"]) ** 2, 1)}
+             "nerow2": max(int(self._tree_np["nerow"]) ** 2, 1),
+             "ngyro": m.nbody if int(self._tree_np["jnt_gyro"].max()) > 0 else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

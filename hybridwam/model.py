@@ -535,6 +535,29 @@ def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
     return {"jnt_limit_stiffness": k, "jnt_limit_damping": b}
 
 
+def free_subtree(mj, b: int) -> int:
+    """The number of bodies of body b's subtree when b's only joint is free and no body below it
+    has a dof (MuJoCo 4's free rigid subtree, whose implicitfast step adds the subtree's gyroscopic
+    derivative), else 0. MuJoCo orders a subtree's bodies contiguously from its root."""
+    if mj.body_jntnum[b] != 1 or mj.jnt_type[mj.body_jntadr[b]] != mujoco.mjtJoint.mjJNT_FREE:
+        return 0
+    tree = mj.dof_treeid[mj.jnt_dofadr[mj.body_jntadr[b]]]
+    if int((mj.dof_treeid == tree).sum()) != 6:
+        return 0
+    n = 1
+    while b + n < mj.nbody and _is_below(mj, b + n, b):
+        n += 1
+    return n
+
+
+def _is_below(mj, c: int, b: int) -> bool:
+    while c > 0:
+        c = int(mj.body_parentid[c])
+        if c == b:
+            return True
+    return False
+
+
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict,
                limit_law: str = "compliant") -> Structure:
     dis = m.opt.disableflags
@@ -585,6 +608,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)) and not rk4
                           and bool(np.any(m.dof_damping > 0))),
         implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
+        free_gyro=fast and any(free_subtree(m, int(m.jnt_bodyid[j])) for j in range(m.njnt)),
         geom_type=tuple(int(t) for t in m.geom_type),
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),

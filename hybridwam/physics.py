@@ -257,8 +257,8 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4, fluid forces, tendons, site transmissions, cylinder / ellipsoid contacts or MuJoCo's
-    limit law (the looped engine's only) or the
+    RK4, fluid forces, tendons, site transmissions, cylinder / ellipsoid contacts, MuJoCo's
+    limit law or implicitfast's gyroscopic term of free bodies (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
     environment variable HYBRIDWAM_ENGINE=looped, "auto" takes the looped engine wherever it can."""
@@ -276,13 +276,15 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     st = model.structure
     cylinders = any({CYLINDER, ELLIPSOID} & {st.geom_type[a], st.geom_type[b]} for a, b in st.pairs)
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
+                            ("implicitfast's gyroscopic term of free bodies", st.free_gyro),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
                             ("cylinder and ellipsoid contacts", cylinders),
                             ("MuJoCo's limit law (limit_law='mujoco')", st.limit_law == "mujoco")) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
-                         "unrolled engine steps with Euler and implicitfast, without fluid forces, tendons, site "
-                         "transmissions, cylinder or ellipsoid contacts and MuJoCo's limit law")
+                         "unrolled engine steps with Euler and implicitfast (without the gyroscopic term of "
+                         "free bodies), without fluid forces, tendons, site transmissions, cylinder or ellipsoid "
+                         "contacts and MuJoCo's limit law")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")

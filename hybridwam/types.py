@@ -175,6 +175,10 @@ class Structure:
     #: MuJoCo's RK4 integrator (mj_RungeKutta): four evaluations of the dynamics per step, joint
     #: damping explicit (as in MuJoCo); the looped engine only (kernels/forward.py)
     rk4: bool = False
+    #: implicitfast with a free rigid subtree (a body whose only joint is free, no dofs below it):
+    #: MuJoCo 4 integrates its gyroscopic term implicitly too (kernels/forward.py's
+    #: free_gyroscopic; the looped engine only)
+    free_gyro: bool = False
     #: MuJoCo's inertia-box fluid forces (option density or viscosity > 0; kernels/smooth.py's
     #: rne_crb, the looped engine only)
     fluid: bool = False

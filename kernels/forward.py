@@ -46,6 +46,7 @@ from . import residual as _residual
 from . import smooth as _smooth
 from . import solve as _solve
 from . import tendon as _tendon
+from .dynamics import shift_inertia_J
 from .integration import quat_integrate
 from .tree import NO_FEATURES, Tree, aliases, params_type, per_dtype, stored
 
@@ -93,16 +94,106 @@ def build(T, features=NO_FEATURES, group=1):
     RK4 = features.rk4
 
     @wp.func
-    def accel(w: int, d: int, qacc_extra: A3, t: int, s: S, s1: S):
-        """The acceleration of dof d the step integrates: the solve's (the second solve's where it
-        ran, s1.lim > 0) plus qacc_extra (and the residual in acceleration mode)."""
+    def solved(w: int, d: int, s: S, s1: S):
+        """The solve's acceleration of dof d (the second solve's where it ran, s1.lim > 0) and the
+        diagonal that solve added to M."""
         acc = s.qacc[w, d]
+        dg = s.diag[w, d]
+        if wp.static(ASSEMBLE):
+            dg = s.dg[w, d]
         if wp.static(TWO):
-            acc = wp.where(s1.lim[w, 0] > T(0.0), s1.qacc[w, d], acc)
-        acc = acc + qacc_extra[w, t, d]
+            two = s1.lim[w, 0] > T(0.0)
+            acc = wp.where(two, s1.qacc[w, d], acc)
+            dg = wp.where(two, s1.dg[w, d], dg)
+        return acc, dg
+
+    @wp.func
+    def extra(w: int, d: int, qacc_extra: A3, t: int, s: S):
+        """What the step adds to the solve's acceleration of dof d: qacc_extra (and the residual in
+        acceleration mode)."""
+        acc = qacc_extra[w, t, d]
         if wp.static(RES == "acceleration"):
             acc = acc + s.res[w, d]
         return acc
+
+    @wp.func
+    def accel(w: int, d: int, qacc_extra: A3, t: int, s: S, s1: S):
+        """The acceleration of dof d the step integrates: the solve's plus ``extra``."""
+        acc, dg = solved(w, d, s, s1)
+        return acc + extra(w, d, qacc_extra, t, s)
+
+    @wp.func
+    def free_gyroscopic(w: int, j: int, b: int, qvel: A3, t: int, tree: Tree, s: S, s1: S, h: T):
+        """MuJoCo 4's implicitfast for a free rigid subtree (its root's only joint free, no dofs
+        below it; tree.jnt_gyro its number of bodies): the step's acceleration of the joint's 6
+        dofs from (Mh + h B) x = Mh a, Mh the block of the matrix the solve factored (the
+        subtree's composite inertia, plus the root's own implicit contact stiffness, in the joint's
+        coordinates plus the solve's diagonal) and a the solve's acceleration, so that x = (M - h D
+        + h B)^-1 qfrc as MuJoCo solves; B = d qfrc_bias / d qvel, the gyroscopic and centripetal
+        terms' derivative, which the rest of implicitfast leaves out: with the world angular
+        velocity om = R om_l, the centre of mass at c from the origin, I_c the inertia about it,
+        d F / d om = m ((om . c) I + om c^T - 2 c om^T),
+        d tau / d om = [om]x I_c - [I_c om]x + [c]x d F / d om, and the rows of the rotational dofs
+        in the body's frame (R^T ... R). Returns the linear then rotational accelerations."""
+        da = tree.jnt_dofadr[j]
+        R = wp.quat_to_matrix(s.xq[w, b])
+        Rt = wp.transpose(R)
+        z = V3(T(0.0), T(0.0), T(0.0))
+        s.gm[w, b] = T(0.0)
+        s.gh[w, b] = z
+        s.gJ[w, b] = wp.outer(z, z)
+        for k in range(tree.jnt_gyro[j]):  # the subtree's inertias about the root's origin (atomics:
+            bc = b + k                    # Warp's reverse mode does not follow loop-carried sums)
+            d = s.xp[w, bc] - s.xp[w, b]
+            mc = s.om[w, bc]
+            wp.atomic_add(s.gm, w, b, mc)
+            wp.atomic_add(s.gh, w, b, s.oh[w, bc] + mc * d)
+            wp.atomic_add(s.gJ, w, b, shift_inertia_J(mc, s.oh[w, bc], s.oJ[w, bc], d))
+        m = s.gm[w, b]
+        hv = s.gh[w, b]
+        eye = wp.identity(n=3, dtype=T)
+        A = s.gJ[w, b]
+        Bm = wp.skew(hv)
+        C = m * eye
+        if wp.static(features.implicit):
+            ss = s
+            if wp.static(TWO):
+                if s1.lim[w, 0] > T(0.0):
+                    ss = s1
+            A = A + ss.oA[w, b]
+            Bm = Bm + ss.oB[w, b]
+            C = C + ss.oC[w, b]
+        a1v, g0 = solved(w, da, s, s1)
+        a1 = V3(a1v, T(0.0), T(0.0))
+        d1 = V3(g0, T(0.0), T(0.0))
+        for k in range(1, 3):
+            ak, gk = solved(w, da + k, s, s1)
+            a1[k] = ak
+            d1[k] = gk
+        a2 = V3(T(0.0), T(0.0), T(0.0))
+        d2 = a2
+        for k in range(3):
+            ak, gk = solved(w, da + 3 + k, s, s1)
+            a2[k] = ak
+            d2[k] = gk
+        m11 = C + wp.diag(d1)
+        m12 = wp.transpose(Bm) * R
+        m21 = Rt * Bm
+        m22 = Rt * A * R + wp.diag(d2)
+        b1 = m11 * a1 + m12 * a2
+        b2 = m21 * a1 + m22 * a2
+        om = R * V3(qvel[w, t, da + 3], qvel[w, t, da + 4], qvel[w, t, da + 5])
+        c = hv / m
+        Ic = s.gJ[w, b] - m * (wp.dot(c, c) * eye - wp.outer(c, c))
+        dF = m * (wp.dot(om, c) * eye + wp.outer(om, c) - T(2.0) * wp.outer(c, om))
+        dtau = wp.skew(om) * Ic - wp.skew(Ic * om) + wp.skew(c) * dF
+        n12 = m12 + h * dF * R
+        n22 = m22 + h * Rt * dtau * R
+        i11 = wp.inverse(m11)
+        sch = n22 - m21 * i11 * n12
+        x2 = wp.inverse(sch) * (b2 - m21 * (i11 * b1))
+        x1 = i11 * (b1 - n12 * x2)
+        return x1, x2
 
     @stored
     @wp.func
@@ -136,9 +227,18 @@ def build(T, features=NO_FEATURES, group=1):
         """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
         mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
         for d in range(tree.nv):
-            acc = accel(w, d, qacc_extra, t, s, s1)
-            qacc_out[w, t, d] = acc
-            qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+            if tree.dof_gyro[d] == 0:
+                acc = accel(w, d, qacc_extra, t, s, s1)
+                qacc_out[w, t, d] = acc
+                qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+        for j in range(tree.njnt):
+            if tree.jnt_gyro[j] != 0:
+                x1, x2 = free_gyroscopic(w, j, tree.dof_body[tree.jnt_dofadr[j]], qvel, t, tree, s, s1, h)
+                for k in range(6):
+                    d = tree.jnt_dofadr[j] + k
+                    acc = wp.where(k < 3, x1[k % 3], x2[k % 3]) + extra(w, d, qacc_extra, t, s)
+                    qacc_out[w, t, d] = acc
+                    qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
         integrate_pos(w, qpos, t, qvel, t + 1, h, qpos, t + 1, tree)
 
     # MuJoCo's RK4 (mj_RungeKutta): stage i's state X_i = X_0 + A_i h F_{i-1} (A = 1/2, 1/2, 1; F

@@ -34,6 +34,11 @@ class Tree:
     #: 1 for float32 models with long chains: the solve refines its solution once
     #: (kernels/solve.py's refine, hybridwam/looped.py's REFINE_DEPTH)
     refine: int
+    #: under implicitfast, for the free joint of a free rigid subtree (a body whose only joint is
+    #: free, no dofs below it) the number of its subtree's bodies (contiguous from it), else 0; per
+    #: dof 1 for those joints' dofs (the step's gyroscopic term: kernels/forward.py's free_gyroscopic)
+    jnt_gyro: wp.array(dtype=int)
+    dof_gyro: wp.array(dtype=int)
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)
@@ -127,7 +132,7 @@ class Tree:
 #: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
 #: tendons, else 1), "nsitev" (nv with site transmissions, else 1), "nrow" and "nvmj" (3 nv and nv
 #: with MuJoCo's soft constraints, else 1), "nerow", "nerownv", "nerow2" (the equality rows, times
-#: nv, squared; at least 1).
+#: nv, squared; at least 1), "ngyro" (nbody with implicitfast's free rigid subtrees, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -181,6 +186,9 @@ SCRATCH = (
     # the residual stage (kernels/residual.py): the standardised features then each layer's outputs
     # (nact), its pre-activations (npre), their adjoints (ng) and the output
     ("npre", "T", "nnet"), ("nact", "T", "nnet"), ("ng", "T", "nnet"), ("res", "T", "nv"),
+    # implicitfast's free rigid subtrees (kernels/forward.py's free_gyroscopic): each one's
+    # composite inertia about its root's origin, at the root's index
+    ("gm", "T", "ngyro"), ("gh", "V3", "ngyro"), ("gJ", "M33", "ngyro"),
 )
 
 #: The residual's block width (kernels/residual.BLOCK): its per-world arrays npre, nact, ng are
