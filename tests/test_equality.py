@@ -103,19 +103,25 @@ def test_equality_constraints_step_like_mj_step(rng, integrator):
     assert max(err) <= 1e-8, err
 
 
-def test_constraint_forces_match_mj_forward(rng):
-    xml = model("RK4", damping=0.0)
+def assert_forward_matches_mj_forward(xml, rng, scale, speed, tol):
+    """Physics.forward's qacc and qfrc_constraint against mj_forward (its solver run to the
+    optimum) at 8 states around qpos0, velocities times ``speed``."""
     mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.1)
+    qpos, qvel = near_qpos0(mj, 8, rng, scale=scale)
+    qvel *= speed
     ctrl = rng.normal(0, 0.5, (8, mj.nu))
     out = phys.forward(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
     d = mujoco.MjData(mj)
     for b in range(8):
         d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b]
         mujoco.mj_forward(mj, d)
-        assert rel_err(out.qacc[b], d.qacc) <= 1e-9, (b, out.qacc[b], d.qacc)
-        assert rel_err(out.qfrc_constraint[b], d.qfrc_constraint) <= 1e-9
+        assert rel_err(out.qacc[b], d.qacc) <= tol, (b, out.qacc[b], d.qacc)
+        assert rel_err(out.qfrc_constraint[b], d.qfrc_constraint) <= tol
+
+
+def test_constraint_forces_match_mj_forward(rng):
+    assert_forward_matches_mj_forward(model("RK4", damping=0.0), rng, scale=0.1, speed=1.0, tol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["connect_2d.xml", "connect_3d.xml", "weld_3d.xml"])
@@ -226,21 +232,9 @@ def test_welds_step_like_mj_step(rng, integrator):
 
 def test_weld_forces_match_mj_forward(rng):
     """qacc and qfrc_constraint against mj_forward, fast states (the rotational rows' aref less
-    their velocity-product acceleration, as MuJoCo 4's mj_Jdotv: without it 3e-4 N m off)."""
-    xml = weld_model()
-    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
-    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.2)
-    qvel *= 4
-    ctrl = rng.normal(0, 0.5, (8, mj.nu))
-    out = phys.forward(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
-    d = mujoco.MjData(mj)
-    for b in range(8):
-        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos[b], qvel[b], ctrl[b]
-        mujoco.mj_forward(mj, d)
-        # measured up to 1.3e-9 (qacc up to 1e3 rad/s^2: 1e-12 of it)
-        assert rel_err(out.qacc[b], d.qacc) <= 1e-8, (b, out.qacc[b], d.qacc)
-        assert rel_err(out.qfrc_constraint[b], d.qfrc_constraint) <= 1e-8
+    their velocity-product acceleration, as MuJoCo 4's mj_Jdotv: without it 3e-4 N m off);
+    measured up to 1.3e-9 (qacc up to 1e3 rad/s^2: 1e-12 of it)."""
+    assert_forward_matches_mj_forward(weld_model(), rng, scale=0.2, speed=4.0, tol=1e-8)
 
 
 def test_gradients_through_welds_match_central_differences():
