@@ -137,6 +137,9 @@ def inert_tendon_violations(m: mujoco.MjModel, i: int) -> list[str]:
     if any(int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_TENDON) and int(m.actuator_trnid[a, 0]) == i
            for a in range(m.nu)):
         out.append("an actuator")
+    if any(int(m.eq_type[e]) == int(mujoco.mjtEq.mjEQ_TENDON) and m.eq_active0[e]
+           and i in (m.eq_obj1id[e], m.eq_obj2id[e]) for e in range(m.neq)):
+        out.append("an equality constraint")
     return out
 
 
@@ -740,6 +743,8 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "tendon_stiffness": nz(m.tendon_stiffness, (-1,)),
         "tendon_lengthspring": nz(m.tendon_lengthspring, (-1, 2)),
         "tendon_damping": nz(m.tendon_damping, (-1,)),
+        "tendon_length0": nz(m.tendon_length0, (-1,)),
+        "tendon_invweight0": nz(m.tendon_invweight0, (-1,)),
         "tendon_actfrcrange": nz(m.tendon_actfrcrange, (-1, 2)),
         "fluid_density": np.array([m.opt.density]),
         "fluid_viscosity": np.array([m.opt.viscosity]),

@@ -42,10 +42,10 @@ TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss",
 
 # Equality constraint types, as MuJoCo's mjtEq: those kernels/limits.py simulates (as MuJoCo's
 # soft constraints, with limit_law "mujoco"); the loader refuses others by name
-EQ_CONNECT, EQ_WELD, EQ_JOINT = 0, 1, 2
-EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_WELD: "weld", EQ_JOINT: "joint"}
+EQ_CONNECT, EQ_WELD, EQ_JOINT, EQ_TENDON = 0, 1, 2, 3
+EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_WELD: "weld", EQ_JOINT: "joint", EQ_TENDON: "tendon"}
 #: constraint rows per simulated equality constraint
-EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1}
+EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1, EQ_TENDON: 1}
 #: the types between two bodies (the loader refuses them between sites)
 EQ_BODY_PAIRS = (EQ_CONNECT, EQ_WELD)
 
@@ -119,6 +119,8 @@ PARAM_SPEC = (
     ("tendon_stiffness", "T"),
     ("tendon_lengthspring", "V2"),
     ("tendon_damping", "T"),
+    ("tendon_length0", "T"),
+    ("tendon_invweight0", "T"),
     ("tendon_actfrcrange", "V2"),
     ("fluid_density", "T"),
     ("fluid_viscosity", "T"),
@@ -251,7 +253,8 @@ PARAM_UNITS = {
                          "qpos0, the weld constraints' rotational rows' diagonal approximation [nbody]"),
     "eq_solref": ("s, 1 (or stiffness, damping where negative)", "equality constraints' solref [neq, 2]"),
     "eq_solimp": ("1, 1, m or rad, 1, 1", "equality constraints' solimp [neq, 5]"),
-    "eq_polycoef": ("rad or m per power", "joint equality: joint1 - ref1 = sum_k c_k (joint2 - ref2)^k [neq, 5]"),
+    "eq_polycoef": ("rad or m per power", "joint and tendon equality: joint1 - ref1 = sum_k c_k (joint2 - ref2)^k, "
+                    "tendons' lengths alike [neq, 5]"),
     "eq_anchor1": ("m", "connect: the anchor in body1's frame; weld: the anchor in body2's frame [neq, 3]"),
     "eq_anchor2": ("m", "connect: the same point in body2's frame at qpos0; weld: in body1's frame (relpose's "
                    "position) [neq, 3]"),
@@ -281,6 +284,10 @@ PARAM_UNITS = {
     "tendon_stiffness": ("N/m or N m/rad", "tendon spring stiffness [ntendon]"),
     "tendon_lengthspring": ("m or rad", "tendon spring rest lengths: no force between the two [ntendon, 2]"),
     "tendon_damping": ("N s/m", "tendon viscous damping (explicit, as in MuJoCo's Euler and RK4) [ntendon]"),
+    "tendon_length0": ("m or rad", "MuJoCo's tendon_length0: a tendon's length at qpos0, the tendon equality's "
+                       "reference [ntendon]"),
+    "tendon_invweight0": ("1/kg or 1/(kg m^2)", "MuJoCo's tendon_invweight0: the tendon equality rows' diagonal "
+                          "approximation [ntendon]"),
     "tendon_actfrcrange": ("N", "clamp of the total actuator force on a tendon [ntendon, 2]"),
     "fluid_density": ("kg/m^3", "the medium's density (MuJoCo's option density; inertia-box fluid model) [1]"),
     "fluid_viscosity": ("Pa s", "the medium's viscosity (MuJoCo's option viscosity) [1]"),

@@ -25,12 +25,12 @@ mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of tw
 """
 import warp as wp
 
-from ..types import EQ_JOINT, EQ_WELD, HINGE, SLIDE
+from ..types import EQ_JOINT, EQ_TENDON, EQ_WELD, HINGE, SLIDE
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
 
 _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
-_EQ_JOINT, _EQ_WELD = wp.constant(EQ_JOINT), wp.constant(EQ_WELD)
+_EQ_JOINT, _EQ_WELD, _EQ_TENDON = wp.constant(EQ_JOINT), wp.constant(EQ_WELD), wp.constant(EQ_TENDON)
 #: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
 MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
 #: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
@@ -205,9 +205,11 @@ def make(T):
     def equality_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, qpos0: AT, dof_invweight0: AT,
                       body_invweight0: AT, body_invweight0r: AT, eq_solref: V2A, eq_solimp: V5A,
                       eq_polycoef: V5A, eq_anchor1: V3A, eq_anchor2: V3A, eq_relpose: QA, eq_torquescale: AT,
-                      h: T):
+                      tendon_length0: AT, tendon_invweight0: AT, h: T):
         """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
         a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
+        a tendon's length a polynomial of another's alike (J from the tendons' Jacobians, the
+        references their lengths at qpos0),
         a connect's two body points together (3 rows: pos = p1 - p2, J the points' Jacobians'
         difference, the impedance of |pos|, aref less the points' relative velocity-product
         acceleration), a weld's the same 3 (body1's point at relpose's position, body2's at its
@@ -239,6 +241,28 @@ def make(T):
                     wp.atomic_add(s.eJ, w, ra * tree.nv + d2, -der)
                     vel = vel - der * qvel[w, t, d2]
                     da = da + dof_invweight0[d2]
+                imp = impedance(eq_solimp[e], pos)
+                s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
+                s.eA[w, ra] = -b * vel - k * imp * pos
+            elif tree.eq_type[e] == _EQ_TENDON:
+                t1 = tree.eq_obj1[e]
+                t2 = tree.eq_obj2[e]
+                c = eq_polycoef[e]
+                pos = s.ten_len[w, t1] - tendon_length0[t1] - c[0]
+                vel = s.ten_vel[w, t1]
+                da = tendon_invweight0[t1]
+                der = T(0.0)
+                if t2 >= 0:
+                    x = s.ten_len[w, t2] - tendon_length0[t2]
+                    pos = pos - x * (c[1] + x * (c[2] + x * (c[3] + x * c[4])))
+                    der = c[1] + x * (T(2.0) * c[2] + x * (T(3.0) * c[3] + x * T(4.0) * c[4]))
+                    vel = vel - der * s.ten_vel[w, t2]
+                    da = da + tendon_invweight0[t2]
+                for i in range(tree.nv):
+                    jv = s.ten_J[w, t1 * tree.nv + i]
+                    if t2 >= 0:
+                        jv = jv - der * s.ten_J[w, t2 * tree.nv + i]
+                    wp.atomic_add(s.eJ, w, ra * tree.nv + i, jv)
                 imp = impedance(eq_solimp[e], pos)
                 s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
                 s.eA[w, ra] = -b * vel - k * imp * pos
