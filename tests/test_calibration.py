@@ -291,6 +291,8 @@ def _check_must_show(report, train, test):
           + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) + f"  ({report.seconds:.0f} s)")
     assert report.metrics["test"]["hybrid"]["horizon_steps"] == 250    # 0.5 s at 2 ms
     assert m["hybrid"] < m["identified"] < m["nominal"]
+    g = report.residual_guard  # the residual beat the identified physics on validation: kept
+    assert g["kept"] and g["val_hybrid"] < g["val_identified"], g
     assert m["hybrid"] < m["neural"]
     assert m["hybrid"] <= 0.5 * m["nominal"]
     return m
@@ -314,3 +316,27 @@ def test_real_double_pendulum_held_out_prediction(tmp_path):
 def test_real_double_pendulum_held_out_prediction_full(tmp_path):
     report, train, val, test = _real_run(tmp_path / "real_full", REAL_FULL)
     _check_must_show(report, train, test)
+
+
+def test_residual_guard_zeroes_a_residual_that_does_not_beat_the_physics_on_validation(sim_logs):
+    """MuJoCo's own logs, where identified physics is right: a residual that only adds a wrong
+    torque (its last layer set by hand, no residual training, so the stage keeps it) is worse
+    on the validation run, and the guard sets it to zero, after which the hybrid predicts what
+    the identified physics does (to float32 rounding: the fused engine against the plain one);
+    with the guard off the same residual stays and the hybrid is worse on the held-out run."""
+    train, val, test = sim_logs.split(val=1, test=1, seed=0)
+    reports = {}
+    for guard in (True, False):
+        world = _world()
+        with torch.no_grad():
+            world.residual.net[-1].bias.copy_(torch.tensor([2.0, -1.5]))
+        reports[guard] = calibrate(world, train, val=val, test=test, residual_guard=guard, reset_residual=False,
+                                   **{**SMALL, "residual_epochs": 0, "stages": ("identify", "residual")})
+    g = reports[True].residual_guard
+    assert not g["kept"] and g["val_hybrid"] > 1.5 * g["val_identified"], g
+    assert "set to zero" in reports[True].table()
+    for split in ("val", "test"):
+        r = {k: reports[True].rmse(k, split) for k in ("identified", "hybrid")}
+        assert abs(r["hybrid"] - r["identified"]) <= 1e-4 * r["identified"] + 1e-7, (split, r)
+    off = {k: reports[False].rmse(k, "test") for k in ("identified", "hybrid")}
+    assert not reports[False].residual_guard and off["hybrid"] > 1.5 * off["identified"], off

@@ -155,6 +155,10 @@ class CalibrationConfig:
     residual_hidden: tuple = (64, 64)  # used when the world has no residual yet
     residual_mode: str = "force"       # idem
     reset_residual: bool = True
+    #: after the residual stage: where the hybrid does not beat the identified physics on the
+    #: validation runs at the evaluation horizon, the residual is set to zero (the hybrid is then
+    #: the identified physics); the report shows both figures (CalibrationReport.residual_guard)
+    residual_guard: bool = True
     seed: int = 0
 
     def to_json(self) -> dict:
@@ -184,6 +188,9 @@ class CalibrationReport:
     uncertainty: dict = field(default_factory=dict)
     processes: int = 1        # data-parallel processes (torch.distributed world size) of the last call
     export: str | None = None  # the MJCF the identified physics was exported to (calibrate(export=...))
+    #: the residual guard's decision (CalibrationConfig.residual_guard): validation RMSE at the
+    #: evaluation horizon of the identified physics and of the hybrid, and whether the residual was kept
+    residual_guard: dict = field(default_factory=dict)
     neural: object = None     # the trained NeuralModel baseline (not serialised)
 
     def rmse(self, model: str, split: str = "test", kind: str = "rmse_k") -> float:
@@ -201,6 +208,13 @@ class CalibrationReport:
                     r = m[name]
                     lines.append(f"| {name} | {r['rmse_1']:.5f} | {r['rmse_k']:.4f} | "
                                  f"{', '.join(f'{x:.4f}' for x in r['rmse_k_joint'])} |")
+            lines.append("")
+        g = self.residual_guard
+        if g:
+            lines.append(f"residual guard: validation RMSE at {g['horizon']:g} s, identified "
+                         f"{g['val_identified']:.4f}, hybrid {g['val_hybrid']:.4f}: "
+                         + ("residual kept" if g["kept"] else "the residual did not beat the identified physics "
+                            "and was set to zero (the hybrid is the identified physics)"))
             lines.append("")
         if self.trajectory_offsets:
             lines.append(f"per-run nuisance offsets ({self.config.get('trajectory_offsets')}), training trajectories: "
@@ -738,6 +752,35 @@ class _Run:
             self.init_residual()
         self._train_net("residual", self.world.residual, self.world, self.cfg.residual_epochs, self.cfg.lr)
 
+    @torch.no_grad()
+    def guard_residual(self) -> dict:
+        """The residual guard (CalibrationConfig.residual_guard): the validation runs' RMSE of the
+        joint angles at the evaluation horizon, identified physics against the hybrid with the
+        trained residual; where the hybrid is not better the residual's last layer is set to zero,
+        so the hybrid is the identified physics. Every rank computes the same (the whole validation
+        set, the same weights)."""
+        cfg, m = self.cfg, self.model
+        seg = make_segments(self.val, self.k_eval, _steps(cfg.eval_stride, m.timestep), m.device, m.dtype,
+                            cfg.max_eval_segments)
+        preds = self.predictors()
+
+        def rmse(f):
+            try:
+                Q, _ = _batched(f, seg, 1024)
+            except FloatingPointError:
+                return float("inf")
+            e = float((Q[:, 1:] - seg.qpos[:, 1:]).double().pow(2).mean().sqrt())
+            return e if math.isfinite(e) else float("inf")
+
+        ident, hyb = rmse(preds["identified"]), rmse(preds["hybrid"])
+        keep = hyb < ident
+        if not keep:
+            last = self.world.residual.net[-1]
+            torch.nn.init.zeros_(last.weight)
+            torch.nn.init.zeros_(last.bias)
+        self._physics_ready()
+        return {"horizon": cfg.eval_horizon, "val_identified": ident, "val_hybrid": hyb, "kept": bool(keep)}
+
     def make_neural(self):
         cfg, m = self.cfg, self.model
         with torch.random.fork_rng(devices=[]):
@@ -983,6 +1026,9 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
             run.neural_stage()
         if stage not in run.meta["done"]:
             break
+    if cfg.residual_guard and "residual" in run.meta["done"] and "residual_guard" not in run.meta:
+        run.meta["residual_guard"] = run.guard_residual()
+        run.save()
     run._physics_ready()
     complete = run.finished()
     fresh = complete and run.meta.get("metrics") is None
@@ -1014,7 +1060,8 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         seconds=time.time() - t_start, curves=run.curves or {}, timestep=model.timestep,
         trajectory_offsets=({n: [float(x) for x in run.offsets[i]] for i, n in enumerate(run.meta["splits"]["train"])}
                             if cfg.trajectory_offsets and "identify" in run.meta["done"] else {}),
-        uncertainty=run.meta.get("uncertainty") or {}, processes=dist.world_size)
+        uncertainty=run.meta.get("uncertainty") or {}, processes=dist.world_size,
+        residual_guard=run.meta.get("residual_guard") or {})
     if out:
         report.plots = dist.on_main(_write_outputs, run, report, out, cfg, complete, fresh, plots) or []
     report.neural = run.neural
