@@ -47,14 +47,14 @@ def features(s: Structure, contacts: bool = True):
     rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq))
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
-                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows)
+                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
     return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site),
-                    mjlimits=mj)
+                    mjlimits=mj, gyro=s.free_gyro)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):

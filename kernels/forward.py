@@ -92,6 +92,7 @@ def build(T, features=NO_FEATURES, group=1):
     ASSEMBLE = features.assemble
     TWO = features.nsolve == 2
     RK4 = features.rk4
+    GYRO = features.gyro
 
     @wp.func
     def solved(w: int, d: int, s: S, s1: S):
@@ -221,6 +222,18 @@ def build(T, features=NO_FEATURES, group=1):
             else:
                 qout[w, to, pa] = qin[w, ti, pa] + h * vel[w, tv, da]
 
+    @wp.func
+    def free_gyro_step(w: int, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
+        """The Euler step's velocities of the free rigid subtrees' dofs (``free_gyroscopic``)."""
+        for j in range(tree.njnt):
+            if tree.jnt_gyro[j] != 0:
+                x1, x2 = free_gyroscopic(w, j, tree.dof_body[tree.jnt_dofadr[j]], qvel, t, tree, s, s1, h)
+                for k in range(6):
+                    d = tree.jnt_dofadr[j] + k
+                    acc = wp.where(k < 3, x1[k % 3], x2[k % 3]) + extra(w, d, qacc_extra, t, s)
+                    qacc_out[w, t, d] = acc
+                    qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+
     @stored
     @wp.func
     def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
@@ -231,14 +244,8 @@ def build(T, features=NO_FEATURES, group=1):
                 acc = accel(w, d, qacc_extra, t, s, s1)
                 qacc_out[w, t, d] = acc
                 qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
-        for j in range(tree.njnt):
-            if tree.jnt_gyro[j] != 0:
-                x1, x2 = free_gyroscopic(w, j, tree.dof_body[tree.jnt_dofadr[j]], qvel, t, tree, s, s1, h)
-                for k in range(6):
-                    d = tree.jnt_dofadr[j] + k
-                    acc = wp.where(k < 3, x1[k % 3], x2[k % 3]) + extra(w, d, qacc_extra, t, s)
-                    qacc_out[w, t, d] = acc
-                    qvel[w, t + 1, d] = qvel[w, t, d] + h * acc
+        if wp.static(GYRO):
+            free_gyro_step(w, qvel, qacc_extra, qacc_out, t, tree, s, s1, h)
         integrate_pos(w, qpos, t, qvel, t + 1, h, qpos, t + 1, tree)
 
     # MuJoCo's RK4 (mj_RungeKutta): stage i's state X_i = X_0 + A_i h F_{i-1} (A = 1/2, 1/2, 1; F

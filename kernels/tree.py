@@ -264,18 +264,20 @@ class Features(tuple):
     it: (pair kinds present, as indices of kernels.collision.PAIR_KINDS; any pair treated
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
-    solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons; site transmissions).
+    solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons; site transmissions;
+    MuJoCo's soft constraints; implicitfast's gyroscopic term of free rigid subtrees).
     Models with the same
     features share one module."""
 
     def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False,
-                site=False, mjlimits=False):
+                site=False, mjlimits=False, gyro=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         if friction and mjlimits:
             raise ValueError("friction (hybridwam's dry-friction law) and mjlimits (MuJoCo's) exclude each other")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits)))
+                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits),
+                                     bool(gyro)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -292,6 +294,9 @@ class Features(tuple):
     #: MuJoCo's soft constraints for joint limits and dry friction (limit_law "mujoco",
     #: kernels/limits.py): the first solve is the constraint solver's, the second the step's
     mjlimits = property(lambda self: self[8])
+    #: implicitfast with free rigid subtrees: their gyroscopic term (kernels/forward.py's
+    #: free_gyroscopic; its code cost 1.4 s of a 6 s cold compile, so only these models carry it)
+    gyro = property(lambda self: self[9])
 
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""
