@@ -166,10 +166,11 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "ten_actlimited": arr(s.tendon_actfrclimited),
         "act_site": arr([a for a, _ in s.act_site] or [-1] * mj.nu),
         "act_refsite": arr([r for _, r in s.act_site] or [-1] * mj.nu),
-        "neq": len(s.eq), "eq_type": arr([t for t, _, _ in s.eq]), "eq_obj1": arr([a for _, a, _ in s.eq]),
-        "eq_obj2": arr([b for _, _, b in s.eq]),
-        "eq_rowadr": arr(np.cumsum([0, *(EQ_ROWS[t] for t, _, _ in s.eq)])[:-1]),
-        "nerow": sum(EQ_ROWS[t] for t, _, _ in s.eq),
+        "neq": len(s.eq), "eq_type": arr([q[0] for q in s.eq]), "eq_obj1": arr([q[1] for q in s.eq]),
+        "eq_obj2": arr([q[2] for q in s.eq]), "eq_site": arr([int(q[3]) for q in s.eq]),
+        "eq_id": arr([q[4] for q in s.eq]),
+        "eq_rowadr": arr(np.cumsum([0, *(EQ_ROWS[q[0]] for q in s.eq)])[:-1]),
+        "nerow": sum(EQ_ROWS[q[0]] for q in s.eq),
     }
 
 

@@ -15,7 +15,6 @@ import torch
 
 from .types import (
     BALL,
-    EQ_BODY_PAIRS,
     EQ_SIMULATED,
     FREE,
     HINGE,
@@ -189,8 +188,6 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         if typ not in EQ_SIMULATED:
             out.append(f"{name} of type {mujoco.mjtEq(typ).name[5:].lower()} (simulated: "
                        f"{', '.join(EQ_SIMULATED.values())})")
-        elif typ in EQ_BODY_PAIRS and int(m.eq_objtype[i]) != int(O.mjOBJ_BODY):
-            out.append(f"{name}: a {EQ_SIMULATED[typ]} between sites (simulated: between bodies)")
         elif limit_law != "mujoco" and m.eq_active0[i]:
             out.append(f"{name} with limit_law 'compliant' (equality constraints are MuJoCo's soft constraints: "
                        "load the model with limit_law='mujoco')")
@@ -620,7 +617,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
         limit_law=limit_law,
-        eq=tuple((int(m.eq_type[i]), int(m.eq_obj1id[i]), int(m.eq_obj2id[i])) for i in range(m.neq)
+        eq=tuple((int(m.eq_type[i]), int(m.eq_obj1id[i]), int(m.eq_obj2id[i]),
+                  int(m.eq_objtype[i]) == int(mujoco.mjtObj.mjOBJ_SITE), i) for i in range(m.neq)
                  if m.eq_active0[i] and int(m.eq_type[i]) in EQ_SIMULATED),
     )
 

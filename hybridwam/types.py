@@ -46,8 +46,6 @@ EQ_CONNECT, EQ_WELD, EQ_JOINT, EQ_TENDON = 0, 1, 2, 3
 EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_WELD: "weld", EQ_JOINT: "joint", EQ_TENDON: "tendon"}
 #: constraint rows per simulated equality constraint
 EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1, EQ_TENDON: 1}
-#: the types between two bodies (the loader refuses them between sites)
-EQ_BODY_PAIRS = (EQ_CONNECT, EQ_WELD)
 
 #: the laws of joint limits and dry friction (Structure.limit_law)
 LIMIT_LAWS = ("compliant", "mujoco")
@@ -197,9 +195,10 @@ class Structure:
     #: constraints: solref / solimp impedance, reference acceleration, rows coupled through M^-1,
     #: kernels/limits.py; the looped engine only)
     limit_law: str = "compliant"
-    #: active equality constraints (type, obj1, obj2) of EQ_SIMULATED kinds: joints for joint
-    #: (obj2 -1: none), bodies for connect (limit_law "mujoco", kernels/limits.py)
-    eq: tuple[tuple[int, int, int], ...] = ()
+    #: active equality constraints (type, obj1, obj2, between sites, MuJoCo's index) of
+    #: EQ_SIMULATED kinds: joints for joint and tendons for tendon (obj2 -1: none), bodies or sites
+    #: for connect and weld (limit_law "mujoco", kernels/limits.py)
+    eq: tuple[tuple[int, int, int, bool, int], ...] = ()
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()

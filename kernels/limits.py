@@ -205,7 +205,7 @@ def make(T):
     def equality_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, qpos0: AT, dof_invweight0: AT,
                       body_invweight0: AT, body_invweight0r: AT, eq_solref: V2A, eq_solimp: V5A,
                       eq_polycoef: V5A, eq_anchor1: V3A, eq_anchor2: V3A, eq_relpose: QA, eq_torquescale: AT,
-                      tendon_length0: AT, tendon_invweight0: AT, h: T):
+                      tendon_length0: AT, tendon_invweight0: AT, site_pos: V3A, site_quat: QA, h: T):
         """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
         a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
         a tendon's length a polynomial of another's alike (J from the tendons' Jacobians, the
@@ -215,19 +215,21 @@ def make(T):
         acceleration), a weld's the same 3 (body1's point at relpose's position, body2's at its
         anchor) and 3 rotational (torquescale times the vector part of q2^-1 q1 relpose, their
         Jacobian ``weld_rotation`` of the bodies' angular Jacobians' difference; the impedance of
-        all 6 rows' norm, the rotational rows' R from the bodies' rotational invweight0): into
+        all 6 rows' norm, the rotational rows' R from the bodies' rotational invweight0); between
+        sites, the sites' positions and frames in place of the anchors and relpose: into
         s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA."""
         for r in range(tree.nerow * tree.nv):
             s.eJ[w, r] = T(0.0)
         for e in range(tree.neq):
             ra = tree.eq_rowadr[e]
-            k, b = ref_coefficients(eq_solref[e], eq_solimp[e], h, tree.refsafe)
+            ie = tree.eq_id[e]
+            k, b = ref_coefficients(eq_solref[ie], eq_solimp[ie], h, tree.refsafe)
             if tree.eq_type[e] == _EQ_JOINT:
                 j1 = tree.eq_obj1[e]
                 j2 = tree.eq_obj2[e]
                 d1 = tree.jnt_dofadr[j1]
                 a1 = tree.jnt_qposadr[j1]
-                c = eq_polycoef[e]
+                c = eq_polycoef[ie]
                 pos = qpos[w, t, a1] - qpos0[a1] - c[0]
                 vel = qvel[w, t, d1]
                 da = dof_invweight0[d1]
@@ -241,13 +243,13 @@ def make(T):
                     wp.atomic_add(s.eJ, w, ra * tree.nv + d2, -der)
                     vel = vel - der * qvel[w, t, d2]
                     da = da + dof_invweight0[d2]
-                imp = impedance(eq_solimp[e], pos)
+                imp = impedance(eq_solimp[ie], pos)
                 s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
                 s.eA[w, ra] = -b * vel - k * imp * pos
             elif tree.eq_type[e] == _EQ_TENDON:
                 t1 = tree.eq_obj1[e]
                 t2 = tree.eq_obj2[e]
-                c = eq_polycoef[e]
+                c = eq_polycoef[ie]
                 pos = s.ten_len[w, t1] - tendon_length0[t1] - c[0]
                 vel = s.ten_vel[w, t1]
                 da = tendon_invweight0[t1]
@@ -263,19 +265,32 @@ def make(T):
                     if t2 >= 0:
                         jv = jv - der * s.ten_J[w, t2 * tree.nv + i]
                     wp.atomic_add(s.eJ, w, ra * tree.nv + i, jv)
-                imp = impedance(eq_solimp[e], pos)
+                imp = impedance(eq_solimp[ie], pos)
                 s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
                 s.eA[w, ra] = -b * vel - k * imp * pos
             else:
                 b1 = tree.eq_obj1[e]
                 b2 = tree.eq_obj2[e]
                 weld = tree.eq_type[e] == _EQ_WELD
-                # a connect's anchors: body1's then body2's; a weld's: body2's then body1's
-                an1 = eq_anchor1[e]
-                an2 = eq_anchor2[e]
+                # a connect's anchors: body1's then body2's; a weld's: body2's then body1's; the
+                # rotations that follow each body's (a weld's relpose after body1's); between
+                # sites: the sites' positions and rotations in their bodies
+                an1 = eq_anchor1[ie]
+                an2 = eq_anchor2[ie]
+                r1 = eq_relpose[ie]
+                r2 = wp.quat_identity(dtype=T)
                 if weld:
-                    an1 = eq_anchor2[e]
-                    an2 = eq_anchor1[e]
+                    an1 = eq_anchor2[ie]
+                    an2 = eq_anchor1[ie]
+                if tree.eq_site[e] != 0:
+                    s1 = b1
+                    s2 = b2
+                    b1 = tree.site_body[s1]
+                    b2 = tree.site_body[s2]
+                    an1 = site_pos[s1]
+                    an2 = site_pos[s2]
+                    r1 = site_quat[s1]
+                    r2 = site_quat[s2]
                 p1 = s.xp[w, b1] + wp.quat_rotate(s.xq[w, b1], an1)
                 p2 = s.xp[w, b2] + wp.quat_rotate(s.xq[w, b2], an2)
                 pv = p1 - p2
@@ -289,9 +304,9 @@ def make(T):
                 rw = rv
                 rjdv = rv
                 if weld:
-                    ts = eq_torquescale[e]
-                    qa = s.xq[w, b1] * eq_relpose[e]
-                    qn = wp.quat_inverse(s.xq[w, b2])
+                    ts = eq_torquescale[ie]
+                    qa = s.xq[w, b1] * r1
+                    qn = wp.quat_inverse(s.xq[w, b2] * r2)
                     qe = qn * qa
                     rv = V3(qe[0], qe[1], qe[2]) * ts
                     rw = weld_rotation(qn, qa, s.cvw[w, b1] - s.cvw[w, b2], ts)
@@ -299,7 +314,7 @@ def make(T):
                     add_weld_rotation(w, tree, s, b1, ra + 3, T(1.0), qn, qa, ts)
                     add_weld_rotation(w, tree, s, b2, ra + 3, T(-1.0), qn, qa, ts)
                     dist2 = dist2 + wp.dot(rv, rv)
-                imp = impedance(eq_solimp[e], wp.sqrt(dist2))
+                imp = impedance(eq_solimp[ie], wp.sqrt(dist2))
                 dd = T(1.0) / wp.max((T(1.0) - imp) / imp * (body_invweight0[b1] + body_invweight0[b2]), eps)
                 for q in range(3):
                     s.eD[w, ra + q] = dd

@@ -122,6 +122,10 @@ class Tree:
     eq_type: wp.array(dtype=int)
     eq_obj1: wp.array(dtype=int)
     eq_obj2: wp.array(dtype=int)
+    #: per equality: 1 for a connect or weld between sites (eq_obj1, eq_obj2 then sites), and
+    #: MuJoCo's index of the constraint (its parameters' row)
+    eq_site: wp.array(dtype=int)
+    eq_id: wp.array(dtype=int)
     eq_rowadr: wp.array(dtype=int)
     nerow: int
 

@@ -161,16 +161,9 @@ def test_gradients_through_equality_constraints_match_central_differences(integr
     assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
 
 
-def test_equality_needs_mujocos_law_and_unsimulated_kinds_are_refused_by_name():
+def test_equality_needs_mujocos_law():
     with pytest.raises(hw.UnsupportedFeatureError, match="limit_law='mujoco'"):
         hw.load_model(model(), device="cpu")
-    sites = model().replace('<geom type="box" size="0.05 0.05 0.02" mass="0.4"/>',
-                            '<geom type="box" size="0.05 0.05 0.02" mass="0.4"/><site name="s1"/>').replace(
-        '<geom type="capsule" fromto="0 0 0 0 -0.2 0" size="0.02" mass="0.3"/>',
-        '<geom type="capsule" fromto="0 0 0 0 -0.2 0" size="0.02" mass="0.3"/><site name="s2"/>')
-    with pytest.raises(hw.UnsupportedFeatureError, match="a weld between sites"):
-        hw.load_model(sites.replace("</equality>", '<weld site1="s1" site2="s2"/></equality>'), device="cpu",
-                      limit_law="mujoco")
 
 
 # welds (MuJoCo's weld: 3 translational rows at the anchors, 3 rotational of q2^-1 q1 relpose
@@ -325,4 +318,66 @@ def test_gradients_through_tendon_equalities_match_central_differences():
     checks = [(q0, (0, 1)), (q0, (1, 3)), (v0, (0, 2)), (u, (1, 5, 1)), ("tendon_length0", (0,)),
               ("tendon_length0", (1,)), ("tendon_invweight0", (2,)), ("eq_polycoef", (0, 1)),
               ("eq_polycoef", (0, 2)), ("eq_polycoef", (1, 0)), ("site_pos", (1, 2))]
+    assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
+
+
+# welds and connects between sites (MuJoCo's site semantic: the sites' positions, and for the weld
+# their frames in place of the anchors and relpose): a free box's site welded to a site at an arm's
+# tip (torquescale 0.5), a ball-jointed rod's end site connected to a world site
+SITE_EQ = """<mujoco><option timestep="{timestep}" integrator="{integrator}"/>
+  <default><geom contype="0" conaffinity="0"/></default>
+  <worldbody>
+    <body name="a" pos="0 0 1"><joint name="j0" type="hinge" axis="0 1 0" damping="0.1"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="1"/>
+      <body name="b" pos="0.3 0 0"><joint name="j1" type="hinge" axis="0 0 1"/>
+        <joint name="j2" type="hinge" axis="1 0 0"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="0.5"/>
+        <site name="tip" pos="0.3 0.02 0" euler="0 20 40"/></body>
+    </body>
+    <body name="c" pos="0.62 0.05 1.0" euler="10 20 30"><freejoint/>
+      <geom type="box" size="0.05 0.04 0.03" mass="0.3"/><site name="grip" pos="-0.03 0 0.01" euler="5 0 10"/></body>
+    <body name="d" pos="-0.5 0 1"><joint type="ball"/>
+      <geom type="capsule" fromto="0 0 0 0.2 0 0" size="0.02" mass="0.2"/><site name="dend" pos="0.2 0 0"/></body>
+    <site name="anchor" pos="-0.28 0.01 1.02"/>
+  </worldbody>
+  <equality><weld site1="grip" site2="tip" torquescale="0.5"/><connect site1="dend" site2="anchor"/></equality>
+  <actuator><motor joint="j0"/></actuator>
+</mujoco>"""
+
+
+def site_eq_model(integrator="Euler"):
+    return SITE_EQ.format(integrator=integrator, timestep=0.002)
+
+
+@pytest.mark.parametrize("integrator", INTEGRATORS)
+def test_site_welds_and_connects_step_like_mj_step(rng, integrator):
+    """100-step rollouts from violated states (measured 4.4e-12 Euler and implicitfast, 7.5e-14
+    RK4)."""
+    xml = site_eq_model(integrator)
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
+    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
+    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.1)
+    ctrl = rng.normal(0, 0.5, (8, 100, mj.nu))
+    d = mujoco.MjData(mj)
+    d.qpos[:] = qpos[0]
+    mujoco.mj_forward(mj, d)
+    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 9 and np.abs(d.efc_pos[:9]).min() > 1e-3
+    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    assert max(err) <= 1e-10, err
+
+
+def test_gradients_through_site_equalities_match_central_differences():
+    phys = hw.Physics(hw.load_model(site_eq_model(), device="cpu", dtype="float64", limit_law="mujoco"),
+                      verbose=False)
+    m = phys.model
+    qpos, qvel = near_qpos0(m.mj, 2, np.random.default_rng(11), scale=0.1)
+    q0 = torch.tensor(qpos, requires_grad=True)
+    v0 = torch.tensor(qvel, requires_grad=True)
+    u = torch.tensor(np.random.default_rng(12).normal(0, 0.5, (2, 20, m.nu)), requires_grad=True)
+    loss = final_state_loss(phys, (q0, v0, u))
+    names = ["site_pos", "site_quat", "eq_torquescale"]
+    checks = [(q0, (0, 4)), (v0, (1, 7)), ("site_pos", (0, 1)), ("site_pos", (1, 2)), ("site_pos", (3, 0)),
+              ("site_quat", (1, 2)), ("site_quat", (2, 0)), ("eq_torquescale", (0,))]
     assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
