@@ -381,3 +381,18 @@ def test_gradients_through_site_equalities_match_central_differences():
     checks = [(q0, (0, 4)), (v0, (1, 7)), ("site_pos", (0, 1)), ("site_pos", (1, 2)), ("site_pos", (3, 0)),
               ("site_quat", (1, 2)), ("site_quat", (2, 0)), ("eq_torquescale", (0,))]
     assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
+
+
+def test_an_inactive_equality_leaves_the_others_parameters_in_place(rng):
+    """An inactive equality (active="false": MuJoCo instantiates no rows) before the welds: their
+    rows read their own solref / solimp / anchors (MuJoCo's index), 100 steps against mj_step."""
+    xml = weld_model().replace("<equality>", '<equality><connect body1="a" body2="world" anchor="0.1 0 0" '
+                                             'solref="0.5 0.2" active="false"/>')
+    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
+    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
+    qpos, qvel = near_qpos0(mj, 4, rng, scale=0.1)
+    ctrl = rng.normal(0, 0.5, (4, 100, mj.nu))
+    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
+    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    assert max(err) <= 1e-8, err
