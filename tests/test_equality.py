@@ -82,25 +82,32 @@ def near_qpos0(mj, B, rng, scale=0.05):
     return qpos, rng.normal(0, 0.5, (B, mj.nv))
 
 
-@pytest.mark.parametrize("integrator", INTEGRATORS)
-def test_equality_constraints_step_like_mj_step(rng, integrator):
-    xml = model(integrator)
+def rollouts_against_mj_step(xml, rng, B=8, scale=0.1, T=100):
+    """hybridwam's and mj_step's T-step rollouts (float64, MuJoCo's solver run to its optimum)
+    from the same states around qpos0: (the efc rows MuJoCo instantiates at the first world's
+    state as (types, positions), one-step errors (qpos, qvel), T-step errors)."""
     mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
     phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
     assert phys.engine == "looped"
-    B = 16
-    qpos, qvel = near_qpos0(mj, B, rng)
-    ctrl = rng.normal(0, 0.5, (B, 100, mj.nu))
+    qpos, qvel = near_qpos0(mj, B, rng, scale=scale)
+    ctrl = rng.normal(0, 0.5, (B, T, mj.nu))
     d = mujoco.MjData(mj)
     d.qpos[:], d.qvel[:] = qpos[0], qvel[0]
     mujoco.mj_forward(mj, d)
-    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 8
     tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
     mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
     one = rel_err(tr.qpos[:, 1], mq[:, 1]), rel_err(tr.qvel[:, 1], mv[:, 1])
-    assert max(one) <= 1e-10, one
-    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
-    assert max(err) <= 1e-8, err
+    return (d.efc_type.copy(), d.efc_pos.copy()), one, (rel_err(tr.qpos, mq), rel_err(tr.qvel, mv))
+
+
+EQUALITY = int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)
+
+
+@pytest.mark.parametrize("integrator", INTEGRATORS)
+def test_equality_constraints_step_like_mj_step(rng, integrator):
+    (types, _), one, err = rollouts_against_mj_step(model(integrator), rng, B=16, scale=0.05)
+    assert (types == EQUALITY).sum() == 8
+    assert max(one) <= 1e-10 and max(err) <= 1e-8, (one, err)
 
 
 def assert_forward_matches_mj_forward(xml, rng, scale, speed, tol):
@@ -198,24 +205,12 @@ def weld_model(integrator="Euler"):
 @pytest.mark.parametrize("integrator", INTEGRATORS)
 def test_welds_step_like_mj_step(rng, integrator):
     """100-step rollouts from states where both welds are violated (positions and rotations);
-    with implicitfast the free box also takes MuJoCo 4's implicit gyroscopic term."""
-    xml = weld_model(integrator)
-    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
-    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    B = 8
-    qpos, qvel = near_qpos0(mj, B, rng, scale=0.1)
-    ctrl = rng.normal(0, 0.5, (B, 100, mj.nu))
-    d = mujoco.MjData(mj)
-    d.qpos[:], d.qvel[:] = qpos[0], qvel[0]
-    mujoco.mj_forward(mj, d)
-    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 12
-    assert np.abs(d.efc_pos[3:6]).max() > 1e-2 and np.abs(d.efc_pos[9:12]).max() > 1e-2  # rotations violated
-    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
-    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
-    one = rel_err(tr.qpos[:, 1], mq[:, 1]), rel_err(tr.qvel[:, 1], mv[:, 1])
-    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
-    # measured: Euler 6.1e-10 / 6.2e-10 (one step / 100 steps; the first step's, on the free
-    # box welded to the damped arm), RK4 below 1e-10 / 1e-8, implicitfast within the same bounds
+    with implicitfast the free box also takes MuJoCo 4's implicit gyroscopic term. Measured:
+    Euler 6.1e-10 / 6.2e-10 (one step / 100 steps; the first step's, on the free box welded to
+    the damped arm), RK4 below 1e-10 / 1e-8, implicitfast within the same bounds."""
+    (types, pos), one, err = rollouts_against_mj_step(weld_model(integrator), rng)
+    assert (types == EQUALITY).sum() == 12
+    assert np.abs(pos[3:6]).max() > 1e-2 and np.abs(pos[9:12]).max() > 1e-2  # rotations violated
     assert max(one) <= 1e-8 and max(err) <= 1e-8, (one, err)
 
 
@@ -288,18 +283,8 @@ def test_tendon_equalities_step_like_mj_step(rng, integrator):
     (MuJoCo 4 adds no velocity-product term to a tendon equality's aref, spatial tendons
     included: checked against efc_aref)."""
     xml = tendon_eq_model(integrator)
-    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
-    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.2)
-    ctrl = rng.normal(0, 0.5, (8, 100, mj.nu))
-    d = mujoco.MjData(mj)
-    d.qpos[:], d.qvel[:] = qpos[0], qvel[0]
-    mujoco.mj_forward(mj, d)
-    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 2 and np.abs(d.efc_pos[:2]).min() > 1e-3
-    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
-    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
-    one = rel_err(tr.qpos[:, 1], mq[:, 1]), rel_err(tr.qvel[:, 1], mv[:, 1])
-    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    (types, pos), one, err = rollouts_against_mj_step(xml, rng, scale=0.2)
+    assert (types == EQUALITY).sum() == 2 and np.abs(pos[:2]).min() > 1e-3
     assert max(one) <= 1e-10 and max(err) <= 1e-8, (one, err)
     if integrator == "Euler":
         assert_forward_matches_mj_forward(xml, rng, scale=0.2, speed=2.0, tol=1e-9)
@@ -353,18 +338,8 @@ def site_eq_model(integrator="Euler"):
 def test_site_welds_and_connects_step_like_mj_step(rng, integrator):
     """100-step rollouts from violated states (measured 4.4e-12 Euler and implicitfast, 7.5e-14
     RK4)."""
-    xml = site_eq_model(integrator)
-    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
-    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    qpos, qvel = near_qpos0(mj, 8, rng, scale=0.1)
-    ctrl = rng.normal(0, 0.5, (8, 100, mj.nu))
-    d = mujoco.MjData(mj)
-    d.qpos[:] = qpos[0]
-    mujoco.mj_forward(mj, d)
-    assert (d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_EQUALITY)).sum() == 9 and np.abs(d.efc_pos[:9]).min() > 1e-3
-    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
-    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
-    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    (types, pos), one, err = rollouts_against_mj_step(site_eq_model(integrator), rng)
+    assert (types == EQUALITY).sum() == 9 and np.abs(pos[:9]).min() > 1e-3
     assert max(err) <= 1e-10, err
 
 
@@ -385,14 +360,10 @@ def test_gradients_through_site_equalities_match_central_differences():
 
 def test_an_inactive_equality_leaves_the_others_parameters_in_place(rng):
     """An inactive equality (active="false": MuJoCo instantiates no rows) before the welds: their
-    rows read their own solref / solimp / anchors (MuJoCo's index), 100 steps against mj_step."""
+    rows read their own solref / solimp / anchors (MuJoCo's index), 100 steps against mj_step
+    (reading them at the active list's index was 65 rad/s off)."""
     xml = weld_model().replace("<equality>", '<equality><connect body1="a" body2="world" anchor="0.1 0 0" '
                                              'solref="0.5 0.2" active="false"/>')
-    mj = exact_solver(mujoco.MjModel.from_xml_string(xml))
-    phys = hw.Physics(hw.load_model(xml, device="cpu", dtype="float64", limit_law="mujoco"), verbose=False)
-    qpos, qvel = near_qpos0(mj, 4, rng, scale=0.1)
-    ctrl = rng.normal(0, 0.5, (4, 100, mj.nu))
-    tr = phys.rollout(to_torch(qpos, torch.float64), to_torch(qvel, torch.float64), to_torch(ctrl, torch.float64))
-    mq, mv = mj_rollout(mj, qpos, qvel, ctrl)
-    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv)
+    (types, _), _, err = rollouts_against_mj_step(xml, rng, B=4)
+    assert (types == EQUALITY).sum() == 12
     assert max(err) <= 1e-8, err
