@@ -921,6 +921,17 @@ def _compile_benchmark() -> Benchmark:
                           "tree:contact the same tree on a floor with every geom colliding (hybridwam.benchmodels).")
 
 
+def _loo_benchmark() -> Benchmark:
+    from .calibration.bench import loo_args, loo_run, loo_suite, loo_table
+
+    return Benchmark(help="leave-one-run-out calibration on the DFKI logs: hybrid vs identified physics on unseen runs",
+                     add_args=loo_args, run=loo_run, suite=loo_suite, table=loo_table,
+                     note="Each of the shipped double pendulum runs is held out in turn: `hw.calibrate` "
+                          "(identification, then a 64x64 force residual; seed 0) trains on the others but the "
+                          "next run, which validates, and the held-out run scores: RMSE of the joint angles over "
+                          "open-loop windows of the horizon. The suite runs with and without the residual guard.")
+
+
 #: name -> Benchmark; ``hybridwam bench NAME`` runs one, ``hybridwam bench`` runs every suite.
 BENCHMARKS: dict[str, Benchmark] = {
     "step": Benchmark(
@@ -947,4 +958,5 @@ BENCHMARKS: dict[str, Benchmark] = {
              "`mujoco.rollout` called with one step per call."),
     "plan": _plan_benchmark(),
     "compile": _compile_benchmark(),
+    "loo": _loo_benchmark(),
 }

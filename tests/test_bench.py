@@ -132,3 +132,24 @@ def test_bench_hybrid_rows_time_the_fused_residual():
 
     c = bench_calls("acrobot", batch=2, calls=5, repeat=1, hybrid=(8, 8))
     assert c["captured_equals_step"] and c["engine"] == "hybrid: looped + 8x8 residual"
+
+
+def test_leave_one_run_out_benchmark_rows(tmp_path):
+    """`hybridwam bench loo` on two held-out runs at a few epochs (the figures need the suite's
+    settings: README): each row's ratio is its RMSEs', a zeroed residual leaves the hybrid equal
+    to the identified physics, the table counts the rows."""
+    from hybridwam.calibration.bench import bench_loo, loo_table
+    from hybridwam.logs import data_path
+
+    if not data_path("double_pendulum").is_dir():
+        pytest.skip("the DFKI logs are not at HYBRIDWAM_DATA")
+    rows = bench_loo(identify_epochs=1, residual_epochs=1, eval_horizon=0.1, runs=2, verbose=False)
+    assert [r["held_out"] for r in rows] == ["sysid_20220815_traj00", "sysid_20220815_traj01"]
+    for r in rows:
+        assert r["validation"] != r["held_out"] and r["guard"] in ("kept", "zeroed")
+        assert abs(r["ratio"] - r["hybrid_rmse"] / r["identified_rmse"]) < 1e-12
+        if r["guard"] == "zeroed":
+            assert abs(r["hybrid_rmse"] - r["identified_rmse"]) <= 1e-5 * r["identified_rmse"]
+        else:
+            assert r["val_hybrid"] < r["val_identified"]
+    assert "of 2 held-out runs" in loo_table(rows)

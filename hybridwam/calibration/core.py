@@ -70,6 +70,9 @@ from .neural import NeuralModel
 from .params import DEFAULT_GROUPS, PhysicalParameters
 
 STAGES = ("identify", "residual", "neural")
+#: the residual guard keeps a residual only where it lowers the validation RMSE by more than this
+#: fraction (CalibrationConfig.residual_guard)
+GUARD_MARGIN = 1e-6
 MODELS = ("nominal", "identified", "hybrid", "neural")
 NEURAL_FILE = "neural_baseline.safetensors"
 PLOT_FILES = ("predictions.png", "rmse_vs_horizon.png", "training.png")
@@ -756,7 +759,8 @@ class _Run:
     def guard_residual(self) -> dict:
         """The residual guard (CalibrationConfig.residual_guard): the validation runs' RMSE of the
         joint angles at the evaluation horizon, identified physics against the hybrid with the
-        trained residual; where the hybrid is not better the residual's last layer is set to zero,
+        trained residual; where the hybrid is not better (by more than GUARD_MARGIN: an untrained,
+        zero residual differs from the physics by rounding only) the residual's last layer is set to zero,
         so the hybrid is the identified physics. Every rank computes the same (the whole validation
         set, the same weights)."""
         cfg, m = self.cfg, self.model
@@ -773,7 +777,7 @@ class _Run:
             return e if math.isfinite(e) else float("inf")
 
         ident, hyb = rmse(preds["identified"]), rmse(preds["hybrid"])
-        keep = hyb < ident
+        keep = hyb < ident * (1.0 - GUARD_MARGIN)
         if not keep:
             last = self.world.residual.net[-1]
             torch.nn.init.zeros_(last.weight)
