@@ -17,7 +17,6 @@ import torch
 import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
-from .model import free_subtree
 from .replay import Replay
 from .types import CYLINDER, ELLIPSOID, EQ_ROWS, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
 
@@ -63,21 +62,13 @@ def _kernels(dtype: torch.dtype, feats, group: int = 1):
     return forward.build(_SCALAR[dtype], feats, group)
 
 
-#: float32 models whose tree has a path of at least this many dofs from the root refine the
+#: float32 models whose tree has a path of at least this many dofs from the root (a dof's
+#: ancestors, itself included: anc_num) refine the
 #: solve's solution once (kernels/solve.py's refine; about 15% of a step on the 24-link chain and the
 #: 31-dof tree): one step of a chain from random states is then within 4e-6 of mj_step at 8 to 24
 #: links, where without it the error grows with the length (12 links: up to 1.0e-5, 24: 1.5e-5;
 #: tests/test_looped.py). Shorter trees stay well inside 1e-5 without it (10 links: 7e-6).
 REFINE_DEPTH = 10
-
-
-def dof_depth(mj) -> int:
-    """The largest number of dofs on a path from the world to a dof (0 without dofs)."""
-    depth = [0] * mj.nv
-    for i in range(mj.nv):
-        parent = int(mj.dof_parentid[i])
-        depth[i] = 1 + (depth[parent] if parent >= 0 else 0)
-    return max(depth, default=0)
 
 
 def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
@@ -132,15 +123,13 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     padr = np.cumsum([0, *pnum])[:-1]
     point_pair = [i for i, n in enumerate(pnum) for _ in range(n)]
 
-    fast = int(mj.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST)
-    gyro = [free_subtree(mj, int(mj.jnt_bodyid[j])) if fast else 0 for j in range(mj.njnt)]
     return {
         "nbody": nb, "njnt": mj.njnt, "nq": mj.nq, "nv": mj.nv, "nu": mj.nu, "nstage": 4 if s.rk4 else 1,
         "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
         "refsafe": int(not mj.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)),
-        "refine": int(s.dtype == "float32" and dof_depth(mj) >= REFINE_DEPTH),
-        "jnt_gyro": arr(gyro), "dof_gyro": arr([int(gyro[j] > 0) for j in mj.dof_jntid]),
+        "refine": int(s.dtype == "float32" and max(anc_num, default=0) >= REFINE_DEPTH),
+        "jnt_gyro": arr(s.jnt_free_subtree or [0] * mj.njnt),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),
         "jnt_type": arr(mj.jnt_type), "jnt_qposadr": arr(mj.jnt_qposadr), "jnt_dofadr": arr(mj.jnt_dofadr),
@@ -245,7 +234,7 @@ class LoopedEngine:
              "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1,
              "nerow": max(int(self._tree_np["nerow"]), 1), "nerownv": max(int(self._tree_np["nerow"]) * m.nv, 1),
              "nerow2": max(int(self._tree_np["nerow"]) ** 2, 1),
-             "ngyro": m.nbody if int(self._tree_np["jnt_gyro"].max()) > 0 else 1}
+             "ngyro": m.nbody if self.features.gyro else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared

@@ -608,7 +608,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)) and not rk4
                           and bool(np.any(m.dof_damping > 0))),
         implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
-        free_gyro=fast and any(free_subtree(m, int(m.jnt_bodyid[j])) for j in range(m.njnt)),
+        jnt_free_subtree=tuple(free_subtree(m, int(m.jnt_bodyid[j])) if fast else 0 for j in range(m.njnt)),
         geom_type=tuple(int(t) for t in m.geom_type),
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),

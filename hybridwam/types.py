@@ -175,10 +175,11 @@ class Structure:
     #: MuJoCo's RK4 integrator (mj_RungeKutta): four evaluations of the dynamics per step, joint
     #: damping explicit (as in MuJoCo); the looped engine only (kernels/forward.py)
     rk4: bool = False
-    #: implicitfast with a free rigid subtree (a body whose only joint is free, no dofs below it):
-    #: MuJoCo 4 integrates its gyroscopic term implicitly too (kernels/forward.py's
-    #: free_gyroscopic; the looped engine only)
-    free_gyro: bool = False
+    #: per joint, under implicitfast, the number of bodies of the free rigid subtree it moves (a
+    #: body whose only joint is free, no dofs below it; 0 for other joints and integrators): MuJoCo
+    #: 4 integrates their gyroscopic term implicitly too (kernels/forward.py's free_gyroscopic; the
+    #: looped engine only)
+    jnt_free_subtree: tuple[int, ...] = ()
     #: MuJoCo's inertia-box fluid forces (option density or viscosity > 0; kernels/smooth.py's
     #: rne_crb, the looped engine only)
     fluid: bool = False
@@ -205,6 +206,11 @@ class Structure:
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+    @property
+    def free_gyro(self) -> bool:
+        """Whether some free rigid subtree takes implicitfast's gyroscopic term (jnt_free_subtree)."""
+        return any(self.jnt_free_subtree)
 
 
 #: Units and meaning of each parameter in PARAM_SPEC (shapes: see ``Model.param_shapes``).

@@ -164,16 +164,14 @@ def build(T, features=NO_FEATURES, group=1):
             A = A + ss.oA[w, b]
             Bm = Bm + ss.oB[w, b]
             C = C + ss.oC[w, b]
-        a1v, g0 = solved(w, da, s, s1)
-        a1 = V3(a1v, T(0.0), T(0.0))
-        d1 = V3(g0, T(0.0), T(0.0))
-        for k in range(1, 3):
+        a1 = z  # the solve's accelerations and diagonal: linear, then rotational dofs
+        d1 = z
+        a2 = z
+        d2 = z
+        for k in range(3):
             ak, gk = solved(w, da + k, s, s1)
             a1[k] = ak
             d1[k] = gk
-        a2 = V3(T(0.0), T(0.0), T(0.0))
-        d2 = a2
-        for k in range(3):
             ak, gk = solved(w, da + 3 + k, s, s1)
             a2[k] = ak
             d2[k] = gk
@@ -240,7 +238,10 @@ def build(T, features=NO_FEATURES, group=1):
         """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
         mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
         for d in range(tree.nv):
-            if tree.dof_gyro[d] == 0:
+            own = True  # the free rigid subtrees' dofs take free_gyro_step's acceleration instead
+            if wp.static(GYRO):
+                own = tree.jnt_gyro[tree.dof_jnt[d]] == 0
+            if own:
                 acc = accel(w, d, qacc_extra, t, s, s1)
                 qacc_out[w, t, d] = acc
                 qvel[w, t + 1, d] = qvel[w, t, d] + h * acc

@@ -165,6 +165,21 @@ def make(T):
                     wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
 
     @wp.func
+    def coupling(c: V5, x: T):
+        """A joint or tendon equality's polynomial of the second object's offset x from its
+        reference, without the constant term: c1 x + c2 x^2 + c3 x^3 + c4 x^4, and its derivative."""
+        f = x * (c[1] + x * (c[2] + x * (c[3] + x * c[4])))
+        der = c[1] + x * (T(2.0) * c[2] + x * (T(3.0) * c[3] + x * T(4.0) * c[4]))
+        return f, der
+
+    @wp.func
+    def scalar_row(w: int, s: S, ra: int, solimp: V5, pos: T, vel: T, da: T, k: T, b: T):
+        """A one-row equality's 1/R (R from its diagonal approximation ``da``) and aref."""
+        imp = impedance(solimp, pos)
+        s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
+        s.eA[w, ra] = -b * vel - k * imp * pos
+
+    @wp.func
     def weld_rotation(qn: Q, qa: Q, a: V3, scale: T):
         """A weld's rotational map: scale / 2 times the vector part of qn (0, a) qa, the rotation
         error's rate for a relative angular velocity ``a`` (MuJoCo's rotational weld Jacobian, with
@@ -237,15 +252,12 @@ def make(T):
                 if j2 >= 0:
                     d2 = tree.jnt_dofadr[j2]
                     a2 = tree.jnt_qposadr[j2]
-                    x = qpos[w, t, a2] - qpos0[a2]
-                    pos = qpos[w, t, a1] - qpos0[a1] - (c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * c[4]))))
-                    der = c[1] + x * (T(2.0) * c[2] + x * (T(3.0) * c[3] + x * T(4.0) * c[4]))
+                    f, der = coupling(c, qpos[w, t, a2] - qpos0[a2])
+                    pos = pos - f
                     wp.atomic_add(s.eJ, w, ra * tree.nv + d2, -der)
                     vel = vel - der * qvel[w, t, d2]
                     da = da + dof_invweight0[d2]
-                imp = impedance(eq_solimp[ie], pos)
-                s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
-                s.eA[w, ra] = -b * vel - k * imp * pos
+                scalar_row(w, s, ra, eq_solimp[ie], pos, vel, da, k, b)
             elif tree.eq_type[e] == _EQ_TENDON:
                 t1 = tree.eq_obj1[e]
                 t2 = tree.eq_obj2[e]
@@ -255,9 +267,8 @@ def make(T):
                 da = tendon_invweight0[t1]
                 der = T(0.0)
                 if t2 >= 0:
-                    x = s.ten_len[w, t2] - tendon_length0[t2]
-                    pos = pos - x * (c[1] + x * (c[2] + x * (c[3] + x * c[4])))
-                    der = c[1] + x * (T(2.0) * c[2] + x * (T(3.0) * c[3] + x * T(4.0) * c[4]))
+                    f, der = coupling(c, s.ten_len[w, t2] - tendon_length0[t2])
+                    pos = pos - f
                     vel = vel - der * s.ten_vel[w, t2]
                     da = da + tendon_invweight0[t2]
                 for i in range(tree.nv):
@@ -265,9 +276,7 @@ def make(T):
                     if t2 >= 0:
                         jv = jv - der * s.ten_J[w, t2 * tree.nv + i]
                     wp.atomic_add(s.eJ, w, ra * tree.nv + i, jv)
-                imp = impedance(eq_solimp[ie], pos)
-                s.eD[w, ra] = T(1.0) / wp.max((T(1.0) - imp) / imp * da, eps)
-                s.eA[w, ra] = -b * vel - k * imp * pos
+                scalar_row(w, s, ra, eq_solimp[ie], pos, vel, da, k, b)
             else:
                 b1 = tree.eq_obj1[e]
                 b2 = tree.eq_obj2[e]

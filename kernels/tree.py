@@ -35,10 +35,9 @@ class Tree:
     #: (kernels/solve.py's refine, hybridwam/looped.py's REFINE_DEPTH)
     refine: int
     #: under implicitfast, for the free joint of a free rigid subtree (a body whose only joint is
-    #: free, no dofs below it) the number of its subtree's bodies (contiguous from it), else 0; per
-    #: dof 1 for those joints' dofs (the step's gyroscopic term: kernels/forward.py's free_gyroscopic)
+    #: free, no dofs below it) the number of its subtree's bodies (contiguous from it), else 0 (the
+    #: step's gyroscopic term: kernels/forward.py's free_gyroscopic)
     jnt_gyro: wp.array(dtype=int)
-    dof_gyro: wp.array(dtype=int)
     body_parent: wp.array(dtype=int)
     body_jntadr: wp.array(dtype=int)
     body_jntnum: wp.array(dtype=int)

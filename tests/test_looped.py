@@ -131,12 +131,12 @@ def test_looped_float32_long_chains(rng):
     worlds measured 1.2e-6 .. 2.9e-6 / 1.6e-6 .. 3.8e-6 / 1.9e-6 .. 3.4e-6 relative in qvel,
     where without the refinement 16 and 24 links reached 1.07e-5 and 1.5e-5 (3 and 9 of the 20
     batches above 1e-5). Each joint's rotation is renormalised as MuJoCo's kinematics does."""
-    from hybridwam.looped import REFINE_DEPTH, dof_depth
+    from hybridwam.looped import REFINE_DEPTH
 
     worst = {}
     for n in (8, 16, 24):
         model, physics = looped(chain_xml(n), "float32")
-        assert physics._looped.tree.refine == int(dof_depth(model.mj) >= REFINE_DEPTH) == int(n >= REFINE_DEPTH)
+        assert physics._looped.tree.refine == int(n >= REFINE_DEPTH)  # a chain: n dofs deep
         worst[n] = max(max(_step_errors(chain_xml(n), "float32", rng, B=32)) for _ in range(4))
     assert worst[16] <= 1e-5 and worst[24] <= 1e-5, worst  # the issue's target at 16 links, every batch
     # the refinement is what holds it: off, the same 24-link batches land further from mj_step
