@@ -46,14 +46,15 @@ def features(s: Structure, contacts: bool = True):
     rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq))
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
-                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro)
+                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro,
+                        refine=s.refine)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
     return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site),
-                    mjlimits=mj, gyro=s.free_gyro)
+                    mjlimits=mj, gyro=s.free_gyro, refine=s.refine)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -62,13 +63,6 @@ def _kernels(dtype: torch.dtype, feats, group: int = 1):
     return forward.build(_SCALAR[dtype], feats, group)
 
 
-#: float32 models whose tree has a path of at least this many dofs from the root (a dof's
-#: ancestors, itself included: anc_num) refine the
-#: solve's solution once (kernels/solve.py's refine; about 15% of a step on the 24-link chain and the
-#: 31-dof tree): one step of a chain from random states is then within 4e-6 of mj_step at 8 to 24
-#: links, where without it the error grows with the length (12 links: up to 1.0e-5, 24: 1.5e-5;
-#: tests/test_looped.py). Shorter trees stay well inside 1e-5 without it (10 links: 7e-6).
-REFINE_DEPTH = 10
 
 
 def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
@@ -128,7 +122,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "implicit": int(s.implicit_damping),
         "implicit_act": int(s.implicit_actuators),
         "refsafe": int(not mj.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_REFSAFE)),
-        "refine": int(s.dtype == "float32" and max(anc_num, default=0) >= REFINE_DEPTH),
+        "refine": int(s.refine),
         "jnt_gyro": arr(s.jnt_free_subtree or [0] * mj.njnt),
         "body_parent": arr(mj.body_parentid), "body_jntadr": arr(mj.body_jntadr), "body_jntnum": arr(mj.body_jntnum),
         "body_moving": arr(moving), "body_gravcomp": arr(s.body_gravcomp),

@@ -535,6 +535,23 @@ def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
     return {"jnt_limit_stiffness": k, "jnt_limit_damping": b}
 
 
+#: float32 models whose tree has a path of at least this many dofs from the root refine the
+#: solve's solution once (kernels/solve.py's refine; about 15% of a step on the 24-link chain and the
+#: 31-dof tree): one step of a chain from random states is then within 4e-6 of mj_step at 8 to 24
+#: links, where without it the error grows with the length (12 links: up to 1.0e-5, 24: 1.5e-5;
+#: tests/test_looped.py). Shorter trees stay well inside 1e-5 without it (10 links: 7e-6).
+REFINE_DEPTH = 10
+
+
+def dof_depth(m: mujoco.MjModel) -> int:
+    """The largest number of dofs on a path from the world to a dof (0 without dofs)."""
+    depth = [0] * m.nv
+    for i in range(m.nv):
+        parent = int(m.dof_parentid[i])
+        depth[i] = 1 + (depth[parent] if parent >= 0 else 0)
+    return max(depth, default=0)
+
+
 def free_subtree(mj, b: int) -> int:
     """The number of bodies of body b's subtree when b's only joint is free and no body below it
     has a dof (MuJoCo 4's free rigid subtree, whose implicitfast step adds the subtree's gyroscopic
@@ -608,6 +625,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)) and not rk4
                           and bool(np.any(m.dof_damping > 0))),
         implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
+        refine=dtype == "float32" and dof_depth(m) >= REFINE_DEPTH,
         jnt_free_subtree=tuple(free_subtree(m, int(m.jnt_bodyid[j])) if fast else 0 for j in range(m.njnt)),
         geom_type=tuple(int(t) for t in m.geom_type),
         geom_body=tuple(int(b) for b in m.geom_bodyid),

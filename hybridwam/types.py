@@ -180,6 +180,9 @@ class Structure:
     #: 4 integrates their gyroscopic term implicitly too (kernels/forward.py's free_gyroscopic; the
     #: looped engine only)
     jnt_free_subtree: tuple[int, ...] = ()
+    #: float32 with a path of at least REFINE_DEPTH dofs (hybridwam.model): the solve refines its
+    #: solution once (kernels/solve.py; the looped engine only)
+    refine: bool = False
     #: MuJoCo's inertia-box fluid forces (option density or viscosity > 0; kernels/smooth.py's
     #: rne_crb, the looped engine only)
     fluid: bool = False

@@ -59,6 +59,9 @@ def make(T, features=NO_FEATURES):
     DM = features.implicit
 
     MJC = features.mjlimits
+    # the refinement's code (substitute's bias 2) only where some model needs it: present and
+    # unused it cost the linkage model 13% of its throughput
+    REFINE = features.refine
     lim = _limits.make(T)
     row_state, row_sign = lim["row_state"], lim["row_sign"]
 
@@ -154,9 +157,10 @@ def make(T, features=NO_FEATURES):
         for b in range(tree.nbody):
             s.ipn[w, b] = z
             s.ipf[w, b] = z
-            if bias == 2:
-                s.swn[w, b] = z
-                s.swf[w, b] = z
+            if wp.static(REFINE):
+                if bias == 2:
+                    s.swn[w, b] = z
+                    s.swf[w, b] = z
             if bias == 1 and tree.body_moving[b] != 0:
                 s.ipn[w, b] = s.ofn[w, b]
                 s.ipf[w, b] = s.off[w, b]
@@ -172,20 +176,22 @@ def make(T, features=NO_FEATURES):
             pf = s.ipf[w, b]
             wn = z
             wf = z
-            if bias == 2:
-                own_n, own_f = body_wrench(w, b, s, s.aw[w, b], s.av[w, b], Gg)
-                wn = s.swn[w, b] + own_n
-                wf = s.swf[w, b] + own_f
+            if wp.static(REFINE):
+                if bias == 2:
+                    own_n, own_f = body_wrench(w, b, s, s.aw[w, b], s.av[w, b], Gg)
+                    wn = s.swn[w, b] + own_n
+                    wf = s.swf[w, b] + own_f
             adr = tree.body_dofadr[b]
             n = tree.body_dofnum[b]
             for q in range(n):
                 i = adr + n - 1 - q
                 r = rhs[w, i]
-                if bias == 2:
-                    dgi = s.diag[w, i]
-                    if wp.static(SLOTS):
-                        dgi = s.dg[w, i]
-                    r = r - dgi * out[w, i] - wp.dot(s.cdw[w, i], wn) - wp.dot(s.cdv[w, i], wf)
+                if wp.static(REFINE):
+                    if bias == 2:
+                        dgi = s.diag[w, i]
+                        if wp.static(SLOTS):
+                            dgi = s.dg[w, i]
+                        r = r - dgi * out[w, i] - wp.dot(s.cdw[w, i], wn) - wp.dot(s.cdv[w, i], wf)
                 u = r - wp.dot(s.cdw[w, i], pn) - wp.dot(s.cdv[w, i], pf)
                 s.uu[w, i] = u
                 c = u / s.D[w, i]
@@ -196,9 +202,10 @@ def make(T, features=NO_FEATURES):
                 d = s.xd[w, b]
                 s.ipn[w, pb] = s.ipn[w, pb] + shift_moment(pn, pf, d)
                 s.ipf[w, pb] = s.ipf[w, pb] + pf
-                if bias == 2:
-                    s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, d)
-                    s.swf[w, pb] = s.swf[w, pb] + wf
+                if wp.static(REFINE):
+                    if bias == 2:
+                        s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, d)
+                        s.swf[w, pb] = s.swf[w, pb] + wf
         for b in range(1, tree.nbody):
             if tree.body_moving[b] == 0:
                 continue
@@ -214,10 +221,11 @@ def make(T, features=NO_FEATURES):
             for q in range(tree.body_dofnum[b]):
                 i = adr + q
                 x = (s.uu[w, i] - wp.dot(s.Un[w, i], aw) - wp.dot(s.Uf[w, i], av)) / s.D[w, i]
-                if bias == 2:
-                    out[w, i] = out[w, i] + x
-                else:
-                    out[w, i] = x
+                y = x  # with bias 2 the correction x is added to the solution
+                if wp.static(REFINE):
+                    if bias == 2:
+                        y = out[w, i] + x
+                out[w, i] = y
                 aw = aw + s.cdw[w, i] * x
                 av = av + s.cdv[w, i] * x
             s.aw[w, b] = aw
@@ -231,13 +239,15 @@ def make(T, features=NO_FEATURES):
         if wp.static(SLOTS):
             factor(w, tree, p, s, s.dg)
             substitute(w, tree, p, s, s.qts, s.qacc, 1)
-            if tree.refine != 0:
-                substitute(w, tree, p, s, s.qts, s.qacc, 2)
+            if wp.static(REFINE):
+                if tree.refine != 0:
+                    substitute(w, tree, p, s, s.qts, s.qacc, 2)
         else:
             factor(w, tree, p, s, s.diag)
             substitute(w, tree, p, s, s.qt, s.qacc, 1)
-            if tree.refine != 0:
-                substitute(w, tree, p, s, s.qt, s.qacc, 2)
+            if wp.static(REFINE):
+                if tree.refine != 0:
+                    substitute(w, tree, p, s, s.qt, s.qacc, 2)
 
     @wp.func
     def row_count(w: int, tree: Tree, s: S):

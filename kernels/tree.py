@@ -273,14 +273,14 @@ class Features(tuple):
     features share one module."""
 
     def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False,
-                site=False, mjlimits=False, gyro=False):
+                site=False, mjlimits=False, gyro=False, refine=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         if friction and mjlimits:
             raise ValueError("friction (hybridwam's dry-friction law) and mjlimits (MuJoCo's) exclude each other")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
                                      residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits),
-                                     bool(gyro)))
+                                     bool(gyro), bool(refine)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -300,6 +300,9 @@ class Features(tuple):
     #: implicitfast with free rigid subtrees: their gyroscopic term (kernels/forward.py's
     #: free_gyroscopic; its code cost 1.4 s of a 6 s cold compile, so only these models carry it)
     gyro = property(lambda self: self[9])
+    #: float32 trees with long chains: the solve's refinement (kernels/solve.py's substitute with
+    #: bias 2; its code, present and unused, cost a MuJoCo-law model 13% of its throughput)
+    refine = property(lambda self: self[10])
 
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""

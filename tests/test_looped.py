@@ -131,7 +131,7 @@ def test_looped_float32_long_chains(rng):
     worlds measured 1.2e-6 .. 2.9e-6 / 1.6e-6 .. 3.8e-6 / 1.9e-6 .. 3.4e-6 relative in qvel,
     where without the refinement 16 and 24 links reached 1.07e-5 and 1.5e-5 (3 and 9 of the 20
     batches above 1e-5). Each joint's rotation is renormalised as MuJoCo's kinematics does."""
-    from hybridwam.looped import REFINE_DEPTH
+    from hybridwam.model import REFINE_DEPTH
 
     worst = {}
     for n in (8, 16, 24):
