@@ -18,7 +18,18 @@ import warp as wp
 
 from .kernels.tree import ALIASES, NET_BLOCK, NET_FIELDS
 from .replay import Replay
-from .types import CYLINDER, ELLIPSOID, EQ_ROWS, MESH, PAIR_KINDS, PARAM_SPEC, WRAP_PULLEY, WRAP_SITE, Structure
+from .types import (
+    CYLINDER,
+    ELLIPSOID,
+    EQ_ROWS,
+    MESH,
+    PAIR_KINDS,
+    PARAM_SPEC,
+    ROW_EQUALITY,
+    WRAP_PULLEY,
+    WRAP_SITE,
+    Structure,
+)
 
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -43,7 +54,7 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     mj = s.limit_law == "mujoco"  # MuJoCo's soft constraints replace hybridwam's limits and dry friction
-    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq))
+    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq) or bool(s.tendon_rows))
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
                         tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro,
@@ -153,7 +164,11 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "eq_obj2": arr([q[2] for q in s.eq]), "eq_site": arr([int(q[3]) for q in s.eq]),
         "eq_id": arr([q[4] for q in s.eq]),
         "eq_rowadr": arr(np.cumsum([0, *(EQ_ROWS[q[0]] for q in s.eq)])[:-1]),
-        "nerow": sum(EQ_ROWS[q[0]] for q in s.eq),
+        "nerow": sum(EQ_ROWS[q[0]] for q in s.eq) + len(s.tendon_rows),
+        "nerow_eq": sum(EQ_ROWS[q[0]] for q in s.eq),
+        # per dense row its kind (types.ROW_*) and tendon (-1: an equality's row)
+        "erow_kind": arr([ROW_EQUALITY] * sum(EQ_ROWS[q[0]] for q in s.eq) + [k for k, _ in s.tendon_rows]),
+        "erow_ten": arr([-1] * sum(EQ_ROWS[q[0]] for q in s.eq) + [i for _, i in s.tendon_rows]),
     }
 
 

@@ -22,7 +22,11 @@ from .types import (
     MESH,
     PAIR_TYPES,
     PARAM_SPEC,
+    ROW_TENDON_FRICTION,
+    ROW_TENDON_LOWER,
+    ROW_TENDON_UPPER,
     SLIDE,
+    TENDON_CONSTRAINED,
     TENDON_REFUSED,
     TENDON_SIMULATED,
     TENDON_WRAPS,
@@ -142,11 +146,12 @@ def inert_tendon_violations(m: mujoco.MjModel, i: int) -> list[str]:
     return out
 
 
-def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str]:
+def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool, limit_law: str = "compliant") -> list[str]:
     """What the step cannot simulate of tendon ``i`` (empty: it can, or the tendon acts on nothing).
     A tendon that acts (:func:`inert_tendon_violations`) must be a path of the elements in
-    TENDON_WRAPS with none of TENDON_REFUSED set, and without damping under implicitfast (MuJoCo
-    integrates it implicitly there, coupling the tendon's dofs)."""
+    TENDON_WRAPS with none of TENDON_REFUSED set (nor TENDON_CONSTRAINED unless ``limit_law`` is
+    "mujoco"), and without damping under implicitfast (MuJoCo integrates it implicitly there,
+    coupling the tendon's dofs)."""
     if not inert_tendon_violations(m, i):
         return []
     tn = _name(m, mujoco.mjtObj.mjOBJ_TENDON, i, "tendon")
@@ -154,7 +159,12 @@ def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool) -> list[str
     refused = [f for f in TENDON_REFUSED
                if hasattr(m, "tendon_" + f) and np.any(np.asarray(getattr(m, "tendon_" + f))[i])]
     if refused:
-        out.append(f"{tn} {', '.join(refused)} (simulated: tendon {', '.join(TENDON_SIMULATED)} and actuators)")
+        out.append(f"{tn} {', '.join(refused)} (simulated: tendon {', '.join(TENDON_SIMULATED)}, actuators and, "
+                   f"with limit_law 'mujoco', {' and '.join(TENDON_CONSTRAINED)})")
+    constrained = [f for f in TENDON_CONSTRAINED if np.any(np.asarray(getattr(m, "tendon_" + f))[i])]
+    if constrained and limit_law != "mujoco":
+        out.append(f"{tn} {', '.join(constrained)} with limit_law 'compliant' (tendon limits and dry friction are "
+                   "MuJoCo's soft constraints: load the model with limit_law='mujoco')")
     adr, num = int(m.tendon_adr[i]), int(m.tendon_num[i])
     for k in range(adr, adr + num):
         typ = int(m.wrap_type[k])
@@ -182,7 +192,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         out.append(f"option integrator '{I(m.opt.integrator).name}' (Euler, implicitfast and RK4 only)")
     fast = int(m.opt.integrator) == int(I.mjINT_IMPLICITFAST)
     for i in range(m.ntendon):
-        out += tendon_violations(m, i, fast)
+        out += tendon_violations(m, i, fast, limit_law)
     for i in range(m.neq):
         name, typ = _name(m, O.mjOBJ_EQUALITY, i, "equality constraint"), int(m.eq_type[i])
         if typ not in EQ_SIMULATED:
@@ -575,6 +585,20 @@ def _is_below(mj, c: int, b: int) -> bool:
     return False
 
 
+def _tendon_rows(m: mujoco.MjModel, limit_law: str, no_limits: bool, no_friction: bool) -> tuple:
+    """Structure.tendon_rows: per limited tendon its lower and upper limit row, per tendon with
+    frictionloss its dry friction row (MuJoCo's soft constraints only; its disable flags honoured)."""
+    if limit_law != "mujoco":
+        return ()
+    rows = []
+    for i in range(m.ntendon):
+        if m.tendon_limited[i] and not no_limits:
+            rows += [(ROW_TENDON_LOWER, i), (ROW_TENDON_UPPER, i)]
+        if m.tendon_frictionloss[i] > 0 and not no_friction:
+            rows.append((ROW_TENDON_FRICTION, i))
+    return tuple(rows)
+
+
 def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hulls: dict,
                limit_law: str = "compliant") -> Structure:
     dis = m.opt.disableflags
@@ -635,6 +659,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
         limit_law=limit_law,
+        tendon_rows=_tendon_rows(m, limit_law, no_limits, no_friction),
         eq=tuple((int(m.eq_type[i]), int(m.eq_obj1id[i]), int(m.eq_obj2id[i]),
                   int(m.eq_objtype[i]) == int(mujoco.mjtObj.mjOBJ_SITE), i) for i in range(m.neq)
                  if m.eq_active0[i] and int(m.eq_type[i]) in EQ_SIMULATED),
@@ -762,6 +787,13 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "tendon_length0": nz(m.tendon_length0, (-1,)),
         "tendon_invweight0": nz(m.tendon_invweight0, (-1,)),
         "tendon_actfrcrange": nz(m.tendon_actfrcrange, (-1, 2)),
+        "tendon_range": nz(m.tendon_range, (-1, 2)),
+        "tendon_margin": nz(m.tendon_margin, (-1,)),
+        "tendon_solref_lim": nz(m.tendon_solref_lim, (-1, 2)),
+        "tendon_solimp_lim": nz(m.tendon_solimp_lim, (-1, 5)),
+        "tendon_frictionloss": nz(m.tendon_frictionloss, (-1,)),
+        "tendon_solref_fri": nz(m.tendon_solref_fri, (-1, 2)),
+        "tendon_solimp_fri": nz(m.tendon_solimp_fri, (-1, 5)),
         "fluid_density": np.array([m.opt.density]),
         "fluid_viscosity": np.array([m.opt.viscosity]),
         "wind": np.array(m.opt.wind, dtype=np.float64).reshape(1, 3),

@@ -38,7 +38,10 @@ TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
 #: tendon properties the step simulates (kernels/tendon.py, passive.py, actuation.py), and
 #: those it refuses by name, as MuJoCo's tendon_* fields
 TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
-TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "frictionloss", "armature", "limited")
+TENDON_REFUSED = ("stiffnesspoly", "springyield", "dampingpoly", "armature")
+#: tendon properties simulated as MuJoCo's soft constraints (limit_law "mujoco" only, refused by
+#: name under the compliant law): range limits and dry friction, rows of the constraint solve
+TENDON_CONSTRAINED = ("limited", "frictionloss")
 
 # Equality constraint types, as MuJoCo's mjtEq: those kernels/limits.py simulates (as MuJoCo's
 # soft constraints, with limit_law "mujoco"); the loader refuses others by name
@@ -46,6 +49,11 @@ EQ_CONNECT, EQ_WELD, EQ_JOINT, EQ_TENDON = 0, 1, 2, 3
 EQ_SIMULATED = {EQ_CONNECT: "connect", EQ_WELD: "weld", EQ_JOINT: "joint", EQ_TENDON: "tendon"}
 #: constraint rows per simulated equality constraint
 EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1, EQ_TENDON: 1}
+#: kinds of the constraint solve's dense rows (kernels/limits.py; rows with a Jacobian over all
+#: dofs, after the equality rows): an equality's (always quadratic), a tendon's lower and upper
+#: range limit (quadratic where violated, else inactive) and a tendon's dry friction (Huber's cost:
+#: quadratic near zero, at its bound beyond)
+ROW_EQUALITY, ROW_TENDON_LOWER, ROW_TENDON_UPPER, ROW_TENDON_FRICTION = 0, 1, 2, 3
 
 #: the laws of joint limits and dry friction (Structure.limit_law)
 LIMIT_LAWS = ("compliant", "mujoco")
@@ -120,6 +128,13 @@ PARAM_SPEC = (
     ("tendon_length0", "T"),
     ("tendon_invweight0", "T"),
     ("tendon_actfrcrange", "V2"),
+    ("tendon_range", "V2"),
+    ("tendon_margin", "T"),
+    ("tendon_solref_lim", "V2"),
+    ("tendon_solimp_lim", "V5"),
+    ("tendon_frictionloss", "T"),
+    ("tendon_solref_fri", "V2"),
+    ("tendon_solimp_fri", "V5"),
     ("fluid_density", "T"),
     ("fluid_viscosity", "T"),
     ("wind", "V3"),
@@ -203,6 +218,9 @@ class Structure:
     #: EQ_SIMULATED kinds: joints for joint and tendons for tendon (obj2 -1: none), bodies or sites
     #: for connect and weld (limit_law "mujoco", kernels/limits.py)
     eq: tuple[tuple[int, int, int, bool, int], ...] = ()
+    #: the tendons' constraint rows (kind, tendon), kind ROW_TENDON_LOWER / UPPER / FRICTION: two
+    #: per limited tendon, one per tendon with frictionloss (limit_law "mujoco", kernels/limits.py)
+    tendon_rows: tuple[tuple[int, int], ...] = ()
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()
@@ -297,6 +315,17 @@ PARAM_UNITS = {
     "tendon_invweight0": ("1/kg or 1/(kg m^2)", "MuJoCo's tendon_invweight0: the tendon equality rows' diagonal "
                           "approximation [ntendon]"),
     "tendon_actfrcrange": ("N", "clamp of the total actuator force on a tendon [ntendon, 2]"),
+    "tendon_range": ("m or rad", "a limited tendon's length range (limit_law 'mujoco') [ntendon, 2]"),
+    "tendon_margin": ("m or rad", "distance from a tendon's range end within which its limit row acts [ntendon]"),
+    "tendon_solref_lim": ("s, 1 (or stiffness, damping where negative)",
+                          "MuJoCo's solreflimit of a tendon's limit rows [ntendon, 2]"),
+    "tendon_solimp_lim": ("1, 1, m or rad, 1, 1",
+                          "MuJoCo's solimplimit of a tendon's limit rows [ntendon, 5]"),
+    "tendon_frictionloss": ("N or N m", "a tendon's dry friction bound (limit_law 'mujoco') [ntendon]"),
+    "tendon_solref_fri": ("s, 1 (or stiffness, damping where negative)",
+                          "MuJoCo's solreffriction of a tendon's dry friction row [ntendon, 2]"),
+    "tendon_solimp_fri": ("1, 1, m or rad, 1, 1",
+                          "MuJoCo's solimpfriction of a tendon's dry friction row [ntendon, 5]"),
     "fluid_density": ("kg/m^3", "the medium's density (MuJoCo's option density; inertia-box fluid model) [1]"),
     "fluid_viscosity": ("Pa s", "the medium's viscosity (MuJoCo's option viscosity) [1]"),
     "wind": ("m/s", "the medium's velocity (MuJoCo's option wind) [1, 3]"),

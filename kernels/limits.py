@@ -22,15 +22,24 @@ mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of tw
   MuJoCo's: the gradient is exact at fixed row states; where a row switches state the force is
   continuous in the state except at a limit's instantiation with the joint moving into it
   (MuJoCo's damping term -b J qvel appears at once, there as in MuJoCo).
+
+  Rows whose Jacobian spans many dofs are dense rows (``equality_rows``: s.eJ, eD, eA, eF, their
+  kinds in tree.erow_kind): the equality constraints' (always quadratic), then per limited
+  tendon its lower and upper end and per tendon with frictionloss its dry friction
+  (``tendon_rows``), with the same impedance, regulariser (from tendon_invweight0) and reference
+  acceleration as a dof's rows and the same states (s.estate); the solve carries the quadratic
+  ones by Woodbury's identity on its tree factor and those at a friction bound as a force.
 """
 import warp as wp
 
-from ..types import EQ_JOINT, EQ_TENDON, EQ_WELD, HINGE, SLIDE
+from ..types import EQ_JOINT, EQ_TENDON, EQ_WELD, HINGE, ROW_EQUALITY, ROW_TENDON_FRICTION, ROW_TENDON_UPPER, SLIDE
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
 
 _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
 _EQ_JOINT, _EQ_WELD, _EQ_TENDON = wp.constant(EQ_JOINT), wp.constant(EQ_WELD), wp.constant(EQ_TENDON)
+_ROW_EQ, _ROW_UPPER, _ROW_FRICTION = wp.constant(ROW_EQUALITY), wp.constant(ROW_TENDON_UPPER), wp.constant(
+    ROW_TENDON_FRICTION)
 #: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
 MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
 #: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
@@ -215,12 +224,96 @@ def make(T):
                 for e in range(3):
                     wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
 
+    @wp.func
+    def tendon_rows(w: int, tree: Tree, s: S, tendon_range: V2A, tendon_margin: AT, tendon_solref_lim: V2A,
+                    tendon_solimp_lim: V5A, tendon_frictionloss: AT, tendon_solref_fri: V2A, tendon_solimp_fri: V5A,
+                    tendon_invweight0: AT, h: T):
+        """The tendons' dense rows (MuJoCo's mj_instantiateLimit and mj_instantiateFriction for
+        tendons), after the equalities': a limited tendon's lower and upper end as a joint's
+        (Jacobian +-ten_J, instantiated where the distance to the end is below tendon_margin:
+        1/R from the impedance beyond the margin and tendon_invweight0, aref = -b J qvel - k d
+        (dist - margin)), a tendon's dry friction (Jacobian ten_J, bound tendon_frictionloss,
+        aref = -b ten_vel); rows not instantiated get 1/R = 0."""
+        for r in range(tree.nerow):
+            kind = tree.erow_kind[r]
+            if kind == _ROW_EQ:
+                continue
+            i = tree.erow_ten[r]
+            iw = tendon_invweight0[i]
+            v = s.ten_vel[w, i]
+            dd = T(0.0)
+            aref = T(0.0)
+            sg = T(1.0)
+            if kind == _ROW_FRICTION:
+                imp = impedance(tendon_solimp_fri[i], T(0.0))
+                k, b = ref_coefficients(tendon_solref_fri[i], tendon_solimp_fri[i], h, tree.refsafe)
+                dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+                aref = -b * v
+                s.eF[w, r] = tendon_frictionloss[i]
+            else:
+                dist = s.ten_len[w, i] - tendon_range[i][0]
+                if kind == _ROW_UPPER:
+                    sg = T(-1.0)
+                    dist = tendon_range[i][1] - s.ten_len[w, i]
+                x = dist - tendon_margin[i]
+                if x < T(0.0):
+                    imp = impedance(tendon_solimp_lim[i], x)
+                    k, b = ref_coefficients(tendon_solref_lim[i], tendon_solimp_lim[i], h, tree.refsafe)
+                    dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+                    aref = -b * sg * v - k * imp * x
+            s.eD[w, r] = dd
+            s.eA[w, r] = aref
+            if dd > T(0.0):
+                for q in range(tree.nv):
+                    s.eJ[w, r * tree.nv + q] = sg * s.ten_J[w, i * tree.nv + q]
+
+    @wp.func
+    def dense_state(tree: Tree, s: S, w: int, r: int, jar: T):
+        """The state of dense row r at its jar = J a - aref (rowZ's states; an equality's row is
+        always quadratic, a tendon limit's where jar < 0, a tendon friction's as a dof's)."""
+        dd = s.eD[w, r]
+        z = T(INACTIVE)
+        if dd > T(0.0):
+            kind = tree.erow_kind[r]
+            if kind == _ROW_EQ:
+                z = T(QUADRATIC)
+            elif kind == _ROW_FRICTION:
+                fl = s.eF[w, r]
+                z = T(QUADRATIC)
+                if jar * dd <= -fl:
+                    z = T(PLUS)
+                elif jar * dd >= fl:
+                    z = T(MINUS)
+            elif jar < T(0.0):
+                z = T(QUADRATIC)
+        return z
+
+    @wp.func
+    def dense_force_at(tree: Tree, s: S, w: int, r: int, jar: T):
+        """Dense row r's force at its jar and its derivative's magnitude (D where quadratic)."""
+        dd = s.eD[w, r]
+        f = T(0.0)
+        c = T(0.0)
+        if dd > T(0.0):
+            kind = tree.erow_kind[r]
+            if kind == _ROW_FRICTION:
+                fl = s.eF[w, r]
+                f = wp.clamp(-dd * jar, -fl, fl)
+                if wp.abs(dd * jar) < fl:
+                    c = dd
+            elif kind == _ROW_EQ or jar < T(0.0):
+                f = -dd * jar
+                c = dd
+        return f, c
+
     @stored
     @wp.func
     def equality_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, qpos0: AT, dof_invweight0: AT,
                       body_invweight0: AT, body_invweight0r: AT, eq_solref: V2A, eq_solimp: V5A,
                       eq_polycoef: V5A, eq_anchor1: V3A, eq_anchor2: V3A, eq_relpose: QA, eq_torquescale: AT,
-                      tendon_length0: AT, tendon_invweight0: AT, site_pos: V3A, site_quat: QA, h: T):
+                      tendon_length0: AT, tendon_invweight0: AT, site_pos: V3A, site_quat: QA,
+                      tendon_range: V2A, tendon_margin: AT, tendon_solref_lim: V2A, tendon_solimp_lim: V5A,
+                      tendon_frictionloss: AT, tendon_solref_fri: V2A, tendon_solimp_fri: V5A, h: T):
         """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
         a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
         a tendon's length a polynomial of another's alike (J from the tendons' Jacobians, the
@@ -232,9 +325,12 @@ def make(T):
         Jacobian ``weld_rotation`` of the bodies' angular Jacobians' difference; the impedance of
         all 6 rows' norm, the rotational rows' R from the bodies' rotational invweight0); between
         sites, the sites' positions and frames in place of the anchors and relpose: into
-        s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA."""
+        s.eJ, s.eD (1/R, R from the dofs' or bodies' invweight0) and s.eA. Then the tendons' rows
+        (:func:`tendon_rows`)."""
         for r in range(tree.nerow * tree.nv):
             s.eJ[w, r] = T(0.0)
+        for r in range(tree.nerow):
+            s.eF[w, r] = T(0.0)
         for e in range(tree.neq):
             ra = tree.eq_rowadr[e]
             ie = tree.eq_id[e]
@@ -333,13 +429,15 @@ def make(T):
                     for q in range(3):
                         s.eD[w, ra + 3 + q] = dr
                         s.eA[w, ra + 3 + q] = -b * rw[q] - k * imp * rv[q] - rjdv[q]
+        tendon_rows(w, tree, s, tendon_range, tendon_margin, tendon_solref_lim, tendon_solimp_lim, tendon_frictionloss,
+                    tendon_solref_fri, tendon_solimp_fri, tendon_invweight0, h)
 
     @stored
     @wp.func
     def equality_force(w: int, tree: Tree, s: S, s0: S):
-        """The equality rows' generalized force (all quadratic) at the constraint solver's
-        acceleration s0.qacc into s.efq, through the rows' J qacc in s.ejar (atomic sums, read
-        after their last add: Warp's reverse mode follows them, not loop-carried locals)."""
+        """The dense rows' generalized force at the constraint solver's acceleration s0.qacc, in
+        their states (s.estate), into s.efq, through the rows' J qacc in s.ejar (atomic sums,
+        read after their last add: Warp's reverse mode follows them, not loop-carried locals)."""
         nv = tree.nv
         for r in range(tree.nerow):
             s.ejar[w, r] = T(0.0)
@@ -349,7 +447,14 @@ def make(T):
             for q in range(nv):
                 wp.atomic_add(s.ejar, w, r, s.eJ[w, r * nv + q] * s0.qacc[w, q])
         for r in range(tree.nerow):
-            fr = s.eD[w, r] * (s.eA[w, r] - s.ejar[w, r])
+            z = s.estate[w, r]
+            fr = T(0.0)
+            if z == T(QUADRATIC):
+                fr = s.eD[w, r] * (s.eA[w, r] - s.ejar[w, r])
+            elif z == T(PLUS):
+                fr = s.eF[w, r]
+            elif z == T(MINUS):
+                fr = -s.eF[w, r]
             for i in range(nv):
                 wp.atomic_add(s.efq, w, i, s.eJ[w, r * nv + i] * fr)
 
@@ -394,5 +499,6 @@ def make(T):
         return f
 
     out = dict(joint_limits=joint_limits, constraint_rows=constraint_rows, row_state=row_state, row_force=row_force,
-               row_sign=row_sign, equality_rows=equality_rows, equality_force=equality_force)
+               row_sign=row_sign, equality_rows=equality_rows, equality_force=equality_force, dense_state=dense_state,
+               dense_force_at=dense_force_at)
     return out

@@ -64,6 +64,7 @@ def make(T, features=NO_FEATURES):
     REFINE = features.refine
     lim = _limits.make(T)
     row_state, row_sign = lim["row_state"], lim["row_sign"]
+    dense_state, dense_force_at = lim["dense_state"], lim["dense_force_at"]
 
     @wp.func
     def factor(w: int, tree: Tree, p: P, s: S, dga: wp.array2d(dtype=T)):
@@ -256,7 +257,10 @@ def make(T, features=NO_FEATURES):
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 n += 1
-        return n + tree.nerow
+        for r in range(tree.nerow):
+            if s.eD[w, r] > T(0.0):
+                n += 1
+        return n
 
     @wp.func
     def row_system(w: int, tree: Tree, s: S):
@@ -289,6 +293,11 @@ def make(T, features=NO_FEATURES):
         return v
 
     @wp.func
+    def dense_on(s: S, w: int, r: int):
+        """1 for a dense row in its quadratic piece (the rows the Woodbury factors carry)."""
+        return wp.where(s.estate[w, r] == T(1.0), 1, 0)
+
+    @wp.func
     def schur_solve(w: int, tree: Tree, s: S):
         """s.elam = S^-1 s.ey with S's Cholesky factor in s.eS (lower triangle, row-major)."""
         ne = tree.nerow
@@ -306,23 +315,31 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def schur_factor(w: int, tree: Tree, p: P, s: S):
-        """The equality rows' K^-1 J^T (s.eZ, K the factored system of the diagonal rows) and the
-        Cholesky factor of S = 1/D + J K^-1 J^T (s.eS): (K + J^T D J)^-1 = K^-1 - Z^T S^-1 Z."""
+        """The dense rows' K^-1 J^T (s.eZ, K the factored system of the diagonal rows) and the
+        Cholesky factor of S = 1/D + J K^-1 J^T (s.eS): (K + J^T D J)^-1 = K^-1 - Z^T S^-1 Z, over
+        the rows in their quadratic piece (``dense_on``; the others' rows and columns of S are
+        the identity's, their Z zero)."""
         ne = tree.nerow
         nv = tree.nv
         for r in range(ne):
-            for i in range(nv):
-                s.ecol[w, i] = s.eJ[w, r * nv + i]
-            substitute(w, tree, p, s, s.ecol, s.eout, 0)
-            for i in range(nv):
-                s.eZ[w, r * nv + i] = s.eout[w, i]
+            if dense_on(s, w, r) != 0:
+                for i in range(nv):
+                    s.ecol[w, i] = s.eJ[w, r * nv + i]
+                substitute(w, tree, p, s, s.ecol, s.eout, 0)
+                for i in range(nv):
+                    s.eZ[w, r * nv + i] = s.eout[w, i]
+            else:
+                for i in range(nv):
+                    s.eZ[w, r * nv + i] = T(0.0)
         for r in range(ne):
+            on = dense_on(s, w, r)
             for q in range(r + 1):
                 v = T(0.0)
-                for i in range(nv):
-                    v = v + s.eJ[w, r * nv + i] * s.eZ[w, q * nv + i]
+                if on != 0:
+                    for i in range(nv):
+                        v = v + s.eJ[w, r * nv + i] * s.eZ[w, q * nv + i]
                 if q == r:
-                    v = v + T(1.0) / s.eD[w, r]
+                    v = v + wp.where(on != 0, T(1.0) / s.eD[w, r], T(1.0))
                 for k in range(q):
                     v = v - s.eS[w, r * ne + k] * s.eS[w, q * ne + k]
                 if q == r:
@@ -332,7 +349,7 @@ def make(T, features=NO_FEATURES):
 
     @wp.func
     def woodbury(w: int, tree: Tree, p: P, s: S, rhs: wp.array2d(dtype=T), out: wp.array2d(dtype=T), bias: int):
-        """out = (K + J^T D J)^-1 (rhs - bias) with the equality rows (after ``schur_factor``):
+        """out = (K + J^T D J)^-1 (rhs - bias) with the quadratic dense rows (after ``schur_factor``):
         lambda = S^-1 J K^-1 rhs, then one substitution of rhs - J^T lambda (so that the
         substitution's work arrays hold the bodies' motions of the result, as solve_adjoint reads)."""
         ne = tree.nerow
@@ -340,7 +357,7 @@ def make(T, features=NO_FEATURES):
         substitute(w, tree, p, s, rhs, out, bias)
         if ne > 0:
             for r in range(ne):
-                s.ey[w, r] = row_dot(s, w, r, nv, out)
+                s.ey[w, r] = wp.where(dense_on(s, w, r) != 0, row_dot(s, w, r, nv, out), T(0.0))
             schur_solve(w, tree, s)
             for i in range(nv):
                 v = rhs[w, i]
@@ -353,14 +370,23 @@ def make(T, features=NO_FEATURES):
     def newton_system(w: int, tree: Tree, p: P, s: S):
         """The minimiser of the cost's quadratic piece of the rows' states s.rowZ into s.ca (its
         factor in s), and s.cuf = M s.ca - qfrc_smooth there (from the system: the rows' share of
-        the right-hand side minus their D times the solution). Equality rows: always quadratic,
-        by Woodbury's identity on the factor (``schur_factor``)."""
+        the right-hand side minus their D times the solution). Dense rows: the quadratic ones by
+        Woodbury's identity on the factor (``schur_factor``), those at a bound by their force in
+        the right-hand side."""
         row_system(w, tree, s)
         ne = tree.nerow
         nv = tree.nv
         for r in range(ne):
+            z = s.estate[w, r]
+            c = T(0.0)
+            if z == T(1.0):
+                c = s.eD[w, r] * s.eA[w, r]
+            elif z == T(2.0):
+                c = s.eF[w, r]
+            elif z == T(3.0):
+                c = -s.eF[w, r]
             for i in range(nv):
-                s.crhs[w, i] = s.crhs[w, i] + s.eJ[w, r * nv + i] * s.eD[w, r] * s.eA[w, r]
+                s.crhs[w, i] = s.crhs[w, i] + s.eJ[w, r * nv + i] * c
         factor(w, tree, p, s, s.cdg)
         if ne > 0:
             schur_factor(w, tree, p, s)
@@ -368,9 +394,10 @@ def make(T, features=NO_FEATURES):
         for i in range(nv):
             s.cuf[w, i] = (s.crhs[w, i] - s.qts[w, i]) - (s.cdg[w, i] - s.dg[w, i] + s.idg[w, i]) * s.ca[w, i]
         for r in range(ne):
-            f = s.eD[w, r] * row_dot(s, w, r, nv, s.ca)
-            for i in range(nv):
-                s.cuf[w, i] = s.cuf[w, i] - s.eJ[w, r * nv + i] * f
+            if dense_on(s, w, r) != 0:
+                f = s.eD[w, r] * row_dot(s, w, r, nv, s.ca)
+                for i in range(nv):
+                    s.cuf[w, i] = s.cuf[w, i] - s.eJ[w, r * nv + i] * f
 
     @wp.func
     def row_force_at(s: S, w: int, r: int, jar: T):
@@ -391,13 +418,18 @@ def make(T, features=NO_FEATURES):
     @wp.func
     def line_slope(w: int, tree: Tree, s: S, al: T, pmp: T, pu: T):
         """The cost's first and second derivative at s.qacc + al (s.ca - s.qacc) along that line
-        (equality rows: jar and its rate along the line in s.ey, s.elam, from ``line_search``)."""
+        (dense rows: jar and its rate along the line in s.ey, s.elam, from ``line_search``)."""
         d1 = al * pmp + pu
         d2 = pmp
-        for r in range(tree.nerow):
+        for r in range(tree.nerow_eq):  # always quadratic
             dj = s.elam[w, r]
             d1 = d1 + dj * s.eD[w, r] * (s.ey[w, r] + al * dj)
             d2 = d2 + s.eD[w, r] * dj * dj
+        for r in range(tree.nerow_eq, tree.nerow):
+            dj = s.elam[w, r]
+            f, c = dense_force_at(tree, s, w, r, s.ey[w, r] + al * dj)
+            d1 = d1 - dj * f
+            d2 = d2 + c * dj * dj
         for r in range(3 * tree.nv):
             if s.rowD[w, r] > T(0.0):
                 i = r // 3
@@ -419,6 +451,10 @@ def make(T, features=NO_FEATURES):
                 x1 = s.qacc[w, i] + a1 * (s.ca[w, i] - s.qacc[w, i])
                 if row_state(s, w, r, x0) != row_state(s, w, r, x1):
                     same = 0
+        for r in range(tree.nerow_eq, tree.nerow):  # the equalities' rows: always quadratic
+            if dense_state(tree, s, w, r, s.ey[w, r] + a0 * s.elam[w, r]) != dense_state(
+                    tree, s, w, r, s.ey[w, r] + a1 * s.elam[w, r]):
+                same = 0
         return same
 
     @wp.func
@@ -433,7 +469,7 @@ def make(T, features=NO_FEATURES):
             pv = s.ca[w, i] - s.qacc[w, i]
             pmp = pmp + pv * (s.cuf[w, i] - s.cu[w, i])
             pu = pu + pv * s.cu[w, i]
-        for r in range(tree.nerow):  # the equality rows' jar at the line's start and its rate along it
+        for r in range(tree.nerow):  # the dense rows' jar at the line's start and its rate along it
             s.ey[w, r] = row_dot(s, w, r, tree.nv, s.qacc) - s.eA[w, r]
             s.elam[w, r] = row_dot(s, w, r, tree.nv, s.ca) - row_dot(s, w, r, tree.nv, s.qacc)
         lo = T(0.0)
@@ -474,16 +510,23 @@ def make(T, features=NO_FEATURES):
         if n == 0:
             for r in range(3 * tree.nv):
                 s.rowZ[w, r] = T(0.0)
+            for r in range(tree.nerow):
+                s.estate[w, r] = T(0.0)
             solve(w, tree, p, s)
         else:
             for r in range(3 * tree.nv):
                 s.rowZ[w, r] = row_state(s, w, r, T(0.0))
+            for r in range(tree.nerow):  # an equality's row: quadratic (its state never changes)
+                s.estate[w, r] = dense_state(tree, s, w, r, -s.eA[w, r])
             nit = 4 * n + 8
             for it in range(nit):
                 newton_system(w, tree, p, s)
                 same = int(1)  # noqa: UP018 (a variable for Warp, see row_count)
                 for r in range(3 * tree.nv):
                     if row_state(s, w, r, s.ca[w, r // 3]) != s.rowZ[w, r]:
+                        same = 0
+                for r in range(tree.nerow_eq, tree.nerow):
+                    if dense_state(tree, s, w, r, row_dot(s, w, r, tree.nv, s.ca) - s.eA[w, r]) != s.estate[w, r]:
                         same = 0
                 if same != 0 or it == nit - 1:
                     break
@@ -495,6 +538,8 @@ def make(T, features=NO_FEATURES):
                     line_search(w, tree, s)
                 for r in range(3 * tree.nv):
                     s.rowZ[w, r] = row_state(s, w, r, s.qacc[w, r // 3])
+                for r in range(tree.nerow_eq, tree.nerow):
+                    s.estate[w, r] = dense_state(tree, s, w, r, row_dot(s, w, r, tree.nv, s.qacc) - s.eA[w, r])
             for i in range(tree.nv):
                 s.qacc[w, i] = s.ca[w, i]
 
@@ -600,20 +645,28 @@ def make(T, features=NO_FEATURES):
     def solve_rows_adjoint(w: int, tree: Tree, p: P, s: S, sa: S):
         """Adjoint of ``solve_rows``: ``solve_adjoint`` in the rows' final states, then the
         adjoints of what the constraint solver's system adds to it (kernels/limits.py: the
-        rows' 1/R, aref and bounds, and the implicit share it leaves out; the equality rows' 1/R,
-        aref and Jacobian: g = (K + J^T D J)^-1 adj_x by the forward's Woodbury factors)."""
+        rows' 1/R, aref and bounds, and the implicit share it leaves out; the dense rows' 1/R,
+        aref and Jacobian where quadratic, bound and Jacobian where at a friction bound:
+        g = (K + J^T D J)^-1 adj_x by the forward's Woodbury factors)."""
         woodbury(w, tree, p, s, sa.qacc, s.R2, 0)
         solve_adjoint_terms(w, tree, p, s, sa)
         ne = tree.nerow
         nv = tree.nv
         for r in range(ne):
+            z = s.estate[w, r]
             jg = row_dot(s, w, r, nv, s.R2)
-            res = row_dot(s, w, r, nv, s.qacc) - s.eA[w, r]
-            dd = s.eD[w, r]
-            sa.eD[w, r] = sa.eD[w, r] - jg * res
-            sa.eA[w, r] = sa.eA[w, r] + dd * jg
-            for i in range(nv):
-                sa.eJ[w, r * nv + i] = sa.eJ[w, r * nv + i] - dd * (res * s.R2[w, i] + jg * s.qacc[w, i])
+            if z == T(1.0):
+                res = row_dot(s, w, r, nv, s.qacc) - s.eA[w, r]
+                dd = s.eD[w, r]
+                sa.eD[w, r] = sa.eD[w, r] - jg * res
+                sa.eA[w, r] = sa.eA[w, r] + dd * jg
+                for i in range(nv):
+                    sa.eJ[w, r * nv + i] = sa.eJ[w, r * nv + i] - dd * (res * s.R2[w, i] + jg * s.qacc[w, i])
+            elif z == T(2.0) or z == T(3.0):  # the bound's force F J^T in the right-hand side
+                sf = wp.where(z == T(2.0), T(1.0), T(-1.0))
+                sa.eF[w, r] = sa.eF[w, r] + sf * jg
+                for i in range(nv):
+                    sa.eJ[w, r * nv + i] = sa.eJ[w, r * nv + i] + sf * s.eF[w, r] * s.R2[w, i]
         if row_count(w, tree, s) > 0:
             for i in range(tree.nv):
                 g = s.R2[w, i]

@@ -126,7 +126,13 @@ class Tree:
     eq_site: wp.array(dtype=int)
     eq_id: wp.array(dtype=int)
     eq_rowadr: wp.array(dtype=int)
+    #: the constraint solve's dense rows: the equalities' then the tendons' limit and dry friction
+    #: rows, each its kind (types.ROW_*) and tendon (-1 for an equality's)
     nerow: int
+    #: the equality rows' number (the dense rows before the tendons'; always quadratic)
+    nerow_eq: int
+    erow_kind: wp.array(dtype=int)
+    erow_ten: wp.array(dtype=int)
 
 
 #: Scratch fields: (name, kind, size) with kind "T" (scalar), "V3", "Q", "M33" and size one of
@@ -134,8 +140,9 @@ class Tree:
 #: (the residual's features and its layers' outputs; 1 without a residual), "nfluid" (nbody
 #: with fluid forces, else 1), "nten" and "ntennv" (ntendon and ntendon * nv with acting
 #: tendons, else 1), "nsitev" (nv with site transmissions, else 1), "nrow" and "nvmj" (3 nv and nv
-#: with MuJoCo's soft constraints, else 1), "nerow", "nerownv", "nerow2" (the equality rows, times
-#: nv, squared; at least 1), "ngyro" (nbody with implicitfast's free rigid subtrees, else 1).
+#: with MuJoCo's soft constraints, else 1), "nerow", "nerownv", "nerow2" (the dense rows:
+#: equalities', tendon limits' and friction's; times nv, squared; at least 1), "ngyro" (nbody
+#: with implicitfast's free rigid subtrees, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -181,7 +188,10 @@ SCRATCH = (
     # equality constraint rows: Jacobian [nerow, nv] row-major, 1/R, aref; the solve's K^-1 J^T
     # [nerow, nv], the Schur complement 1/D + J K^-1 J^T [nerow, nerow] (its Cholesky factor in
     # place), a column and its solution, the Schur system's right-hand side and solution
+    # (and the tendons' limit and friction rows after them: their friction bound eF, the state of
+    # every dense row in estate, as rowZ's)
     ("eJ", "T", "nerownv"), ("eD", "T", "nerow"), ("eA", "T", "nerow"), ("eZ", "T", "nerownv"),
+    ("eF", "T", "nerow"), ("estate", "T", "nerow"),
     ("eS", "T", "nerow2"), ("ecol", "T", "nvmj"), ("eout", "T", "nvmj"), ("ey", "T", "nerow"),
     ("elam", "T", "nerow"),
     # the second solve's equality force: the rows' J qacc and their generalized force (kernels/limits.py)

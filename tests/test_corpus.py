@@ -64,9 +64,10 @@ def test_corpus_models_load_or_are_refused_by_name():
     print(f"\ncorpus: {len(loaded)} of {len(FILES)} models load: {', '.join(loaded)}")
 
 
-#: with MuJoCo's law (limit_law="mujoco"), also the connect and weld models (their steps: tests/test_equality.py)
+#: with MuJoCo's law (limit_law="mujoco"), also the connect and weld models (their steps:
+#: tests/test_equality.py) and the tendon limit model (tests/test_tendon_constraints.py)
 LOADED_WITH_MUJOCO_LAW_AT_LEAST = LOADED_AT_LEAST | {"jdotv/connect_2d.xml", "jdotv/connect_3d.xml",
-                                                     "jdotv/weld_3d.xml"}
+                                                     "jdotv/weld_3d.xml", "tendon/tendon_limit.xml"}
 
 
 def test_corpus_models_load_with_mujocos_law():
