@@ -101,8 +101,12 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     for b in range(1, nb):
         if lastdof[b] < 0:
             lastdof[b] = lastdof[int(mj.body_parentid[b])]
-    wraps = s.tendon_wraps
-    wrap_adr = np.cumsum([0, *map(len, wraps)])[:-1]
+    # every tendon's path at MuJoCo's wrap addresses (the wrap_prm parameter is indexed by them),
+    # traversed only for the tendons that act (ten_wrapnum: 0 for the others)
+    wraps = [tuple((int(mj.wrap_type[k]), int(mj.wrap_objid[k]))
+                   for k in range(mj.tendon_adr[i], mj.tendon_adr[i] + mj.tendon_num[i]))
+             for i in range(mj.ntendon)] if s.tendon_wraps else []
+    wrap_adr = [int(mj.tendon_adr[i]) for i in range(len(wraps))]
     wrap_prev, wrap_pulley = [], []
     for path in wraps:  # each site's predecessor in its branch and the pulley that divides the branch
         prev, pulley = -1, -1
@@ -153,7 +157,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "pair_kind": arr([PAIR_KINDS.index((s.geom_type[a], s.geom_type[b])) for a, b in s.pairs]),
         "pair_implicit": arr(s.pair_implicit),
         "npoint": len(point_pair), "pair_padr": arr(padr), "pair_pnum": arr(pnum), "point_pair": arr(point_pair),
-        "ntendon": len(wraps), "ten_wrapadr": arr(wrap_adr), "ten_wrapnum": arr([len(p) for p in wraps]),
+        "ntendon": len(wraps), "ten_wrapadr": arr(wrap_adr), "ten_wrapnum": arr([len(p) for p in s.tendon_wraps]),
         "wrap_type": arr([t for p in wraps for t, _ in p]), "wrap_obj": arr([o for p in wraps for _, o in p]),
         "wrap_prev": arr(wrap_prev), "wrap_pulley": arr(wrap_pulley), "site_body": arr(mj.site_bodyid),
         "body_lastdof": arr(lastdof), "act_ten": arr(s.act_tendon or [-1] * mj.nu),

@@ -94,6 +94,22 @@ def test_tendon_rollouts_and_forces_match_mujoco(integrator):
     assert max(e) <= 1e-4, e
 
 
+def test_an_inert_tendon_before_acting_ones_changes_nothing():
+    """A tendon that exerts no force (a path of sites and a pulley) ahead of the acting ones: the
+    acting tendons' coefficients and pulley divisors are read at MuJoCo's wrap addresses (read
+    where the inert tendon's path had been left out, the fixed tendons' coefficients were the
+    inert one's and their actuators pulled on nothing)."""
+    xml = ARM.format(integrator="Euler").replace("<tendon>", """<tendon>
+    <spatial name="idle"><site site="anchor"/><site site="s1"/><pulley divisor="3"/><site site="s2"/>
+      <site site="tip"/></spatial>""")
+    mj = mujoco.MjModel.from_xml_string(xml)
+    qpos, qvel, ctrl = _inputs(mj, 4, 100, seed=1)
+    out, datas = assert_looped_rollout_matches_mujoco(xml, qpos, qvel, ctrl, 1e-10)
+    for b, d in enumerate(datas):
+        assert rel_err(out.qfrc_actuator[b], d.qfrc_actuator) <= 1e-12
+        assert rel_err(out.qfrc_passive[b], d.qfrc_passive) <= 1e-12
+
+
 def test_tendon_gradients_match_finite_differences():
     """d loss / d (the tendons' stiffness, rest lengths, damping, a fixed tendon's coefficient, a
     pulley's divisor, a site's position, a tendon actuator's gear, its actuatorfrcrange, the
