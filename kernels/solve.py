@@ -62,6 +62,9 @@ def make(T, features=NO_FEATURES):
     # the refinement's code (substitute's bias 2) only where some model needs it: present and
     # unused it cost the linkage model 13% of its throughput
     REFINE = features.refine
+    #: float32 models with dense rows refine the constraint solve's optimum once
+    #: (``refine_dense``: its own residual pass, not substitute's bias 2, whose presence slows every substitution)
+    REFINE_DENSE = MJC and T == wp.float32
     lim = _limits.make(T)
     row_state, row_sign = lim["row_state"], lim["row_sign"]
     dense_state, dense_force_at = lim["dense_state"], lim["dense_force_at"]
@@ -367,6 +370,69 @@ def make(T, features=NO_FEATURES):
             substitute(w, tree, p, s, s.ecol, out, bias)
 
     @wp.func
+    def refine_dense(w: int, tree: Tree, p: P, s: S):
+        """One step of iterative refinement of s.ca, the Woodbury solution of (K + J^T D J) x =
+        crhs - bias the last ``newton_system`` computed (K = M + cdg, the tree factor's system):
+        the residual r = crhs - bias - (K + J^T D J) x formed on the bodies (each body's motion
+        X_b of x root to leaves in s.qaw, qav, its own I A + K X + f with A = X + (0, -gravity)
+        summed over its subtree leaves to root in s.swn, swf: the adjoint's work arrays, free in
+        the forward), then x += (K + J^T D J)^-1 r by a substitution and the Woodbury correction.
+        In float32 the Woodbury identity cancels for stiff rows (a large D makes K^-1 rhs and Z^T
+        lambda nearly equal): unrefined, one step was 1e-3 relative off mj_step on
+        tests/test_equality.py's model (refined: tests/test_tendon_constraints.py's float32 tests)."""
+        z = V3(T(0.0), T(0.0), T(0.0))
+        ne = tree.nerow
+        nv = tree.nv
+        Gg = s.G[w, 0]
+        for b in range(tree.nbody):
+            s.swn[w, b] = z
+            s.swf[w, b] = z
+        for b in range(1, tree.nbody):
+            if tree.body_moving[b] == 0:
+                continue
+            pb = tree.body_parent[b]
+            xw = z
+            xv = z
+            if tree.body_moving[pb] != 0:
+                xw = s.qaw[w, pb]
+                xv = shift_motion_v(xw, s.qav[w, pb], -s.xd[w, b])
+            adr = tree.body_dofadr[b]
+            for q in range(tree.body_dofnum[b]):
+                xw = xw + s.cdw[w, adr + q] * s.ca[w, adr + q]
+                xv = xv + s.cdv[w, adr + q] * s.ca[w, adr + q]
+            s.qaw[w, b] = xw
+            s.qav[w, b] = xv
+        for r in range(ne):
+            s.ey[w, r] = wp.where(dense_on(s, w, r) != 0, s.eD[w, r] * row_dot(s, w, r, nv, s.ca), T(0.0))
+        for kk in range(tree.nbody - 1):
+            b = tree.nbody - 1 - kk
+            if tree.body_moving[b] == 0:
+                continue
+            own_n, own_f = body_wrench(w, b, s, s.qaw[w, b], s.qav[w, b], Gg)
+            wn = s.swn[w, b] + own_n
+            wf = s.swf[w, b] + own_f
+            adr = tree.body_dofadr[b]
+            for q in range(tree.body_dofnum[b]):
+                i = adr + q
+                v = s.crhs[w, i] - s.cdg[w, i] * s.ca[w, i] - wp.dot(s.cdw[w, i], wn) - wp.dot(s.cdv[w, i], wf)
+                for r in range(ne):
+                    v = v - s.eJ[w, r * nv + i] * s.ey[w, r]
+                s.ecol[w, i] = v
+            pb = tree.body_parent[b]
+            if tree.body_moving[pb] != 0:
+                s.swn[w, pb] = s.swn[w, pb] + shift_moment(wn, wf, s.xd[w, b])
+                s.swf[w, pb] = s.swf[w, pb] + wf
+        substitute(w, tree, p, s, s.ecol, s.eout, 0)
+        for r in range(ne):
+            s.ey[w, r] = wp.where(dense_on(s, w, r) != 0, row_dot(s, w, r, nv, s.eout), T(0.0))
+        schur_solve(w, tree, s)
+        for i in range(nv):
+            v = s.ca[w, i] + s.eout[w, i]
+            for r in range(ne):
+                v = v - s.eZ[w, r * nv + i] * s.elam[w, r]
+            s.ca[w, i] = v
+
+    @wp.func
     def newton_system(w: int, tree: Tree, p: P, s: S):
         """The minimiser of the cost's quadratic piece of the rows' states s.rowZ into s.ca (its
         factor in s), and s.cuf = M s.ca - qfrc_smooth there (from the system: the rows' share of
@@ -540,6 +606,9 @@ def make(T, features=NO_FEATURES):
                     s.rowZ[w, r] = row_state(s, w, r, s.qacc[w, r // 3])
                 for r in range(tree.nerow_eq, tree.nerow):
                     s.estate[w, r] = dense_state(tree, s, w, r, row_dot(s, w, r, tree.nv, s.qacc) - s.eA[w, r])
+            if wp.static(REFINE_DENSE):  # the optimum, refined once (its states are the last system's)
+                if tree.nerow > 0:
+                    refine_dense(w, tree, p, s)
             for i in range(tree.nv):
                 s.qacc[w, i] = s.ca[w, i]
 
