@@ -386,6 +386,28 @@ class Model:
                          + (f" margin={m.jnt_margin[j]:g}" if m.jnt_limited[j] and m.jnt_margin[j] else "")
                          + (f" frictionloss={fl:g}" if (fl := m.dof_frictionloss[m.jnt_dofadr[j]]) > 0 else "")
                          + (" actuatorgravcomp" if m.jnt_actgravcomp[j] else ""))
+        if m.ntendon:
+            tn, acting = self.names("tendon"), self.structure.tendon_wraps
+            lines.append(f"tendons  (limits and dry friction: limit law '{self.structure.limit_law}')")
+            for i in range(m.ntendon):
+                spatial = any(int(m.wrap_type[k]) != WRAP_JOINT
+                              for k in range(m.tendon_adr[i], m.tendon_adr[i] + m.tendon_num[i]))
+                lines.append(f"  {tn[i]:<20} {'spatial' if spatial else 'fixed':<7} {m.tendon_num[i]} path element(s)"
+                             + ("" if acting and acting[i] else " (exerts no force: left out of the step)")
+                             + (f" stiffness={m.tendon_stiffness[i]:g}" if m.tendon_stiffness[i] else "")
+                             + (f" damping={m.tendon_damping[i]:g}" if m.tendon_damping[i] else "")
+                             + (f" range=[{m.tendon_range[i, 0]:g}, {m.tendon_range[i, 1]:g}]"
+                                if m.tendon_limited[i] else "")
+                             + (f" margin={m.tendon_margin[i]:g}" if m.tendon_limited[i] and m.tendon_margin[i] else "")
+                             + (f" frictionloss={m.tendon_frictionloss[i]:g}" if m.tendon_frictionloss[i] > 0 else ""))
+        if self.structure.eq:
+            lines.append(f"equality constraints  {len(self.structure.eq)} active")
+            for typ, o1, o2, site, i in self.structure.eq:
+                kind = EQ_SIMULATED[typ]
+                objs = {"connect": "body", "weld": "body", "joint": "joint", "tendon": "tendon"}[kind]
+                objs = "site" if site else objs
+                names = self.names(objs)
+                lines.append(f"  #{i} {kind}: {objs} '{names[o1]}'" + (f" - '{names[o2]}'" if o2 >= 0 else ""))
         gc = [f"'{bn[b]}' {m.body_gravcomp[b]:g}" for b in range(m.nbody) if m.body_gravcomp[b]]
         if gc:
             lines.append("gravity compensation  " + ", ".join(gc))

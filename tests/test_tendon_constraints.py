@@ -190,3 +190,15 @@ def test_tendon_limits_and_friction_need_mujocos_law():
     for name in ("cable", "couple", "drag"):
         assert f"tendon '{name}'" in msg
     assert "limit_law='mujoco'" in msg and "frictionloss" in msg and "limited" in msg
+
+
+def test_describe_lists_tendons_and_equalities():
+    text = hw.load_model(model(), device="cpu", limit_law="mujoco").describe()
+    assert "limit law 'mujoco'" in text
+    assert "cable                spatial 3 path element(s) range=[0.2, 0.52] margin=0.01" in text
+    assert "drag                 fixed   2 path element(s) frictionloss=0.08" in text
+    from test_equality import model as equality_model
+
+    text = hw.load_model(equality_model(), device="cpu", limit_law="mujoco").describe()
+    assert "equality constraints  4 active" in text and "#1 joint: joint 'f2' - 'f1'" in text
+    assert "#3 connect: body 'bob' - 'coupler'" in text
