@@ -268,43 +268,52 @@ def make(T):
                     s.eJ[w, r * tree.nv + q] = sg * s.ten_J[w, i * tree.nv + q]
 
     @wp.func
-    def dense_state(tree: Tree, s: S, w: int, r: int, jar: T):
-        """The state of dense row r at its jar = J a - aref (rowZ's states; an equality's row is
-        always quadratic, a tendon limit's where jar < 0, a tendon friction's as a dof's)."""
-        dd = s.eD[w, r]
+    def zone_state(jar: T, dd: T, fl: T, friction: int, always: int):
+        """A row's state (rowZ's) at its jar = J a - aref, its 1/R ``dd`` (0: not instantiated):
+        a dry friction row (``friction``; bound ``fl``) quadratic within |dd jar| < fl, else at
+        its bound; an equality's (``always``) quadratic; a limit's quadratic where jar < 0."""
         z = T(INACTIVE)
         if dd > T(0.0):
-            kind = tree.erow_kind[r]
-            if kind == _ROW_EQ:
-                z = T(QUADRATIC)
-            elif kind == _ROW_FRICTION:
-                fl = s.eF[w, r]
+            if friction != 0:
                 z = T(QUADRATIC)
                 if jar * dd <= -fl:
                     z = T(PLUS)
                 elif jar * dd >= fl:
                     z = T(MINUS)
-            elif jar < T(0.0):
+            elif always != 0 or jar < T(0.0):
                 z = T(QUADRATIC)
         return z
 
     @wp.func
-    def dense_force_at(tree: Tree, s: S, w: int, r: int, jar: T):
-        """Dense row r's force at its jar and its derivative's magnitude (D where quadratic)."""
-        dd = s.eD[w, r]
+    def zone_force(jar: T, dd: T, fl: T, friction: int, always: int):
+        """A row's force at its jar (MuJoCo's efc_force) and its derivative's magnitude (dd where
+        quadratic), the row as in :func:`zone_state`."""
         f = T(0.0)
         c = T(0.0)
         if dd > T(0.0):
-            kind = tree.erow_kind[r]
-            if kind == _ROW_FRICTION:
-                fl = s.eF[w, r]
+            if friction != 0:
                 f = wp.clamp(-dd * jar, -fl, fl)
                 if wp.abs(dd * jar) < fl:
                     c = dd
-            elif kind == _ROW_EQ or jar < T(0.0):
+            elif always != 0 or jar < T(0.0):
                 f = -dd * jar
                 c = dd
         return f, c
+
+    @wp.func
+    def dense_state(tree: Tree, s: S, w: int, r: int, jar: T):
+        """The state of dense row r at its jar (an equality's row is always quadratic, a tendon
+        limit's where jar < 0, a tendon friction's as a dof's)."""
+        kind = tree.erow_kind[r]
+        return zone_state(jar, s.eD[w, r], s.eF[w, r], wp.where(kind == _ROW_FRICTION, 1, 0),
+                          wp.where(kind == _ROW_EQ, 1, 0))
+
+    @wp.func
+    def dense_force_at(tree: Tree, s: S, w: int, r: int, jar: T):
+        """Dense row r's force at its jar and its derivative's magnitude (D where quadratic)."""
+        kind = tree.erow_kind[r]
+        return zone_force(jar, s.eD[w, r], s.eF[w, r], wp.where(kind == _ROW_FRICTION, 1, 0),
+                          wp.where(kind == _ROW_EQ, 1, 0))
 
     @stored
     @wp.func
@@ -466,20 +475,7 @@ def make(T):
     @wp.func
     def row_state(s: S, w: int, r: int, a: T):
         """The state of row r at the acceleration ``a`` of its dof (kernels/tree: rowZ)."""
-        dd = s.rowD[w, r]
-        z = T(INACTIVE)
-        if dd > T(0.0):
-            jar = row_sign(r) * a - s.rowA[w, r]
-            if r % 3 == 2:
-                fl = s.rowF[w, r]
-                z = T(QUADRATIC)
-                if jar * dd <= -fl:
-                    z = T(PLUS)
-                elif jar * dd >= fl:
-                    z = T(MINUS)
-            elif jar < T(0.0):
-                z = T(QUADRATIC)
-        return z
+        return zone_state(row_sign(r) * a - s.rowA[w, r], s.rowD[w, r], s.rowF[w, r], wp.where(r % 3 == 2, 1, 0), 0)
 
     @wp.func
     def row_force(s: S, w: int, d: int, a: T):
@@ -500,5 +496,5 @@ def make(T):
 
     out = dict(joint_limits=joint_limits, constraint_rows=constraint_rows, row_state=row_state, row_force=row_force,
                row_sign=row_sign, equality_rows=equality_rows, equality_force=equality_force, dense_state=dense_state,
-               dense_force_at=dense_force_at)
+               dense_force_at=dense_force_at, zone_force=zone_force)
     return out

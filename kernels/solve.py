@@ -67,7 +67,7 @@ def make(T, features=NO_FEATURES):
     REFINE_DENSE = MJC and T == wp.float32
     lim = _limits.make(T)
     row_state, row_sign = lim["row_state"], lim["row_sign"]
-    dense_state, dense_force_at = lim["dense_state"], lim["dense_force_at"]
+    dense_state, dense_force_at, zone_force = lim["dense_state"], lim["dense_force_at"], lim["zone_force"]
 
     @wp.func
     def factor(w: int, tree: Tree, p: P, s: S, dga: wp.array2d(dtype=T)):
@@ -468,18 +468,7 @@ def make(T, features=NO_FEATURES):
     @wp.func
     def row_force_at(s: S, w: int, r: int, jar: T):
         """Row r's force at its jar (MuJoCo's efc_force) and its derivative's magnitude (D where quadratic)."""
-        dd = s.rowD[w, r]
-        f = T(0.0)
-        c = T(0.0)
-        if r % 3 == 2:
-            fl = s.rowF[w, r]
-            f = wp.clamp(-dd * jar, -fl, fl)
-            if wp.abs(dd * jar) < fl:
-                c = dd
-        elif jar < T(0.0):
-            f = -dd * jar
-            c = dd
-        return f, c
+        return zone_force(jar, s.rowD[w, r], s.rowF[w, r], wp.where(r % 3 == 2, 1, 0), 0)
 
     @wp.func
     def line_slope(w: int, tree: Tree, s: S, al: T, pmp: T, pu: T):
