@@ -92,6 +92,15 @@ def test_peers_say_why_they_did_not_run(monkeypatch):
     with pytest.raises(ValueError, match="unknown peer"):
         bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu", peers=("brax",))
 
+    def builds_another_model(*args, **kwargs):  # as Newton does with a closed linkage's MJCF
+        raise ValueError("Newton peer: Newton built 12 coordinates and 11 dofs per world, MuJoCo 8 and 8")
+
+    monkeypatch.setitem(peers.PEERS, "newton", peers.PEERS["newton"].__class__(
+        "Newton Featherstone", lambda: "1.0", lambda model: None, builds_another_model, ("cpu",)))
+    r = bench_step("pendulum", batch=4, steps=5, repeat=1, device="cpu")
+    assert r["newton"].startswith("its model differs (Newton peer: Newton built 12") and "newton_steps_per_s" not in r
+    assert "not run: its model differs" in markdown_table([r])
+
 
 def test_mujoco_warp_peer_simulates_what_mujoco_simulates():
     """MuJoCo Warp (MuJoCo's algorithms in Warp, float32) from the same states and controls ends
