@@ -42,6 +42,8 @@ JOINT_TYPE_NAMES = {FREE: "free", BALL: "ball", SLIDE: "slide", HINGE: "hinge"}
 COLLIDABLE = tuple(sorted({t for kind in PAIR_TYPES for t in kind}))
 #: hull vertices a mesh contributes as contact points (farthest-point subset beyond this)
 MAX_HULL_VERTS = 32
+#: candidate pairs named per pair of geom types a refusal lists (the rest counted)
+SHOWN_PAIRS = 3
 #: default smoothing of the contact law: onset length (m) and friction slip velocity (m/s)
 CONTACT_TAU = 5e-4
 CONTACT_EPS = 1e-3
@@ -258,6 +260,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
                 out.append(f"{an} {field[9:]}")
     if getattr(m, "npair", 0):
         out.append(f"{m.npair} explicit <contact><pair> element(s) (use contype/conaffinity and <exclude>)")
+    missing: dict[str, list] = {}
     for g1, g2 in contact_pairs(m) if pairs is None else pairs:
         for g in (g1, g2):
             gn = _name(m, O.mjOBJ_GEOM, g, "geom")
@@ -272,10 +275,17 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
                     out.append(msg)
         t1, t2 = int(m.geom_type[g1]), int(m.geom_type[g2])
         if t1 in COLLIDABLE and t2 in COLLIDABLE and (t1, t2) not in PAIR_TYPES:
-            names = f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
             kinds = "-".join(mujoco.mjtGeom(t).name[7:].lower() for t in (t1, t2))
-            out.append(f"{names} {kinds} contact (no narrow phase for this pair of geom types; cylinders collide "
-                       "with planes, spheres, capsules, boxes and cylinders, ellipsoids with planes)")
+            missing.setdefault(kinds, []).append((g1, g2))
+    # one line per pair of geom types (a scene of primitives has thousands of such pairs): how
+    # many, and the first few by name
+    for kinds, found in missing.items():
+        names = ", ".join(f"{_name(m, O.mjOBJ_GEOM, g1, 'geom')} - {_name(m, O.mjOBJ_GEOM, g2, 'geom')}"
+                          for g1, g2 in found[:SHOWN_PAIRS])
+        more = f" and {len(found) - SHOWN_PAIRS} more" if len(found) > SHOWN_PAIRS else ""
+        out.append(f"{kinds} contact, {len(found)} candidate pair{'s' if len(found) > 1 else ''}: {names}{more} "
+                   "(no narrow phase for this pair of geom types; cylinders collide with planes, spheres, capsules, "
+                   "boxes and cylinders, ellipsoids with planes)")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     return out

@@ -344,3 +344,26 @@ def test_parameters_are_copies_sharing_memory_with_nothing(dtype):
         model.params["actuator_gear"][0] *= 3
     assert (model.mj.body_mass == mass).all() and (model.mj.actuator_gear == gear).all()
     assert model.params["actuator_gear_force"][0, 0] == float(gear[0, 0])
+
+
+def test_unsupported_pairs_are_listed_per_pair_of_geom_types():
+    """Candidate pairs without a narrow phase are one entry per pair of geom types, with their
+    count and the first few by name (MuJoCo Warp's primitives scene has 2825 such pairs: listed
+    one by one the message ran to 613 kB)."""
+    from hybridwam.model import SHOWN_PAIRS
+    bodies = "".join(f'<body pos="{0.3 * i} 0 0.2"><freejoint/><geom name="e{i}" type="ellipsoid" '
+                     f'size="0.1 0.05 0.04"/></body>' for i in range(SHOWN_PAIRS + 2))
+    xml = f"""<mujoco><worldbody><geom name="table" type="box" size="1 1 0.05"/>{bodies}
+      <body pos="0 1 0.2"><freejoint/><geom name="s" type="sphere" size="0.05"/></body></worldbody></mujoco>"""
+    with pytest.raises(hw.UnsupportedFeatureError) as ei:
+        hw.load_model(xml, device="cpu")
+    feats = ei.value.features
+    n = SHOWN_PAIRS + 2
+    box = [f for f in feats if f.startswith("ellipsoid-box contact")]
+    assert len(box) == 1 and f"{n} candidate pairs" in box[0] and "and 2 more" in box[0], feats
+    assert box[0].count("geom 'table'") == SHOWN_PAIRS
+    sph = [f for f in feats if f.startswith("sphere-ellipsoid contact")]
+    assert len(sph) == 1 and f"{n} candidate pairs" in sph[0], feats
+    ee = [f for f in feats if f.startswith("ellipsoid-ellipsoid contact")]
+    assert len(ee) == 1 and f"{n * (n - 1) // 2} candidate pairs" in ee[0], feats
+    assert len(feats) == 3, feats
