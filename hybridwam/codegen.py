@@ -196,7 +196,7 @@ def _emit_contacts(e: _Emitter, s: Structure, moving: list[bool], ref: dict[int,
         else:
             e(f"if wp.length_sq(gp{g2} - gp{g1}) < wp.pow(geom_rbound[{g1}] + geom_rbound[{g2}] + cmargin, T(2.0)):")
         e(f"    cprm{i} = VP(pair_meff[{i}], pair_stiffness[{i}], pair_damping[{i}], "
-          f"wp.max(geom_friction[{g1}], geom_friction[{g2}]), ctau, ceps, h, cFp{i}[0], cFp{i}[1], cFp{i}[2])")
+          f"pair_friction[{i}][0], ctau, ceps, h, cFp{i}[0], cFp{i}[1], cFp{i}[2])")
         call = _pair_call(s, g1, g2)
         if call is None:
             for line in _mesh_pair_lines(s, i, g1, g2, vel):

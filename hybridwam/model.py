@@ -269,10 +269,6 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
                 msg += ", ".join(mujoco.mjtGeom(t).name[7:].lower() for t in COLLIDABLE) + ")"
                 if msg not in out:
                     out.append(msg)
-            elif int(m.geom_condim[g]) not in (1, 3):
-                msg = f"{gn} condim {m.geom_condim[g]} (torsional/rolling friction; only condim 1 or 3)"
-                if msg not in out:
-                    out.append(msg)
         t1, t2 = int(m.geom_type[g1]), int(m.geom_type[g2])
         if t1 in COLLIDABLE and t2 in COLLIDABLE and (t1, t2) not in PAIR_TYPES:
             kinds = "-".join(mujoco.mjtGeom(t).name[7:].lower() for t in (t1, t2))
@@ -543,19 +539,25 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
     """Per-pair stiffness and damping (acceleration units, :func:`_soft_spring`) and effective mass.
 
     The effective mass 1/(invweight0_1 + invweight0_2) is MuJoCo's own diagonal approximation.
-    Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted.
+    Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted (solref,
+    solimp) or the larger of the two (condim, each friction coefficient).
     """
-    k, b, meff, iscale = [], [], [], []
+    k, b, meff, iscale, friction = [], [], [], [], []
     for g1, g2 in pairs:
         if m.geom_priority[g1] != m.geom_priority[g2]:
             g = g1 if m.geom_priority[g1] > m.geom_priority[g2] else g2
             solref, solimp = m.geom_solref[g], m.geom_solimp[g]
+            condim, mu = int(m.geom_condim[g]), m.geom_friction[g].copy()
         else:
+            condim = max(int(m.geom_condim[g1]), int(m.geom_condim[g2]))
+            mu = np.maximum(m.geom_friction[g1], m.geom_friction[g2])
             s1, s2 = m.geom_solmix[g1], m.geom_solmix[g2]
             mix = 0.5 if s1 + s2 < 1e-15 else s1 / (s1 + s2)
             solref = mix * m.geom_solref[g1] + (1 - mix) * m.geom_solref[g2]
             solimp = mix * m.geom_solimp[g1] + (1 - mix) * m.geom_solimp[g2]
         kk, bb = _soft_spring(m, solref, solimp)
+        # the friction components the contact's condim has: 1 none, 3 sliding, 4 + torsional, 6 + rolling
+        friction.append(mu * (np.array([1, 4, 6]) <= condim) * (condim > 1))
         k.append(kk)
         b.append(bb)
         iw1, iw2 = m.body_invweight0[m.geom_bodyid[g1], 0], m.body_invweight0[m.geom_bodyid[g2], 0]
@@ -563,7 +565,7 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
         # share of the implicit contact stiffness each body takes (1 against a static body)
         iscale.append([(iw1 + iw2) / max(iw1, 1e-12), (iw1 + iw2) / max(iw2, 1e-12)])
     return {"pair_stiffness": np.array(k), "pair_damping": np.array(b), "pair_meff": np.array(meff),
-            "pair_iscale": np.array(iscale).reshape(-1, 2)}
+            "pair_iscale": np.array(iscale).reshape(-1, 2), "pair_friction": np.array(friction).reshape(-1, 3)}
 
 
 def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
@@ -687,6 +689,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),
         pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
+        spin_roll=bool(pairs) and bool(np.any(_pair_params(m, pairs)["pair_friction"][:, 1:] > 0)),
         geom_hull=tuple(hull_index),
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
@@ -803,7 +806,6 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "geom_quat": nz(_wxyz_to_xyzw(m.geom_quat), (-1, 4)),
         "geom_size": nz(m.geom_size, (-1, 3)),
         "geom_rbound": nz(m.geom_rbound, (-1,)),
-        "geom_friction": nz(m.geom_friction[:, 0], (-1,)),
         **{k: nz(v, (-1,) + v.shape[1:]) for k, v in _pair_params(m, pairs).items()},
         "hull_planes": nz(np.concatenate([h[0] for h in hulls.values()]) if hulls else np.zeros((0, 4)), (-1, 4)),
         "hull_verts": nz(np.concatenate([h[1] for h in hulls.values()]) if hulls else np.zeros((0, 3)), (-1, 3)),

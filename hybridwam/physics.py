@@ -279,12 +279,13 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
                             ("implicitfast's gyroscopic term of free bodies", st.free_gyro),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
                             ("cylinder and ellipsoid contacts", cylinders),
+                            ("torsional and rolling friction (condim 4, 6)", st.spin_roll),
                             ("MuJoCo's limit law (limit_law='mujoco')", st.limit_law == "mujoco")) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
                          "unrolled engine steps with Euler and implicitfast (without the gyroscopic term of "
                          "free bodies), without fluid forces, tendons, site transmissions, cylinder or ellipsoid "
-                         "contacts and MuJoCo's limit law")
+                         "contacts, torsional and rolling friction and MuJoCo's limit law")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")
@@ -371,6 +372,10 @@ class Physics:
         if not t.is_contiguous():
             raise ValueError(f"{where}: expected a contiguous tensor (got strides {list(t.stride())}); "
                              "use .contiguous()")
+        if name == "pair_friction" and self.engine == "unrolled" and bool((t[:, 1:] != 0).any()):
+            raise ValueError(f"{where}: torsional or rolling friction (columns 1, 2) on the unrolled engine, which "
+                             "simulates sliding friction only; load the model with condim 4 or 6 contacts or use "
+                             "Physics(model, engine='looped')")
 
     def _wp_params(self, params) -> list[wp.array]:
         out = []

@@ -108,11 +108,11 @@ PARAM_SPEC = (
     ("geom_quat", "Q"),
     ("geom_size", "V3"),
     ("geom_rbound", "T"),
-    ("geom_friction", "T"),
     ("pair_stiffness", "T"),
     ("pair_damping", "T"),
     ("pair_meff", "T"),
     ("pair_iscale", "V2"),
+    ("pair_friction", "V3"),
     ("hull_planes", "V4"),
     ("hull_verts", "V3"),
     ("contact_tau", "T"),
@@ -179,6 +179,8 @@ class Structure:
     #: mass matrix keeps its tree sparsity. Only the integration scheme is approximated; the
     #: contact forces and equilibria are exact.
     pair_implicit: tuple[bool, ...] = ()
+    #: some pair has torsional or rolling friction (MuJoCo's condim 4 or 6; looped engine only)
+    spin_roll: bool = False
     #: per geom: (first plane, plane count, first vertex, vertex count) of its convex hull, or ()
     geom_hull: tuple[tuple[int, ...], ...] = ()
     #: MuJoCo's implicitfast integrator: besides joint damping (implicit_damping, always on with
@@ -293,11 +295,14 @@ PARAM_UNITS = {
     "geom_quat": ("1", "geom orientation in its body, x y z w [ngeom, 4]"),
     "geom_size": ("m", "MuJoCo's geom size [ngeom, 3]"),
     "geom_rbound": ("m", "bounding-sphere radius [ngeom]"),
-    "geom_friction": ("1", "sliding friction coefficient [ngeom]"),
     "pair_stiffness": ("N/m", "contact stiffness per candidate pair [npair]"),
     "pair_damping": ("N s/m", "contact damping per candidate pair [npair]"),
     "pair_meff": ("kg", "effective mass of a candidate pair [npair]"),
     "pair_iscale": ("1", "per-body share of the implicit contact stiffness [npair, 2]"),
+    "pair_friction": ("1, m, m", "a candidate pair's contact friction as MuJoCo mixes it (the higher priority "
+                      "geom's, else the larger of the two) per component: sliding, torsional, rolling; the components "
+                      "its condim leaves out are zero (condim 1: all, 3: torsional and rolling, 4: rolling) "
+                      "[npair, 3]"),
     "hull_planes": ("m", "convex hull face planes (normal, offset) [nplane, 4]"),
     "hull_verts": ("m", "convex hull vertices [nvert, 3]"),
     "site_pos": ("m", "site position in its body [nsite, 3]"),

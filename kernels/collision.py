@@ -58,6 +58,7 @@ from .contact import (
     shift_stiffness,
     skew,
     sphere_sphere,
+    spin_roll_torque,
 )
 from .dynamics import shift_motion_v
 from .tree import NO_FEATURES, Tree, aliases, per_dtype, stored
@@ -516,12 +517,25 @@ def make(T, features=NO_FEATURES):
         v2, vp2 = point_velocity(w, tree, s, tree.geom_body[g2], x, second)
         f, K = contact_force(s.cdepth[w, j], s.cnormal[w, j], x, v2 - v1, vp2 - vp1, p.pair_meff[i],
                              p.pair_stiffness[i], p.pair_damping[i],
-                             wp.max(p.geom_friction[g1], p.geom_friction[g2]), tau, eps, h, Fp)
+                             p.pair_friction[i][0], tau, eps, h, Fp)
         d = x - s.gp[w, g2]
         X = skew(d)
-        wp.atomic_add(s.pN, w, i, wp.cross(d, f))
+        tq = z
+        Ka = wp.outer(z, z)
+        mus = p.pair_friction[i][1]
+        mur = p.pair_friction[i][2]
+        if mus > T(0.0) or mur > T(0.0):
+            # torsional / rolling friction (condim 4 / 6), its angular slip scale eps over the
+            # length of the smaller geom (the second's against a plane)
+            n = s.cnormal[w, j]
+            size = p.geom_rbound[g2]
+            if tree.geom_type[g1] != _PLANE:
+                size = wp.min(size, p.geom_rbound[g1])
+            wrel = s.cvw[w, tree.geom_body[g2]] - s.cvw[w, tree.geom_body[g1]]
+            tq, Ka = spin_roll_torque(n, wrel, wp.dot(f, n), mus, mur, eps / wp.max(size, T(1.0e-6)), h)
+        wp.atomic_add(s.pN, w, i, wp.cross(d, f) + tq)
         wp.atomic_add(s.pF, w, i, f)
-        wp.atomic_add(s.pA, w, i, -(X * K * X))
+        wp.atomic_add(s.pA, w, i, Ka - (X * K * X))
         wp.atomic_add(s.pB, w, i, X * K)
         wp.atomic_add(s.pC, w, i, K)
 

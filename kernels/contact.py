@@ -339,6 +339,29 @@ def contact_force(depth: Any, n: Any, p: Any, rel_v: Any, rel_vp: Any, meff: Any
     return force, K
 
 
+@wp.func
+def spin_roll_torque(n: Any, w_rel: Any, fn: Any, mu_spin: Any, mu_roll: Any, eps_w: Any, h: Any):
+    """Torsional and rolling friction at a contact point (MuJoCo's condim 4 and 6; coefficients in
+    metres, MuJoCo's friction[1] and friction[2]): the regularised Coulomb law of
+    :func:`contact_force` on the relative angular velocity ``w_rel`` (the second body's minus the
+    first's), -mu_spin f_n w_n / sqrt(w_n^2 + eps_w^2) about the normal and -mu_roll f_n w_t /
+    sqrt(|w_t|^2 + eps_w^2) across it, with f_n = max(fn, 0) the point's normal force and ``eps_w``
+    (rad/s) the angular slip scale. Returns (torque on the second geom, K) with K the 3x3
+    coefficient h (c_spin n n^T + c_roll (I - n n^T)) that the step treats implicitly (the
+    angular block of the pair's stiffness). Unlike the sliding friction its viscosity is not
+    limited in the second solve: a body starting to spin or roll is held back by up to
+    mu f_n for a step."""
+    zero = type(fn)(0.0)
+    fp = wp.max(fn, zero)
+    wn = wp.dot(w_rel, n)
+    wt = w_rel - n * wn
+    cs = mu_spin * fp / wp.sqrt(wn * wn + eps_w * eps_w)
+    cr = mu_roll * fp / wp.sqrt(wp.dot(wt, wt) + eps_w * eps_w)
+    nn = wp.outer(n, n)
+    eye = wp.identity(n=3, dtype=type(fn))
+    return -(n * (wn * cs) + wt * cr), nn * (h * cs) + (eye - nn) * (h * cr)
+
+
 # ---- pair functions ------------------------------------------------------------------------
 # Each returns the summed contact action of one geom pair about the reference point rc (near the
 # contact): (N, F, A, B, C), with F the total force on the second geom, N its moment about rc,

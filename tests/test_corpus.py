@@ -66,9 +66,12 @@ def test_corpus_models_load_or_are_refused_by_name():
 
 
 #: with MuJoCo's law (limit_law="mujoco"), also the connect and weld models (their steps:
-#: tests/test_equality.py) and the tendon limit model (tests/test_tendon_constraints.py)
+#: tests/test_equality.py), the tendon limit model (tests/test_tendon_constraints.py) and, since
+#: torsional friction (condim 4: tests/test_condim.py), the ALOHA arms with a pot (equalities
+#: couple its fingers)
 LOADED_WITH_MUJOCO_LAW_AT_LEAST = LOADED_AT_LEAST | {"jdotv/connect_2d.xml", "jdotv/connect_3d.xml",
-                                                     "jdotv/weld_3d.xml", "tendon/tendon_limit.xml"}
+                                                     "jdotv/weld_3d.xml", "tendon/tendon_limit.xml",
+                                                     "aloha_pot/scene.xml"}
 
 
 def test_corpus_models_load_with_mujocos_law():
