@@ -430,8 +430,14 @@ class Model:
                          f"gear={m.actuator_gear[a, 0]:g} {rng}")
         pairs = self.structure.pairs
         gn = self.names("geom")
+        fr = self.params["pair_friction"].detach().cpu().double().numpy()
+
+        def friction(i):  # the pair's friction as MuJoCo mixes it, by what its condim keeps
+            s, t, r = fr[i]
+            return ("frictionless" if s == 0 and t == 0 and r == 0 else f"friction {s:g}"
+                    + (f", torsional {t:g} m" if t else "") + (f", rolling {r:g} m" if r else ""))
         lines.append(f"contacts  {m.ngeom} geoms, {len(pairs)} candidate pair(s) after filtering"
-                     + "".join(f"\n  {gn[a]} - {gn[b]}" for a, b in pairs[:20])
+                     + "".join(f"\n  {gn[a]} - {gn[b]}  {friction(i)}" for i, (a, b) in enumerate(pairs[:20]))
                      + (f"\n  ... {len(pairs) - 20} more" if len(pairs) > 20 else ""))
         if pairs:
             eps, tau = (float(self.params[k].reshape(-1)[0]) for k in ("contact_eps", "contact_tau"))

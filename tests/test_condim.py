@@ -80,6 +80,9 @@ def test_pair_friction_is_mujocos_mixed_contact_friction():
         seen.add(int(c.dim))
     assert seen == {1, 3, 4, 6}, seen  # every kind of contact was compared
     assert model.structure.spin_roll
+    # describe() shows each pair's friction: the priority winner's condim 1, the mixed condim 4
+    text = model.describe()
+    assert "floor - d  frictionless" in text and "floor - b  friction 0.8, torsional 0.03 m\n" in text, text
 
 
 def test_frictionless_contact_slides_like_mujoco():
