@@ -936,6 +936,19 @@ def _loo_benchmark() -> Benchmark:
                           "open-loop windows of the horizon. The suite runs with and without the residual guard.")
 
 
+def _sysid_benchmark() -> Benchmark:
+    from .calibration.sysid_bench import sysid_args, sysid_run, sysid_suite, sysid_table
+
+    return Benchmark(help="identification on held-out DFKI runs: hw.calibrate vs mujoco.sysid, same groups and splits",
+                     add_args=sysid_args, run=sysid_run, suite=sysid_suite, table=sysid_table,
+                     note="Each shipped double pendulum run is held out in turn; both identify body masses, "
+                          "armature, damping, MuJoCo's dry friction and motor offsets on the other runs "
+                          "(hybridwam with limit_law='mujoco', no per-run offsets; mujoco.sysid on windows of "
+                          "0.2 s from logged states, its 'mujoco' optimizer), and one function scores both: "
+                          "RMSE of the joint angles over open-loop windows of the horizon on the held-out run. "
+                          "Needs mujoco[sysid]'s optional dependencies.")
+
+
 #: name -> Benchmark; ``hybridwam bench NAME`` runs one, ``hybridwam bench`` runs every suite.
 BENCHMARKS: dict[str, Benchmark] = {
     "step": Benchmark(
@@ -963,4 +976,5 @@ BENCHMARKS: dict[str, Benchmark] = {
     "plan": _plan_benchmark(),
     "compile": _compile_benchmark(),
     "loo": _loo_benchmark(),
+    "sysid": _sysid_benchmark(),
 }

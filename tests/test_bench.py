@@ -162,3 +162,24 @@ def test_leave_one_run_out_benchmark_rows(tmp_path):
         else:
             assert r["val_hybrid"] < r["val_identified"]
     assert "of 2 held-out runs" in loo_table(rows)
+
+
+def test_bench_sysid_without_its_extras_is_skipped_in_the_suite_and_refused_alone(monkeypatch, capsys):
+    """``hybridwam bench`` runs the other suites where mujoco.sysid's optional imports are missing;
+    ``hybridwam bench sysid`` says what to install."""
+    import argparse
+
+    from hybridwam.calibration import sysid_bench
+    from hybridwam.cli import UserError
+
+    def missing():
+        raise RuntimeError("hybridwam bench sysid needs mujoco.sysid's optional dependencies")
+
+    monkeypatch.setattr(sysid_bench, "_require_sysid", missing)
+    monkeypatch.setattr(sysid_bench, "bench_sysid", lambda *a, **k: pytest.fail("must not run"))
+    args = argparse.Namespace(seed=0, device="cpu", identify_epochs=1, horizon=0.25, runs=1)
+    assert sysid_bench.sysid_suite(args) == []
+    assert "bench sysid: skipped" in capsys.readouterr().out
+    with pytest.raises(UserError, match="optional dependencies"):
+        sysid_bench.sysid_run(args)
+    assert "sysid" in BENCHMARKS
