@@ -541,29 +541,39 @@ def _soft_spring(m: mujoco.MjModel, solref, solimp, deep: bool = False) -> tuple
     return scale * kk, float(np.sqrt(scale)) * bb
 
 
+def _pair_friction(m: mujoco.MjModel, pairs) -> np.ndarray:
+    """Per pair its contact friction [npair, 3] (sliding, torsional, rolling) as MuJoCo mixes it:
+    the higher priority geom's friction and condim, else the larger of each; the components the
+    contact's condim leaves out are zero (condim 1: all, 3: torsional and rolling, 4: rolling)."""
+    g = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    g1, g2 = g[:, 0], g[:, 1]
+    p1, p2 = m.geom_priority[g1], m.geom_priority[g2]
+    same = p1 == p2
+    win = np.where(p1 > p2, g1, g2)
+    condim = np.where(same, np.maximum(m.geom_condim[g1], m.geom_condim[g2]), m.geom_condim[win])
+    mu = np.where(same[:, None], np.maximum(m.geom_friction[g1], m.geom_friction[g2]), m.geom_friction[win])
+    keep = (np.array([1, 4, 6])[None, :] <= condim[:, None]) & (condim[:, None] > 1)
+    return mu * keep
+
+
 def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
     """Per-pair stiffness and damping (acceleration units, :func:`_soft_spring`) and effective mass.
 
     The effective mass 1/(invweight0_1 + invweight0_2) is MuJoCo's own diagonal approximation.
     Geom parameters are mixed as MuJoCo does: higher priority wins, else solmix-weighted (solref,
-    solimp) or the larger of the two (condim, each friction coefficient).
+    solimp); friction: :func:`_pair_friction`.
     """
-    k, b, meff, iscale, friction = [], [], [], [], []
+    k, b, meff, iscale = [], [], [], []
     for g1, g2 in pairs:
         if m.geom_priority[g1] != m.geom_priority[g2]:
             g = g1 if m.geom_priority[g1] > m.geom_priority[g2] else g2
             solref, solimp = m.geom_solref[g], m.geom_solimp[g]
-            condim, mu = int(m.geom_condim[g]), m.geom_friction[g].copy()
         else:
-            condim = max(int(m.geom_condim[g1]), int(m.geom_condim[g2]))
-            mu = np.maximum(m.geom_friction[g1], m.geom_friction[g2])
             s1, s2 = m.geom_solmix[g1], m.geom_solmix[g2]
             mix = 0.5 if s1 + s2 < 1e-15 else s1 / (s1 + s2)
             solref = mix * m.geom_solref[g1] + (1 - mix) * m.geom_solref[g2]
             solimp = mix * m.geom_solimp[g1] + (1 - mix) * m.geom_solimp[g2]
         kk, bb = _soft_spring(m, solref, solimp)
-        # the friction components the contact's condim has: 1 none, 3 sliding, 4 + torsional, 6 + rolling
-        friction.append(mu * (np.array([1, 4, 6]) <= condim) * (condim > 1))
         k.append(kk)
         b.append(bb)
         iw1, iw2 = m.body_invweight0[m.geom_bodyid[g1], 0], m.body_invweight0[m.geom_bodyid[g2], 0]
@@ -571,7 +581,7 @@ def _pair_params(m: mujoco.MjModel, pairs) -> dict[str, np.ndarray]:
         # share of the implicit contact stiffness each body takes (1 against a static body)
         iscale.append([(iw1 + iw2) / max(iw1, 1e-12), (iw1 + iw2) / max(iw2, 1e-12)])
     return {"pair_stiffness": np.array(k), "pair_damping": np.array(b), "pair_meff": np.array(meff),
-            "pair_iscale": np.array(iscale).reshape(-1, 2), "pair_friction": np.array(friction).reshape(-1, 3)}
+            "pair_iscale": np.array(iscale).reshape(-1, 2), "pair_friction": _pair_friction(m, pairs)}
 
 
 def _limit_params(m: mujoco.MjModel) -> dict[str, np.ndarray]:
@@ -695,7 +705,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         geom_body=tuple(int(b) for b in m.geom_bodyid),
         pairs=tuple(pairs),
         pair_implicit=tuple(_different_trees(m, int(m.geom_bodyid[g1]), int(m.geom_bodyid[g2])) for g1, g2 in pairs),
-        spin_roll=bool(pairs) and bool(np.any(_pair_params(m, pairs)["pair_friction"][:, 1:] > 0)),
+        spin_roll=bool(np.any(_pair_friction(m, pairs)[:, 1:] > 0)),
         geom_hull=tuple(hull_index),
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
