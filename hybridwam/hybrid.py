@@ -107,12 +107,26 @@ def _require(d: dict, key: str, kind, file: str, where: str = ""):
     return v
 
 
+#: parameters added to the schema after checkpoints were first written (format version 1): a
+#: checkpoint without them keeps the model's own values (read from its MJCF like every parameter
+#: at load), so that checkpoints of earlier releases still load
+LATER_PARAMS = ("pair_friction", "actuator_gain_affine", "actuator_dynprm", "actuator_actrange")
+#: parameters earlier checkpoints hold that the schema no longer has, and what replaced them:
+#: not loaded, with a warning
+RETIRED_PARAMS = {"geom_friction": "pair_friction (per candidate pair, mixed as MuJoCo mixes it)"}
+
+
 def _param_mismatch(saved: dict, params: dict) -> tuple[list[str], list[str], list[str]]:
-    """(missing from ``saved``, other shape, unknown to ``params``), each as readable entries."""
-    missing = [k for k in params if k not in saved]
+    """(missing from ``saved``, other shape, unknown to ``params``), each as readable entries;
+    LATER_PARAMS are not missing and RETIRED_PARAMS not unknown (they warn)."""
+    missing = [k for k in params if k not in saved and k not in LATER_PARAMS]
     wrong = [f"{k} (saved {list(saved[k].shape)}, model {list(v.shape)})" for k, v in params.items()
              if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
-    unknown = [k for k in saved if k not in params]
+    unknown = [k for k in saved if k not in params and k not in RETIRED_PARAMS]
+    for k in saved:
+        if k in RETIRED_PARAMS and k not in params:
+            warnings.warn(f"saved parameter {k} is no longer part of the model's parameters (replaced by "
+                          f"{RETIRED_PARAMS[k]}); its values are not loaded, the model's own are kept", stacklevel=3)
     return missing, wrong, unknown
 
 
@@ -123,19 +137,27 @@ def _mismatch_text(missing: list[str], wrong: list[str], unknown: list[str], unk
                                  f"{unknown_label}: {', '.join(unknown)}" if unknown else "") if x)
 
 
-def step_rollout(step, q0, v0, ctrl, tbptt: int | None = None):
+def step_rollout(step, q0, v0, ctrl, tbptt: int | None = None, a0=None):
     """(Q, V) [..., T+1, .] of a one-step predictor ``step(q, v, u)`` rolled over ctrl [..., T, nu],
     detached every ``tbptt`` steps: the one stepwise loop (a HybridModel with a residual the kernel
-    cannot run, calibration's neural baseline)."""
-    qs, vs = [q0], [v0]
-    q, v = q0, v0
+    cannot run, calibration's neural baseline). With activation states ``a0`` [..., na] the
+    predictor is ``step(q, v, u, a) -> (q, v, a)`` and the loop returns (Q, V, Act)."""
+    qs, vs, acts = [q0], [v0], [a0]
+    q, v, a = q0, v0, a0
     for t in range(ctrl.shape[-2]):
         if tbptt and t and t % tbptt == 0:
             q, v = q.detach(), v.detach()
-        q, v = step(q, v, ctrl[..., t, :])
+            a = None if a is None else a.detach()
+        if a is None:
+            q, v = step(q, v, ctrl[..., t, :])
+        else:
+            q, v, a = step(q, v, ctrl[..., t, :], a)
         qs.append(q)
         vs.append(v)
-    return torch.stack(qs, -2), torch.stack(vs, -2)
+        acts.append(a)
+    if a0 is None:
+        return torch.stack(qs, -2), torch.stack(vs, -2)
+    return torch.stack(qs, -2), torch.stack(vs, -2), torch.stack(acts, -2)
 
 
 class HybridModel(torch.nn.Module):
@@ -210,26 +232,30 @@ class HybridModel(torch.nn.Module):
         return CapturedRollout(self.physics, batch, horizon, check_finite=check_finite, copy_outputs=copy_outputs,
                                graph=graph, hybrid=self)
 
-    def _fused_rollout(self, eng, qpos0, qvel0, ctrls) -> Trajectory:
+    def _fused_rollout(self, eng, qpos0, qvel0, ctrls, act0=None) -> Trajectory:
         try:
-            return self.physics._rollout(qpos0, qvel0, ctrls, eng=eng)
+            return self.physics._rollout(qpos0, qvel0, ctrls, eng=eng, act0=act0)
         except NonFiniteError as e:
             # a non-finite state from finite inputs: say so when the residual's numbers are the cause
             if not all(bool(torch.isfinite(t).all()) for t in self.residual.state_dict().values()):
                 raise self._residual_error(e) from None
             raise
 
-    def step(self, qpos, qvel, ctrl):
-        """qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel'), residual applied."""
+    def step(self, qpos, qvel, ctrl, act=None):
+        """qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel'), residual applied; for a model
+        with activation states (na > 0) also ``act`` [B, na] in (default zero) and out, as
+        Physics.step."""
         m = self.model
         qpos, qvel, ctrl = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos, qvel, ctrl))
         eng = self.fused_engine()
         if eng is not None:
-            tr = self._fused_rollout(eng, qpos, qvel, ctrl.unsqueeze(-2))
+            tr = self._fused_rollout(eng, qpos, qvel, ctrl.unsqueeze(-2), act0=act)
+            if m.na:
+                return tr.qpos[..., 1, :], tr.qvel[..., 1, :], tr.act[..., 1, :]
             return tr.qpos[..., 1, :], tr.qvel[..., 1, :]
         extra = self._correction(qpos, qvel, ctrl)
         try:
-            return self.physics.step(qpos, qvel, ctrl, **extra)
+            return self.physics.step(qpos, qvel, ctrl, **extra, act=act)
         except ValueError as e:
             # the physics checks the correction like any input (after qpos, qvel and ctrl, so a
             # non-finite state is still reported by its own name); name it as the residual's output
@@ -237,10 +263,10 @@ class HybridModel(torch.nn.Module):
                 raise self._residual_error(e) from None
             raise
 
-    def _segment(self, qpos, qvel, ctrls):
-        return step_rollout(self.step, qpos, qvel, ctrls)
+    def _segment(self, qpos, qvel, ctrls, act=None):
+        return step_rollout(self.step, qpos, qvel, ctrls, a0=act)
 
-    def rollout(self, qpos0, qvel0, ctrls, checkpoint_every: int | None = None) -> Trajectory:
+    def rollout(self, qpos0, qvel0, ctrls, checkpoint_every: int | None = None, act0=None) -> Trajectory:
         """Roll out T = ctrls.shape[-2] steps; returns Trajectory (qacc: the integrated acceleration,
         residual included).
 
@@ -250,20 +276,26 @@ class HybridModel(torch.nn.Module):
         the semi-implicit Euler step), where ``checkpoint_every=K`` keeps only every K-th state
         during the forward pass and recomputes the segments in backward: memory O(T/K + K)
         residual activations per world instead of O(T), at the price of one extra forward pass
-        (the fused path needs none and ignores it).
+        (the fused path needs none and ignores it). ``act0`` [B, na]: the initial activations of a
+        model with activation dynamics (default zero), as Physics.rollout.
         """
         if self.residual is None:
-            return self.physics.rollout(qpos0, qvel0, ctrls)
+            return self.physics.rollout(qpos0, qvel0, ctrls, act0=act0)
         m = self.model
         qpos0, qvel0, ctrls = (torch.as_tensor(x).to(device=m.device, dtype=m.dtype) for x in (qpos0, qvel0, ctrls))
         eng = self.fused_engine()
         if eng is not None:
-            return self._fused_rollout(eng, qpos0, qvel0, ctrls)
+            return self._fused_rollout(eng, qpos0, qvel0, ctrls, act0=act0)
         if ctrls.dim() != qpos0.dim() + 1:
             raise ValueError(f"ctrls: expected shape [B, T, {m.nu}], got {list(ctrls.shape)}")
         T = ctrls.shape[-2]
         if T < 1:
             raise ValueError("ctrls: horizon T must be at least 1")  # as Physics.rollout
+        if m.na:  # the stepwise loop carries the activations (no checkpointing for them)
+            act0 = torch.zeros(*qpos0.shape[:-1], m.na, dtype=m.dtype, device=m.device) if act0 is None else \
+                torch.as_tensor(act0).to(device=m.device, dtype=m.dtype)
+            Q, V, Act = self._segment(qpos0, qvel0, ctrls, act0)
+            return Trajectory(Q, V, (V[..., 1:, :] - V[..., :-1, :]) / m.timestep, Act)
         if not checkpoint_every or not torch.is_grad_enabled():
             Q, V = self._segment(qpos0, qvel0, ctrls)
         else:

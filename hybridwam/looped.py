@@ -55,17 +55,18 @@ def features(s: Structure, contacts: bool = True):
         return Features()
     mj = s.limit_law == "mujoco"  # MuJoCo's soft constraints replace hybridwam's limits and dry friction
     rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq) or bool(s.tendon_rows))
+    act = s.na > 0 or bool(s.act_affine_gain)
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
                         tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro,
-                        refine=s.refine)
+                        refine=s.refine, act=act)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
     return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site),
-                    mjlimits=mj, gyro=s.free_gyro, refine=s.refine)
+                    mjlimits=mj, gyro=s.free_gyro, refine=s.refine, act=act)
 
 
 def _kernels(dtype: torch.dtype, feats, group: int = 1):
@@ -117,8 +118,15 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
                 prev, pulley = -1, len(wrap_prev) - 1
             elif typ == WRAP_SITE:
                 prev = obj
+    dyn = list(s.act_dyn) or [0] * mj.nu
+    early = list(s.act_early) or [False] * mj.nu
+    actlim = list(s.act_actlimited) or [False] * mj.nu
+    again = list(s.act_affine_gain) or [False] * mj.nu
     flags = [int(s.act_ctrllimited[a]) | 2 * int(s.act_forcelimited[a]) | 4 * int(s.act_affine_bias[a])
+             | 8 * int(again[a]) | 16 * int(early[a] and dyn[a] != 0) | 32 * int(actlim[a] and dyn[a] != 0)
              for a in range(mj.nu)]
+    act_adr = np.cumsum([0] + [int(d != 0) for d in dyn])[:-1]  # MuJoCo's actuator_actadr: one state each
+    act_adr = [int(k) if d != 0 else -1 for k, d in zip(act_adr, dyn, strict=True)]
 
     def arr(x):
         a = np.asarray(x, dtype=np.int32).reshape(-1)
@@ -147,6 +155,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
         "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
+        "na": s.na, "act_adr": arr(act_adr), "act_dyn": arr(dyn),
         "body_dofadr": arr(np.maximum(mj.body_dofadr, 0)), "body_dofnum": arr(mj.body_dofnum),
         "dof_frictionloss": arr(s.dof_frictionloss),
         "ngeom": mj.ngeom, "npair": len(s.pairs),
@@ -247,7 +256,8 @@ class LoopedEngine:
              "nrow": 3 * m.nv if self.features.mjlimits else 1, "nvmj": m.nv if self.features.mjlimits else 1,
              "nerow": max(int(self._tree_np["nerow"]), 1), "nerownv": max(int(self._tree_np["nerow"]) * m.nv, 1),
              "nerow2": max(int(self._tree_np["nerow"]) ** 2, 1),
-             "ngyro": m.nbody if self.features.gyro else 1}
+             "ngyro": m.nbody if self.features.gyro else 1,
+             "nuact": max(m.nu, 1) if self.features.act else 1}
         comps = {"T": 1, "V3": 3, "Q": 4, "M33": 9}
         #: per scratch field: (name, warp type key, entries per world, scalars per entry, slot):
         #: the fields of each solve (kernels.tree.SLOT) once per solve, slot 0 and 1; shared
@@ -390,7 +400,9 @@ class LoopedEngine:
             hit = self._bufs[k] = (self.k["RK"](), [], None)
             return hit
         mj, m = self.model.mj, self.model
-        widths = {"q": mj.nq, "v": mj.nv, "k": mj.nv, "c": max(mj.nu, 1), "fe": mj.nv, "ae": mj.nv, "a": mj.nv}
+        na = self.model.structure.na  # the activations after the coordinates, their rates after the accelerations
+        widths = {"q": mj.nq + na, "v": mj.nv, "k": mj.nv, "c": max(mj.nu, 1), "fe": mj.nv, "ae": mj.nv,
+                  "a": mj.nv + na}
         size = RK_SLOTS * sum(widths.values())
 
         def rows(name):
@@ -966,11 +978,12 @@ class _Stages(torch.autograd.Function):
         eng = phys._stage_engine()
         m = eng.model
         B = qpos.shape[0]
-        Q = torch.zeros(B, 2, m.nq, dtype=m.dtype, device=m.device)
+        # qpos [B, nq + na]: the coordinates, then the activations (as the trajectory arrays)
+        Q = torch.zeros(B, 2, m.nq + m.na, dtype=m.dtype, device=m.device)
         V = torch.zeros(B, 2, m.nv, dtype=m.dtype, device=m.device)
         C = torch.zeros(B, 1, max(m.nu, 1), dtype=m.dtype, device=m.device)
         Z = torch.zeros(B, 1, m.nv, dtype=m.dtype, device=m.device)
-        A = torch.zeros(B, 1, m.nv, dtype=m.dtype, device=m.device)
+        A = torch.zeros(B, 1, m.nv + m.na, dtype=m.dtype, device=m.device)
         Q[:, 0], V[:, 0] = qpos, qvel
         if m.nu:
             C[:, 0] = ctrl

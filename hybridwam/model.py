@@ -14,9 +14,13 @@ import numpy as np
 import torch
 
 from .types import (
+    ACT_DYNAMICS,
     BALL,
+    DYN_NONE,
     EQ_SIMULATED,
     FREE,
+    GAIN_AFFINE,
+    GAINS,
     HINGE,
     LIMIT_LAWS,
     MESH,
@@ -240,19 +244,28 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
             out.append(f"{an} transmission '{A[0](trn).name[6:].lower()}' (simulated: "
                        f"{', '.join(TRANSMISSIONS.values())})")
         elif trn in (TRN_TENDON, TRN_SITE):
+            affine_bias = int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE)
+            affine_gain = int(m.actuator_gaintype[a]) == GAIN_AFFINE
             if (trn == TRN_SITE and m.actuator_trnid[a, 1] >= 0 and np.any(m.actuator_gear[a, 3:] != 0)
-                    and int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 1] != 0):
+                    and ((affine_bias and m.actuator_biasprm[a, 1] != 0)
+                         or (affine_gain and m.actuator_gainprm[a, 1] != 0))):
                 out.append(f"{an} length-dependent force of a rotation in a reference site's frame (MuJoCo wraps "
                            "its angle error to [-pi, pi]; motors, velocity terms and translations are simulated)")
-            if fast and int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 2] != 0:
+            if fast and ((affine_bias and m.actuator_biasprm[a, 2] != 0)
+                         or (affine_gain and m.actuator_gainprm[a, 2] != 0)):
                 out.append(f"{an} velocity-dependent force on a {TRANSMISSIONS[trn]} with the implicitfast integrator "
                            f"(integrated implicitly there, coupling the {TRANSMISSIONS[trn]}'s dofs)")
         elif m.jnt_type[m.actuator_trnid[a, 0]] not in (HINGE, SLIDE):
             out.append(f"{an} on a ball/free joint")
-        if int(m.actuator_dyntype[a]) != int(A[1].mjDYN_NONE):
-            out.append(f"{an} dynamics '{A[1](m.actuator_dyntype[a]).name}' (activation states)")
-        if int(m.actuator_gaintype[a]) != int(A[2].mjGAIN_FIXED):
-            out.append(f"{an} gain '{A[2](m.actuator_gaintype[a]).name}'")
+        dyn = int(m.actuator_dyntype[a])
+        if dyn != DYN_NONE and dyn not in ACT_DYNAMICS:
+            out.append(f"{an} dynamics '{A[1](dyn).name[6:].lower()}' (simulated: "
+                       f"{', '.join(ACT_DYNAMICS.values())})")
+        elif dyn != DYN_NONE and int(m.actuator_actnum[a]) != 1:
+            out.append(f"{an} with {int(m.actuator_actnum[a])} activation states (simulated: one)")
+        if int(m.actuator_gaintype[a]) not in GAINS:
+            out.append(f"{an} gain '{A[2](m.actuator_gaintype[a]).name[7:].lower()}' (simulated: "
+                       f"{', '.join(GAINS.values())})")
         if int(m.actuator_biastype[a]) not in (int(A[3].mjBIAS_NONE), int(A[3].mjBIAS_AFFINE)):
             out.append(f"{an} bias '{A[3](m.actuator_biastype[a]).name}'")
         for field in ("actuator_damping", "actuator_armature", "actuator_dampingpoly", "actuator_delay"):
@@ -328,6 +341,12 @@ class Model:
     @property
     def nu(self) -> int:
         return self.mj.nu
+
+    @property
+    def na(self) -> int:
+        """Activation states (MuJoCo's na: one per actuator with activation dynamics); rollouts
+        carry them as ``act`` beside qpos and qvel."""
+        return self.mj.na
 
     @property
     def nbody(self) -> int:
@@ -698,7 +717,8 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         act_affine_bias=tuple(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
         implicit_damping=((fast or not dis & int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)) and not rk4
                           and bool(np.any(m.dof_damping > 0))),
-        implicit_actuators=fast and any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype),
+        implicit_actuators=fast and (any(int(x) == int(mujoco.mjtBias.mjBIAS_AFFINE) for x in m.actuator_biastype)
+                                     or any(int(x) == GAIN_AFFINE for x in m.actuator_gaintype)),
         refine=dtype == "float32" and dof_depth(m) >= REFINE_DEPTH,
         jnt_free_subtree=tuple(free_subtree(m, int(m.jnt_bodyid[j])) if fast else 0 for j in range(m.njnt)),
         geom_type=tuple(int(t) for t in m.geom_type),
@@ -711,6 +731,11 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
         limit_law=limit_law,
         tendon_rows=_tendon_rows(m, limit_law, no_limits, no_friction),
+        act_dyn=tuple(int(x) for x in m.actuator_dyntype) if m.na else (),
+        act_early=tuple(bool(x) for x in m.actuator_actearly) if m.na else (),
+        act_actlimited=tuple(bool(x) for x in m.actuator_actlimited) if m.na else (),
+        act_affine_gain=tuple(int(x) == GAIN_AFFINE for x in m.actuator_gaintype)
+        if any(int(x) == GAIN_AFFINE for x in m.actuator_gaintype) else (),
         eq=tuple((int(m.eq_type[i]), int(m.eq_obj1id[i]), int(m.eq_obj2id[i]),
                   int(m.eq_objtype[i]) == int(mujoco.mjtObj.mjOBJ_SITE), i) for i in range(m.neq)
                  if m.eq_active0[i] and int(m.eq_type[i]) in EQ_SIMULATED),
@@ -847,6 +872,10 @@ def _params(m: mujoco.MjModel, pairs: list[tuple[int, int]], hulls: dict) -> dic
         "fluid_density": np.array([m.opt.density]),
         "fluid_viscosity": np.array([m.opt.viscosity]),
         "wind": np.array(m.opt.wind, dtype=np.float64).reshape(1, 3),
+        # MuJoCo ignores gainprm[1:3] unless gaintype is affine; zeroed like the bias
+        "actuator_gain_affine": nz(m.actuator_gainprm[:, 1:3] * (m.actuator_gaintype == GAIN_AFFINE)[:, None], (-1, 2)),
+        "actuator_dynprm": nz(m.actuator_dynprm[:, 0], (-1,)),
+        "actuator_actrange": nz(m.actuator_actrange, (-1, 2)),
     }
     assert list(p) == [n for n, _ in PARAM_SPEC]
     return p

@@ -90,11 +90,14 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class Trajectory:
-    """A batch of rollouts: qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv]."""
+    """A batch of rollouts: qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv] and the
+    actuators' activation states act [B, T+1, na] (MuJoCo's act; na = 0 for models without
+    activation dynamics; None where a path does not carry them)."""
 
     qpos: torch.Tensor
     qvel: torch.Tensor
     qacc: torch.Tensor
+    act: torch.Tensor | None = None
 
     @property
     def horizon(self) -> int:
@@ -152,6 +155,12 @@ def _unrolled_backward(phys, Q, V, ctrls, qfrc, qaccx, A, aQ, aV, a_ctrl, a_qfrc
             parallel.run([launch(k, a, b, True).launch for k, (a, b) in enumerate(ranges)], threads)
 
 
+def _trajectory(m, Q: torch.Tensor, V: torch.Tensor, A: torch.Tensor) -> Trajectory:
+    """The Trajectory of the kernels' arrays: Q [..., nq + na] (coordinates, then activations), V,
+    A [..., nv + na] (accelerations, then the activations' rates)."""
+    return Trajectory(Q[..., :m.nq], V, A[..., :m.nv], Q[..., m.nq:])
+
+
 class _Rollout(torch.autograd.Function):
     """The rollout as one autograd node: (qpos0, qvel0, ctrls, qfrc, qaccx, *params, *net) ->
     (Q, V, A). ``eng``: None (the Physics' own engine), or a looped engine with a residual
@@ -164,9 +173,11 @@ class _Rollout(torch.autograd.Function):
         m = phys.model
         n = len(PARAM_SPEC)
         params, net = tensors[:n], tensors[n:]
-        Q = torch.empty(B, T + 1, m.nq, dtype=m.dtype, device=m.device)
+        # the activations ride after the coordinates (their rates after the accelerations): the
+        # kernels' trajectory arrays, kernels/tree.py's Tree.na
+        Q = torch.empty(B, T + 1, m.nq + m.na, dtype=m.dtype, device=m.device)
         V = torch.empty(B, T + 1, m.nv, dtype=m.dtype, device=m.device)
-        A = torch.empty(B, T, m.nv, dtype=m.dtype, device=m.device)
+        A = torch.empty(B, T, m.nv + m.na, dtype=m.dtype, device=m.device)
         Q[:, 0] = qpos0
         V[:, 0] = qvel0
         with _stream_scope(m.device):
@@ -257,7 +268,8 @@ LOOPED_ABOVE_CHARS_CONTACT = 60_000
 def choose_engine(model: Model, engine: str = "auto") -> str:
     """The engine ``Physics(model, engine=...)`` runs: "unrolled", "looped", or for "auto" the looped
     engine when the model needs nothing it lacks (:func:`hybridwam.looped.unsupported`) and uses
-    RK4, fluid forces, tendons, site transmissions, cylinder / ellipsoid contacts, MuJoCo's
+    RK4, fluid forces, tendons, site transmissions, cylinder / ellipsoid contacts, activation
+    dynamics, affine gains, MuJoCo's
     limit law or implicitfast's gyroscopic term of free bodies (the looped engine's only) or the
     unrolled code would exceed LOOPED_ABOVE_CHARS (LOOPED_ABOVE_CHARS_CONTACT with contacts) or the
     unrolled engine's size cap; with the
@@ -280,12 +292,14 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
                             ("cylinder and ellipsoid contacts", cylinders),
                             ("torsional and rolling friction (condim 4, 6)", st.spin_roll),
+                            ("activation dynamics", st.na > 0), ("affine actuator gains", bool(st.act_affine_gain)),
                             ("MuJoCo's limit law (limit_law='mujoco')", st.limit_law == "mujoco")) if on]
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
                          "unrolled engine steps with Euler and implicitfast (without the gyroscopic term of "
                          "free bodies), without fluid forces, tendons, site transmissions, cylinder or ellipsoid "
-                         "contacts, torsional and rolling friction and MuJoCo's limit law")
+                         "contacts, torsional and rolling friction, activation dynamics, affine gains and MuJoCo's "
+                         "limit law")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")
@@ -455,16 +469,18 @@ class Physics:
                 worlds, step)
 
     # ---- public API --------------------------------------------------------------------------
-    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None) -> Trajectory:
+    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None, act0=None) -> Trajectory:
         """Simulate T = ctrls.shape[-2] steps from (qpos0, qvel0).
 
         qpos0 [B, nq], qvel0 [B, nv], ctrls [B, T, nu]; optional generalized forces
-        ``qfrc_extra`` and accelerations ``qacc_extra`` [B, T, nv] added in each step.
-        Returns a Trajectory with qpos [B, T+1, nq], qvel [B, T+1, nv], qacc [B, T, nv].
+        ``qfrc_extra`` and accelerations ``qacc_extra`` [B, T, nv] added in each step; ``act0``
+        [B, na]: the initial activations of actuators with activation dynamics (default zero, as
+        MuJoCo's mj_resetData). Returns a Trajectory with qpos [B, T+1, nq], qvel [B, T+1, nv],
+        qacc [B, T, nv], act [B, T+1, na]; gradients reach act0 too.
         """
-        return self._rollout(qpos0, qvel0, ctrls, qfrc_extra, qacc_extra)
+        return self._rollout(qpos0, qvel0, ctrls, qfrc_extra, qacc_extra, act0=act0)
 
-    def _rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None, eng=None) -> Trajectory:
+    def _rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None, eng=None, act0=None) -> Trajectory:
         """:meth:`rollout`; ``eng``: a looped engine with a residual (``hybridwam.looped.LoopedEngine(
         model, residual=...)``, as HybridModel makes), whose MLP runs inside the step (its
         weights get gradients)."""
@@ -475,6 +491,7 @@ class Physics:
             qpos0, qvel0, ctrls = qpos0[None], torch.as_tensor(qvel0)[None], torch.as_tensor(ctrls)[None]
             qfrc_extra = None if qfrc_extra is None else torch.as_tensor(qfrc_extra)[None]
             qacc_extra = None if qacc_extra is None else torch.as_tensor(qacc_extra)[None]
+            act0 = None if act0 is None else torch.as_tensor(act0)[None]
         if qpos0.dim() != 2:
             raise ValueError(f"qpos0: expected shape [B, {m.nq}] or [{m.nq}], got {list(qpos0.shape)}")
         B = qpos0.shape[0]
@@ -494,6 +511,11 @@ class Physics:
         qaccx = zeros if qacc_extra is None else self._prep(qacc_extra, "qacc_extra", (T, m.nv), B)
         if m.nu == 0:
             ctrls = _zeros((B, T, 1), qpos0)
+        if m.na:  # the kernels' state: the activations after the coordinates
+            act0 = _zeros((B, m.na), qpos0) if act0 is None else self._prep(act0, "act0", (m.na,), B)
+            qpos0 = torch.cat([qpos0, act0], dim=-1)
+        elif act0 is not None:
+            self._prep(act0, "act0", (0,), B)  # a shape error for a non-empty act0
         Q, V, A = _Rollout.apply(self, eng, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
                                  qfrc.contiguous(), qaccx.contiguous(), *m.parameters([n for n, _ in PARAM_SPEC]),
                                  *(() if eng is None else eng.net.tensors()))
@@ -501,7 +523,7 @@ class Physics:
             self._check_output(Q.detach(), V.detach())
         if unbatched:
             Q, V, A = Q[0], V[0], A[0]
-        return Trajectory(Q, V, A)
+        return _trajectory(m, Q, V, A)
 
     def capture(self, batch: int, horizon: int = 1, *, check_finite: bool | None = None,
                 copy_outputs: bool = True, graph: bool = True) -> CapturedRollout:
@@ -522,7 +544,7 @@ class Physics:
             self._stage_loaded = True
         return self._stage_eng
 
-    def _stages(self, qpos, qvel=None, ctrl=None):
+    def _stages(self, qpos, qvel=None, ctrl=None, act=None):
         m = self.model
         qpos = qpos if isinstance(qpos, torch.Tensor) else torch.as_tensor(qpos)
         unbatched = qpos.dim() == 1
@@ -530,12 +552,16 @@ class Physics:
             qpos = qpos[None]
             qvel = None if qvel is None else torch.as_tensor(qvel)[None]
             ctrl = None if ctrl is None else torch.as_tensor(ctrl)[None]
+            act = None if act is None else torch.as_tensor(act)[None]
         if qpos.dim() != 2:
             raise ValueError(f"qpos: expected shape [B, {m.nq}] or [{m.nq}], got {list(qpos.shape)}")
         B = qpos.shape[0]
         qpos = self._prep(qpos, "qpos", (m.nq,), B)
         qvel = _zeros((B, m.nv), qpos) if qvel is None else self._prep(qvel, "qvel", (m.nv,), B)
         ctrl = _zeros((B, m.nu), qpos) if ctrl is None else self._prep(ctrl, "ctrl", (m.nu,), B)
+        if m.na:  # the activations after the coordinates, as the kernels read them
+            act = _zeros((B, m.na), qpos) if act is None else self._prep(act, "act", (m.na,), B)
+            qpos = torch.cat([qpos, act], dim=-1)
         out = looped._Stages.apply(self, qpos.contiguous(), qvel.contiguous(), ctrl.contiguous(),
                                    *m.parameters([n for n, _ in PARAM_SPEC]))
         return dict(zip(looped.STAGE_OUTPUTS, out, strict=True)), unbatched
@@ -570,10 +596,11 @@ class Physics:
         full = low + low.transpose(1, 2) - torch.diag_embed(torch.diagonal(low, dim1=1, dim2=2))
         return full[0] if unbatched else full
 
-    def forward(self, qpos, qvel, ctrl) -> Forward:
+    def forward(self, qpos, qvel, ctrl, act=None) -> Forward:
         """Accelerations and the force terms at one state (MuJoCo's mj_forward): qacc, qfrc_bias,
         qfrc_passive, qfrc_actuator, qfrc_constraint (joint limits; with limit_law "mujoco" also dry
-        friction: the constraint solver's) [B, nv]; differentiable. Models with contacts, or with
+        friction: the constraint solver's) [B, nv]; differentiable. ``act`` [B, na]: the
+        activations of actuators with activation dynamics (default zero). Models with contacts, or with
         frictionloss under the compliant law, are refused: their forces depend on the step (the
         second solve's friction limit uses the end-of-step velocity), not on the state alone."""
         s = self.model.structure
@@ -583,18 +610,21 @@ class Physics:
         if missing:
             raise NotImplementedError(f"{self.model.source}: Physics.forward does not cover {', '.join(missing)} "
                                       "(kinematics and mass_matrix do; step and rollout simulate them)")
-        st, unbatched = self._stages(qpos, qvel, ctrl)
+        st, unbatched = self._stages(qpos, qvel, ctrl, act)
         out = [st[n][..., 0] for n in ("qacc", "qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_constraint")]
         return Forward(*(o[0] if unbatched else o for o in out))
 
-    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
-        """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel')."""
+    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None, act=None):
+        """One step: qpos [B, nq], qvel [B, nv], ctrl [B, nu] -> (qpos', qvel'); for a model with
+        activation states (na > 0) also ``act`` [B, na] in (default zero) and out: (qpos', qvel', act')."""
         ctrl = torch.as_tensor(ctrl)
 
         def lift(x):
             return None if x is None else torch.as_tensor(x).unsqueeze(-2)
 
-        tr = self.rollout(qpos, qvel, ctrl.unsqueeze(-2), lift(qfrc_extra), lift(qacc_extra))
+        tr = self.rollout(qpos, qvel, ctrl.unsqueeze(-2), lift(qfrc_extra), lift(qacc_extra), act0=act)
+        if self.model.na:
+            return tr.qpos[..., 1, :], tr.qvel[..., 1, :], tr.act[..., 1, :]
         return tr.qpos[..., 1, :], tr.qvel[..., 1, :]
 
 
@@ -630,17 +660,18 @@ class CapturedRollout:
         self.use_graph = bool(graph)
         m = physics.model
         like = torch.empty(0, dtype=m.dtype, device=m.device)
-        self._Q = _zeros((B, T + 1, m.nq), like)
+        self._Q = _zeros((B, T + 1, m.nq + m.na), like)  # the activations after the coordinates
         self._V = _zeros((B, T + 1, m.nv), like)
         self._C = _zeros((B, T, max(m.nu, 1)), like)
         self._F = _zeros((B, T, m.nv), like)
         self._X = _zeros((B, T, m.nv), like)
-        self._A = _zeros((B, T, m.nv), like)
+        self._A = _zeros((B, T, m.nv + m.na), like)
         # destinations of the inputs: (tensor view, its numpy view on the CPU, where copies and
         # checks go through numpy: no torch OpenMP threads and less per-call overhead)
         cpu = m.device == "cpu"
         self._dst = {k: (t, t.numpy() if cpu else None) for k, t in (
-            ("q", self._Q[:, 0]), ("v", self._V[:, 0]), ("u", self._C[..., :m.nu]), ("f", self._F), ("x", self._X))}
+            ("q", self._Q[:, 0, :m.nq]), ("a", self._Q[:, 0, m.nq:]), ("v", self._V[:, 0]), ("u", self._C[..., :m.nu]),
+            ("f", self._F), ("x", self._X))}
         self._outputs = (self._Q.numpy(), self._V.numpy()) if cpu else (self._Q, self._V)  # for the finite check
         self._param_names = [n for n, _ in PARAM_SPEC]
         self._extras_set = False
@@ -767,21 +798,33 @@ class CapturedRollout:
     def _out(self, t: torch.Tensor) -> torch.Tensor:
         return _copy(t) if self.copy_outputs else t
 
-    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None) -> Trajectory:
-        """qpos0 [B, nq], qvel0 [B, nv], ctrls [B, H, nu] -> Trajectory (qpos [B, H+1, nq], ...)."""
+    def _load_act(self, act, name: str):
+        m = self.physics.model
+        if act is None:
+            self._dst["a"][0].zero_()
+        else:
+            self._load("a", act, name, (self.batch, m.na))
+
+    def rollout(self, qpos0, qvel0, ctrls, qfrc_extra=None, qacc_extra=None, act0=None) -> Trajectory:
+        """qpos0 [B, nq], qvel0 [B, nv], ctrls [B, H, nu] (act0 [B, na], default zero) ->
+        Trajectory (qpos [B, H+1, nq], ..., act [B, H+1, na])."""
         m, B, T = self.physics.model, self.batch, self.horizon
         self._load("q", qpos0, "qpos0", (B, m.nq))
+        self._load_act(act0, "act0")
         self._load("v", qvel0, "qvel0", (B, m.nv))
         self._load("u", ctrls, "ctrls", (B, T, m.nu))
         self._load_extras(qfrc_extra, qacc_extra)
         self._run()
         self._check()
-        return Trajectory(self._out(self._Q), self._out(self._V), self._out(self._A))
+        Q, A = self._out(self._Q), self._out(self._A)
+        return _trajectory(m, Q, self._out(self._V), A)
 
-    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None):
-        """qpos [B, nq], qvel [B, nv], ctrl [B, nu] held for the H steps -> final (qpos', qvel')."""
+    def step(self, qpos, qvel, ctrl, qfrc_extra=None, qacc_extra=None, act=None):
+        """qpos [B, nq], qvel [B, nv], ctrl [B, nu] held for the H steps -> final (qpos', qvel');
+        with activation states (na > 0) also act [B, na] in (default zero) and out."""
         m, B, T = self.physics.model, self.batch, self.horizon
         self._load("q", qpos, "qpos", (B, m.nq))
+        self._load_act(act, "act")
         self._load("v", qvel, "qvel", (B, m.nv))
         c = ctrl if isinstance(ctrl, torch.Tensor) else np.asarray(ctrl)
         if tuple(c.shape) != (B, m.nu):
@@ -794,7 +837,10 @@ class CapturedRollout:
         self._load_extras(qfrc_extra, qacc_extra)
         self._run()
         self._check()
-        return self._out(self._Q[:, -1]), self._out(self._V[:, -1])
+        q = self._out(self._Q[:, -1])
+        if m.na:
+            return q[:, :m.nq], self._out(self._V[:, -1]), q[:, m.nq:]
+        return q, self._out(self._V[:, -1])
 
     def __repr__(self) -> str:
         dev, B, T = self.physics.model.device, self.batch, self.horizon

@@ -35,6 +35,17 @@ TRN_JOINT, TRN_TENDON, TRN_SITE = 0, 3, 4
 #: length, or a wrench at a site (its length the site's pose in a reference site's frame) (the
 #: loader refuses others by name)
 TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
+# Actuator activation dynamics, as MuJoCo's mjtDyn: those kernels/actuation.py integrates (each
+# actuator with one activation state, ``act``: its force is gain times act instead of ctrl).
+DYN_NONE, DYN_INTEGRATOR, DYN_FILTER, DYN_FILTEREXACT = 0, 1, 2, 3
+#: the activation dynamics the step simulates (the loader refuses others by name: muscle, user,
+#: DC motor): act_dot = ctrl (integrator) or (ctrl - act) / tau (filter; filterexact integrates
+#: it exactly over the step), ctrl clamped to its range, act clamped to actrange where limited
+ACT_DYNAMICS = {DYN_INTEGRATOR: "integrator", DYN_FILTER: "filter", DYN_FILTEREXACT: "filterexact"}
+# Actuator gain types, as MuJoCo's mjtGain: fixed (gainprm[0]) and affine (gainprm[0] +
+# gainprm[1] length + gainprm[2] velocity); the loader refuses others by name
+GAIN_FIXED, GAIN_AFFINE = 0, 1
+GAINS = {GAIN_FIXED: "fixed", GAIN_AFFINE: "affine"}
 #: tendon properties the step simulates (kernels/tendon.py, passive.py, actuation.py), and
 #: those it refuses by name, as MuJoCo's tendon_* fields
 TENDON_SIMULATED = ("stiffness", "damping", "actfrclimited")
@@ -138,6 +149,9 @@ PARAM_SPEC = (
     ("fluid_density", "T"),
     ("fluid_viscosity", "T"),
     ("wind", "V3"),
+    ("actuator_gain_affine", "V2"),
+    ("actuator_dynprm", "T"),
+    ("actuator_actrange", "V2"),
 )
 
 
@@ -226,9 +240,25 @@ class Structure:
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()
+    #: per actuator its activation dynamics (ACT_DYNAMICS; DYN_NONE: the force reads ctrl), empty
+    #: without activation states; its activation's index is its rank among those with dynamics
+    #: (MuJoCo's actuator_actadr: one state each). The looped engine only
+    act_dyn: tuple[int, ...] = ()
+    #: per actuator with dynamics: MuJoCo's actearly (the force reads the activation at the step's
+    #: end) and actlimited (the activation clamped to actrange); empty without activation states
+    act_early: tuple[bool, ...] = ()
+    act_actlimited: tuple[bool, ...] = ()
+    #: per actuator: an affine gain (gainprm[1] length + gainprm[2] velocity, parameter
+    #: actuator_gain_affine); empty when every gain is fixed. The looped engine only
+    act_affine_gain: tuple[bool, ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+    @property
+    def na(self) -> int:
+        """The number of activation states (MuJoCo's na): one per actuator with dynamics."""
+        return sum(1 for d in self.act_dyn if d != DYN_NONE)
 
     @property
     def free_gyro(self) -> bool:
@@ -334,6 +364,10 @@ PARAM_UNITS = {
     "fluid_density": ("kg/m^3", "the medium's density (MuJoCo's option density; inertia-box fluid model) [1]"),
     "fluid_viscosity": ("Pa s", "the medium's viscosity (MuJoCo's option viscosity) [1]"),
     "wind": ("m/s", "the medium's velocity (MuJoCo's option wind) [1, 3]"),
+    "actuator_gain_affine": ("N m per ctrl unit per rad (or m), per rad/s (or m/s)", "gainprm[1:3] of affine gains: "
+                             "the gain's length and velocity coefficients (zero for fixed gains) [nu, 2]"),
+    "actuator_dynprm": ("s", "dynprm[0] of filter and filterexact activations: the time constant tau [nu]"),
+    "actuator_actrange": ("ctrl units", "the activation's range where actlimited [nu, 2]"),
     "contact_tau": ("m", "contact onset smoothing length [1]"),
     "contact_eps": ("m/s", "friction slip velocity scale [1]"),
 }

@@ -1,8 +1,10 @@
 """Actuator forces (MuJoCo's mj_fwdActuation for joint transmissions), looped over actuators.
 
-Per actuator: ctrl clamped to ctrlrange (when limited), force = gain * ctrl + bias[0] (+ the
-affine bias bias[1] * length + bias[2] * velocity, length and velocity = gear * q, gear * qd),
-clamped to forcerange (when limited), times gear; summed per joint, plus gravity compensation
+Per actuator: ctrl clamped to ctrlrange (when limited), force = gain * x + bias[0] (+ the
+affine bias bias[1] * length + bias[2] * velocity, length and velocity = gear * q, gear * qd;
+an affine gain adds (gainprm[1] length + gainprm[2] velocity) x), x the ctrl, or for an actuator
+with activation dynamics its activation act (with actearly the activation at the step's end,
+``next_act``), clamped to forcerange (when limited), times gear; summed per joint, plus gravity compensation
 where the joint counts it as actuator force (actuatorgravcomp), and clamped to the joint's
 actuatorfrcrange (when limited). The flags are per actuator in ``Tree.act_flags``. With MuJoCo's
 implicitfast integrator (``Tree.implicit_act``) each affine-bias actuator's d force / d qvel,
@@ -16,6 +18,15 @@ together so that the sum is clamped, as MuJoCo does; the result acts through gea
 Jacobian, before the joints' actuatorfrcrange clamps. (The loader refuses velocity-dependent
 tendon actuators under implicitfast, whose implicit term couples the tendon's dofs.)
 
+Activation dynamics (with ``act``, kernels.tree.Features.act; MuJoCo's mj_fwdActuation and
+mj_nextActivation): an actuator's activation act (qpos[w, t, nq + k], k its Tree.act_adr) moves at
+act_dot = ctrl (integrator) or (ctrl - act) / tau (filter and filterexact, tau = dynprm[0]),
+ctrl clamped; the step (kernels/forward.py) integrates it, filterexact exactly (act + act_dot tau
+(1 - exp(-h / tau))), and clamps it to actrange where actlimited. act_dot goes into s.actdot.
+Under implicitfast an affine gain's velocity term, gear^2 gainprm[2] x, joins the bias's on the
+solve's diagonal, as MuJoCo's mjd_actuator_vel (x as in the force: the clamped ctrl or the
+activation, at the step's end with actearly).
+
 Site transmissions (``Tree.act_site``; with ``site``, Features.site), as MuJoCo's mj_transmission:
 the actuator's force f applies the wrench f (R gear[0:3], R gear[3:6]) at the site, R the site's
 frame, or with a reference site R the reference site's and the opposite wrench on the reference
@@ -27,15 +38,31 @@ wrench's direction dotted with the site's velocity relative to the reference bod
 """
 import warp as wp
 
+from ..types import DYN_FILTEREXACT, DYN_INTEGRATOR
 from .integration import quat_sub
 from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
+_INTEGRATOR, _FILTEREXACT = wp.constant(DYN_INTEGRATOR), wp.constant(DYN_FILTEREXACT)
+
 
 @per_dtype
-def make(T, tendon=False, site=False, mjlimits=False):
+def make(T, tendon=False, site=False, mjlimits=False, act=False):
     a = aliases(T)
     S, A3, AT, V2, V3, Q = a["S"], a["A3"], a["AT"], a["V2"], a["V3"], a["Q"]
+    MINVAL = T(1e-15)  # MuJoCo's mjMINVAL: the smallest time constant
+
+    @wp.func
+    def next_act(dyn: int, flags: int, x: T, xdot: T, h: T, tau: T, rng: V2):
+        """MuJoCo's mj_nextActivation: the activation x after a step h at rate xdot (filterexact:
+        the filter's exact solution over the step), clamped to rng where actlimited (flags bit 5)."""
+        out = x + xdot * h
+        if dyn == _FILTEREXACT:
+            tt = wp.max(tau, MINVAL)
+            out = x + xdot * tt * (T(1.0) - wp.exp(-h / tt))
+        if flags & 32:
+            out = wp.clamp(out, rng[0], rng[1])
+        return out
     tendon_force = tendon_make(T)["tendon_force"]
     add_point_force, site_point = tendon_make(T)["add_point_force"], tendon_make(T)["site_point"]
 
@@ -51,11 +78,12 @@ def make(T, tendon=False, site=False, mjlimits=False):
 
     @stored
     @wp.func
-    def actuate_site(w: int, tree: Tree, s: S, a: int, flags: int, f: T, bias: V3, gf: V3, gt: V3,
+    def actuate_site(w: int, tree: Tree, s: S, a: int, flags: int, f: T, x: T, bias: V3, ga: V2, gf: V3, gt: V3,
                      actuator_forcerange: wp.array(dtype=V2), site_pos: wp.array(dtype=V3),
                      site_quat: wp.array(dtype=Q)):
-        """Actuator a on its site (and reference site) with its force so far f: the affine bias in
-        the transmission's length and velocity, the forcerange clamp, the wrench into qsite."""
+        """Actuator a on its site (and reference site) with its force so far f and input x: the
+        affine bias and gain in the transmission's length and velocity, the forcerange clamp, the
+        wrench into qsite."""
         i = tree.act_site[a]
         r = tree.act_refsite[a]
         b = tree.site_body[i]
@@ -74,8 +102,9 @@ def make(T, tendon=False, site=False, mjlimits=False):
             vv = vv - vr
         F = wp.quat_rotate(qr, gf)
         N = wp.quat_rotate(qr, gt)
-        if flags & 4:
-            f = f + bias[1] * length + bias[2] * (wp.dot(F, vv) + wp.dot(N, ww))
+        if (flags & 12) != 0:
+            vel = wp.dot(F, vv) + wp.dot(N, ww)
+            f = f + bias[1] * length + bias[2] * vel + (ga[0] * length + ga[1] * vel) * x
         if flags & 2:
             f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
         add_point_force(w, tree, s, s.qsite, 0, b, p, F * f, N * f)
@@ -85,35 +114,39 @@ def make(T, tendon=False, site=False, mjlimits=False):
     @stored
     @wp.func
     def actuate_joint(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, a: int, j: int, flags: int, f: T,
-                      bias: V3, gear: T, actuator_forcerange: wp.array(dtype=V2), h: T):
-        """Actuator a on joint j with its force so far f (gain * ctrl + bias[0]): the affine bias in
-        the joint's coordinate and velocity, implicitfast's derivative, the forcerange clamp, the
-        gear, into the joint's sum jact."""
-        if flags & 4:
-            f = (f + bias[1] * gear * qpos[w, t, tree.jnt_qposadr[j]]
-                 + bias[2] * gear * qvel[w, t, tree.jnt_dofadr[j]])
-        if tree.implicit_act != 0 and (flags & 4) != 0:
-            # implicitfast: the velocity term's derivative gear^2 bias[2], summed per joint for
-            # the solve's diagonal, unless the force is clamped (MuJoCo skips clamped actuators)
+                      x: T, bias: V3, ga: V2, gear: T, actuator_forcerange: wp.array(dtype=V2), h: T):
+        """Actuator a on joint j with its force so far f (gain * x + bias[0], x its input): the
+        affine bias and gain in the joint's coordinate and velocity, implicitfast's derivative,
+        the forcerange clamp, the gear, into the joint's sum jact."""
+        if (flags & 12) != 0:
+            length = gear * qpos[w, t, tree.jnt_qposadr[j]]
+            vel = gear * qvel[w, t, tree.jnt_dofadr[j]]
+            f = f + bias[1] * length + bias[2] * vel + (ga[0] * length + ga[1] * vel) * x
+        if tree.implicit_act != 0 and (flags & 12) != 0:
+            # implicitfast: the velocity terms' derivative gear^2 (bias[2] + gainprm[2] x), summed
+            # per joint for the solve's diagonal, unless the force is clamped (MuJoCo skips
+            # clamped actuators)
             free = 1
             if flags & 2:
                 if f <= actuator_forcerange[a][0] or f >= actuator_forcerange[a][1]:
                     free = 0
             if free != 0:
-                wp.atomic_add(s.jimp, w, j, -h * bias[2] * gear * gear)
+                wp.atomic_add(s.jimp, w, j, -h * (bias[2] + ga[1] * x) * gear * gear)
         if flags & 2:
             f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
         wp.atomic_add(s.jact, w, j, gear * f)
 
     @stored
     @wp.func
-    def actuate_tendon(w: int, tree: Tree, s: S, a: int, k: int, flags: int, f: T, bias: V3, gear: T,
+    def actuate_tendon(w: int, tree: Tree, s: S, a: int, k: int, flags: int, f: T, x: T, bias: V3, ga: V2, gear: T,
                        actuator_forcerange: wp.array(dtype=V2)):
-        """Actuator a on tendon k with its force so far f: the affine bias in gear times the
-        tendon's length and velocity, the forcerange clamp, into the tendon's sums ten_tot (the
-        forces, MuJoCo's actuator_force) and ten_act (times gear)."""
-        if flags & 4:
-            f = f + bias[1] * gear * s.ten_len[w, k] + bias[2] * gear * s.ten_vel[w, k]
+        """Actuator a on tendon k with its force so far f and input x: the affine bias and gain in
+        gear times the tendon's length and velocity, the forcerange clamp, into the tendon's sums
+        ten_tot (the forces, MuJoCo's actuator_force) and ten_act (times gear)."""
+        if (flags & 12) != 0:
+            length = gear * s.ten_len[w, k]
+            vel = gear * s.ten_vel[w, k]
+            f = f + bias[1] * length + bias[2] * vel + (ga[0] * length + ga[1] * vel) * x
         if flags & 2:
             f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
         wp.atomic_add(s.ten_tot, w, k, f)
@@ -126,7 +159,8 @@ def make(T, tendon=False, site=False, mjlimits=False):
                   actuator_forcerange: wp.array(dtype=V2), jnt_actfrcrange: wp.array(dtype=V2),
                   tendon_actfrcrange: wp.array(dtype=V2), site_pos: wp.array(dtype=V3),
                   site_quat: wp.array(dtype=Q), actuator_gear_force: wp.array(dtype=V3),
-                  actuator_gear_torque: wp.array(dtype=V3), h: T):
+                  actuator_gear_torque: wp.array(dtype=V3), actuator_gain_affine: wp.array(dtype=V2),
+                  actuator_dynprm: AT, actuator_actrange: wp.array(dtype=V2), h: T):
         for j in range(tree.njnt):
             s.jact[w, j] = T(0.0)
             s.jimp[w, j] = T(0.0)
@@ -142,20 +176,35 @@ def make(T, tendon=False, site=False, mjlimits=False):
             c = ctrl[w, t, a]
             if flags & 1:
                 c = wp.clamp(c, actuator_ctrlrange[a][0], actuator_ctrlrange[a][1])
+            x = c  # the force's input
+            ga = V2(T(0.0), T(0.0))
+            if wp.static(act):
+                ga = actuator_gain_affine[a]
+                k = tree.act_adr[a]
+                ad = T(0.0)
+                if k >= 0:
+                    x = qpos[w, t, tree.nq + k]
+                    dyn = tree.act_dyn[a]
+                    ad = (c - x) / wp.max(actuator_dynprm[a], MINVAL)
+                    if dyn == _INTEGRATOR:
+                        ad = c
+                    if flags & 16:  # actearly: the activation at the step's end
+                        x = next_act(dyn, flags, x, ad, h, actuator_dynprm[a], actuator_actrange[a])
+                s.actdot[w, a] = ad
             bias = actuator_bias[a]
             gear = actuator_gear[a]
-            f = actuator_gain[a] * c + bias[0]
+            f = actuator_gain[a] * x + bias[0]
             if tree.act_jnt[a] >= 0:
-                actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, bias, gear,
+                actuate_joint(w, qpos, qvel, t, tree, s, a, tree.act_jnt[a], flags, f, x, bias, ga, gear,
                               actuator_forcerange, h)
             if wp.static(tendon):
                 k = tree.act_ten[a]
                 if k >= 0:
-                    actuate_tendon(w, tree, s, a, k, flags, f, bias, gear, actuator_forcerange)
+                    actuate_tendon(w, tree, s, a, k, flags, f, x, bias, ga, gear, actuator_forcerange)
             if wp.static(site):
                 if tree.act_site[a] >= 0:
-                    actuate_site(w, tree, s, a, flags, f, bias, actuator_gear_force[a], actuator_gear_torque[a],
-                                 actuator_forcerange, site_pos, site_quat)
+                    actuate_site(w, tree, s, a, flags, f, x, bias, ga, actuator_gear_force[a],
+                                 actuator_gear_torque[a], actuator_forcerange, site_pos, site_quat)
         if wp.static(tendon):
             for k in range(tree.ntendon):
                 # MuJoCo scales a tendon's actuator forces together so that their sum is clamped
@@ -187,5 +236,5 @@ def make(T, tendon=False, site=False, mjlimits=False):
                         wp.atomic_add(s.idg, w, d, s.jimp[w, j])
             s.qfrc_actuator[w, d] = f
 
-    out = dict(actuation=actuation)
+    out = dict(actuation=actuation, next_act=next_act)
     return out

@@ -349,8 +349,8 @@ def spin_roll_torque(n: Any, w_rel: Any, fn: Any, mu_spin: Any, mu_roll: Any, ep
     (rad/s) the angular slip scale. Returns (torque on the second geom, K) with K the 3x3
     coefficient h (c_spin n n^T + c_roll (I - n n^T)) that the step treats implicitly (the
     angular block of the pair's stiffness). Unlike the sliding friction its viscosity is not
-    limited in the second solve: a body starting to spin or roll is held back by up to
-    mu f_n for a step."""
+    limited in the second solve: in the step a body breaks into a spin or a roll, the torque
+    can exceed mu f_n."""
     zero = type(fn)(0.0)
     fp = wp.max(fn, zero)
     wn = wp.dot(w_rel, n)

@@ -72,7 +72,9 @@ def build(T, features=NO_FEATURES, group=1):
     smooth_adjoint = sm["smooth_adjoint"]
     MJC = features.mjlimits
     passive = _passive.make(T, features.fluid, features.tendon, MJC)["passive"]
-    actuation = _actuation.make(T, features.tendon, features.site, MJC)["actuation"]
+    ACT = features.act
+    act_mod = _actuation.make(T, features.tendon, features.site, MJC, ACT)
+    actuation, next_act = act_mod["actuation"], act_mod["next_act"]
     tendon = _tendon.make(T)["tendon"]
     TENDON = features.tendon
     sv = _solve.make(T, features)
@@ -221,6 +223,27 @@ def build(T, features=NO_FEATURES, group=1):
                 qout[w, to, pa] = qin[w, ti, pa] + h * vel[w, tv, da]
 
     @wp.func
+    def act_rates(w: int, qacc_out: A3, t: int, tree: Tree, s: S):
+        """The activations' rates (kernels/actuation.py's s.actdot) after the accelerations,
+        qacc_out[w, t, nv + k]: what the step integrates them by."""
+        for a in range(tree.nu):
+            k = tree.act_adr[a]
+            if k >= 0:
+                qacc_out[w, t, tree.nv + k] = s.actdot[w, a]
+
+    @wp.func
+    def act_advance(w: int, qin: A3, ti: int, rate: A3, tr: int, qout: A3, to: int, tree: Tree, p: P, h: T):
+        """MuJoCo's mj_advance for the activations: qout[w, to, nq + k] = the activation of
+        qin[w, ti] after h at the rate rate[w, tr, nv + k] (mj_nextActivation: filterexact
+        exactly, clamped where actlimited)."""
+        for a in range(tree.nu):
+            k = tree.act_adr[a]
+            if k >= 0:
+                qout[w, to, tree.nq + k] = next_act(tree.act_dyn[a], tree.act_flags[a], qin[w, ti, tree.nq + k],
+                                                    rate[w, tr, tree.nv + k], h, p.actuator_dynprm[a],
+                                                    p.actuator_actrange[a])
+
+    @wp.func
     def free_gyro_step(w: int, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
         """The Euler step's velocities of the free rigid subtrees' dofs (``free_gyroscopic``)."""
         for j in range(tree.njnt):
@@ -234,9 +257,11 @@ def build(T, features=NO_FEATURES, group=1):
 
     @stored
     @wp.func
-    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, s: S, s1: S, h: T):
+    def euler(w: int, qpos: A3, qvel: A3, qacc_extra: A3, qacc_out: A3, t: int, tree: Tree, p: P, s: S, s1: S,
+              h: T):
         """qacc (+ extra) into the velocity first, then positions on their manifolds (MuJoCo's
-        mj_Euler / mj_integratePos); writes step t + 1 of qpos, qvel and step t of qacc_out."""
+        mj_Euler / mj_integratePos) and the activations; writes step t + 1 of qpos, qvel and
+        step t of qacc_out."""
         for d in range(tree.nv):
             own = True  # the free rigid subtrees' dofs take free_gyro_step's acceleration instead
             if wp.static(GYRO):
@@ -248,6 +273,9 @@ def build(T, features=NO_FEATURES, group=1):
         if wp.static(GYRO):
             free_gyro_step(w, qvel, qacc_extra, qacc_out, t, tree, s, s1, h)
         integrate_pos(w, qpos, t, qvel, t + 1, h, qpos, t + 1, tree)
+        if wp.static(ACT):
+            act_rates(w, qacc_out, t, tree, s)
+            act_advance(w, qpos, t, qacc_out, t, qpos, t + 1, tree, p, h)
 
     # MuJoCo's RK4 (mj_RungeKutta): stage i's state X_i = X_0 + A_i h F_{i-1} (A = 1/2, 1/2, 1; F
     # = (position rate, acceleration)), the step X_0 + h sum_i B_i F_i (B = 1/6, 1/3, 1/3, 1/6);
@@ -306,7 +334,7 @@ def build(T, features=NO_FEATURES, group=1):
             rk.ae[w, i, d] = qacc_extra[w, t, d]
         c = wp.where(i == 3, h, T(0.5) * h)
         if i == 0:
-            for k in range(tree.nq):
+            for k in range(tree.nq + tree.na):
                 rk.q[w, 0, k] = qpos[w, t, k]
             for d in range(tree.nv):
                 rk.v[w, 0, d] = qvel[w, t, d]
@@ -314,14 +342,20 @@ def build(T, features=NO_FEATURES, group=1):
             for d in range(tree.nv):
                 rk.v[w, i, d] = qvel[w, t, d] + c * rk.a[w, i - 1, d]
             integrate_pos(w, qpos, t, rk.k, i - 1, c, rk.q, i, tree)
+            for k in range(tree.na):  # the activations unclamped within the step, as MuJoCo's
+                rk.q[w, i, tree.nq + k] = qpos[w, t, tree.nq + k] + c * rk.a[w, i - 1, tree.nv + k]
         rk_rates(w, i, c, tree, rk)
 
     @stored
     @wp.func
-    def rk_final(w: int, qpos: A3, qvel: A3, qacc_out: A3, t: int, tree: Tree, h: T, rk: R):
+    def rk_final(w: int, qpos: A3, qvel: A3, qacc_out: A3, t: int, tree: Tree, p: P, h: T, rk: R):
         """Step t + 1 from the four stages: the velocity by the B-weighted acceleration (also step t
         of qacc_out: what the step integrated), the positions by the B-weighted rate (slot 4 of
-        rk.k), as MuJoCo's mj_advance after mj_RungeKutta."""
+        rk.k), as MuJoCo's mj_advance after mj_RungeKutta; the activations by their B-weighted rate
+        (qacc_out[w, t, nv + k]) through mj_nextActivation."""
+        for k in range(tree.na):
+            qacc_out[w, t, tree.nv + k] = (RK_B0 * rk.a[w, 0, tree.nv + k] + RK_B1 * rk.a[w, 1, tree.nv + k]
+                                           + RK_B1 * rk.a[w, 2, tree.nv + k] + RK_B0 * rk.a[w, 3, tree.nv + k])
         for d in range(tree.nv):
             acc = RK_B0 * rk.a[w, 0, d] + RK_B1 * rk.a[w, 1, d] + RK_B1 * rk.a[w, 2, d] + RK_B0 * rk.a[w, 3, d]
             qacc_out[w, t, d] = acc
@@ -329,6 +363,8 @@ def build(T, features=NO_FEATURES, group=1):
             rk.k[w, 4, d] = (RK_B0 * rk.k[w, 0, d] + RK_B1 * rk.k[w, 1, d] + RK_B1 * rk.k[w, 2, d]
                              + RK_B0 * rk.k[w, 3, d])
         integrate_pos(w, qpos, t, rk.k, 4, h, qpos, t + 1, tree)
+        if wp.static(ACT):
+            act_advance(w, qpos, t, qacc_out, t, qpos, t + 1, tree, p, h)
 
     def stage_smooth_of(FULL):
         rne = sm["rne_crb"] if FULL else sm["rne_crb_fwd"]  # a dict's item is no name Warp resolves
@@ -374,7 +410,8 @@ def build(T, features=NO_FEATURES, group=1):
                     p.dof_coulomb_vel, p.tendon_stiffness, p.tendon_lengthspring, p.tendon_damping, h)
             actuation(w, qpos, qvel, ctrl, t, tree, s, p.actuator_gain, p.actuator_bias, p.actuator_gear,
                       p.actuator_ctrlrange, p.actuator_forcerange, p.jnt_actfrcrange, p.tendon_actfrcrange, p.site_pos,
-                      p.site_quat, p.actuator_gear_force, p.actuator_gear_torque, h)
+                      p.site_quat, p.actuator_gear_force, p.actuator_gear_torque, p.actuator_gain_affine,
+                      p.actuator_dynprm, p.actuator_actrange, h)
             if wp.static(MJC):
                 constraint_rows(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.jnt_solref, p.jnt_solimp,
                                 p.dof_frictionloss, p.dof_solref, p.dof_solimp, p.dof_invweight0, h)
@@ -407,8 +444,10 @@ def build(T, features=NO_FEATURES, group=1):
         if wp.static(RK4):
             for d in range(tree.nv):
                 qacc_out[w, t, d] = accel(w, d, qacc_extra, t, s, s1)
+            if wp.static(ACT):
+                act_rates(w, qacc_out, t, tree, s)
         else:
-            euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, s, s1, p.timestep[0])
+            euler(w, qpos, qvel, qacc_extra, qacc_out, t, tree, p, s, s1, p.timestep[0])
 
     @wp.func(inline=True)
     def dynamics(w: int, qpos: A3, qvel: A3, ctrl: A3, qfrc_extra: A3, qacc_extra: A3, qacc_out: A3, t: int,
@@ -447,7 +486,7 @@ def build(T, features=NO_FEATURES, group=1):
                     rk_prep(w, qpos, qvel, ctrl, qfrc_extra, qacc_extra, ts, i, tree, h, rk)
                     first = wp.where(i == 0, 1, 0)  # the residual: once per step, at its state
                     dynamics(w, rk.q, rk.v, rk.c, rk.fe, rk.ae, rk.a, i, tree, p, s, s1, net, deriv, first)
-                rk_final(w, qpos, qvel, qacc_out, ts, tree, h, rk)
+                rk_final(w, qpos, qvel, qacc_out, ts, tree, p, h, rk)
             else:
                 # dynamics' sequence written out: called (forced inline or not) it cost the
                 # contact tree 2.4% and the hybrid rollout up to 22% of their throughput
@@ -480,7 +519,7 @@ def build(T, features=NO_FEATURES, group=1):
 
     @wp.kernel(module="unique")
     def rk_final_kernel(qpos: A3, qvel: A3, qacc_out: A3, t: int, tree: Tree, p: P, rk: R):
-        rk_final(wp.tid(), qpos, qvel, qacc_out, t, tree, p.timestep[0], rk)
+        rk_final(wp.tid(), qpos, qvel, qacc_out, t, tree, p, p.timestep[0], rk)
 
     # one step in parts, for the backward pass: stage_a, assemble and stage_b forward and in Warp's
     # adjoint mode, the solves forward and through their hand-written adjoint in between

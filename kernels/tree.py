@@ -63,8 +63,15 @@ class Tree:
     anc_num: wp.array(dtype=int)
     anc: wp.array(dtype=int)
     act_jnt: wp.array(dtype=int)
-    #: per actuator: bit 0 ctrl clamped, bit 1 force clamped, bit 2 affine bias
+    #: per actuator: bit 0 ctrl clamped, bit 1 force clamped, bit 2 affine bias, bit 3 affine
+    #: gain, bit 4 actearly, bit 5 activation clamped to actrange (actlimited)
     act_flags: wp.array(dtype=int)
+    #: activation states (MuJoCo's na; kernels/actuation.py): the trajectory arrays carry them
+    #: after the coordinates, qpos[w, t, nq + k], and their rates after the accelerations,
+    #: qacc[w, t, nv + k]; per actuator its state's index k (-1: none) and dynamics (types.ACT_DYNAMICS)
+    na: int
+    act_adr: wp.array(dtype=int)
+    act_dyn: wp.array(dtype=int)
     #: each body's dofs: body_dofnum[b] of them from body_dofadr[b] (MuJoCo's order)
     body_dofadr: wp.array(dtype=int)
     body_dofnum: wp.array(dtype=int)
@@ -142,7 +149,7 @@ class Tree:
 #: tendons, else 1), "nsitev" (nv with site transmissions, else 1), "nrow" and "nvmj" (3 nv and nv
 #: with MuJoCo's soft constraints, else 1), "nerow", "nerownv", "nerow2" (the dense rows:
 #: equalities', tendon limits' and friction's; times nv, squared; at least 1), "ngyro" (nbody
-#: with implicitfast's free rigid subtrees, else 1).
+#: with implicitfast's free rigid subtrees, else 1), "nuact" (nu with activation states, else 1).
 SCRATCH = (
     ("xp0", "V3", "nbody"), ("xq0", "Q", "nbody"),  # body frame before its joints
     ("xp", "V3", "nbody"), ("xq", "Q", "nbody"),  # body pose (MuJoCo's xpos, xquat)
@@ -202,6 +209,8 @@ SCRATCH = (
     # implicitfast's free rigid subtrees (kernels/forward.py's free_gyroscopic): each one's
     # composite inertia about its root's origin, at the root's index
     ("gm", "T", "ngyro"), ("gh", "V3", "ngyro"), ("gJ", "M33", "ngyro"),
+    # activation dynamics (kernels/actuation.py): each actuator's act_dot (0 without dynamics)
+    ("actdot", "T", "nuact"),
 )
 
 #: The residual's block width (kernels/residual.BLOCK): its per-world arrays npre, nact, ng are
@@ -278,19 +287,20 @@ class Features(tuple):
     implicitly; any dof with dry friction; the hybrid model's residual stage: "" none,
     "acceleration" or "force", its output added to the acceleration or to the force before the
     solve, kernels/residual.py; the RK4 integrator; fluid forces; acting tendons; site transmissions;
-    MuJoCo's soft constraints; implicitfast's gyroscopic term of free rigid subtrees).
+    MuJoCo's soft constraints; implicitfast's gyroscopic term of free rigid subtrees; the
+    solve's float32 refinement; activation dynamics and affine gains).
     Models with the same
     features share one module."""
 
     def __new__(cls, kinds=(), implicit=False, friction=False, residual="", rk4=False, fluid=False, tendon=False,
-                site=False, mjlimits=False, gyro=False, refine=False):
+                site=False, mjlimits=False, gyro=False, refine=False, act=False):
         if residual not in ("", "acceleration", "force"):
             raise ValueError(f"residual: expected '', 'acceleration' or 'force', got {residual!r}")
         if friction and mjlimits:
             raise ValueError("friction (hybridwam's dry-friction law) and mjlimits (MuJoCo's) exclude each other")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
                                      residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits),
-                                     bool(gyro), bool(refine)))
+                                     bool(gyro), bool(refine), bool(act)))
 
     kinds = property(lambda self: self[0])
     implicit = property(lambda self: self[1])
@@ -313,6 +323,8 @@ class Features(tuple):
     #: float32 trees with long chains: the solve's refinement (kernels/solve.py's substitute with
     #: bias 2; its code, present and unused, cost a MuJoCo-law model 13% of its throughput)
     refine = property(lambda self: self[10])
+    #: activation dynamics or affine gains (kernels/actuation.py; their code only where a model has them)
+    act = property(lambda self: self[11])
 
     def with_residual(self, mode: str) -> "Features":
         """The same features with the hybrid model's residual stage ``mode``."""

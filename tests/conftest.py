@@ -161,23 +161,26 @@ def random_free_state(mj: mujoco.MjModel, batch: int, rng: np.random.Generator, 
 
 # ---- MuJoCo reference -----------------------------------------------------------------------------
 def mj_step_batch(mj: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray,
-                  qfrc_applied: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  qfrc_applied: np.ndarray | None = None, act: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """One ``mujoco.mj_step`` per world: qpos [B, nq], qvel [B, nv], ctrl [B, nu] (and optional
-    generalized forces qfrc_applied [B, nv]) -> (qpos', qvel')."""
+    generalized forces qfrc_applied [B, nv]) -> (qpos', qvel'); with activations ``act`` [B, na]
+    -> (qpos', qvel', act')."""
     d = mujoco.MjData(mj)
     B = qpos.shape[0]
-    q1, v1 = np.empty((B, mj.nq)), np.empty((B, mj.nv))
+    q1, v1, a1 = np.empty((B, mj.nq)), np.empty((B, mj.nv)), np.empty((B, mj.na))
     for b in range(B):
         mujoco.mj_resetData(mj, d)
         d.qpos[:] = qpos[b]
         d.qvel[:] = qvel[b]
+        if act is not None:
+            d.act[:] = act[b]
         if mj.nu:
             d.ctrl[:] = ctrl[b]
         if qfrc_applied is not None:
             d.qfrc_applied[:] = qfrc_applied[b]
         mujoco.mj_step(mj, d)
-        q1[b], v1[b] = d.qpos, d.qvel
-    return q1, v1
+        q1[b], v1[b], a1[b] = d.qpos, d.qvel, d.act
+    return (q1, v1) if act is None else (q1, v1, a1)
 
 
 def mj_rollout(mj: mujoco.MjModel, qpos0: np.ndarray, qvel0: np.ndarray,

@@ -25,9 +25,10 @@ mjw = pytest.importorskip("mujoco_warp")
 ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
 FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
 #: the corpus models that load today (2026-12-03: the tendon models since tendons act, the mug,
-#: wrap and pulley_wrap since cylinders collide, site since site transmissions act): a model
-#: dropping out of this set is a regression
-LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/position.xml", "actuation/site.xml",
+#: wrap and pulley_wrap since cylinders collide, site since site transmissions act; 2026-12-07:
+#: actuators since activation dynamics and affine gains act): a model dropping out of this set is
+#: a regression
+LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/actuators.xml", "actuation/position.xml", "actuation/site.xml",
                    "actuation/tendon_force_limit.xml", "collision.xml", "convex_collision/box100.xml",
                    "humanoid/humanoid.xml", "humanoid/n_humanoid.xml", "mug/mug.xml", "tendon/damping.xml",
                    "tendon/fixed.xml", "tendon/fixed_site.xml", "tendon/pulley_fixed_site.xml",
@@ -100,8 +101,14 @@ def _contact_free_step_matches_mujoco(path, rng):
     qpos, qvel = random_state(mj, B, rng, vel_scale=1.0, pos_scale=0.3)
     qpos = _inside_ranges(mj, qpos, rng)
     ctrl = random_ctrl(mj, B, rng)
-    q1, v1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
-    mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
+    if mj.na:  # activation states: random ones, stepped in both
+        act = rng.normal(0, 0.5, (B, mj.na))
+        q1, v1, a1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl), act=torch.tensor(act))
+        mq, mv, ma = mj_step_batch(mj, qpos, qvel, ctrl, act=act)
+        assert rel_err(a1, ma) <= 1e-9, rel_err(a1, ma)
+    else:
+        q1, v1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl))
+        mq, mv = mj_step_batch(mj, qpos, qvel, ctrl)
     d = mujoco.MjData(mj)
     d.qpos[:] = qpos[0]
     mujoco.mj_forward(mj, d)

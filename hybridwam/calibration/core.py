@@ -974,6 +974,10 @@ def _calibrate(world, logs, *, val, test, out, resume, overwrite, epochs, seed, 
         raise ValueError(f"trajectory_offsets must be None, 'qpos' or 'ctrl', got {cfg.trajectory_offsets!r}")
     if cfg.trajectory_offsets == "qpos" and model.nq != model.nv:
         raise ValueError("trajectory_offsets='qpos' needs hinge / slide joints only (nq == nv)")
+    if model.na:
+        raise ValueError(f"{model.source}: {model.na} actuator activation state(s) (dyntype filter, filterexact, "
+                         "integrator): robot logs carry no activations to start each segment from, so calibrate "
+                         "does not fit such models yet; Physics.rollout(..., act0=) simulates them")
     if val.n_traj == 0:
         raise ValueError("calibrate needs a validation split (early stopping): give val= or split={'val': ...}")
     train = _check_logs(train, model, "training")

@@ -1,0 +1,191 @@
+"""Actuator activation dynamics (MuJoCo's dyntype integrator, filter, filterexact; actearly,
+actlimited) and affine gains against mj_step / mj_forward, and their gradients.
+
+The model is written here: a 3-dof arm (two hinges, a slide) with a filtered position servo, an
+integrated-velocity actuator (MuJoCo's intvelocity: integrator, activation clamped to actrange),
+a filtered motor with actearly, an affine gain without dynamics, a filtered tendon actuator with
+actearly and a limited activation, and an integrator with an affine gain. States start with
+activations inside and beyond their ranges, controls partly beyond theirs.
+"""
+import mujoco
+import numpy as np
+import pytest
+import torch
+from conftest import assert_grads_match_central_differences, rel_err
+
+import hybridwam as hw
+from hybridwam.model import UnsupportedFeatureError
+
+ARM = """
+<mujoco model="activation arm">
+  <option timestep="0.004" integrator="{integrator}"/>
+  <default><geom contype="0" conaffinity="0"/></default>
+  <worldbody>
+    <body name="l1" pos="0 0 1">
+      <joint name="j1" type="hinge" axis="0 1 0" damping="0.1"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.04" mass="1"/>
+      <body name="l2" pos="0.3 0 0">
+        <joint name="j2" type="hinge" axis="0 1 0" damping="0.05"/>
+        <geom type="capsule" fromto="0 0 0 0.25 0 0" size="0.035" mass="0.7"/>
+        <body name="l3" pos="0.25 0 0">
+          <joint name="j3" type="slide" axis="1 0 0" damping="0.2"/>
+          <geom type="box" size="0.05 0.03 0.03" mass="0.4"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <tendon>
+    <fixed name="t12"><joint joint="j1" coef="0.5"/><joint joint="j2" coef="-0.3"/></fixed>
+  </tendon>
+  <actuator>
+    <general name="servo1" joint="j1" dyntype="filterexact" dynprm="0.05" gainprm="30" biastype="affine"
+             biasprm="0 -30 -1" ctrllimited="true" ctrlrange="-1.5 1.5"/>
+    <intvelocity name="iv2" joint="j2" kp="20" kv="0.5" actrange="-1 1"/>
+    <general name="m3" joint="j3" dyntype="filter" dynprm="0.02" gainprm="5" actearly="true"/>
+    <general name="aff" joint="j2" gaintype="affine" gainprm="0.8 0.5 -0.2" ctrllimited="true" ctrlrange="-1 1"/>
+    <general name="ten" tendon="t12" dyntype="filter" dynprm="0.03" gainprm="2" actearly="true" actlimited="true"
+             actrange="-0.5 0.8"/>
+    <general name="int3" joint="j3" dyntype="integrator" gaintype="affine" gainprm="1 0.3 -0.1" actlimited="true"
+             actrange="-2 2"/>
+  </actuator>
+</mujoco>
+"""
+
+
+def arm(integrator="Euler"):
+    return ARM.format(integrator=integrator)
+
+
+def states(mj, B, rng):
+    """B random states: qpos, qvel, act (beyond actrange in some worlds) and ctrl [B, T, nu]."""
+    qpos = rng.normal(0, 0.4, (B, mj.nq))
+    qvel = rng.normal(0, 1.0, (B, mj.nv))
+    act = rng.normal(0, 1.2, (B, mj.na))
+    return qpos, qvel, act
+
+
+def mj_rollout_act(mj, qpos, qvel, act, ctrl):
+    """mj_step rollouts carrying act: (qpos, qvel, act) [B, T+1, .]."""
+    d = mujoco.MjData(mj)
+    B, T = ctrl.shape[:2]
+    Q, V, A = np.empty((B, T + 1, mj.nq)), np.empty((B, T + 1, mj.nv)), np.empty((B, T + 1, mj.na))
+    for b in range(B):
+        mujoco.mj_resetData(mj, d)
+        d.qpos[:], d.qvel[:], d.act[:] = qpos[b], qvel[b], act[b]
+        Q[b, 0], V[b, 0], A[b, 0] = d.qpos, d.qvel, d.act
+        for t in range(T):
+            d.ctrl[:] = ctrl[b, t]
+            mujoco.mj_step(mj, d)
+            Q[b, t + 1], V[b, t + 1], A[b, t + 1] = d.qpos, d.qvel, d.act
+    return Q, V, A
+
+
+@pytest.fixture(scope="module")
+def arms():
+    """(MjModel, Physics float64) per integrator, built once (Euler and implicitfast share a module)."""
+    out = {}
+
+    def get(integrator, dtype="float64"):
+        if (integrator, dtype) not in out:
+            xml = arm(integrator)
+            out[(integrator, dtype)] = (mujoco.MjModel.from_xml_string(xml),
+                                        hw.Physics(hw.load_model(xml, device="cpu", dtype=dtype), verbose=False))
+        return out[(integrator, dtype)]
+    return get
+
+
+@pytest.mark.parametrize("integrator", ["Euler", "implicitfast", "RK4"])
+def test_activation_rollouts_match_mj_step(arms, rng, integrator):
+    mj, phys = arms(integrator)
+    assert phys.engine == "looped" and phys.model.na == 5
+    B, T = 6, 100
+    qpos, qvel, act = states(mj, B, rng)
+    ctrl = rng.normal(0, 1.2, (B, T, mj.nu))  # beyond the servo's and the affine gain's ctrlrange too
+    mq, mv, ma = mj_rollout_act(mj, qpos, qvel, act, ctrl)
+    assert np.abs(ma[:, 1:]).max() > 0.5 and (np.abs(ma[:, 1, [1, 3]]) >= [1.0, 0.5]).any()  # the clamps bind
+    tr = phys.rollout(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl), act0=torch.tensor(act))
+    assert tr.act.shape == (B, T + 1, mj.na)
+    err = rel_err(tr.qpos, mq), rel_err(tr.qvel, mv), rel_err(tr.act, ma)
+    assert max(err) <= 1e-10, err
+    # without dynamics the activations would be the controls: the filters' lag shows
+    assert np.abs(ma[:, 1:, 0] - np.clip(ctrl[:, :, 0], -1.5, 1.5)).max() > 0.1
+
+
+def test_activation_step_float32(arms, rng):
+    mj, phys = arms("Euler", "float32")
+    B = 32
+    qpos, qvel, act = states(mj, B, rng)
+    ctrl = rng.normal(0, 1.2, (B, 1, mj.nu))
+    mq, mv, ma = mj_rollout_act(mj, qpos, qvel, act, ctrl)
+    f = torch.float32
+    q1, v1, a1 = phys.step(torch.tensor(qpos, dtype=f), torch.tensor(qvel, dtype=f), torch.tensor(ctrl[:, 0], dtype=f),
+                           act=torch.tensor(act, dtype=f))
+    err = rel_err(q1, mq[:, 1]), rel_err(v1, mv[:, 1]), rel_err(a1, ma[:, 1])
+    assert max(err) <= 1e-4, err
+
+
+def test_activation_forward_and_capture(arms, rng):
+    """Physics.forward reads act (qfrc_actuator, qacc against mj_forward); a captured rollout
+    carries act like Physics.rollout; step returns it."""
+    mj, phys = arms("Euler")
+    B = 5
+    qpos, qvel, act = states(mj, B, rng)
+    ctrl = rng.normal(0, 1.2, (B, mj.nu))
+    out = phys.forward(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl), act=torch.tensor(act))
+    d = mujoco.MjData(mj)
+    for b in range(B):
+        d.qpos[:], d.qvel[:], d.act[:], d.ctrl[:] = qpos[b], qvel[b], act[b], ctrl[b]
+        mujoco.mj_forward(mj, d)
+        assert rel_err(out.qfrc_actuator[b], d.qfrc_actuator) <= 1e-12, (b, out.qfrc_actuator[b], d.qfrc_actuator)
+        assert rel_err(out.qacc[b], d.qacc) <= 1e-10
+    H = 7
+    ctrls = rng.normal(0, 1.0, (B, H, mj.nu))
+    cap = phys.capture(B, H)
+    tc = cap.rollout(qpos, qvel, ctrls, act0=act)
+    tr = phys.rollout(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrls), act0=torch.tensor(act))
+    assert torch.equal(tc.act, tr.act) and torch.equal(tc.qpos, tr.qpos) and torch.equal(tc.qacc, tr.qacc)
+    q1, v1, a1 = phys.step(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrls[:, 0]), act=torch.tensor(act))
+    assert torch.equal(a1, tr.act[:, 1]) and torch.equal(q1, tr.qpos[:, 1])
+    # the default act0 is zero (MuJoCo's mj_resetData)
+    tz = phys.rollout(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrls))
+    assert torch.equal(tz.act[:, 0], torch.zeros(B, mj.na))
+    with pytest.raises(ValueError, match="act0: expected shape"):
+        phys.rollout(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrls), act0=torch.zeros(B, 2))
+
+
+@pytest.mark.parametrize("integrator", ["implicitfast", "RK4"])
+def test_activation_gradients_match_central_differences(arms, rng, integrator):
+    """Gradients through 30 steps: initial activations, controls, time constants, affine gains and
+    the activation range (where the clamp binds) against central differences."""
+    mj, phys = arms(integrator)
+    m = phys.model
+    qpos, qvel, act = states(mj, 2, rng)
+    act[0, 1] = 1.3  # iv2 beyond its range: clamped to 1 in its first step
+    q0, v0 = torch.tensor(qpos), torch.tensor(qvel)
+    a0 = torch.tensor(act, requires_grad=True)
+    u = torch.tensor(rng.normal(0, 0.8, (2, 30, mj.nu)), requires_grad=True)
+    w = torch.tensor(rng.normal(0, 1, (2, 31, mj.nq + mj.nv + mj.na)))
+
+    def loss():
+        tr = phys.rollout(q0, v0, u, act0=a0)
+        return (torch.cat([tr.qpos, tr.qvel, tr.act], -1) * w).sum()
+
+    names = ["actuator_dynprm", "actuator_gain_affine", "actuator_actrange"]
+    checks = [(a0, (0, 0)), (a0, (1, 2)), (a0, (0, 4)), (u, (0, 3, 0)), (u, (1, 10, 2)), (u, (0, 5, 3)),
+              (u, (1, 0, 5)), ("actuator_dynprm", (0,), 1e-7), ("actuator_dynprm", (2,), 1e-7),
+              ("actuator_gain_affine", (3, 0)), ("actuator_gain_affine", (5, 1)), ("actuator_actrange", (1, 1))]
+    assert_grads_match_central_differences(m, names, loss, checks, eps=1e-6, tol=1e-5)
+
+
+def test_activation_refusals():
+    """What is not simulated is refused by name: muscles, and the unrolled engine."""
+    muscle = """<mujoco><worldbody><body><joint name="j" type="hinge" range="-1 1"/><geom size=".1"/></body></worldbody>
+      <tendon><fixed name="t"><joint joint="j" coef="1"/></fixed></tendon>
+      <actuator><muscle name="mus" tendon="t"/></actuator></mujoco>"""
+    with pytest.raises(UnsupportedFeatureError, match="mus.*dynamics 'muscle' \\(simulated: integrator, filter, "
+                                                      "filterexact\\)"):
+        hw.load_model(muscle)
+    m = hw.load_model(arm(), device="cpu")
+    with pytest.raises(ValueError, match="activation dynamics"):
+        hw.Physics(m, engine="unrolled")
+    assert hw.Physics(m, verbose=False).engine == "looped"
