@@ -7,8 +7,9 @@ world model's device; ``world=`` swaps the physics for
 any ``hw.WorldModel`` (e.g. a calibrated :class:`hw.HybridModel`). Needs ``gymnasium`` (the
 ``gym`` extra: ``pip install "hybridwam[gym]"``). Conventions:
 
-- **observation** ``concat(qpos, qvel)`` [nq + nv] in the model's dtype (float32 by default);
-  hinge angles as they are (not wrapped to [-pi, pi]: a pendulum that turned twice reads 4 pi),
+- **observation** ``concat(qpos, qvel)`` [nq + nv] (for a world with activation dynamics also
+  the activations, ``concat(qpos, qvel, act)`` [nq + nv + na]) in the model's dtype (float32 by
+  default); hinge angles as they are (not wrapped to [-pi, pi]: a pendulum that turned twice reads 4 pi),
   free/ball quaternions as in qpos (w, x, y, z). Box(-inf, inf).
 - **action** ``ctrl`` [nu]: Box(task bounds), i.e. the actuators' ``ctrlrange`` unless the task
   file sets ``bounds.ctrl``; actions outside are clipped (physics and cost see the clipped value).
@@ -61,6 +62,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from .hybrid import HybridModel
 from .physics import Physics
+from .planning.optimize import world_na
 from .tasks import Task, env_id
 from .types import HINGE, SLIDE
 
@@ -166,7 +168,10 @@ class HybridWamVecEnv(VectorEnv):
         self.render_mode = None
         # spaces ------------------------------------------------------------------------------
         np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
-        n_obs = task.nq + task.nv
+        #: activation states of the world (actuators with dynamics): part of the state and the
+        #: observation (after qvel), zero at reset as MuJoCo's mj_resetData
+        self.na = world_na(world)
+        n_obs = task.nq + task.nv + self.na
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (n_obs,), dtype=np_dtype)
         self.single_action_space = spaces.Box(task.ctrl_low.numpy().astype(np_dtype),
                                               task.ctrl_high.numpy().astype(np_dtype), (task.nu,), dtype=np_dtype)
@@ -188,6 +193,7 @@ class HybridWamVecEnv(VectorEnv):
         self._rngs: list[np.random.Generator] | None = None
         self._qpos = torch.zeros(B, task.nq, **tk)
         self._qvel = torch.zeros(B, task.nv, **tk)
+        self._act = torch.zeros(B, self.na, **tk)
         self._elapsed = np.zeros(B, dtype=np.int64)
         self._autoreset = np.zeros(B, dtype=bool)
         self._needs_reset = True
@@ -202,6 +208,11 @@ class HybridWamVecEnv(VectorEnv):
     def qvel(self) -> torch.Tensor:
         """Current qvel [B, nv] of every world."""
         return self._qvel
+
+    @property
+    def act(self) -> torch.Tensor:
+        """Current activations [B, na] of every world (empty for worlds without activation states)."""
+        return self._act
 
     @property
     def elapsed_steps(self) -> np.ndarray:
@@ -234,15 +245,17 @@ class HybridWamVecEnv(VectorEnv):
         q, v = self._initial_states(idx)
         if len(idx) == self.num_envs:
             self._qpos, self._qvel = q, v
+            self._act = torch.zeros_like(self._act)
         elif len(idx):
             ti = torch.as_tensor(idx, device=self.device)
-            self._qpos, self._qvel = self._qpos.clone(), self._qvel.clone()
+            self._qpos, self._qvel, self._act = self._qpos.clone(), self._qvel.clone(), self._act.clone()
             self._qpos[ti], self._qvel[ti] = q, v
+            self._act[ti] = 0
         self._elapsed[idx] = 0
         self._autoreset[idx] = False
 
-    def _obs(self, qpos: torch.Tensor, qvel: torch.Tensor):
-        obs = torch.cat([qpos, qvel], -1)
+    def _obs(self, qpos: torch.Tensor, qvel: torch.Tensor, act: torch.Tensor | None = None):
+        obs = torch.cat([qpos, qvel] if act is None or not act.shape[-1] else [qpos, qvel, act], -1)
         return obs if self.torch_output else obs.cpu().numpy()
 
     def _out(self, x: np.ndarray):
@@ -275,7 +288,7 @@ class HybridWamVecEnv(VectorEnv):
         self._seed_worlds(seed, idx)
         self._reset_worlds(idx)
         self._needs_reset = False
-        return self._obs(self._qpos, self._qvel), {}
+        return self._obs(self._qpos, self._qvel, self._act), {}
 
     def _ctrl(self, actions) -> torch.Tensor:
         B, nu = self.num_envs, self.task.nu
@@ -295,7 +308,8 @@ class HybridWamVecEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         B = self.num_envs
         ctrl = self._ctrl(actions)
-        q0, v0 = self._qpos, self._qvel
+        q0, v0, a0 = self._qpos, self._qvel, self._act
+        a1 = a0
         with torch.no_grad():
             if isinstance(self.world, Physics) or (isinstance(self.world, HybridModel)
                                                    and self.world.fused_engine() is not None):
@@ -303,11 +317,16 @@ class HybridWamVecEnv(VectorEnv):
                 # graph); a hybrid model's residual runs inside that launch
                 if self._captured is None:
                     self._captured = self.world.capture(B, self.frame_skip)
-                q1, v1 = self._captured.step(q0, v0, ctrl)
+                if self.na:
+                    q1, v1, a1 = self._captured.step(q0, v0, ctrl, act=a0)
+                else:
+                    q1, v1 = self._captured.step(q0, v0, ctrl)
             else:
                 ctrls = ctrl.unsqueeze(1).expand(B, self.frame_skip, self.task.nu).contiguous()
-                traj = self.world.rollout(q0, v0, ctrls)
+                traj = self.world.rollout(q0, v0, ctrls, **({"act0": a0} if self.na else {}))
                 q1, v1 = traj.qpos[:, -1].contiguous(), traj.qvel[:, -1].contiguous()
+                if self.na:
+                    a1 = traj.act[:, -1].contiguous()
             elapsed = self._elapsed + 1
             wterm = np.where(elapsed > self.max_episode_steps - self.terminal_steps, 1.0 / self.terminal_steps, 0.0)
             wterm_t = torch.as_tensor(wterm, dtype=self.dtype).to(self.device)
@@ -318,7 +337,7 @@ class HybridWamVecEnv(VectorEnv):
         terminated = success.copy() if self.terminate_on_success else np.zeros(B, dtype=bool)
         truncated = elapsed >= self.max_episode_steps
         info_mask = np.ones(B, dtype=bool)
-        self._qpos, self._qvel, self._elapsed = q1, v1, elapsed
+        self._qpos, self._qvel, self._act, self._elapsed = q1, v1, a1, elapsed
         info: dict[str, Any] = {}
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             rs = np.flatnonzero(self._autoreset)
@@ -333,7 +352,7 @@ class HybridWamVecEnv(VectorEnv):
             done = terminated | truncated
             rs = np.flatnonzero(done)
             if len(rs):
-                final_obs = torch.cat([q1, v1], -1)
+                final_obs = torch.cat([q1, v1, a1] if self.na else [q1, v1], -1)
                 self._reset_worlds(rs)
                 info["final_obs"] = final_obs if self.torch_output else final_obs.cpu().numpy()
                 info["_final_obs"] = self._out(done)
@@ -342,7 +361,8 @@ class HybridWamVecEnv(VectorEnv):
         info["success"], info["_success"] = self._out(success), self._out(info_mask)
         if not self.torch_output:
             reward = reward.detach().cpu().numpy().astype(np.float64)
-        return (self._obs(self._qpos, self._qvel), reward, self._out(terminated), self._out(truncated), info)
+        return (self._obs(self._qpos, self._qvel, self._act), reward, self._out(terminated), self._out(truncated),
+                info)
 
     def render(self):
         """No rendering (``render_modes`` is empty): returns None."""
@@ -405,7 +425,7 @@ class HybridWamEnv(gym.Env):
         v._rngs = [self.np_random]
         v._reset_worlds(np.zeros(1, dtype=np.int64))
         v._needs_reset = False
-        return v._obs(v.qpos, v.qvel)[0], {}
+        return v._obs(v.qpos, v.qvel, v.act)[0], {}
 
     def step(self, action):
         a = action if isinstance(action, torch.Tensor) else np.asarray(action)

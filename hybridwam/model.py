@@ -16,6 +16,7 @@ import torch
 from .types import (
     ACT_DYNAMICS,
     BALL,
+    DYN_INTEGRATOR,
     DYN_NONE,
     EQ_SIMULATED,
     FREE,
@@ -445,8 +446,15 @@ class Model:
             trn_kind = int(m.actuator_trntype[a])
             trn = (f"{TRANSMISSIONS[trn_kind]} '{self.names(TRANSMISSIONS[trn_kind])[m.actuator_trnid[a, 0]]}'"
                    if trn_kind in (TRN_TENDON, TRN_SITE) else f"joint '{jn[m.actuator_trnid[a, 0]]}'")
-            lines.append(f"  {an[a]:<20} {kind:<9} {trn} "
-                         f"gear={m.actuator_gear[a, 0]:g} {rng}")
+            dyn = int(m.actuator_dyntype[a])
+            act = ""
+            if dyn in ACT_DYNAMICS:  # the activation state's dynamics
+                tau = f" tau={m.actuator_dynprm[a, 0]:g} s" if dyn != DYN_INTEGRATOR else ""
+                act = f", {ACT_DYNAMICS[dyn]}{tau}"
+                act += (f" act in [{m.actuator_actrange[a, 0]:g}, {m.actuator_actrange[a, 1]:g}]"
+                        if m.actuator_actlimited[a] else "") + (" actearly" if m.actuator_actearly[a] else "")
+            lines.append(f"  {an[a]:<20} {kind:<11} {trn} "
+                         f"gear={m.actuator_gear[a, 0]:g} {rng}{act}")
         pairs = self.structure.pairs
         gn = self.names("geom")
         fr = self.params["pair_friction"].detach().cpu().double().numpy()
@@ -469,6 +477,8 @@ class Model:
 
 def _actuator_kind(m: mujoco.MjModel, a: int) -> str:
     gain, b = m.actuator_gainprm[a, 0], m.actuator_biasprm[a, :3]
+    if int(m.actuator_gaintype[a]) == GAIN_AFFINE:
+        return "affine gain"
     if m.actuator_biastype[a] == 0:
         return "motor"
     if b[1] == -gain and b[0] == 0:

@@ -189,3 +189,52 @@ def test_activation_refusals():
     with pytest.raises(ValueError, match="activation dynamics"):
         hw.Physics(m, engine="unrolled")
     assert hw.Physics(m, verbose=False).engine == "looped"
+
+
+def arm_task(tmp_path, integrator="Euler"):
+    scene = tmp_path / "arm.xml"
+    scene.write_text(arm(integrator))
+    return hw.Task.from_dict({"name": "arm_reach", "scene": str(scene), "horizon": 10, "dt": 0.02,
+                              "initial_state": {"qpos": {"j1": 0.2}},
+                              "cost": {"state": {"qpos": {"j1": 1.0}}, "control": 0.01},
+                              "success": {"qpos_tol": {"j1": 0.1}}}, source="arm_reach.yaml")
+
+
+def test_activation_env_and_planning_carry_act(arms, rng, tmp_path):
+    """The vector env carries the activations (observation after qvel, zero at reset) as
+    Physics.rollout does; planning and MPC start their rollouts from the given activations."""
+    gym_envs = pytest.importorskip("hybridwam.envs")
+    mj, phys = arms("Euler")
+    task = arm_task(tmp_path)
+    env = gym_envs.make_vec_env(task, num_envs=3, world=phys, reset_noise_scale=0.0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, mj.nq + mj.nv + mj.na) and not obs[:, mj.nq + mj.nv:].any()
+    actions = rng.uniform(-1, 1, (4, 3, mj.nu))
+    for a in actions:
+        obs, *_ = env.step(a)
+    ctrl = np.repeat(np.clip(actions, env.single_action_space.low, env.single_action_space.high), env.frame_skip, 0)
+    q0 = torch.tensor(np.tile(mj.qpos0, (3, 1)))
+    q0[:, 0] = 0.2
+    tr = phys.rollout(q0, torch.zeros(3, mj.nv), torch.tensor(ctrl.transpose(1, 0, 2)))
+    assert np.abs(tr.act[:, -1].numpy()).max() > 0.05
+    np.testing.assert_allclose(obs, torch.cat([tr.qpos[:, -1], tr.qvel[:, -1], tr.act[:, -1]], -1).numpy(),
+                               rtol=0, atol=1e-12)
+    # planning: the problem's rollouts start from the given activations
+    from hybridwam.planning.optimize import Problem
+
+    p = Problem(phys, task)
+    a0 = rng.normal(0, 0.3, mj.na)
+    p.set_state(task.qpos0, task.qvel0, a0)
+    tp = p.rollout(torch.zeros(2, task.horizon, mj.nu, dtype=torch.float64))
+    assert torch.equal(tp.act[:, 0], torch.tensor(a0).expand(2, -1))
+    with pytest.raises(ValueError, match="act: expected 5 activation"):
+        p.set_state(task.qpos0, task.qvel0, np.zeros(2))
+    res = hw.optimize_trajectory(phys, task, iters=3, restarts=2, progress=False, act0=a0)
+    assert np.isfinite(res.cost)
+    mpc = hw.MPC(phys, task, horizon=5, iters_per_step=1)
+    seen = []
+    orig = mpc.act
+    mpc.act = lambda q, v, a=None: (seen.append(a), orig(q, v, a))[1]
+    out = hw.run_mpc_mujoco(mpc, mj, seconds=0.06)
+    assert len(seen) == 3 and all(a is not None and a.shape == (mj.na,) for a in seen) and np.abs(seen[-1]).max() > 0
+    assert out["qpos"].shape[1] == mj.nq

@@ -109,15 +109,17 @@ class MPC:
         return self.task.repeat
 
     # ---- control ---------------------------------------------------------------------------------
-    def act(self, qpos, qvel):
-        """Measured state (qpos [nq], qvel [nv]) -> ctrl [nu] for the next control step.
+    def act(self, qpos, qvel, act=None):
+        """Measured state (qpos [nq], qvel [nv]; for a world with activation states also their
+        values ``act`` [na], default zero) -> ctrl [nu] for the next control step.
 
         Returns a numpy array for numpy input (e.g. ``mujoco.MjData`` fields), else a tensor.
         """
         as_numpy = not isinstance(qpos, torch.Tensor)
         p = self.problem
         p.set_state(torch.as_tensor(np.asarray(qpos) if as_numpy else qpos),
-                    torch.as_tensor(np.asarray(qvel) if as_numpy else qvel))
+                    torch.as_tensor(np.asarray(qvel) if as_numpy else qvel),
+                    None if act is None else torch.as_tensor(np.asarray(act) if as_numpy else act))
         t0 = time.perf_counter()
         iters = self.warmup_iters if (self.steps == 0 and self.warmup_iters) else self.iters_per_step
         with torch_threads(self.threads, p.device):
@@ -206,7 +208,7 @@ def run_mpc_mujoco(mpc: MPC, mj_model, seconds: float, qpos0=None, qvel0=None, p
     from tqdm import tqdm
 
     for _ in tqdm(range(n_ctrl), desc="MPC", disable=not progress, leave=False):
-        u = mpc.act(d.qpos.copy(), d.qvel.copy())
+        u = mpc.act(d.qpos.copy(), d.qvel.copy(), d.act.copy() if mj_model.na else None)
         for _ in range(task.repeat):
             d.ctrl[:] = u
             mujoco.mj_step(mj_model, d)

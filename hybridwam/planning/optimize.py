@@ -84,6 +84,12 @@ def torch_threads(n: int | None, device: str):
         torch.set_num_threads(old)
 
 
+def world_na(world) -> int:
+    """The activation states of a world model (a Physics' or HybridModel's model.na; 0 for worlds
+    without a hybridwam Model)."""
+    return int(getattr(getattr(world, "model", None), "na", 0) or 0)
+
+
 def check_compatible(world, task: Task):
     for n in ("nq", "nv", "nu"):
         if int(getattr(world, n)) != int(getattr(task, n)):
@@ -222,14 +228,23 @@ class Problem:
         W = self.W.double()
         return torch.linalg.solve(W.T @ W, W.T @ z.double()).to(z.dtype)
 
-    def set_state(self, qpos, qvel):
+    def set_state(self, qpos, qvel, act=None):
+        """The start state: qpos [nq], qvel [nv] and, for a world with activation states (na > 0),
+        their values act [na] (default zero)."""
         self.qpos0 = torch.as_tensor(qpos).to(dtype=self.dtype, device=self.device).reshape(-1)
         self.qvel0 = torch.as_tensor(qvel).to(dtype=self.dtype, device=self.device).reshape(-1)
+        na = world_na(self.world)
+        act = torch.zeros(na) if act is None else torch.as_tensor(act)
+        if act.numel() != na:
+            raise ValueError(f"act: expected {na} activation value(s) (the world's na), got {act.numel()}")
+        self.act0 = act.to(dtype=self.dtype, device=self.device).reshape(-1) if na else None
 
     def rollout(self, actions: torch.Tensor) -> Trajectory:
         """actions [K, H, nu] -> trajectory at physics steps."""
         K = actions.shape[0]
-        return self.world.rollout(self.qpos0.expand(K, -1), self.qvel0.expand(K, -1), self.task.expand(actions))
+        extra = {} if self.act0 is None else {"act0": self.act0.expand(K, -1)}
+        return self.world.rollout(self.qpos0.expand(K, -1), self.qvel0.expand(K, -1), self.task.expand(actions),
+                                  **extra)
 
     def evaluate(self, z: torch.Tensor, terminal_scale: float = 1.0):
         """z [K, n, nu] -> (cost [K], actions [K, H, nu], trajectory)."""
@@ -287,7 +302,7 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
                         progress: bool = True, init=None, init_std: float | None = None, bounds: str | None = None,
                         population: int | None = None, elite_frac: float = 0.1, time_budget: float | None = None,
                         qpos0=None, qvel0=None, threads: int | None = 1, lr_final: float | None = None,
-                        knots: int | None = None) -> PlanResult:
+                        knots: int | None = None, act0=None) -> PlanResult:
     """Optimise the task's action sequence [horizon, nu] through ``world`` (any ``hw.WorldModel``).
 
     optimizer: "adam" (default), "lbfgs" (both gradient-based, ``restarts`` K worlds per batched
@@ -303,7 +318,8 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
     None take the task's ``planner:`` section first, then these defaults (a given ``optimizer``
     other than the task's ignores the task's ``lr``). ``time_budget``: stop after that many
     seconds even if ``iters`` are not done. ``qpos0`` / ``qvel0``: start state (default: the
-    task's). ``progress``: tqdm bar on stderr. ``threads``: torch intra-op threads during the
+    task's), ``act0`` its activations for a world with activation states (default zero).
+    ``progress``: tqdm bar on stderr. ``threads``: torch intra-op threads during the
     call on the CPU (default 1, see :func:`torch_threads`; None leaves torch's setting).
     ``lr_final``: Adam's step size decays along a cosine from ``lr`` to ``lr * lr_final`` over the
     iterations (or the time budget); the default 1.0 keeps it constant, which explored better on
@@ -339,8 +355,8 @@ def optimize_trajectory(world, task: Task | str, iters: int | None = None, optim
     if K < 1:
         raise ValueError(f"restarts must be positive, got {K}")
     problem = Problem(world, task, bounds="clip" if optimizer == "cem" else bounds, knots=knots)
-    if qpos0 is not None or qvel0 is not None:
-        problem.set_state(task.qpos0 if qpos0 is None else qpos0, task.qvel0 if qvel0 is None else qvel0)
+    if qpos0 is not None or qvel0 is not None or act0 is not None:
+        problem.set_state(task.qpos0 if qpos0 is None else qpos0, task.qvel0 if qvel0 is None else qvel0, act0)
     gen = torch.Generator().manual_seed(seed)
     H = task.horizon
     lr = DEFAULT_LR[optimizer] if lr is None else lr
