@@ -238,3 +238,29 @@ def test_activation_env_and_planning_carry_act(arms, rng, tmp_path):
     out = hw.run_mpc_mujoco(mpc, mj, seconds=0.06)
     assert len(seen) == 3 and all(a is not None and a.shape == (mj.na,) for a in seen) and np.abs(seen[-1]).max() > 0
     assert out["qpos"].shape[1] == mj.nq
+
+
+def test_activation_hybrid_fused_equals_its_definition(arms, rng):
+    """A HybridModel's fused rollout (the residual inside the step) carries act and equals the
+    stepwise loop of Physics.step with the residual's force, from the same activations."""
+    mj, phys = arms("Euler")
+    torch.manual_seed(0)
+    res = hw.Residual(phys.model, hidden=(16,), mode="force")
+    with torch.no_grad():
+        for p in res.parameters():
+            p.normal_(0, 0.3)
+    world = hw.HybridModel(phys, res)
+    qpos, qvel, act = states(mj, 3, rng)
+    u = torch.tensor(rng.normal(0, 0.8, (3, 20, mj.nu)))
+    q, v, a = torch.tensor(qpos), torch.tensor(qvel), torch.tensor(act)
+    tr = world.rollout(q, v, u, act0=a)
+    for t in range(20):
+        with torch.no_grad():
+            f = res(q, v, u[:, t])
+        q, v, a = phys.step(q, v, u[:, t], qfrc_extra=f, act=a)
+    assert rel_err(tr.qpos[:, -1], q) <= 1e-10 and rel_err(tr.act[:, -1], a) <= 1e-12
+    assert rel_err(tr.qvel[:, -1], v) <= 1e-10
+    plain = phys.rollout(torch.tensor(qpos), torch.tensor(qvel), u, act0=torch.tensor(act))
+    assert (plain.qvel[:, -1] - v).abs().max() > 1e-4  # the residual acts
+    q1, v1, a1 = world.step(torch.tensor(qpos), torch.tensor(qvel), u[:, 0], act=torch.tensor(act))
+    assert torch.equal(a1, tr.act[:, 1]) and torch.equal(q1, tr.qpos[:, 1])
