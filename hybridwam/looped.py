@@ -54,18 +54,19 @@ def features(s: Structure, contacts: bool = True):
     if not contacts:
         return Features()
     mj = s.limit_law == "mujoco"  # MuJoCo's soft constraints replace hybridwam's limits and dry friction
-    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq) or bool(s.tendon_rows))
+    rows = mj and (any(s.jnt_limited) or any(s.dof_frictionloss) or bool(s.eq) or bool(s.dense_rows))
     act = s.na > 0 or bool(s.act_affine_gain)
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
-                        tendon=bool(s.tendon_wraps), site=bool(s.act_site), mjlimits=rows, gyro=s.free_gyro,
-                        refine=s.refine, act=act)
+                        tendon=bool(s.tendon_wraps), site=bool(s.act_site) or bool(s.act_ball), mjlimits=rows,
+                        gyro=s.free_gyro, refine=s.refine, act=act)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
-    return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps), site=bool(s.act_site),
+    return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
+                    site=bool(s.act_site) or bool(s.act_ball),
                     mjlimits=mj, gyro=s.free_gyro, refine=s.refine, act=act)
 
 
@@ -122,9 +123,10 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
     early = list(s.act_early) or [False] * mj.nu
     actlim = list(s.act_actlimited) or [False] * mj.nu
     again = list(s.act_affine_gain) or [False] * mj.nu
+    ball = list(s.act_ball) or [(-1, False)] * mj.nu
     flags = [int(s.act_ctrllimited[a]) | 2 * int(s.act_forcelimited[a]) | 4 * int(s.act_affine_bias[a])
              | 8 * int(again[a]) | 16 * int(early[a] and dyn[a] != 0) | 32 * int(actlim[a] and dyn[a] != 0)
-             for a in range(mj.nu)]
+             | 64 * int(ball[a][1]) for a in range(mj.nu)]
     act_adr = np.cumsum([0] + [int(d != 0) for d in dyn])[:-1]  # MuJoCo's actuator_actadr: one state each
     act_adr = [int(k) if d != 0 else -1 for k, d in zip(act_adr, dyn, strict=True)]
 
@@ -155,7 +157,7 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "dof_body": arr(mj.dof_bodyid), "dof_jnt": arr(mj.dof_jntid),
         "anc_adr": arr(anc_adr), "anc_num": arr(anc_num), "anc": arr(anc),
         "act_jnt": arr(s.act_jnt), "act_flags": arr(flags),
-        "na": s.na, "act_adr": arr(act_adr), "act_dyn": arr(dyn),
+        "na": s.na, "act_adr": arr(act_adr), "act_dyn": arr(dyn), "act_ball": arr([j for j, _ in ball]),
         "body_dofadr": arr(np.maximum(mj.body_dofadr, 0)), "body_dofnum": arr(mj.body_dofnum),
         "dof_frictionloss": arr(s.dof_frictionloss),
         "ngeom": mj.ngeom, "npair": len(s.pairs),
@@ -177,11 +179,11 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "eq_obj2": arr([q[2] for q in s.eq]), "eq_site": arr([int(q[3]) for q in s.eq]),
         "eq_id": arr([q[4] for q in s.eq]),
         "eq_rowadr": arr(np.cumsum([0, *(EQ_ROWS[q[0]] for q in s.eq)])[:-1]),
-        "nerow": sum(EQ_ROWS[q[0]] for q in s.eq) + len(s.tendon_rows),
+        "nerow": sum(EQ_ROWS[q[0]] for q in s.eq) + len(s.dense_rows),
         "nerow_eq": sum(EQ_ROWS[q[0]] for q in s.eq),
         # per dense row its kind (types.ROW_*) and tendon (-1: an equality's row)
-        "erow_kind": arr([ROW_EQUALITY] * sum(EQ_ROWS[q[0]] for q in s.eq) + [k for k, _ in s.tendon_rows]),
-        "erow_ten": arr([-1] * sum(EQ_ROWS[q[0]] for q in s.eq) + [i for _, i in s.tendon_rows]),
+        "erow_kind": arr([ROW_EQUALITY] * sum(EQ_ROWS[q[0]] for q in s.eq) + [k for k, _ in s.dense_rows]),
+        "erow_ten": arr([-1] * sum(EQ_ROWS[q[0]] for q in s.eq) + [i for _, i in s.dense_rows]),
     }
 
 

@@ -27,6 +27,7 @@ from .types import (
     MESH,
     PAIR_TYPES,
     PARAM_SPEC,
+    ROW_BALL_LIMIT,
     ROW_TENDON_FRICTION,
     ROW_TENDON_LOWER,
     ROW_TENDON_UPPER,
@@ -36,6 +37,8 @@ from .types import (
     TENDON_SIMULATED,
     TENDON_WRAPS,
     TRANSMISSIONS,
+    TRN_JOINT,
+    TRN_JOINTINPARENT,
     TRN_SITE,
     TRN_TENDON,
     WRAP_JOINT,
@@ -228,8 +231,11 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         jn = _name(m, O.mjOBJ_JOINT, j, "joint")
         if m.jnt_actgravcomp[j] and int(m.jnt_type[j]) not in (HINGE, SLIDE):
             out.append(f"{jn} actuatorgravcomp on a ball/free joint")
-        if m.jnt_limited[j] and int(m.jnt_type[j]) not in (HINGE, SLIDE):
-            out.append(f"{jn} range limit (cone limits of ball joints are not simulated; hinge and slide limits are)")
+        if m.jnt_limited[j] and int(m.jnt_type[j]) == FREE:
+            out.append(f"{jn} range limit on a free joint")
+        elif m.jnt_limited[j] and int(m.jnt_type[j]) == BALL and limit_law != "mujoco":
+            out.append(f"{jn} cone limit of a ball joint with limit_law 'compliant' (cone limits are MuJoCo's soft "
+                       "constraints: load the model with limit_law='mujoco')")
         for field in ("jnt_stiffnesspoly", "jnt_springyield"):
             if hasattr(m, field) and np.any(np.asarray(getattr(m, field))[j] != 0):
                 out.append(f"{jn} {field[4:]}")
@@ -256,8 +262,15 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
                          or (affine_gain and m.actuator_gainprm[a, 2] != 0)):
                 out.append(f"{an} velocity-dependent force on a {TRANSMISSIONS[trn]} with the implicitfast integrator "
                            f"(integrated implicitly there, coupling the {TRANSMISSIONS[trn]}'s dofs)")
-        elif m.jnt_type[m.actuator_trnid[a, 0]] not in (HINGE, SLIDE):
-            out.append(f"{an} on a ball/free joint")
+        elif int(m.jnt_type[m.actuator_trnid[a, 0]]) in (BALL, FREE):
+            j = int(m.actuator_trnid[a, 0])
+            kind = JOINT_TYPE_NAMES[int(m.jnt_type[j])]
+            if m.jnt_actfrclimited[j]:
+                out.append(f"{an} on {kind} joint '{_name(m, O.mjOBJ_JOINT, j, 'joint')}' with actuatorfrcrange")
+            if fast and ((int(m.actuator_biastype[a]) == int(A[3].mjBIAS_AFFINE) and m.actuator_biasprm[a, 2] != 0)
+                         or (int(m.actuator_gaintype[a]) == GAIN_AFFINE and m.actuator_gainprm[a, 2] != 0)):
+                out.append(f"{an} velocity-dependent force on a {kind} joint with the implicitfast integrator "
+                           "(integrated implicitly there, coupling the joint's dofs)")
         dyn = int(m.actuator_dyntype[a])
         if dyn != DYN_NONE and dyn not in ACT_DYNAMICS:
             out.append(f"{an} dynamics '{A[1](dyn).name[6:].lower()}' (simulated: "
@@ -664,9 +677,10 @@ def _is_below(mj, c: int, b: int) -> bool:
     return False
 
 
-def _tendon_rows(m: mujoco.MjModel, limit_law: str, no_limits: bool, no_friction: bool) -> tuple:
-    """Structure.tendon_rows: per limited tendon its lower and upper limit row, per tendon with
-    frictionloss its dry friction row (MuJoCo's soft constraints only; its disable flags honoured)."""
+def _dense_rows(m: mujoco.MjModel, limit_law: str, no_limits: bool, no_friction: bool) -> tuple:
+    """Structure.dense_rows: per limited tendon its lower and upper limit row, per tendon with
+    frictionloss its dry friction row, per limited ball joint its cone limit row (MuJoCo's soft
+    constraints only; its disable flags honoured)."""
     if limit_law != "mujoco":
         return ()
     rows = []
@@ -675,6 +689,8 @@ def _tendon_rows(m: mujoco.MjModel, limit_law: str, no_limits: bool, no_friction
             rows += [(ROW_TENDON_LOWER, i), (ROW_TENDON_UPPER, i)]
         if m.tendon_frictionloss[i] > 0 and not no_friction:
             rows.append((ROW_TENDON_FRICTION, i))
+    rows += [(ROW_BALL_LIMIT, j) for j in range(m.njnt)
+             if m.jnt_limited[j] and int(m.jnt_type[j]) == BALL and not no_limits]
     return tuple(rows)
 
 
@@ -689,6 +705,9 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     tendon = [int(m.actuator_trntype[a]) == TRN_TENDON for a in range(m.nu)]
     site = [int(m.actuator_trntype[a]) == TRN_SITE for a in range(m.nu)]
+    # actuators on ball joints (joint or jointinparent transmissions)
+    ball = [int(m.actuator_trntype[a]) in (TRN_JOINT, TRN_JOINTINPARENT)
+            and int(m.jnt_type[m.actuator_trnid[a, 0]]) in (BALL, FREE) for a in range(m.nu)]
     acts = [bool(inert_tendon_violations(m, i)) for i in range(m.ntendon)]  # the tendons that act
     acting = any(acts)
     hull_index, ps, vs = [], 0, 0
@@ -713,7 +732,9 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         body_gravcomp=tuple(bool(x != 0) for x in m.body_gravcomp),
         jnt_actgravcomp=tuple(bool(x) for x in m.jnt_actgravcomp),
         dof_frictionloss=tuple(bool(x > 0) and not no_friction for x in m.dof_frictionloss),
-        act_jnt=tuple(-1 if tendon[a] or site[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_jnt=tuple(-1 if tendon[a] or site[a] or ball[a] else int(m.actuator_trnid[a, 0]) for a in range(m.nu)),
+        act_ball=tuple((int(m.actuator_trnid[a, 0]), int(m.actuator_trntype[a]) == TRN_JOINTINPARENT) if ball[a]
+                       else (-1, False) for a in range(m.nu)) if any(ball) else (),
         act_site=tuple((int(m.actuator_trnid[a, 0]), int(m.actuator_trnid[a, 1])) if site[a] else (-1, -1)
                        for a in range(m.nu)) if any(site) else (),
         act_tendon=tuple(int(m.actuator_trnid[a, 0]) if tendon[a] else -1 for a in range(m.nu)) if any(tendon) else (),
@@ -740,7 +761,7 @@ def _structure(m: mujoco.MjModel, dtype: str, pairs: list[tuple[int, int]], hull
         rk4=rk4,
         fluid=bool(m.opt.density > 0 or m.opt.viscosity > 0),
         limit_law=limit_law,
-        tendon_rows=_tendon_rows(m, limit_law, no_limits, no_friction),
+        dense_rows=_dense_rows(m, limit_law, no_limits, no_friction),
         act_dyn=tuple(int(x) for x in m.actuator_dyntype) if m.na else (),
         act_early=tuple(bool(x) for x in m.actuator_actearly) if m.na else (),
         act_actlimited=tuple(bool(x) for x in m.actuator_actlimited) if m.na else (),

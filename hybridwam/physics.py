@@ -290,6 +290,7 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
                             ("implicitfast's gyroscopic term of free bodies", st.free_gyro),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
+                            ("actuators on ball and free joints", bool(st.act_ball)),
                             ("cylinder and ellipsoid contacts", cylinders),
                             ("torsional and rolling friction (condim 4, 6)", st.spin_roll),
                             ("activation dynamics", st.na > 0), ("affine actuator gains", bool(st.act_affine_gain)),

@@ -30,11 +30,11 @@ WRAP_JOINT, WRAP_PULLEY, WRAP_SITE = 1, 2, 3
 #: wrapping around sphere and cylinder geoms)
 TENDON_WRAPS = {WRAP_JOINT: "joint", WRAP_PULLEY: "pulley", WRAP_SITE: "site"}
 # Actuator transmissions, as MuJoCo's mjtTrn.
-TRN_JOINT, TRN_TENDON, TRN_SITE = 0, 3, 4
+TRN_JOINT, TRN_JOINTINPARENT, TRN_TENDON, TRN_SITE = 0, 1, 3, 4
 #: the transmissions kernels/actuation.py applies: a hinge / slide joint's coordinate, a tendon's
 #: length, or a wrench at a site (its length the site's pose in a reference site's frame) (the
 #: loader refuses others by name)
-TRANSMISSIONS = {TRN_JOINT: "joint", TRN_TENDON: "tendon", TRN_SITE: "site"}
+TRANSMISSIONS = {TRN_JOINT: "joint", TRN_JOINTINPARENT: "jointinparent", TRN_TENDON: "tendon", TRN_SITE: "site"}
 # Actuator activation dynamics, as MuJoCo's mjtDyn: those kernels/actuation.py integrates (each
 # actuator with one activation state, ``act``: its force is gain times act instead of ctrl).
 DYN_NONE, DYN_INTEGRATOR, DYN_FILTER, DYN_FILTEREXACT = 0, 1, 2, 3
@@ -65,6 +65,9 @@ EQ_ROWS = {EQ_CONNECT: 3, EQ_WELD: 6, EQ_JOINT: 1, EQ_TENDON: 1}
 #: range limit (quadratic where violated, else inactive) and a tendon's dry friction (Huber's cost:
 #: quadratic near zero, at its bound beyond)
 ROW_EQUALITY, ROW_TENDON_LOWER, ROW_TENDON_UPPER, ROW_TENDON_FRICTION = 0, 1, 2, 3
+#: a ball joint's cone limit (MuJoCo's limited ball joint: its rotation angle below the range's
+#: larger end), a dense row on the joint's three dofs after the tendons' (limit_law "mujoco")
+ROW_BALL_LIMIT = 4
 
 #: the laws of joint limits and dry friction (Structure.limit_law)
 LIMIT_LAWS = ("compliant", "mujoco")
@@ -234,9 +237,10 @@ class Structure:
     #: EQ_SIMULATED kinds: joints for joint and tendons for tendon (obj2 -1: none), bodies or sites
     #: for connect and weld (limit_law "mujoco", kernels/limits.py)
     eq: tuple[tuple[int, int, int, bool, int], ...] = ()
-    #: the tendons' constraint rows (kind, tendon), kind ROW_TENDON_LOWER / UPPER / FRICTION: two
-    #: per limited tendon, one per tendon with frictionloss (limit_law "mujoco", kernels/limits.py)
-    tendon_rows: tuple[tuple[int, int], ...] = ()
+    #: the dense constraint rows after the equalities' (kind, tendon or joint): kind
+    #: ROW_TENDON_LOWER / UPPER / FRICTION two per limited tendon, one per tendon with
+    #: frictionloss, ROW_BALL_LIMIT one per limited ball joint (limit_law "mujoco", kernels/limits.py)
+    dense_rows: tuple[tuple[int, int], ...] = ()
     #: per actuator its (site, reference site) for a site transmission ((-1, -1) otherwise, -1 for
     #: no reference site); empty without site transmissions (the looped engine only)
     act_site: tuple[tuple[int, int], ...] = ()
@@ -251,6 +255,12 @@ class Structure:
     #: per actuator: an affine gain (gainprm[1] length + gainprm[2] velocity, parameter
     #: actuator_gain_affine); empty when every gain is fixed. The looped engine only
     act_affine_gain: tuple[bool, ...] = ()
+    #: per actuator on a ball or free joint (joint transmission: a ball's torque about gear[0:3]
+    #: in the child frame, a free joint's force along gear[0:3] in the world's and torque about
+    #: gear[3:6] in the body's; jointinparent: the rotations' axes in the parent frame) (joint, in
+    #: parent), (-1, False) for the others; empty without such actuators (kernels/actuation.py,
+    #: the looped engine only)
+    act_ball: tuple[tuple[int, bool], ...] = ()
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]

@@ -38,12 +38,12 @@ wrench's direction dotted with the site's velocity relative to the reference bod
 """
 import warp as wp
 
-from ..types import DYN_FILTEREXACT, DYN_INTEGRATOR
+from ..types import DYN_FILTEREXACT, DYN_INTEGRATOR, FREE
 from .integration import quat_sub
 from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
-_INTEGRATOR, _FILTEREXACT = wp.constant(DYN_INTEGRATOR), wp.constant(DYN_FILTEREXACT)
+_INTEGRATOR, _FILTEREXACT, _FREE = wp.constant(DYN_INTEGRATOR), wp.constant(DYN_FILTEREXACT), wp.constant(FREE)
 
 
 @per_dtype
@@ -110,6 +110,53 @@ def make(T, tendon=False, site=False, mjlimits=False, act=False):
         add_point_force(w, tree, s, s.qsite, 0, b, p, F * f, N * f)
         if r >= 0:
             add_point_force(w, tree, s, s.qsite, 0, tree.site_body[r], p, -F * f, -N * f)
+
+    @stored
+    @wp.func
+    def actuate_ball(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, a: int, j: int, flags: int, f: T, x: T,
+                     bias: V3, ga: V2, gear: V3, gear_torque: V3, actuator_forcerange: wp.array(dtype=V2)):
+        """Actuator a on ball or free joint j with its force so far f and input x (MuJoCo's
+        mj_transmission for these joints). A ball joint: the axis ``gear`` (gear[0:3]) in the
+        child's frame, or with jointinparent (flags bit 6) in the parent's (rotated into the
+        child's by the joint's rotation); the length the axis . the joint's rotation vector
+        (mju_quat2Vel), the velocity the axis . its angular velocity. A free joint: the force
+        along gear[0:3] (world frame) and the torque about ``gear_torque`` (gear[3:6], the body's
+        frame, or with jointinparent the world's), length 0 as MuJoCo's. Then the affine terms, the
+        forcerange clamp, the generalized force f moment into qsite."""
+        pa = tree.jnt_qposadr[j]
+        da = tree.jnt_dofadr[j]
+        lin = V3(T(0.0), T(0.0), T(0.0))
+        free = tree.jnt_type[j] == _FREE
+        if free:  # the translation first, then the rotation as a ball joint's
+            lin = gear
+            gear = gear_torque
+            pa = pa + 3
+            da = da + 3
+        q = Q(qpos[w, t, pa + 1], qpos[w, t, pa + 2], qpos[w, t, pa + 3], qpos[w, t, pa])
+        ax = gear
+        if flags & 64:
+            ax = wp.quat_rotate_inv(q, gear)
+        if (flags & 12) != 0:
+            v = V3(q[0], q[1], q[2])
+            sn = wp.length(v)
+            rv = V3(T(0.0), T(0.0), T(0.0))
+            if sn > T(1e-15):
+                ang = T(2.0) * wp.atan2(sn, q[3])
+                if ang > T(3.14159265358979323846):  # the shorter way round, as mju_quat2Vel
+                    ang = ang - T(6.28318530717958647692)
+                rv = v * (ang / sn)
+            length = wp.dot(ax, rv)
+            vel = ax[0] * qvel[w, t, da] + ax[1] * qvel[w, t, da + 1] + ax[2] * qvel[w, t, da + 2]
+            if free:
+                length = T(0.0)
+                vel = vel + lin[0] * qvel[w, t, da - 3] + lin[1] * qvel[w, t, da - 2] + lin[2] * qvel[w, t, da - 1]
+            f = f + bias[1] * length + bias[2] * vel + (ga[0] * length + ga[1] * vel) * x
+        if flags & 2:
+            f = wp.clamp(f, actuator_forcerange[a][0], actuator_forcerange[a][1])
+        for e in range(3):
+            wp.atomic_add(s.qsite, w, da + e, ax[e] * f)
+            if free:
+                wp.atomic_add(s.qsite, w, da - 3 + e, lin[e] * f)
 
     @stored
     @wp.func
@@ -205,6 +252,9 @@ def make(T, tendon=False, site=False, mjlimits=False, act=False):
                 if tree.act_site[a] >= 0:
                     actuate_site(w, tree, s, a, flags, f, x, bias, ga, actuator_gear_force[a],
                                  actuator_gear_torque[a], actuator_forcerange, site_pos, site_quat)
+                if tree.act_ball[a] >= 0:
+                    actuate_ball(w, qpos, qvel, t, tree, s, a, tree.act_ball[a], flags, f, x, bias, ga,
+                                 actuator_gear_force[a], actuator_gear_torque[a], actuator_forcerange)
         if wp.static(tendon):
             for k in range(tree.ntendon):
                 # MuJoCo scales a tendon's actuator forces together so that their sum is clamped

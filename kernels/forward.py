@@ -419,7 +419,8 @@ def build(T, features=NO_FEATURES, group=1):
                               p.body_invweight0r, p.eq_solref, p.eq_solimp, p.eq_polycoef, p.eq_anchor1, p.eq_anchor2,
                               p.eq_relpose, p.eq_torquescale, p.tendon_length0, p.tendon_invweight0,
                               p.site_pos, p.site_quat, p.tendon_range, p.tendon_margin, p.tendon_solref_lim,
-                              p.tendon_solimp_lim, p.tendon_frictionloss, p.tendon_solref_fri, p.tendon_solimp_fri, h)
+                              p.tendon_solimp_lim, p.tendon_frictionloss, p.tendon_solref_fri, p.tendon_solimp_fri,
+                              p.jnt_range, p.jnt_margin, p.jnt_solref, p.jnt_solimp, h)
             else:
                 joint_limits(w, qpos, qvel, t, tree, s, p.jnt_range, p.jnt_margin, p.dof_meff, p.jnt_limit_stiffness,
                              p.jnt_limit_damping, p.contact_tau[0], h)

@@ -28,11 +28,25 @@ mj_instantiateLimit / mj_instantiateFriction and mj_makeImpedance), in one of tw
   tendon its lower and upper end and per tendon with frictionloss its dry friction
   (``tendon_rows``), with the same impedance, regulariser (from tendon_invweight0) and reference
   acceleration as a dof's rows and the same states (s.estate); the solve carries the quadratic
-  ones by Woodbury's identity on its tree factor and those at a friction bound as a force.
+  ones by Woodbury's identity on its tree factor and those at a friction bound as a force. A
+  limited ball joint's cone limit is one more such row (``ball_row``): its rotation angle theta
+  (MuJoCo's mju_quat2Vel of the joint's quaternion: the rotation vector theta u) below the range's
+  larger end, Jacobian -u on the joint's three dofs (d theta / dt = u . omega), the joint's solref
+  / solimp / margin and its first dof's invweight0, as MuJoCo's mj_instantiateLimit.
 """
 import warp as wp
 
-from ..types import EQ_JOINT, EQ_TENDON, EQ_WELD, HINGE, ROW_EQUALITY, ROW_TENDON_FRICTION, ROW_TENDON_UPPER, SLIDE
+from ..types import (
+    EQ_JOINT,
+    EQ_TENDON,
+    EQ_WELD,
+    HINGE,
+    ROW_BALL_LIMIT,
+    ROW_EQUALITY,
+    ROW_TENDON_FRICTION,
+    ROW_TENDON_UPPER,
+    SLIDE,
+)
 from .contact import limit_force
 from .tree import Tree, aliases, per_dtype, stored
 
@@ -40,6 +54,7 @@ _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
 _EQ_JOINT, _EQ_WELD, _EQ_TENDON = wp.constant(EQ_JOINT), wp.constant(EQ_WELD), wp.constant(EQ_TENDON)
 _ROW_EQ, _ROW_UPPER, _ROW_FRICTION = wp.constant(ROW_EQUALITY), wp.constant(ROW_TENDON_UPPER), wp.constant(
     ROW_TENDON_FRICTION)
+_ROW_BALL = wp.constant(ROW_BALL_LIMIT)
 #: MuJoCo's bounds of the impedance and its smallest value (mjMINIMP, mjMAXIMP, mjMINVAL)
 MINIMP, MAXIMP, MINVAL = 1.0e-4, 0.9999, 1.0e-15
 #: row states (Scratch rowZ): inactive, quadratic, at +bound, at -bound (dry friction's linear zones)
@@ -225,47 +240,95 @@ def make(T):
                     wp.atomic_add(s.eJ, w, (row + e) * tree.nv + i, sign * col[e])
 
     @wp.func
-    def tendon_rows(w: int, tree: Tree, s: S, tendon_range: V2A, tendon_margin: AT, tendon_solref_lim: V2A,
-                    tendon_solimp_lim: V5A, tendon_frictionloss: AT, tendon_solref_fri: V2A, tendon_solimp_fri: V5A,
-                    tendon_invweight0: AT, h: T):
+    def ball_row(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, r: int, j: int, jnt_range: V2A,
+                 jnt_margin: AT, jnt_solref: V2A, jnt_solimp: V5A, dof_invweight0: AT, h: T):
+        """Dense row r: ball joint j's cone limit (see the module docstring)."""
+        pa = tree.jnt_qposadr[j]
+        da = tree.jnt_dofadr[j]
+        v = V3(qpos[w, t, pa + 1], qpos[w, t, pa + 2], qpos[w, t, pa + 3])
+        sn = wp.length(v)
+        u = V3(T(1.0), T(0.0), T(0.0))  # MuJoCo's mju_normalize3 of a zero vector
+        if sn > eps:
+            u = v / sn
+        theta = T(2.0) * wp.atan2(sn, qpos[w, t, pa])
+        if theta > T(3.14159265358979323846):  # the shorter way round, as mju_quat2Vel
+            theta = theta - T(6.28318530717958647692)
+        if theta < T(0.0):
+            theta = -theta
+            u = -u
+        x = wp.max(jnt_range[j][0], jnt_range[j][1]) - theta - jnt_margin[j]
+        dd = T(0.0)
+        aref = T(0.0)
+        if x < T(0.0):
+            imp = impedance(jnt_solimp[j], x)
+            k, b = ref_coefficients(jnt_solref[j], jnt_solimp[j], h, tree.refsafe)
+            dd = T(1.0) / wp.max((T(1.0) - imp) / imp * dof_invweight0[da], eps)
+            vel = u[0] * qvel[w, t, da] + u[1] * qvel[w, t, da + 1] + u[2] * qvel[w, t, da + 2]
+            aref = b * vel - k * imp * x
+            for e in range(3):
+                s.eJ[w, r * tree.nv + da + e] = -u[e]
+        s.eD[w, r] = dd
+        s.eA[w, r] = aref
+
+    @wp.func
+    def tendon_row(w: int, tree: Tree, s: S, r: int, kind: int, i: int, tendon_range: V2A, tendon_margin: AT,
+                   tendon_solref_lim: V2A, tendon_solimp_lim: V5A, tendon_frictionloss: AT, tendon_solref_fri: V2A,
+                   tendon_solimp_fri: V5A, tendon_invweight0: AT, h: T):
+        """Dense row r: tendon i's limit (lower or upper end) or dry friction row (``kind``)."""
+        iw = tendon_invweight0[i]
+        v = s.ten_vel[w, i]
+        dd = T(0.0)
+        aref = T(0.0)
+        sg = T(1.0)
+        if kind == _ROW_FRICTION:
+            imp = impedance(tendon_solimp_fri[i], T(0.0))
+            k, b = ref_coefficients(tendon_solref_fri[i], tendon_solimp_fri[i], h, tree.refsafe)
+            dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+            aref = -b * v
+            s.eF[w, r] = tendon_frictionloss[i]
+        else:
+            dist = s.ten_len[w, i] - tendon_range[i][0]
+            if kind == _ROW_UPPER:
+                sg = T(-1.0)
+                dist = tendon_range[i][1] - s.ten_len[w, i]
+            x = dist - tendon_margin[i]
+            if x < T(0.0):
+                imp = impedance(tendon_solimp_lim[i], x)
+                k, b = ref_coefficients(tendon_solref_lim[i], tendon_solimp_lim[i], h, tree.refsafe)
+                dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
+                aref = -b * sg * v - k * imp * x
+        s.eD[w, r] = dd
+        s.eA[w, r] = aref
+        if dd > T(0.0):
+            for q in range(tree.nv):
+                s.eJ[w, r * tree.nv + q] = sg * s.ten_J[w, i * tree.nv + q]
+
+    @wp.func
+    def tendon_rows(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, tendon_range: V2A, tendon_margin: AT,
+                    tendon_solref_lim: V2A, tendon_solimp_lim: V5A, tendon_frictionloss: AT, tendon_solref_fri: V2A,
+                    tendon_solimp_fri: V5A, tendon_invweight0: AT, jnt_range: V2A, jnt_margin: AT,
+                    jnt_solref: V2A, jnt_solimp: V5A, dof_invweight0: AT, h: T):
         """The tendons' dense rows (MuJoCo's mj_instantiateLimit and mj_instantiateFriction for
         tendons), after the equalities': a limited tendon's lower and upper end as a joint's
         (Jacobian +-ten_J, instantiated where the distance to the end is below tendon_margin:
         1/R from the impedance beyond the margin and tendon_invweight0, aref = -b J qvel - k d
         (dist - margin)), a tendon's dry friction (Jacobian ten_J, bound tendon_frictionloss,
-        aref = -b ten_vel); rows not instantiated get 1/R = 0."""
+        aref = -b ten_vel); rows not instantiated get 1/R = 0. Then the ball joints' cone limits
+        (:func:`ball_row`; erow_ten holds their joint)."""
         for r in range(tree.nerow):
             kind = tree.erow_kind[r]
             if kind == _ROW_EQ:
                 continue
             i = tree.erow_ten[r]
-            iw = tendon_invweight0[i]
-            v = s.ten_vel[w, i]
-            dd = T(0.0)
-            aref = T(0.0)
-            sg = T(1.0)
-            if kind == _ROW_FRICTION:
-                imp = impedance(tendon_solimp_fri[i], T(0.0))
-                k, b = ref_coefficients(tendon_solref_fri[i], tendon_solimp_fri[i], h, tree.refsafe)
-                dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
-                aref = -b * v
-                s.eF[w, r] = tendon_frictionloss[i]
+            # if / else, not a ``continue`` after the call: Warp's reverse mode then dropped the
+            # call's adjoint (the cone limit's gradient was missing; measured against central
+            # differences)
+            if kind == _ROW_BALL:
+                ball_row(w, qpos, qvel, t, tree, s, r, i, jnt_range, jnt_margin, jnt_solref, jnt_solimp,
+                         dof_invweight0, h)
             else:
-                dist = s.ten_len[w, i] - tendon_range[i][0]
-                if kind == _ROW_UPPER:
-                    sg = T(-1.0)
-                    dist = tendon_range[i][1] - s.ten_len[w, i]
-                x = dist - tendon_margin[i]
-                if x < T(0.0):
-                    imp = impedance(tendon_solimp_lim[i], x)
-                    k, b = ref_coefficients(tendon_solref_lim[i], tendon_solimp_lim[i], h, tree.refsafe)
-                    dd = T(1.0) / wp.max((T(1.0) - imp) / imp * iw, eps)
-                    aref = -b * sg * v - k * imp * x
-            s.eD[w, r] = dd
-            s.eA[w, r] = aref
-            if dd > T(0.0):
-                for q in range(tree.nv):
-                    s.eJ[w, r * tree.nv + q] = sg * s.ten_J[w, i * tree.nv + q]
+                tendon_row(w, tree, s, r, kind, i, tendon_range, tendon_margin, tendon_solref_lim, tendon_solimp_lim,
+                           tendon_frictionloss, tendon_solref_fri, tendon_solimp_fri, tendon_invweight0, h)
 
     @wp.func
     def zone_state(jar: T, dd: T, fl: T, friction: int, always: int):
@@ -322,7 +385,8 @@ def make(T):
                       eq_polycoef: V5A, eq_anchor1: V3A, eq_anchor2: V3A, eq_relpose: QA, eq_torquescale: AT,
                       tendon_length0: AT, tendon_invweight0: AT, site_pos: V3A, site_quat: QA,
                       tendon_range: V2A, tendon_margin: AT, tendon_solref_lim: V2A, tendon_solimp_lim: V5A,
-                      tendon_frictionloss: AT, tendon_solref_fri: V2A, tendon_solimp_fri: V5A, h: T):
+                      tendon_frictionloss: AT, tendon_solref_fri: V2A, tendon_solimp_fri: V5A, jnt_range: V2A,
+                      jnt_margin: AT, jnt_solref: V2A, jnt_solimp: V5A, h: T):
         """The equality constraints' rows (MuJoCo's mj_instantiateEquality): a joint's coordinate
         a polynomial of another's (1 row: pos = q1 - ref1 - poly(q2 - ref2), J = e1 - poly' e2),
         a tendon's length a polynomial of another's alike (J from the tendons' Jacobians, the
@@ -438,8 +502,9 @@ def make(T):
                     for q in range(3):
                         s.eD[w, ra + 3 + q] = dr
                         s.eA[w, ra + 3 + q] = -b * rw[q] - k * imp * rv[q] - rjdv[q]
-        tendon_rows(w, tree, s, tendon_range, tendon_margin, tendon_solref_lim, tendon_solimp_lim, tendon_frictionloss,
-                    tendon_solref_fri, tendon_solimp_fri, tendon_invweight0, h)
+        tendon_rows(w, qpos, qvel, t, tree, s, tendon_range, tendon_margin, tendon_solref_lim, tendon_solimp_lim,
+                    tendon_frictionloss, tendon_solref_fri, tendon_solimp_fri, tendon_invweight0, jnt_range, jnt_margin,
+                    jnt_solref, jnt_solimp, dof_invweight0, h)
 
     @stored
     @wp.func

@@ -64,8 +64,12 @@ class Tree:
     anc: wp.array(dtype=int)
     act_jnt: wp.array(dtype=int)
     #: per actuator: bit 0 ctrl clamped, bit 1 force clamped, bit 2 affine bias, bit 3 affine
-    #: gain, bit 4 actearly, bit 5 activation clamped to actrange (actlimited)
+    #: gain, bit 4 actearly, bit 5 activation clamped to actrange (actlimited), bit 6 a ball
+    #: joint's gear in the parent's frame (jointinparent)
     act_flags: wp.array(dtype=int)
+    #: per actuator the ball joint it drives (-1: none; kernels/actuation.py's actuate_ball, with
+    #: the site transmissions' code: Features.site)
+    act_ball: wp.array(dtype=int)
     #: activation states (MuJoCo's na; kernels/actuation.py): the trajectory arrays carry them
     #: after the coordinates, qpos[w, t, nq + k], and their rates after the accelerations,
     #: qacc[w, t, nv + k]; per actuator its state's index k (-1: none) and dynamics (types.ACT_DYNAMICS)
@@ -134,7 +138,8 @@ class Tree:
     eq_id: wp.array(dtype=int)
     eq_rowadr: wp.array(dtype=int)
     #: the constraint solve's dense rows: the equalities' then the tendons' limit and dry friction
-    #: rows, each its kind (types.ROW_*) and tendon (-1 for an equality's)
+    #: rows and the ball joints' cone limits, each its kind (types.ROW_*) and tendon or joint (-1 for an
+    #: equality's)
     nerow: int
     #: the equality rows' number (the dense rows before the tendons'; always quadratic)
     nerow_eq: int

@@ -69,10 +69,11 @@ def test_corpus_models_load_or_are_refused_by_name():
 #: with MuJoCo's law (limit_law="mujoco"), also the connect and weld models (their steps:
 #: tests/test_equality.py), the tendon limit model (tests/test_tendon_constraints.py) and, since
 #: torsional friction (condim 4: tests/test_condim.py), the ALOHA arms with a pot (equalities
-#: couple its fingers)
+#: couple its fingers), and since ball joints' cone limits and actuators on ball and free joints
+#: (tests/test_ball_joints.py, which steps them) constraints and pendula
 LOADED_WITH_MUJOCO_LAW_AT_LEAST = LOADED_AT_LEAST | {"jdotv/connect_2d.xml", "jdotv/connect_3d.xml",
                                                      "jdotv/weld_3d.xml", "tendon/tendon_limit.xml",
-                                                     "aloha_pot/scene.xml"}
+                                                     "aloha_pot/scene.xml", "constraints.xml", "pendula.xml"}
 
 
 def test_corpus_models_load_with_mujocos_law():
