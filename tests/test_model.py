@@ -225,14 +225,18 @@ UNSUPPORTED = {
                         ["tendon", "drive", "armature"]),
     "equality": (dict(equality='<joint name="mirror_constraint" joint1="shoulder" joint2="elbow"/>'),
                  ["equality", "mirror_constraint"]),
-    # hinge and slide limits are simulated (tests/test_contact.py); a ball joint's cone limit is not
-    "ball_joint_range": (dict(wrist='range="0 0.5"'), ["wrist_ball", "range"]),
+    # hinge and slide limits are simulated (tests/test_contact.py); a ball joint's cone limit only
+    # with MuJoCo's law (tests/test_ball_joints.py)
+    "ball_joint_range": (dict(wrist='range="0 0.5"'), ["wrist_ball", "cone limit", "limit_law='mujoco'"]),
     "ball_actuatorgravcomp": (dict(wrist='actuatorgravcomp="true"'), ["wrist_ball", "actuatorgravcomp"]),
-    "intvelocity": (dict(actuator='<intvelocity name="integrating_servo" joint="elbow" kp="10" actrange="-1 1"/>'),
-                    ["integrating_servo"]),
+    # integrator, filter and filterexact dynamics are simulated (tests/test_activation.py)
+    "user_dynamics": (dict(actuator='<general name="user_servo" joint="elbow" dyntype="user"/>'),
+                      ["user_servo", "dynamics 'user'"]),
     "muscle": (dict(actuator='<muscle name="biceps" joint="elbow" lengthrange="-1 1"/>'), ["biceps"]),
     "implicit": (dict(integrator="implicit"), ["integrator", "IMPLICIT"]),
-    "ball_actuator": (dict(actuator='<motor name="wrist_motor" joint="wrist_ball"/>'), ["wrist_motor"]),
+    # actuators on ball and free joints are simulated (tests/test_ball_joints.py), body transmissions not
+    "body_actuator": (dict(actuator='<adhesion name="grip" body="hand" ctrlrange="0 1" gain="1"/>'),
+                      ["grip", "transmission 'body'"]),
 }
 
 
@@ -294,15 +298,15 @@ def test_model_with_several_problems_lists_all_of_them(tmp_path):
     pieces = {}
     for case in ("fixed_tendon", "equality", "ball_joint_range", "implicit"):
         pieces.update(UNSUPPORTED[case][0])
-    pieces["actuator"] = (UNSUPPORTED["intvelocity"][0]["actuator"] + UNSUPPORTED["muscle"][0]["actuator"]
-                          + UNSUPPORTED["ball_actuator"][0]["actuator"])
+    pieces["actuator"] = (UNSUPPORTED["user_dynamics"][0]["actuator"] + UNSUPPORTED["muscle"][0]["actuator"]
+                          + UNSUPPORTED["body_actuator"][0]["actuator"])
     path = tmp_path / "many_problems.xml"
     path.write_text(_xml(**pieces))
     with pytest.raises(hw.UnsupportedFeatureError) as ei:
         hw.load_model(str(path), device="cpu")
     err = ei.value
-    cases = ("fixed_tendon", "equality", "ball_joint_range", "implicit", "intvelocity", "muscle",
-             "ball_actuator")
+    cases = ("fixed_tendon", "equality", "ball_joint_range", "implicit", "user_dynamics", "muscle",
+             "body_actuator")
     for case in cases:
         assert _has_entry(err.features, UNSUPPORTED[case][1]), (case, err.features)
     assert len(err.features) >= len(cases)
