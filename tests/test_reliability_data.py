@@ -201,6 +201,31 @@ def test_checkpoint_for_a_scene_with_another_body_is_refused_or_loaded_by_name(t
     assert hw.HybridModel.load(path).model.params["body_mass"][1] == world.model.params["body_mass"][1]
 
 
+def test_checkpoint_of_an_earlier_release_loads(tmp_path):
+    """A checkpoint written before parameters joined the schema (pair_friction and the
+    activation / affine-gain actuator parameters) loads, those keeping the model's values; one
+    holding a retired parameter (geom_friction) warns that it is not used."""
+    from safetensors.torch import load_file, save_file
+
+    from hybridwam.hybrid import LATER_PARAMS
+
+    world = _world()
+    with torch.no_grad():
+        world.model.params["dof_damping"][:] = torch.tensor([0.05, 0.03])
+    path = world.save(str(tmp_path / "ckpt"))
+    wfile = os.path.join(path, "weights.safetensors")
+    tensors = {k: v for k, v in load_file(wfile).items() if k[len("params."):] not in LATER_PARAMS}
+    assert len(tensors) < len(load_file(wfile))
+    tensors["params.geom_friction"] = torch.ones(4, 3)
+    save_file(tensors, wfile)
+    with pytest.warns(UserWarning, match="geom_friction is no longer part"):
+        loaded = hw.HybridModel.load(path)
+    assert torch.allclose(loaded.model.params["dof_damping"], torch.tensor([0.05, 0.03]))
+    fresh = hw.load_model("double_pendulum", device="cpu")
+    for k in LATER_PARAMS:
+        assert torch.equal(loaded.model.params[k], fresh.params[k].to(loaded.model.params[k]))
+
+
 def test_damaged_checkpoint_files_are_named(tmp_path):
     path = _world().save(str(tmp_path / "ckpt"))
     cfg_file, w_file = os.path.join(path, "config.json"), os.path.join(path, "weights.safetensors")
