@@ -22,6 +22,7 @@ from .types import (
     CYLINDER,
     ELLIPSOID,
     EQ_ROWS,
+    HFIELD,
     MESH,
     PAIR_KINDS,
     PARAM_SPEC,
@@ -46,7 +47,8 @@ def features(s: Structure, contacts: bool = True):
     contact pairs and no dry friction, which the stage API's kinematics and mass matrix do not
     need). Contact models compile in groups, so that one compile serves every model of its
     group on the machine: all primitive pair kinds, or all kinds with convex meshes, each with or
-    without the cylinder and ellipsoid kinds (present only where a model's pairs have them); all with
+    without the cylinder and ellipsoid kinds and the height field kinds (present only where a
+    model's pairs have them); all with
     the implicit contact stiffness and dry friction (their cost where a model has none: the
     second collision pass, whose solve then never runs)."""
     from .kernels.tree import Features
@@ -63,8 +65,9 @@ def features(s: Structure, contacts: bool = True):
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
     cyl = any({CYLINDER, ELLIPSOID} & {s.geom_type[a], s.geom_type[b]} for a, b in s.pairs)
+    hf = any(HFIELD in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)  # height fields alike
     kinds = [i for i, k in enumerate(PAIR_KINDS)
-             if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k))]
+             if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k)) and (hf or HFIELD not in k)]
     return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
                     site=bool(s.act_site) or bool(s.act_ball),
                     mjlimits=mj, gyro=s.free_gyro, refine=s.refine, act=act)
@@ -164,6 +167,10 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
         "geom_type": arr(mj.geom_type), "geom_body": arr(mj.geom_bodyid),
         **{f"geom_hull_{k}": arr([h[i] if h else 0 for h in hull])
            for i, k in enumerate(("padr", "pnum", "vadr", "vnum"))},
+        "geom_hf_nrow": arr([int(mj.hfield_nrow[mj.geom_dataid[g]]) if mj.geom_type[g] == HFIELD else 0
+                             for g in range(mj.ngeom)]),
+        "geom_hf_ncol": arr([int(mj.hfield_ncol[mj.geom_dataid[g]]) if mj.geom_type[g] == HFIELD else 0
+                             for g in range(mj.ngeom)]),
         "pair_geom1": arr([a for a, _ in s.pairs]), "pair_geom2": arr([b for _, b in s.pairs]),
         "pair_kind": arr([PAIR_KINDS.index((s.geom_type[a], s.geom_type[b])) for a, b in s.pairs]),
         "pair_implicit": arr(s.pair_implicit),

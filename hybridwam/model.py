@@ -22,6 +22,7 @@ from .types import (
     FREE,
     GAIN_AFFINE,
     GAINS,
+    HFIELD,
     HINGE,
     LIMIT_LAWS,
     MESH,
@@ -308,7 +309,7 @@ def unsupported_features(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None 
         more = f" and {len(found) - SHOWN_PAIRS} more" if len(found) > SHOWN_PAIRS else ""
         out.append(f"{kinds} contact, {len(found)} candidate pair{'s' if len(found) > 1 else ''}: {names}{more} "
                    "(no narrow phase for this pair of geom types; cylinders collide with planes, spheres, capsules, "
-                   "boxes and cylinders, ellipsoids with planes)")
+                   "boxes and cylinders, ellipsoids with planes, height fields with spheres, capsules and boxes)")
     if m.nv == 0:
         out.append("a model without degrees of freedom (nv=0: no joints, nothing to simulate)")
     return out
@@ -527,6 +528,23 @@ def mesh_hulls(m: mujoco.MjModel, pairs: list[tuple[int, int]] | None = None
                 dist = np.minimum(dist, np.linalg.norm(verts - verts[keep[-1]], axis=1))
             verts = verts[keep]
         out[g] = (planes, verts)
+    return out
+
+
+def hfield_grids(m: mujoco.MjModel, pairs: list[tuple[int, int]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Every height field geom that takes part in a contact pair as (no planes, its grid's
+    vertices [nrow * ncol, 3] in the geom frame, row-major): MuJoCo's hfield_data (0..1) times the
+    elevation size[2] at x = -size[0] .. size[0] over the columns, y = -size[1] .. size[1] over
+    the rows (kernels/collision.py's hfield_point triangulates them as MuJoCo does)."""
+    out = {}
+    for g in sorted({g for p in pairs for g in p if int(m.geom_type[g]) == HFIELD}):
+        h = int(m.geom_dataid[g])
+        nrow, ncol = int(m.hfield_nrow[h]), int(m.hfield_ncol[h])
+        adr = int(m.hfield_adr[h])
+        sx, sy, sz, _ = (float(v) for v in m.hfield_size[h])
+        z = np.asarray(m.hfield_data[adr:adr + nrow * ncol], dtype=np.float64).reshape(nrow, ncol) * sz
+        x, y = np.meshgrid(np.linspace(-sx, sx, ncol), np.linspace(-sy, sy, nrow))
+        out[g] = (np.zeros((0, 4)), np.stack([x, y, z], -1).reshape(-1, 3))
     return out
 
 
@@ -941,7 +959,8 @@ def load_model(path_or_xml, device: str | None = None, dtype: str | torch.dtype 
     device = str(device or default_device())
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    hulls = mesh_hulls(m, pairs)
+    # the meshes' hulls and the height fields' grids, in geom order (the parameters' order)
+    hulls = dict(sorted({**mesh_hulls(m, pairs), **hfield_grids(m, pairs)}.items()))
     # copies (torch.tensor): torch.as_tensor would share memory with the MjModel's own arrays for
     # float64 (editing a parameter then edited model.mj, and two parameters sliced from one field,
     # actuator_gear and actuator_gear_force, aliased each other)

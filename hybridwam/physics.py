@@ -20,7 +20,7 @@ import warp as wp
 from . import looped, parallel
 from .codegen import compile_module, generate_source, get_module
 from .model import MAX_NV, Model
-from .types import CYLINDER, ELLIPSOID, PARAM_SPEC
+from .types import CYLINDER, ELLIPSOID, HFIELD, PARAM_SPEC
 
 if not os.environ.get("HYBRIDWAM_WARP_VERBOSE"):
     # Warp's per-module load lines would drown users' output; hybridwam reports compiles itself.
@@ -286,12 +286,12 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
                          "use engine='looped' (or 'auto')")
     # what only the looped engine simulates
     st = model.structure
-    cylinders = any({CYLINDER, ELLIPSOID} & {st.geom_type[a], st.geom_type[b]} for a, b in st.pairs)
+    cylinders = any({CYLINDER, ELLIPSOID, HFIELD} & {st.geom_type[a], st.geom_type[b]} for a, b in st.pairs)
     only = [w for w, on in (("the RK4 integrator", st.rk4), ("fluid forces", st.fluid),
                             ("implicitfast's gyroscopic term of free bodies", st.free_gyro),
                             ("tendons", bool(st.tendon_wraps)), ("site transmissions", bool(st.act_site)),
                             ("actuators on ball and free joints", bool(st.act_ball)),
-                            ("cylinder and ellipsoid contacts", cylinders),
+                            ("cylinder, ellipsoid and height field contacts", cylinders),
                             ("torsional and rolling friction (condim 4, 6)", st.spin_roll),
                             ("activation dynamics", st.na > 0), ("affine actuator gains", bool(st.act_affine_gain)),
                             ("MuJoCo's limit law (limit_law='mujoco')", st.limit_law == "mujoco")) if on]

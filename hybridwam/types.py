@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # Joint types, as MuJoCo's mjtJoint.
 FREE, BALL, SLIDE, HINGE = 0, 1, 2, 3
 # Geom types, as MuJoCo's mjtGeom (those with a narrow phase here).
-PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = 0, 2, 3, 4, 5, 6, 7
+PLANE, HFIELD, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = 0, 1, 2, 3, 4, 5, 6, 7
 
 #: Geom pair kinds with a narrow phase, (type(g1), type(g2)) with type(g1) <= type(g2): the pair
 #: table. Each has its narrow phase in kernels/contact.py and its entry in
@@ -19,7 +19,8 @@ PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = 0, 2, 3, 4, 5, 6, 7
 PAIR_KINDS = ((PLANE, SPHERE), (PLANE, CAPSULE), (PLANE, BOX), (SPHERE, SPHERE), (SPHERE, CAPSULE),
               (SPHERE, BOX), (CAPSULE, CAPSULE), (CAPSULE, BOX), (BOX, BOX), (PLANE, MESH), (SPHERE, MESH),
               (CAPSULE, MESH), (BOX, MESH), (MESH, MESH), (PLANE, CYLINDER), (SPHERE, CYLINDER), (CAPSULE, CYLINDER),
-              (PLANE, ELLIPSOID), (CYLINDER, BOX), (CYLINDER, CYLINDER))
+              (PLANE, ELLIPSOID), (CYLINDER, BOX), (CYLINDER, CYLINDER), (HFIELD, SPHERE), (HFIELD, CAPSULE),
+              (HFIELD, BOX))
 PAIR_TYPES = set(PAIR_KINDS)
 
 # Tendon path elements, as MuJoCo's mjtWrap: the kinds the tendon stage (kernels/tendon.py)

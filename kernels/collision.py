@@ -34,7 +34,7 @@ import sys
 
 import warp as wp
 
-from ..types import BOX, CAPSULE, CYLINDER, ELLIPSOID, MESH, PAIR_KINDS, PLANE, SPHERE
+from ..types import BOX, CAPSULE, CYLINDER, ELLIPSOID, HFIELD, MESH, PAIR_KINDS, PLANE, SPHERE
 from . import contact as _contact
 from . import limits as _limits
 from .contact import (
@@ -59,6 +59,7 @@ from .contact import (
     skew,
     sphere_sphere,
     spin_roll_torque,
+    triangle_closest,
 )
 from .dynamics import shift_motion_v
 from .tree import NO_FEATURES, Tree, aliases, per_dtype, stored
@@ -85,7 +86,8 @@ POINTS = {(PLANE, SPHERE): lambda v1, v2: 1, (PLANE, CAPSULE): lambda v1, v2: 2,
           (BOX, MESH): lambda v1, v2: 8 + v2, (MESH, MESH): lambda v1, v2: v1 + v2,
           (PLANE, CYLINDER): lambda v1, v2: 6, (SPHERE, CYLINDER): lambda v1, v2: 1,
           (CAPSULE, CYLINDER): lambda v1, v2: 3, (PLANE, ELLIPSOID): lambda v1, v2: 1,
-          (CYLINDER, BOX): lambda v1, v2: 29, (CYLINDER, CYLINDER): lambda v1, v2: 15}
+          (CYLINDER, BOX): lambda v1, v2: 29, (CYLINDER, CYLINDER): lambda v1, v2: 15,
+          (HFIELD, SPHERE): lambda v1, v2: 1, (HFIELD, CAPSULE): lambda v1, v2: 3, (HFIELD, BOX): lambda v1, v2: 9}
 assert set(POINTS) == set(PAIR_KINDS)
 
 
@@ -405,6 +407,173 @@ def make(T, features=NO_FEATURES):
         d, nk, p = plane_point(p1, n, ellipsoid_support(p2, R2, s2, -n), T(0.0))
         put(w, s, j, d, nk, p)
 
+    # ---- height fields: the grid's vertices (geom frame, row-major, MuJoCo's rows along y) are the
+    # geom's hull vertices (verts from geom_hull_vadr); each cell (r, c) is the two triangles
+    # MuJoCo's mjc_ConvexHField sweeps, split along the diagonal from (r + 1, c) to (r, c + 1)
+    @wp.func
+    def hf_vert(verts: wp.array(dtype=V3), tree: Tree, g: int, r: int, c: int):
+        return verts[tree.geom_hull_vadr[g] + r * tree.geom_hf_ncol[g] + c]
+
+    @wp.func
+    def hf_triangle_point(verts: wp.array(dtype=V3), tree: Tree, g: int, rr: int, cc: int, k: int, c: V3):
+        """The point of triangle k (0: the one at (rr, cc), 1: the one at (rr + 1, cc + 1)) of
+        cell (rr, cc) closest to c."""
+        vc = hf_vert(verts, tree, g, rr, cc + 1)
+        t0 = hf_vert(verts, tree, g, rr, cc)
+        t2 = hf_vert(verts, tree, g, rr + 1, cc)
+        if k == 1:
+            t0 = t2
+            t2 = hf_vert(verts, tree, g, rr + 1, cc + 1)
+        return triangle_closest(c, t0, vc, t2)
+
+    @wp.func
+    def hf_closest_triangle(verts: wp.array(dtype=V3), tree: Tree, g: int, c: V3, rad: T, o: V3, dx: T, dy: T):
+        """The index (2 (row ncol + col) + k) of the triangle of height field g closest to c among
+        the cells under the sphere of radius ``rad`` there. A function of its own: where the
+        search ran inside hfield_point, Warp's adjoint replay of it left the loop's result at its
+        initial value (the terrain's gradient came out wrong; measured against central
+        differences); called, it is replayed whole."""
+        nrow = tree.geom_hf_nrow[g]
+        ncol = tree.geom_hf_ncol[g]
+        c0 = wp.clamp(int(wp.floor((c[0] - rad - o[0]) / dx)), 0, ncol - 2)
+        c1 = wp.clamp(int(wp.floor((c[0] + rad - o[0]) / dx)), 0, ncol - 2)
+        r0 = wp.clamp(int(wp.floor((c[1] - rad - o[1]) / dy)), 0, nrow - 2)
+        r1 = wp.clamp(int(wp.floor((c[1] + rad - o[1]) / dy)), 0, nrow - 2)
+        best = T(1.0e30)
+        bi = int(0)  # noqa: UP018 - a variable, not a constant, for Warp's dynamic loop
+        for rr in range(r0, r1 + 1):
+            for cc in range(c0, c1 + 1):
+                for k in range(2):
+                    qk = hf_triangle_point(verts, tree, g, rr, cc, k, c)
+                    d2 = wp.length_sq(c - qk)
+                    if d2 < best:
+                        best = d2
+                        bi = (rr * ncol + cc) * 2 + k
+        return bi
+
+    @wp.func
+    def hfield_point(tree: Tree, g: int, verts: wp.array(dtype=V3), c: V3, rad: T):
+        """A sphere of radius ``rad`` (0: a point) at ``c`` (the field's frame) against height
+        field g's surface: (depth, normal from the field to the sphere, point), in the field's
+        frame, from the surface point closest to c over the triangles of the cells under the
+        sphere; c below the surface (its height at c's x, y) counts the distance as negative,
+        the normal then that triangle's. Outside the grid: depth -1."""
+        nrow = tree.geom_hf_nrow[g]
+        ncol = tree.geom_hf_ncol[g]
+        o = hf_vert(verts, tree, g, 0, 0)
+        dx = (hf_vert(verts, tree, g, 0, ncol - 1)[0] - o[0]) / T(float(ncol - 1))
+        dy = (hf_vert(verts, tree, g, nrow - 1, 0)[1] - o[1]) / T(float(nrow - 1))
+        bi = hf_closest_triangle(verts, tree, g, c, rad, o, dx, dy)
+        q = hf_triangle_point(verts, tree, g, bi // (2 * ncol), (bi // 2) % ncol, bi % 2, c)
+        # the triangle under c: its height there says whether c is below the surface
+        u = (c[0] - o[0]) / dx
+        v = (c[1] - o[1]) / dy
+        inside = u >= T(0.0) and v >= T(0.0) and u <= T(float(ncol - 1)) and v <= T(float(nrow - 1))
+        cu = wp.clamp(int(wp.floor(u)), 0, ncol - 2)
+        rv = wp.clamp(int(wp.floor(v)), 0, nrow - 2)
+        fu = u - T(float(cu))
+        fv = v - T(float(rv))
+        va = hf_vert(verts, tree, g, rv, cu)
+        vb = hf_vert(verts, tree, g, rv + 1, cu)
+        vc = hf_vert(verts, tree, g, rv, cu + 1)
+        vd = hf_vert(verts, tree, g, rv + 1, cu + 1)
+        t0 = wp.where(fu + fv <= T(1.0), va, vb)
+        t2 = wp.where(fu + fv <= T(1.0), vb, vd)
+        tn, tl = safe_normalize(wp.cross(vc - t0, t2 - t0), V3(T(0.0), T(0.0), T(1.0)))
+        below = wp.dot(c - t0, tn) < T(0.0)
+        n, dist = safe_normalize(c - q, tn)
+        if below:
+            dist = -dist
+            n = tn
+        depth = rad - dist
+        p = q - n * (depth * T(0.5))  # the midpoint between the surface and the sphere's deepest point
+        if not inside:
+            depth = T(-1.0)
+        return depth, n, p
+
+    @wp.func
+    def vertex_contact(v: V3, p2: V3, R2: M33, s2: V3, capsule: int):
+        """A terrain vertex v as a point against the box (capsule 0) or capsule (1) at p2, R2 of
+        size s2: (depth, normal from the field to the geom, point)."""
+        d, n, p = box_point(p2, R2, s2, v, T(0.0))
+        n = -n  # box_point's normal points from the box to the vertex
+        if capsule != 0:  # the vertex against the capsule's sphere at its closest axis point
+            d, n, p = sphere_sphere(v, T(0.0), segment_point(seg0(p2, R2, s2), seg1(p2, R2, s2), v), s2[0])
+        return d, n, p
+
+    @wp.func
+    def hf_deepest_vertex(tree: Tree, g: int, verts: wp.array(dtype=V3), p1: V3, R1: M33, c: V3, rb: T, p2: V3,
+                          R2: M33, s2: V3, capsule: int, o: V3, dx: T, dy: T):
+        """The index (row ncol + col) of deepest_vertex's vertex, -1 for none (a function of its
+        own for Warp's adjoint replay, as hf_closest_triangle)."""
+        nrow = tree.geom_hf_nrow[g]
+        ncol = tree.geom_hf_ncol[g]
+        cl = wp.transpose(R1) * (c - p1)
+        best = T(-1.0)
+        bi = int(-1)  # noqa: UP018 - as above
+        for rr in range(wp.clamp(int(wp.ceil((cl[1] - rb - o[1]) / dy)), 0, nrow - 1),
+                        wp.clamp(int(wp.floor((cl[1] + rb - o[1]) / dy)), -1, nrow - 1) + 1):
+            for cc in range(wp.clamp(int(wp.ceil((cl[0] - rb - o[0]) / dx)), 0, ncol - 1),
+                            wp.clamp(int(wp.floor((cl[0] + rb - o[0]) / dx)), -1, ncol - 1) + 1):
+                d, n, p = vertex_contact(p1 + R1 * hf_vert(verts, tree, g, rr, cc), p2, R2, s2, capsule)
+                if d > best:
+                    best = d
+                    bi = rr * ncol + cc
+        return bi
+
+    @wp.func
+    def deepest_vertex(tree: Tree, g: int, verts: wp.array(dtype=V3), p1: V3, R1: M33, c: V3, rb: T, p2: V3,
+                       R2: M33, s2: V3, capsule: int):
+        """The vertex of height field g (at p1, R1) within ``rb`` of ``c`` in x and y that lies
+        deepest in the box (capsule 0) or capsule (1) at p2, R2 of size s2: (depth, normal from
+        the field to the geom, point); depth -1 when none is inside."""
+        nrow = tree.geom_hf_nrow[g]
+        ncol = tree.geom_hf_ncol[g]
+        o = hf_vert(verts, tree, g, 0, 0)
+        dx = (hf_vert(verts, tree, g, 0, ncol - 1)[0] - o[0]) / T(float(ncol - 1))
+        dy = (hf_vert(verts, tree, g, nrow - 1, 0)[1] - o[1]) / T(float(nrow - 1))
+        bi = hf_deepest_vertex(tree, g, verts, p1, R1, c, rb, p2, R2, s2, capsule, o, dx, dy)
+        d = T(-1.0)
+        n = V3(T(0.0), T(0.0), T(1.0))
+        p = c
+        if bi >= 0:
+            d, n, p = vertex_contact(p1 + R1 * hf_vert(verts, tree, g, bi // ncol, bi % ncol), p2, R2, s2, capsule)
+        return d, n, p
+
+    @stored
+    @wp.func
+    def hfield_sphere(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                      p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                      planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        d, n, p = hfield_point(tree, g1, verts, wp.transpose(R1) * (p2 - p1), s2[0])
+        put(w, s, j, d, R1 * n, p1 + R1 * p)
+
+    @stored
+    @wp.func
+    def hfield_capsule(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                       p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                       planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        for k in range(2):  # the end spheres, as plane_capsule's
+            e = wp.where(k == 0, seg0(p2, R2, s2), seg1(p2, R2, s2))
+            d, n, p = hfield_point(tree, g1, verts, wp.transpose(R1) * (e - p1), s2[0])
+            put(w, s, j + k, d, R1 * n, p1 + R1 * p)
+        # and the grid's vertex deepest in the capsule (a bump under its middle)
+        best, bn, bp = deepest_vertex(tree, g1, verts, p1, R1, p2, wp.length(s2 + V3(s2[0], T(0.0), T(0.0))), p2, R2,
+                                      s2, 1)
+        put(w, s, j + 2, best, bn, bp)
+
+    @stored
+    @wp.func
+    def hfield_box(w: int, s: S, i: int, j: int, tree: Tree, g1: int, g2: int,
+                   p1: V3, R1: M33, s1: V3, p2: V3, R2: M33, s2: V3,
+                   planes: wp.array(dtype=V4), verts: wp.array(dtype=V3)):
+        for k in range(8):  # the corners, as plane_box's
+            d, n, p = hfield_point(tree, g1, verts, wp.transpose(R1) * (box_corner(p2, R2, s2, k) - p1), T(0.0))
+            put(w, s, j + k, d, R1 * n, p1 + R1 * p)
+        # and the grid's vertex deepest inside the box (a bump under the box's face)
+        best, bn, bp = deepest_vertex(tree, g1, verts, p1, R1, p2, wp.length(s2), p2, R2, s2, 0)
+        put(w, s, j + 8, best, bn, bp)
+
     #: per kind of types.PAIR_KINDS: its narrow phase
     narrow = {(PLANE, SPHERE): plane_sphere, (PLANE, CAPSULE): plane_capsule, (PLANE, BOX): plane_box,
               (SPHERE, SPHERE): sphere_sphere_, (SPHERE, CAPSULE): sphere_capsule, (SPHERE, BOX): sphere_box,
@@ -413,7 +582,8 @@ def make(T, features=NO_FEATURES):
               (BOX, MESH): box_mesh, (MESH, MESH): mesh_mesh, (PLANE, CYLINDER): plane_cylinder,
               (SPHERE, CYLINDER): sphere_cylinder, (CAPSULE, CYLINDER): capsule_cylinder,
               (PLANE, ELLIPSOID): plane_ellipsoid, (CYLINDER, BOX): cylinder_box,
-              (CYLINDER, CYLINDER): cylinder_cylinder}
+              (CYLINDER, CYLINDER): cylinder_cylinder, (HFIELD, SPHERE): hfield_sphere,
+              (HFIELD, CAPSULE): hfield_capsule, (HFIELD, BOX): hfield_box}
     assert set(narrow) == set(PAIR_KINDS)
     present = list(features.kinds)
     funcs = [narrow[PAIR_KINDS[k]] for k in present]

@@ -228,6 +228,43 @@ def box_corner(box_pos: Any, box_rot: Any, half: Any, k: int):
 
 
 @wp.func
+def triangle_closest(p: Any, a: Any, b: Any, c: Any):
+    """The point of the triangle (a, b, c) closest to p: its Voronoi regions in turn (the
+    vertices, the edges, the face), as in Ericson's Real-Time Collision Detection (5.1.5)."""
+    zero = type(p[0])(0.0)
+    tiny = type(p[0])(1.0e-30)
+    ab = b - a
+    ac = c - a
+    ap = p - a
+    d1 = wp.dot(ab, ap)
+    d2 = wp.dot(ac, ap)
+    bp = p - b
+    d3 = wp.dot(ab, bp)
+    d4 = wp.dot(ac, bp)
+    cp = p - c
+    d5 = wp.dot(ab, cp)
+    d6 = wp.dot(ac, cp)
+    vc = d1 * d4 - d3 * d2
+    vb = d5 * d2 - d1 * d6
+    va = d3 * d6 - d5 * d4
+    den = va + vb + vc
+    q = a + ab * (vb / wp.max(den, tiny)) + ac * (vc / wp.max(den, tiny))  # the face
+    if va <= zero and d4 - d3 >= zero and d5 - d6 >= zero:  # edge bc
+        q = b + (c - b) * ((d4 - d3) / wp.max((d4 - d3) + (d5 - d6), tiny))
+    if vb <= zero and d2 >= zero and d6 <= zero:  # edge ac
+        q = a + ac * (d2 / wp.max(d2 - d6, tiny))
+    if vc <= zero and d1 >= zero and d3 <= zero:  # edge ab
+        q = a + ab * (d1 / wp.max(d1 - d3, tiny))
+    if d6 >= zero and d5 <= d6:
+        q = c
+    if d3 >= zero and d4 <= d3:
+        q = b
+    if d1 <= zero and d2 <= zero:
+        q = a
+    return q
+
+
+@wp.func
 def skew(p: Any):
     z = type(p[0])(0.0)
     return wp.matrix(z, -p[2], p[1], p[2], z, -p[0], -p[1], p[0], z, shape=(3, 3))

@@ -92,6 +92,10 @@ class Tree:
     geom_hull_pnum: wp.array(dtype=int)
     geom_hull_vadr: wp.array(dtype=int)
     geom_hull_vnum: wp.array(dtype=int)
+    #: a height field geom's grid (0 for others): its rows (along y) and columns (along x); its
+    #: vertices are the hull vertices above, row-major
+    geom_hf_nrow: wp.array(dtype=int)
+    geom_hf_ncol: wp.array(dtype=int)
     #: candidate pairs: geoms (type(g1) <= type(g2)), the pair kind's index in
     #: kernels.collision.PAIR_KINDS, 1 when its stiffness is treated implicitly
     pair_geom1: wp.array(dtype=int)

@@ -26,11 +26,12 @@ ROOT = os.path.join(os.path.dirname(mjw.__file__), "test_data")
 FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.xml"), recursive=True))
 #: the corpus models that load today (2026-12-03: the tendon models since tendons act, the mug,
 #: wrap and pulley_wrap since cylinders collide, site since site transmissions act; 2026-12-07:
-#: actuators since activation dynamics and affine gains act): a model dropping out of this set is
-#: a regression
+#: actuators since activation dynamics and affine gains act, hfield since height fields collide): a
+#: model dropping out of this set is a regression
 LOADED_AT_LEAST = {"actuation/actuation.xml", "actuation/actuators.xml", "actuation/position.xml", "actuation/site.xml",
                    "actuation/tendon_force_limit.xml", "collision.xml", "convex_collision/box100.xml",
-                   "humanoid/humanoid.xml", "humanoid/n_humanoid.xml", "mug/mug.xml", "tendon/damping.xml",
+                   "hfield/hfield.xml", "humanoid/humanoid.xml", "humanoid/n_humanoid.xml", "mug/mug.xml",
+                   "tendon/damping.xml",
                    "tendon/fixed.xml", "tendon/fixed_site.xml", "tendon/pulley_fixed_site.xml",
                    "tendon/pulley_site.xml", "tendon/pulley_site_fixed.xml", "tendon/pulley_wrap.xml",
                    "tendon/site.xml", "tendon/site_fixed.xml", "tendon/wrap.xml"}
