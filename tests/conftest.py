@@ -183,22 +183,25 @@ def mj_step_batch(mj: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, ctrl: 
     return (q1, v1) if act is None else (q1, v1, a1)
 
 
-def mj_rollout(mj: mujoco.MjModel, qpos0: np.ndarray, qvel0: np.ndarray,
-               ctrls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """T ``mj_step`` calls per world: ctrls [B, T, nu] -> qpos [B, T+1, nq], qvel [B, T+1, nv]."""
+def mj_rollout(mj: mujoco.MjModel, qpos0: np.ndarray, qvel0: np.ndarray, ctrls: np.ndarray,
+               act0: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """T ``mj_step`` calls per world: ctrls [B, T, nu] -> qpos [B, T+1, nq], qvel [B, T+1, nv];
+    with activations ``act0`` [B, na] also act [B, T+1, na]."""
     d = mujoco.MjData(mj)
     B, T = ctrls.shape[:2]
-    Q, V = np.empty((B, T + 1, mj.nq)), np.empty((B, T + 1, mj.nv))
+    Q, V, A = np.empty((B, T + 1, mj.nq)), np.empty((B, T + 1, mj.nv)), np.empty((B, T + 1, mj.na))
     for b in range(B):
         mujoco.mj_resetData(mj, d)
         d.qpos[:], d.qvel[:] = qpos0[b], qvel0[b]
-        Q[b, 0], V[b, 0] = d.qpos, d.qvel
+        if act0 is not None:
+            d.act[:] = act0[b]
+        Q[b, 0], V[b, 0], A[b, 0] = d.qpos, d.qvel, d.act
         for t in range(T):
             if mj.nu:
                 d.ctrl[:] = ctrls[b, t]
             mujoco.mj_step(mj, d)
-            Q[b, t + 1], V[b, t + 1] = d.qpos, d.qvel
-    return Q, V
+            Q[b, t + 1], V[b, t + 1], A[b, t + 1] = d.qpos, d.qvel, d.act
+    return (Q, V) if act0 is None else (Q, V, A)
 
 
 # ---- error metric -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-from conftest import assert_grads_match_central_differences, rel_err
+from conftest import assert_grads_match_central_differences, mj_rollout, rel_err
 
 import hybridwam as hw
 from hybridwam.model import UnsupportedFeatureError
@@ -64,22 +64,6 @@ def states(mj, B, rng):
     return qpos, qvel, act
 
 
-def mj_rollout_act(mj, qpos, qvel, act, ctrl):
-    """mj_step rollouts carrying act: (qpos, qvel, act) [B, T+1, .]."""
-    d = mujoco.MjData(mj)
-    B, T = ctrl.shape[:2]
-    Q, V, A = np.empty((B, T + 1, mj.nq)), np.empty((B, T + 1, mj.nv)), np.empty((B, T + 1, mj.na))
-    for b in range(B):
-        mujoco.mj_resetData(mj, d)
-        d.qpos[:], d.qvel[:], d.act[:] = qpos[b], qvel[b], act[b]
-        Q[b, 0], V[b, 0], A[b, 0] = d.qpos, d.qvel, d.act
-        for t in range(T):
-            d.ctrl[:] = ctrl[b, t]
-            mujoco.mj_step(mj, d)
-            Q[b, t + 1], V[b, t + 1], A[b, t + 1] = d.qpos, d.qvel, d.act
-    return Q, V, A
-
-
 @pytest.fixture(scope="module")
 def arms():
     """(MjModel, Physics float64) per integrator, built once (Euler and implicitfast share a module)."""
@@ -101,7 +85,7 @@ def test_activation_rollouts_match_mj_step(arms, rng, integrator):
     B, T = 6, 100
     qpos, qvel, act = states(mj, B, rng)
     ctrl = rng.normal(0, 1.2, (B, T, mj.nu))  # beyond the servo's and the affine gain's ctrlrange too
-    mq, mv, ma = mj_rollout_act(mj, qpos, qvel, act, ctrl)
+    mq, mv, ma = mj_rollout(mj, qpos, qvel, ctrl, act)
     assert np.abs(ma[:, 1:]).max() > 0.5 and (np.abs(ma[:, 1, [1, 3]]) >= [1.0, 0.5]).any()  # the clamps bind
     tr = phys.rollout(torch.tensor(qpos), torch.tensor(qvel), torch.tensor(ctrl), act0=torch.tensor(act))
     assert tr.act.shape == (B, T + 1, mj.na)
@@ -116,7 +100,7 @@ def test_activation_step_float32(arms, rng):
     B = 32
     qpos, qvel, act = states(mj, B, rng)
     ctrl = rng.normal(0, 1.2, (B, 1, mj.nu))
-    mq, mv, ma = mj_rollout_act(mj, qpos, qvel, act, ctrl)
+    mq, mv, ma = mj_rollout(mj, qpos, qvel, ctrl, act)
     f = torch.float32
     q1, v1, a1 = phys.step(torch.tensor(qpos, dtype=f), torch.tensor(qvel, dtype=f), torch.tensor(ctrl[:, 0], dtype=f),
                            act=torch.tensor(act, dtype=f))

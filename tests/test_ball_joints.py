@@ -13,7 +13,14 @@ import mujoco_warp
 import numpy as np
 import pytest
 import torch
-from conftest import assert_grads_match_central_differences, exact_solver, random_ctrl, random_state, rel_err
+from conftest import (
+    assert_grads_match_central_differences,
+    exact_solver,
+    mj_rollout,
+    random_ctrl,
+    random_state,
+    rel_err,
+)
 
 import hybridwam as hw
 from hybridwam.model import UnsupportedFeatureError
@@ -72,21 +79,6 @@ def states(rng, B):
     qpos = np.concatenate([rotations(rng, B, 1.0), rotations(rng, B, 0.7), rng.uniform(-0.6, 0.6, (B, 1)),
                            rng.normal(0, 0.3, (B, 3)) + [1, 0, 1], rotations(rng, B, 3.0)], 1)
     return qpos, rng.normal(0, 1.0, (B, 13))
-
-
-def mj_rollout(mj, qpos, qvel, ctrl):
-    d = mujoco.MjData(mj)
-    B, T = ctrl.shape[:2]
-    Q, V = np.empty((B, T + 1, mj.nq)), np.empty((B, T + 1, mj.nv))
-    for b in range(B):
-        mujoco.mj_resetData(mj, d)
-        d.qpos[:], d.qvel[:] = qpos[b], qvel[b]
-        Q[b, 0], V[b, 0] = d.qpos, d.qvel
-        for t in range(T):
-            d.ctrl[:] = ctrl[b, t]
-            mujoco.mj_step(mj, d)
-            Q[b, t + 1], V[b, t + 1] = d.qpos, d.qvel
-    return Q, V
 
 
 @pytest.fixture(scope="module")
