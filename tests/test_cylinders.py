@@ -150,5 +150,5 @@ def test_what_cylinder_contacts_refuse():
                        match="cylinder-mesh contact, 1 candidate pair: geom 'can' - geom 'rock'") as e:
         hw.load_model(mesh)
     assert "cylinders collide with planes, spheres, capsules, boxes and cylinders" in str(e.value)
-    with pytest.raises(ValueError, match="cylinder and ellipsoid contacts run"):
+    with pytest.raises(ValueError, match="cylinder, ellipsoid and height field contacts run"):
         hw.Physics(hw.load_model(_scene(*DROPS["cylinder upright on the floor"])), verbose=False, engine="unrolled")

@@ -68,5 +68,5 @@ def test_what_ellipsoid_contacts_refuse():
     with pytest.raises(hw.UnsupportedFeatureError,
                        match="sphere-ellipsoid contact, 1 candidate pair: geom 'ball' - geom 'egg'"):
         hw.load_model(_scene('pos="0 0 0.25"', '<body pos="0 0 1"><freejoint/><geom name="ball" size="0.1"/></body>'))
-    with pytest.raises(ValueError, match="cylinder and ellipsoid contacts run"):
+    with pytest.raises(ValueError, match="cylinder, ellipsoid and height field contacts run"):
         hw.Physics(hw.load_model(_scene(POSES["z up"])), verbose=False, engine="unrolled")
