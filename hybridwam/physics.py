@@ -298,9 +298,9 @@ def choose_engine(model: Model, engine: str = "auto") -> str:
     if engine == "unrolled" and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on engine='looped' (or 'auto') only; the "
                          "unrolled engine steps with Euler and implicitfast (without the gyroscopic term of "
-                         "free bodies), without fluid forces, tendons, site transmissions, cylinder, ellipsoid or height field "
-                         "contacts, torsional and rolling friction, activation dynamics, affine gains and MuJoCo's "
-                         "limit law")
+                         "free bodies), without fluid forces, tendons, site transmissions, cylinder, ellipsoid or "
+                         "height field contacts, torsional and rolling friction, activation dynamics, affine gains "
+                         "and MuJoCo's limit law")
     if missing and only:
         raise ValueError(f"{model.source}: {' and '.join(only)} run(s) on the looped engine only, which does not "
                          f"simulate {', '.join(missing)}")
