@@ -352,9 +352,9 @@ class HybridWamVecEnv(VectorEnv):
             done = terminated | truncated
             rs = np.flatnonzero(done)
             if len(rs):
-                final_obs = torch.cat([q1, v1, a1] if self.na else [q1, v1], -1)
+                final_obs = self._obs(q1, v1, a1)
                 self._reset_worlds(rs)
-                info["final_obs"] = final_obs if self.torch_output else final_obs.cpu().numpy()
+                info["final_obs"] = final_obs
                 info["_final_obs"] = self._out(done)
                 info["final_info"] = {"success": self._out(success.copy()), "_success": self._out(done.copy())}
                 info["_final_info"] = self._out(done.copy())

@@ -458,6 +458,13 @@ class Physics:
                 raise _non_finite_input(name, ok)
         return x
 
+    def _with_act(self, qpos: torch.Tensor, act, name: str) -> torch.Tensor:
+        """qpos [B, nq] with the activations ``act`` [B, na] (checked as ``name``; None: zero)
+        after the coordinates: the kernels' state, as their trajectory arrays hold it."""
+        B, na = qpos.shape[0], self.model.na
+        act = _zeros((B, na), qpos) if act is None else self._prep(act, name, (na,), B)
+        return torch.cat([qpos, act], dim=-1)
+
     def _check_output(self, Q: torch.Tensor, V: torch.Tensor):
         ok = _finite_rows(Q) & _finite_rows(V)
         if not bool(ok.all()):
@@ -512,9 +519,8 @@ class Physics:
         qaccx = zeros if qacc_extra is None else self._prep(qacc_extra, "qacc_extra", (T, m.nv), B)
         if m.nu == 0:
             ctrls = _zeros((B, T, 1), qpos0)
-        if m.na:  # the kernels' state: the activations after the coordinates
-            act0 = _zeros((B, m.na), qpos0) if act0 is None else self._prep(act0, "act0", (m.na,), B)
-            qpos0 = torch.cat([qpos0, act0], dim=-1)
+        if m.na:
+            qpos0 = self._with_act(qpos0, act0, "act0")
         elif act0 is not None:
             self._prep(act0, "act0", (0,), B)  # a shape error for a non-empty act0
         Q, V, A = _Rollout.apply(self, eng, qpos0.contiguous(), qvel0.contiguous(), ctrls.contiguous(),
@@ -560,9 +566,8 @@ class Physics:
         qpos = self._prep(qpos, "qpos", (m.nq,), B)
         qvel = _zeros((B, m.nv), qpos) if qvel is None else self._prep(qvel, "qvel", (m.nv,), B)
         ctrl = _zeros((B, m.nu), qpos) if ctrl is None else self._prep(ctrl, "ctrl", (m.nu,), B)
-        if m.na:  # the activations after the coordinates, as the kernels read them
-            act = _zeros((B, m.na), qpos) if act is None else self._prep(act, "act", (m.na,), B)
-            qpos = torch.cat([qpos, act], dim=-1)
+        if m.na:
+            qpos = self._with_act(qpos, act, "act")
         out = looped._Stages.apply(self, qpos.contiguous(), qvel.contiguous(), ctrl.contiguous(),
                                    *m.parameters([n for n, _ in PARAM_SPEC]))
         return dict(zip(looped.STAGE_OUTPUTS, out, strict=True)), unbatched
