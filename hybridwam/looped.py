@@ -27,8 +27,10 @@ from .types import (
     PAIR_KINDS,
     PARAM_SPEC,
     ROW_EQUALITY,
+    WRAP_CYLINDER,
     WRAP_PULLEY,
     WRAP_SITE,
+    WRAP_SPHERE,
     Structure,
 )
 
@@ -113,10 +115,11 @@ def tree_arrays(mj, s: Structure) -> dict[str, np.ndarray | int]:
              for i in range(mj.ntendon)] if s.tendon_wraps else []
     wrap_adr = [int(mj.tendon_adr[i]) for i in range(len(wraps))]
     wrap_prev, wrap_pulley = [], []
-    for path in wraps:  # each site's predecessor in its branch and the pulley that divides the branch
-        prev, pulley = -1, -1
-        for typ, obj in path:
-            wrap_prev.append(prev if typ == WRAP_SITE else -1)
+    for i, path in enumerate(wraps):  # each site's predecessor in its branch (a geom wrap between
+        prev, pulley = -1, -1          # them: the geom's side site, -1 none) and the pulley that
+        for k, (typ, obj) in enumerate(path):  # divides the branch
+            side = int(mj.wrap_prm[wrap_adr[i] + k]) if typ in (WRAP_SPHERE, WRAP_CYLINDER) else -1
+            wrap_prev.append(prev if typ == WRAP_SITE else side)
             wrap_pulley.append(pulley)
             if typ == WRAP_PULLEY:
                 prev, pulley = -1, len(wrap_prev) - 1

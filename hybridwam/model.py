@@ -180,10 +180,8 @@ def tendon_violations(m: mujoco.MjModel, i: int, implicitfast: bool, limit_law: 
     for k in range(adr, adr + num):
         typ = int(m.wrap_type[k])
         if typ not in TENDON_WRAPS:
-            geom = typ in (int(mujoco.mjtWrap.mjWRAP_SPHERE), int(mujoco.mjtWrap.mjWRAP_CYLINDER))
-            obj = _name(m, mujoco.mjtObj.mjOBJ_GEOM, int(m.wrap_objid[k]), "geom") if geom else f"#{k}"
-            out.append(f"{tn} wraps around {obj} ({mujoco.mjtWrap(typ).name[7:].lower()} wrapping; tendon paths "
-                       f"through {', '.join(TENDON_WRAPS.values())} are simulated)")
+            out.append(f"{tn} path element #{k - adr} of type {mujoco.mjtWrap(typ).name[7:].lower()} (tendon "
+                       f"paths through {', '.join(TENDON_WRAPS.values())} are simulated)")
         elif typ == WRAP_JOINT and int(m.jnt_type[m.wrap_objid[k]]) not in (HINGE, SLIDE):
             out.append(f"{tn} on a ball/free joint")
     if implicitfast and m.tendon_damping[i] > 0:

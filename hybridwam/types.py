@@ -25,11 +25,12 @@ PAIR_TYPES = set(PAIR_KINDS)
 
 # Tendon path elements, as MuJoCo's mjtWrap: the kinds the tendon stage (kernels/tendon.py)
 # follows. A fixed tendon is a sum of joint coordinates; a spatial tendon a path through sites,
-# split by pulleys (each divides the length of the branch after it).
-WRAP_JOINT, WRAP_PULLEY, WRAP_SITE = 1, 2, 3
-#: the tendon path elements the tendon stage follows (the loader refuses others by name:
-#: wrapping around sphere and cylinder geoms)
-TENDON_WRAPS = {WRAP_JOINT: "joint", WRAP_PULLEY: "pulley", WRAP_SITE: "site"}
+# split by pulleys (each divides the length of the branch after it), bent around the sphere and
+# cylinder geoms between its sites (optionally on a side site's side).
+WRAP_JOINT, WRAP_PULLEY, WRAP_SITE, WRAP_SPHERE, WRAP_CYLINDER = 1, 2, 3, 4, 5
+#: the tendon path elements the tendon stage follows (the loader refuses others by name)
+TENDON_WRAPS = {WRAP_JOINT: "joint", WRAP_PULLEY: "pulley", WRAP_SITE: "site", WRAP_SPHERE: "sphere",
+                WRAP_CYLINDER: "cylinder"}
 # Actuator transmissions, as MuJoCo's mjtTrn.
 TRN_JOINT, TRN_JOINTINPARENT, TRN_TENDON, TRN_SITE = 0, 1, 3, 4
 #: the transmissions kernels/actuation.py applies: a hinge / slide joint's coordinate, a tendon's

@@ -400,7 +400,7 @@ def build(T, features=NO_FEATURES, group=1):
             if wp.static(SMOOTH):
                 smooth(w, qpos, qvel, t, tree, p, s)
             if wp.static(TENDON):
-                tendon(w, qpos, qvel, t, tree, s, p.site_pos, p.wrap_prm)
+                tendon(w, qpos, qvel, t, tree, s, p.site_pos, p.wrap_prm, p.geom_pos, p.geom_quat, p.geom_size)
             if wp.static(CONTACT):
                 geom_poses(w, tree, s, p.geom_pos, p.geom_quat)
                 narrow_phase(w, tree, p, s)

@@ -116,7 +116,9 @@ class Tree:
     wrap_type: wp.array(dtype=int)
     wrap_obj: wp.array(dtype=int)
     #: per site element of a spatial path: the site before it in its branch (-1: the branch's
-    #: first) and the pulley element that divides its branch (-1: none, divisor 1)
+    #: first; a sphere or cylinder element between them wraps the piece) and the pulley element
+    #: that divides its branch (-1: none, divisor 1); per geom element wrap_prev is its side
+    #: site (-1: none)
     wrap_prev: wp.array(dtype=int)
     wrap_pulley: wp.array(dtype=int)
     site_body: wp.array(dtype=int)
