@@ -39,7 +39,7 @@ wrench's direction dotted with the site's velocity relative to the reference bod
 import warp as wp
 
 from ..types import DYN_FILTEREXACT, DYN_INTEGRATOR, FREE
-from .integration import quat_sub
+from .integration import quat_sub, quat_to_rotvec
 from .tendon import make as tendon_make
 from .tree import Tree, aliases, per_dtype, stored
 
@@ -137,15 +137,7 @@ def make(T, tendon=False, site=False, mjlimits=False, act=False):
         if flags & 64:
             ax = wp.quat_rotate_inv(q, gear)
         if (flags & 12) != 0:
-            v = V3(q[0], q[1], q[2])
-            sn = wp.length(v)
-            rv = V3(T(0.0), T(0.0), T(0.0))
-            if sn > T(1e-15):
-                ang = T(2.0) * wp.atan2(sn, q[3])
-                if ang > T(3.14159265358979323846):  # the shorter way round, as mju_quat2Vel
-                    ang = ang - T(6.28318530717958647692)
-                rv = v * (ang / sn)
-            length = wp.dot(ax, rv)
+            length = wp.dot(ax, quat_to_rotvec(q))
             vel = ax[0] * qvel[w, t, da] + ax[1] * qvel[w, t, da + 1] + ax[2] * qvel[w, t, da + 2]
             if free:
                 length = T(0.0)

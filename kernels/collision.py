@@ -415,15 +415,33 @@ def make(T, features=NO_FEATURES):
         return verts[tree.geom_hull_vadr[g] + r * tree.geom_hf_ncol[g] + c]
 
     @wp.func
-    def hf_triangle_point(verts: wp.array(dtype=V3), tree: Tree, g: int, rr: int, cc: int, k: int, c: V3):
-        """The point of triangle k (0: the one at (rr, cc), 1: the one at (rr + 1, cc + 1)) of
-        cell (rr, cc) closest to c."""
+    def hf_grid(verts: wp.array(dtype=V3), tree: Tree, g: int):
+        """Height field g's grid: its first vertex (the origin of rows and columns) and spacings
+        along x (columns) and y (rows)."""
+        nrow = tree.geom_hf_nrow[g]
+        ncol = tree.geom_hf_ncol[g]
+        o = hf_vert(verts, tree, g, 0, 0)
+        dx = (hf_vert(verts, tree, g, 0, ncol - 1)[0] - o[0]) / T(float(ncol - 1))
+        dy = (hf_vert(verts, tree, g, nrow - 1, 0)[1] - o[1]) / T(float(nrow - 1))
+        return o, dx, dy
+
+    @wp.func
+    def hf_triangle(verts: wp.array(dtype=V3), tree: Tree, g: int, rr: int, cc: int, k: int):
+        """Triangle k (0: the one at (rr, cc), 1: the one at (rr + 1, cc + 1)) of cell (rr, cc):
+        its vertices t0, the shared (rr, cc + 1), t2."""
         vc = hf_vert(verts, tree, g, rr, cc + 1)
         t0 = hf_vert(verts, tree, g, rr, cc)
         t2 = hf_vert(verts, tree, g, rr + 1, cc)
         if k == 1:
             t0 = t2
             t2 = hf_vert(verts, tree, g, rr + 1, cc + 1)
+        return t0, vc, t2
+
+    @wp.func
+    def hf_triangle_point(verts: wp.array(dtype=V3), tree: Tree, g: int, rr: int, cc: int, k: int, c: V3):
+        """The point of triangle k (0: the one at (rr, cc), 1: the one at (rr + 1, cc + 1)) of
+        cell (rr, cc) closest to c."""
+        t0, vc, t2 = hf_triangle(verts, tree, g, rr, cc, k)
         return triangle_closest(c, t0, vc, t2)
 
     @wp.func
@@ -460,9 +478,7 @@ def make(T, features=NO_FEATURES):
         the normal then that triangle's. Outside the grid: depth -1."""
         nrow = tree.geom_hf_nrow[g]
         ncol = tree.geom_hf_ncol[g]
-        o = hf_vert(verts, tree, g, 0, 0)
-        dx = (hf_vert(verts, tree, g, 0, ncol - 1)[0] - o[0]) / T(float(ncol - 1))
-        dy = (hf_vert(verts, tree, g, nrow - 1, 0)[1] - o[1]) / T(float(nrow - 1))
+        o, dx, dy = hf_grid(verts, tree, g)
         bi = hf_closest_triangle(verts, tree, g, c, rad, o, dx, dy)
         q = hf_triangle_point(verts, tree, g, bi // (2 * ncol), (bi // 2) % ncol, bi % 2, c)
         # the triangle under c: its height there says whether c is below the surface
@@ -473,12 +489,7 @@ def make(T, features=NO_FEATURES):
         rv = wp.clamp(int(wp.floor(v)), 0, nrow - 2)
         fu = u - T(float(cu))
         fv = v - T(float(rv))
-        va = hf_vert(verts, tree, g, rv, cu)
-        vb = hf_vert(verts, tree, g, rv + 1, cu)
-        vc = hf_vert(verts, tree, g, rv, cu + 1)
-        vd = hf_vert(verts, tree, g, rv + 1, cu + 1)
-        t0 = wp.where(fu + fv <= T(1.0), va, vb)
-        t2 = wp.where(fu + fv <= T(1.0), vb, vd)
+        t0, vc, t2 = hf_triangle(verts, tree, g, rv, cu, wp.where(fu + fv <= T(1.0), 0, 1))
         tn, tl = safe_normalize(wp.cross(vc - t0, t2 - t0), V3(T(0.0), T(0.0), T(1.0)))
         below = wp.dot(c - t0, tn) < T(0.0)
         n, dist = safe_normalize(c - q, tn)
@@ -527,11 +538,8 @@ def make(T, features=NO_FEATURES):
         """The vertex of height field g (at p1, R1) within ``rb`` of ``c`` in x and y that lies
         deepest in the box (capsule 0) or capsule (1) at p2, R2 of size s2: (depth, normal from
         the field to the geom, point); depth -1 when none is inside."""
-        nrow = tree.geom_hf_nrow[g]
         ncol = tree.geom_hf_ncol[g]
-        o = hf_vert(verts, tree, g, 0, 0)
-        dx = (hf_vert(verts, tree, g, 0, ncol - 1)[0] - o[0]) / T(float(ncol - 1))
-        dy = (hf_vert(verts, tree, g, nrow - 1, 0)[1] - o[1]) / T(float(nrow - 1))
+        o, dx, dy = hf_grid(verts, tree, g)
         bi = hf_deepest_vertex(tree, g, verts, p1, R1, c, rb, p2, R2, s2, capsule, o, dx, dy)
         d = T(-1.0)
         n = V3(T(0.0), T(0.0), T(1.0))

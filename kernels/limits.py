@@ -47,7 +47,8 @@ from ..types import (
     ROW_TENDON_UPPER,
     SLIDE,
 )
-from .contact import limit_force
+from .contact import limit_force, safe_normalize
+from .integration import quat_to_rotvec
 from .tree import Tree, aliases, per_dtype, stored
 
 _HINGE, _SLIDE = wp.constant(HINGE), wp.constant(SLIDE)
@@ -245,17 +246,10 @@ def make(T):
         """Dense row r: ball joint j's cone limit (see the module docstring)."""
         pa = tree.jnt_qposadr[j]
         da = tree.jnt_dofadr[j]
-        v = V3(qpos[w, t, pa + 1], qpos[w, t, pa + 2], qpos[w, t, pa + 3])
-        sn = wp.length(v)
-        u = V3(T(1.0), T(0.0), T(0.0))  # MuJoCo's mju_normalize3 of a zero vector
-        if sn > eps:
-            u = v / sn
-        theta = T(2.0) * wp.atan2(sn, qpos[w, t, pa])
-        if theta > T(3.14159265358979323846):  # the shorter way round, as mju_quat2Vel
-            theta = theta - T(6.28318530717958647692)
-        if theta < T(0.0):
-            theta = -theta
-            u = -u
+        q = Q(qpos[w, t, pa + 1], qpos[w, t, pa + 2], qpos[w, t, pa + 3], qpos[w, t, pa])
+        # the rotation's axis and angle in [0, pi] (mju_quat2Vel; a zero rotation's axis x, as
+        # MuJoCo's mju_normalize3 of a zero vector)
+        u, theta = safe_normalize(quat_to_rotvec(q), V3(T(1.0), T(0.0), T(0.0)))
         x = wp.max(jnt_range[j][0], jnt_range[j][1]) - theta - jnt_margin[j]
         dd = T(0.0)
         aref = T(0.0)
