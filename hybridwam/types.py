@@ -353,7 +353,9 @@ PARAM_UNITS = {
                                  "frame [nu, 3]"),
     "actuator_gear_torque": ("m", "gear[3:6] of site transmissions: the torque axis in the (reference) site's "
                                   "frame [nu, 3]"),
-    "wrap_prm": ("1", "per tendon path element: a fixed tendon's joint coefficient, a pulley's divisor [nwrap]"),
+    "wrap_prm": ("1", "per tendon path element: a fixed tendon's joint coefficient, a pulley's divisor (a "
+                        "wrapping geom's entry is MuJoCo's side site index, structure the step reads from the "
+                        "loader, not from here) [nwrap]"),
     "tendon_stiffness": ("N/m or N m/rad", "tendon spring stiffness [ntendon]"),
     "tendon_lengthspring": ("m or rad", "tendon spring rest lengths: no force between the two [ntendon, 2]"),
     "tendon_damping": ("N s/m", "tendon viscous damping (explicit, as in MuJoCo's Euler and RK4) [ntendon]"),
