@@ -34,6 +34,15 @@ from .types import (
     Structure,
 )
 
+
+def _tendon_feature(s: Structure) -> int:
+    """Features.tendon: 0 without acting tendons, 2 where some acting tendon's path wraps a sphere
+    or cylinder (the tendon stage's wrapping code is compiled only then), else 1."""
+    if not s.tendon_wraps:
+        return 0
+    return 2 if any(typ in (WRAP_SPHERE, WRAP_CYLINDER) for path in s.tendon_wraps for typ, _ in path) else 1
+
+
 #: Scalar type of each parameter key, per torch dtype (as in physics._WP_DTYPES).
 _SCALAR = {torch.float32: wp.float32, torch.float64: wp.float64}
 
@@ -62,7 +71,7 @@ def features(s: Structure, contacts: bool = True):
     act = s.na > 0 or bool(s.act_affine_gain)
     if not s.pairs:
         return Features((), False, any(s.dof_frictionloss) and not mj, rk4=s.rk4, fluid=s.fluid,
-                        tendon=bool(s.tendon_wraps), site=bool(s.act_site) or bool(s.act_ball), mjlimits=rows,
+                        tendon=_tendon_feature(s), site=bool(s.act_site) or bool(s.act_ball), mjlimits=rows,
                         gyro=s.free_gyro, refine=s.refine, act=act)
     mesh = any(MESH in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)
     # the cylinder and ellipsoid kinds only where some pair has them (a group of their own)
@@ -70,7 +79,7 @@ def features(s: Structure, contacts: bool = True):
     hf = any(HFIELD in (s.geom_type[a], s.geom_type[b]) for a, b in s.pairs)  # height fields alike
     kinds = [i for i, k in enumerate(PAIR_KINDS)
              if (mesh or MESH not in k) and (cyl or not {CYLINDER, ELLIPSOID} & set(k)) and (hf or HFIELD not in k)]
-    return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=bool(s.tendon_wraps),
+    return Features(kinds, True, not mj, rk4=s.rk4, fluid=s.fluid, tendon=_tendon_feature(s),
                     site=bool(s.act_site) or bool(s.act_ball),
                     mjlimits=mj, gyro=s.free_gyro, refine=s.refine, act=act)
 

@@ -75,7 +75,7 @@ def build(T, features=NO_FEATURES, group=1):
     ACT = features.act
     act_mod = _actuation.make(T, features.tendon, features.site, MJC, ACT)
     actuation, next_act = act_mod["actuation"], act_mod["next_act"]
-    tendon = _tendon.make(T)["tendon"]
+    tendon = _tendon.make(T)["tendon_wrap" if features.tendon == 2 else "tendon"]
     TENDON = features.tendon
     sv = _solve.make(T, features)
     solve, solve_adjoint = sv["solve"], sv["solve_adjoint"]

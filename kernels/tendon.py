@@ -301,69 +301,79 @@ def make(T):
             add_point_force(w, tree, s, s.ten_J, base, ba, pa, -u, z)
         return n / divisor
 
-    @wp.func
-    def segment(w: int, tree: Tree, s: S, base: int, e: int, sa: int, sb: int, divisor: T,
-                site_pos: wp.array(dtype=V3), geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=Q),
-                geom_size: wp.array(dtype=V3)):
-        """The path's piece from site sa to site sb (path element e): straight, or around the
-        sphere / cylinder of element e - 1 where it wraps (``wrap``); its length / divisor, its
-        Jacobian added into s.ten_J."""
-        pa = site_point(w, tree, s, site_pos, sa)
-        pb = site_point(w, tree, s, site_pos, sb)
-        ba = tree.site_body[sa]
-        bb = tree.site_body[sb]
-        kind = tree.wrap_type[e - 1]
-        if kind == _SPHERE or kind == _CYLINDER:
-            g = tree.wrap_obj[e - 1]
-            side = tree.wrap_prev[e - 1]
-            gb = tree.geom_body[g]
-            gp = s.xp[w, gb] + wp.quat_rotate(s.xq[w, gb], geom_pos[g])
-            R = wp.quat_to_matrix(s.xq[w, gb] * geom_quat[g])
-            sp = pa
-            if side >= 0:
-                sp = site_point(w, tree, s, site_pos, side)
-            wl, t0, t1 = wrap(pa, pb, gp, R, geom_size[g][0], wp.where(kind == _CYLINDER, 1, 0), sp,
-                              wp.where(side >= 0, 1, 0))
-            if wl >= T(0.0):
-                return (straight(w, tree, s, base, ba, pa, gb, t0, divisor) + wl / divisor
-                        + straight(w, tree, s, base, gb, t1, bb, pb, divisor))
-        return straight(w, tree, s, base, ba, pa, bb, pb, divisor)
+    def segment_of(WRAP):
+        @wp.func
+        def segment(w: int, tree: Tree, s: S, base: int, e: int, sa: int, sb: int, divisor: T,
+                    site_pos: wp.array(dtype=V3), geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=Q),
+                    geom_size: wp.array(dtype=V3)):
+            """The path's piece from site sa to site sb (path element e): straight, or (with
+            ``WRAP``: a model with geoms in its tendons' paths) around the sphere / cylinder of
+            element e - 1 where it wraps (``wrap``); its length / divisor, its Jacobian added into
+            s.ten_J."""
+            pa = site_point(w, tree, s, site_pos, sa)
+            pb = site_point(w, tree, s, site_pos, sb)
+            ba = tree.site_body[sa]
+            bb = tree.site_body[sb]
+            if wp.static(WRAP):  # compiled only for models whose tendons wrap geoms
+                kind = tree.wrap_type[e - 1]
+                if kind == _SPHERE or kind == _CYLINDER:
+                    g = tree.wrap_obj[e - 1]
+                    side = tree.wrap_prev[e - 1]
+                    gb = tree.geom_body[g]
+                    gp = s.xp[w, gb] + wp.quat_rotate(s.xq[w, gb], geom_pos[g])
+                    R = wp.quat_to_matrix(s.xq[w, gb] * geom_quat[g])
+                    sp = pa
+                    if side >= 0:
+                        sp = site_point(w, tree, s, site_pos, side)
+                    wl, t0, t1 = wrap(pa, pb, gp, R, geom_size[g][0], wp.where(kind == _CYLINDER, 1, 0), sp,
+                                      wp.where(side >= 0, 1, 0))
+                    if wl >= T(0.0):
+                        return (straight(w, tree, s, base, ba, pa, gb, t0, divisor) + wl / divisor
+                                + straight(w, tree, s, base, gb, t1, bb, pb, divisor))
+            return straight(w, tree, s, base, ba, pa, bb, pb, divisor)
+        return segment
 
-    @stored
-    @wp.func
-    def tendon(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, site_pos: wp.array(dtype=V3), wrap_prm: AT,
-               geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=Q), geom_size: wp.array(dtype=V3)):
-        """Length, Jacobian and velocity of every tendon at step t."""
-        nv = tree.nv
-        for k in range(tree.ntendon):
-            for d in range(nv):
-                s.ten_J[w, k * nv + d] = T(0.0)
-        for k in range(tree.ntendon):
-            # no state carried between path elements but the sum (Warp's reverse mode replays a
-            # loop's iterations with the loop's final values of its other variables): each site's
-            # branch predecessor and pulley come from the tree
-            length = T(0.0)
-            adr = tree.ten_wrapadr[k]
-            for i in range(tree.ten_wrapnum[k]):
-                typ = tree.wrap_type[adr + i]
-                obj = tree.wrap_obj[adr + i]
-                prev = tree.wrap_prev[adr + i]
-                if typ == _JOINT:
-                    c = wrap_prm[adr + i]
-                    length += c * qpos[w, t, tree.jnt_qposadr[obj]]
-                    wp.atomic_add(s.ten_J, w, k * nv + tree.jnt_dofadr[obj], c)
-                elif typ == _SITE and prev >= 0:
-                    divisor = T(1.0)
-                    if tree.wrap_pulley[adr + i] >= 0:
-                        divisor = wrap_prm[tree.wrap_pulley[adr + i]]
-                    length += segment(w, tree, s, k * nv, adr + i, prev, obj, divisor, site_pos, geom_pos,
-                                      geom_quat, geom_size)
-            s.ten_len[w, k] = length
-        for k in range(tree.ntendon):
-            vel = T(0.0)
-            for d in range(nv):
-                vel += s.ten_J[w, k * nv + d] * qvel[w, t, d]
-            s.ten_vel[w, k] = vel
+    def tendon_of(WRAP):
+        segment = segment_of(WRAP)
+
+        @stored
+        @wp.func
+        def tendon(w: int, qpos: A3, qvel: A3, t: int, tree: Tree, s: S, site_pos: wp.array(dtype=V3), wrap_prm: AT,
+                   geom_pos: wp.array(dtype=V3), geom_quat: wp.array(dtype=Q), geom_size: wp.array(dtype=V3)):
+            """Length, Jacobian and velocity of every tendon at step t."""
+            nv = tree.nv
+            for k in range(tree.ntendon):
+                for d in range(nv):
+                    s.ten_J[w, k * nv + d] = T(0.0)
+            for k in range(tree.ntendon):
+                # no state carried between path elements but the sum (Warp's reverse mode replays a
+                # loop's iterations with the loop's final values of its other variables): each site's
+                # branch predecessor and pulley come from the tree
+                length = T(0.0)
+                adr = tree.ten_wrapadr[k]
+                for i in range(tree.ten_wrapnum[k]):
+                    typ = tree.wrap_type[adr + i]
+                    obj = tree.wrap_obj[adr + i]
+                    prev = tree.wrap_prev[adr + i]
+                    if typ == _JOINT:
+                        c = wrap_prm[adr + i]
+                        length += c * qpos[w, t, tree.jnt_qposadr[obj]]
+                        wp.atomic_add(s.ten_J, w, k * nv + tree.jnt_dofadr[obj], c)
+                    elif typ == _SITE and prev >= 0:
+                        divisor = T(1.0)
+                        if tree.wrap_pulley[adr + i] >= 0:
+                            divisor = wrap_prm[tree.wrap_pulley[adr + i]]
+                        length += segment(w, tree, s, k * nv, adr + i, prev, obj, divisor, site_pos, geom_pos,
+                                          geom_quat, geom_size)
+                s.ten_len[w, k] = length
+            for k in range(tree.ntendon):
+                vel = T(0.0)
+                for d in range(nv):
+                    vel += s.ten_J[w, k * nv + d] * qvel[w, t, d]
+                s.ten_vel[w, k] = vel
+        return tendon
+
+    tendon, tendon_wrap = tendon_of(False), tendon_of(True)
 
     @wp.func
     def tendon_force(w: int, d: int, tree: Tree, s: S, f: wp.array2d(dtype=T)):
@@ -373,4 +383,5 @@ def make(T):
             out += s.ten_J[w, k * tree.nv + d] * f[w, k]
         return out
 
-    return dict(tendon=tendon, tendon_force=tendon_force, add_point_force=add_point_force, site_point=site_point)
+    return dict(tendon=tendon, tendon_wrap=tendon_wrap, tendon_force=tendon_force, add_point_force=add_point_force,
+                site_point=site_point)

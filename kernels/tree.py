@@ -310,7 +310,7 @@ class Features(tuple):
         if friction and mjlimits:
             raise ValueError("friction (hybridwam's dry-friction law) and mjlimits (MuJoCo's) exclude each other")
         return super().__new__(cls, (tuple(sorted(set(kinds))), bool(implicit) and bool(kinds), bool(friction),
-                                     residual, bool(rk4), bool(fluid), bool(tendon), bool(site), bool(mjlimits),
+                                     residual, bool(rk4), bool(fluid), int(tendon), bool(site), bool(mjlimits),
                                      bool(gyro), bool(refine), bool(act)))
 
     kinds = property(lambda self: self[0])
@@ -321,7 +321,7 @@ class Features(tuple):
     rk4 = property(lambda self: self[4])
     #: MuJoCo's inertia-box fluid forces (kernels/smooth.py's rne_crb, kernels/passive.py)
     fluid = property(lambda self: self[5])
-    #: tendons that act: stiffness, damping, actuators (kernels/tendon.py)
+    #: tendons that act: stiffness, damping, actuators (kernels/tendon.py): 1, 2 where some path wraps a geom
     tendon = property(lambda self: self[6])
     #: actuators with site transmissions (kernels/actuation.py)
     site = property(lambda self: self[7])
